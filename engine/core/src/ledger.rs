@@ -1,0 +1,85 @@
+//! The double-entry view of events. Every money-moving event becomes postings that sum to zero
+//! per currency; `postings` is the only place that knows which accounts an event touches.
+
+use crate::event::{CompletedOrder, Event};
+use crate::{CardId, Currency, Money, SupplierId, WalletId};
+use serde::{Deserialize, Serialize};
+
+/// An account of the ledger. A positive balance is what the platform owes the account's holder.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Account {
+    Wallet(WalletId, Currency),
+    Card(CardId),
+    /// Money that entered from outside (payment gateways); its balance is negative.
+    Funding(Currency),
+    SupplierPayable(SupplierId, Currency),
+    RevenueMargin(Currency),
+    RevenueFx(Currency),
+    /// The platform's position in each currency from conversions.
+    FxClearing(Currency),
+    /// Value paid out to merchants for redeemed issued cards.
+    Redeemed(Currency),
+}
+
+/// One side of an entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Posting {
+    pub account: Account,
+    pub amount: Money,
+}
+
+fn post(out: &mut Vec<Posting>, account: Account, minor: i64, ccy: Currency) {
+    if minor != 0 {
+        out.push(Posting { account, amount: Money::new(minor, ccy) });
+    }
+}
+
+/// The postings an event makes, balanced per currency.
+pub fn postings(event: &Event) -> Vec<Posting> {
+    let mut out = Vec::new();
+    match event {
+        Event::Deposited { wallet, amount, .. } => {
+            post(&mut out, Account::Funding(amount.currency()), -amount.minor(), amount.currency());
+            post(&mut out, Account::Wallet(wallet.clone(), amount.currency()), amount.minor(), amount.currency());
+        }
+        Event::OrderCompleted(order) => order_postings(order, &mut out),
+        Event::Redeemed { card, amount, .. } => {
+            post(&mut out, Account::Card(*card), -amount.minor(), amount.currency());
+            post(&mut out, Account::Redeemed(amount.currency()), amount.minor(), amount.currency());
+        }
+        Event::RedemptionReversed { card, amount, .. } => {
+            post(&mut out, Account::Card(*card), amount.minor(), amount.currency());
+            post(&mut out, Account::Redeemed(amount.currency()), -amount.minor(), amount.currency());
+        }
+        _ => {}
+    }
+    out
+}
+
+fn order_postings(order: &CompletedOrder, out: &mut Vec<Posting>) {
+    let pay = order.charged.currency();
+    post(out, Account::Wallet(order.wallet.clone(), pay), -order.charged.minor(), pay);
+    let mut card = order.first_card.0;
+    for line in &order.lines {
+        let ccy = line.unit_price.currency();
+        let q = i64::from(line.quantity);
+        let price_total = line.unit_price.minor() * q;
+        if ccy != pay {
+            // The payer's currency comes in at mid plus spread; the SKU's currency goes out at price.
+            post(out, Account::FxClearing(pay), line.charged_at_mid.minor(), pay);
+            post(out, Account::RevenueFx(pay), line.charged.minor() - line.charged_at_mid.minor(), pay);
+            post(out, Account::FxClearing(ccy), -price_total, ccy);
+        }
+        if line.issued {
+            for _ in 0..line.quantity {
+                post(out, Account::Card(CardId(card)), line.face.minor(), ccy);
+                card += 1;
+            }
+            post(out, Account::RevenueMargin(ccy), (line.unit_price.minor() - line.face.minor()) * q, ccy);
+        } else {
+            card += u64::from(line.quantity);
+            post(out, Account::SupplierPayable(line.supplier.clone(), ccy), line.unit_cost.minor() * q, ccy);
+            post(out, Account::RevenueMargin(ccy), (line.unit_price.minor() - line.unit_cost.minor()) * q, ccy);
+        }
+    }
+}

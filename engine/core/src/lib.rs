@@ -1,0 +1,195 @@
+//! The gift card domain as pure, deterministic state machines.
+//!
+//! A shard's whole state is a [`ShardState`]. A command and a [`Ctx`] (time, sequence, shard)
+//! go into `decide`, which either rejects or returns events; `apply` is the only way state
+//! changes, and live processing and replay share it. Nothing here reads a clock, a disk, a
+//! socket or a random number generator: codes, hashes and sealed secrets arrive as data.
+#![forbid(unsafe_code)]
+#![deny(clippy::unwrap_used, clippy::float_arithmetic)]
+
+pub mod catalog;
+pub mod event;
+pub mod ledger;
+pub mod money;
+pub mod state;
+
+pub use catalog::{Denomination, FxTable, Sku, SkuKind, SkuStatus};
+pub use event::*;
+pub use ledger::{Account, Posting};
+pub use money::{convert, Currency, Money};
+pub use state::{Decision, ShardSnapshot, ShardState};
+
+use serde::{Deserialize, Serialize};
+
+/// Milliseconds since the Unix epoch, stamped by the shard; never goes backwards within a shard.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct UnixMillis(pub u64);
+
+/// Position of an event within its shard's history. Order comes from here, never from time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Lsn(pub u64);
+
+/// A shard's index, `0..shard_count`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ShardId(pub u16);
+
+/// What the shard hands to `decide`: the only source of time and sequence numbers.
+#[derive(Clone, Copy, Debug)]
+pub struct Ctx {
+    pub now: UnixMillis,
+    pub lsn: Lsn,
+    pub shard: ShardId,
+}
+
+macro_rules! string_id {
+    ($(#[$doc:meta] $name:ident),* $(,)?) => {$(
+        #[$doc]
+        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        pub struct $name(pub Box<str>);
+        impl $name {
+            /// Wraps an id that the adapter has already validated.
+            pub fn new(s: &str) -> Self { Self(s.into()) }
+            /// The id as text.
+            pub fn as_str(&self) -> &str { &self.0 }
+        }
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(&self.0) }
+        }
+    )*};
+}
+
+string_id! {
+    /// A wallet, chosen by the client that creates it.
+    WalletId,
+    /// A catalog product.
+    SkuId,
+    /// An API client (the tenant a key belongs to).
+    ClientId,
+    /// A supplier of codes.
+    SupplierId,
+    /// An order id, unique per client.
+    OrderId,
+    /// A client-chosen idempotency id for deposits and redemptions.
+    RequestId,
+}
+
+/// A card, engine-generated: the owning shard in the top 16 bits, a per-shard counter below, so a
+/// card id alone says where the card lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct CardId(pub u64);
+
+impl CardId {
+    /// The card id numbered `seq` on `shard`.
+    pub fn new(shard: ShardId, seq: u64) -> CardId {
+        CardId((u64::from(shard.0) << 48) | (seq & ((1 << 48) - 1)))
+    }
+    /// The shard that owns this card.
+    pub fn shard(self) -> ShardId {
+        ShardId((self.0 >> 48) as u16)
+    }
+}
+
+/// A digest of a request's body, computed by the adapter, to tell a replay from a conflict.
+pub type Fingerprint = [u8; 16];
+
+/// Keyed hash of a card code: how redemption finds a card without storing the code in clear.
+pub type CodeHash = [u8; 16];
+
+/// An order's idempotency key: unique per client.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct OrderKey {
+    pub client: ClientId,
+    pub order_id: OrderId,
+}
+
+/// Who is asking: a tenant, or an admin who may act on any tenant's objects.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Caller {
+    pub client: ClientId,
+    pub admin: bool,
+}
+
+/// An expected business outcome that refuses a command. Recorded, so a retry gets the same answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, thiserror::Error)]
+pub enum Rejection {
+    #[error("insufficient funds")]
+    InsufficientFunds,
+    #[error("out of stock")]
+    OutOfStock,
+    #[error("sku unavailable")]
+    SkuUnavailable,
+    #[error("region not allowed")]
+    RegionNotAllowed,
+    #[error("limit exceeded")]
+    LimitExceeded,
+    #[error("wallet frozen")]
+    WalletFrozen,
+    #[error("wallet not found")]
+    WalletNotFound,
+    #[error("wallet already exists")]
+    WalletExists,
+    #[error("sku not found")]
+    SkuNotFound,
+    #[error("card not found")]
+    CardNotFound,
+    #[error("card not active")]
+    CardNotActive,
+    #[error("insufficient card balance")]
+    InsufficientBalance,
+    #[error("redemption not found")]
+    RedemptionNotFound,
+    #[error("redemption already reversed")]
+    AlreadyReversed,
+    #[error("amount out of range")]
+    AmountOutOfRange,
+    #[error("currency mismatch")]
+    CurrencyMismatch,
+    #[error("no fx rate for the currency pair")]
+    FxRateMissing,
+    #[error("invalid denomination")]
+    InvalidDenomination,
+    #[error("quantity out of range")]
+    QuantityOutOfRange,
+    #[error("idempotency key reused with a different request")]
+    IdempotencyConflict,
+    #[error("not permitted")]
+    Forbidden,
+    #[error("invalid sku definition")]
+    InvalidSku,
+}
+
+impl Rejection {
+    /// The stable snake_case code used on the wire. Never rename or reuse one.
+    pub fn code(self) -> &'static str {
+        match self {
+            Rejection::InsufficientFunds => "insufficient_funds",
+            Rejection::OutOfStock => "out_of_stock",
+            Rejection::SkuUnavailable => "sku_unavailable",
+            Rejection::RegionNotAllowed => "region_not_allowed",
+            Rejection::LimitExceeded => "limit_exceeded",
+            Rejection::WalletFrozen => "wallet_frozen",
+            Rejection::WalletNotFound => "wallet_not_found",
+            Rejection::WalletExists => "wallet_exists",
+            Rejection::SkuNotFound => "sku_not_found",
+            Rejection::CardNotFound => "card_not_found",
+            Rejection::CardNotActive => "card_not_active",
+            Rejection::InsufficientBalance => "insufficient_balance",
+            Rejection::RedemptionNotFound => "redemption_not_found",
+            Rejection::AlreadyReversed => "already_reversed",
+            Rejection::AmountOutOfRange => "amount_out_of_range",
+            Rejection::CurrencyMismatch => "currency_mismatch",
+            Rejection::FxRateMissing => "fx_rate_missing",
+            Rejection::InvalidDenomination => "invalid_denomination",
+            Rejection::QuantityOutOfRange => "quantity_out_of_range",
+            Rejection::IdempotencyConflict => "idempotency_conflict",
+            Rejection::Forbidden => "forbidden",
+            Rejection::InvalidSku => "invalid_sku",
+        }
+    }
+}
+
+/// Most cards one order may buy (a bulk corporate order).
+pub const ORDER_CARDS_MAX: u32 = 10_000;
+
+/// Largest single amount accepted, in minor units: bounds every sum far below `i64::MAX`.
+pub const AMOUNT_MINOR_MAX: i64 = 1_000_000_000_000;

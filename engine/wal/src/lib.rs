@@ -1,0 +1,298 @@
+//! The write-ahead log: checksummed, versioned frames of records in sled, written in groups with
+//! one `apply_batch`, one sled flush and one `fdatasync` per group; replay; snapshot files.
+//!
+//! This crate knows bytes, not events: a record is a shard, a sequence number and an opaque
+//! payload. It never decides what is durable enough: `append_group` returns only after the data
+//! is on stable storage, or fails, and a failure is final for the process (the caller stops).
+//!
+//! Why the extra `fdatasync`: sled 0.34's `flush` makes its log stable with `sync_file_range`,
+//! which flushes neither the device cache nor file metadata. We call `fdatasync` on sled's data
+//! file after every flush. Frames stay below [`FRAME_BYTES_MAX`] because sled writes values of
+//! about 128 KiB or more as separate blob files without any sync.
+#![forbid(unsafe_code)]
+#![deny(clippy::unwrap_used)]
+
+mod frame;
+mod snapshot;
+
+pub use frame::{decode_frame, FrameBuilder, FrameError, Record, FRAME_BYTES_MAX, FRAME_VERSION};
+pub use snapshot::{decode_snapshot, read_snapshot, write_snapshot, SnapshotError};
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Key prefixes inside the one sled tree, so a group's frames and side data share one atomic batch.
+const FRAME_PREFIX: u8 = b'w';
+const META_PREFIX: u8 = b'm';
+
+/// Failures of the journal's storage.
+#[derive(Debug, thiserror::Error)]
+pub enum WalError {
+    #[error("sled failed during {op}")]
+    Storage { op: &'static str, #[source] source: sled::Error },
+    #[error("file operation {op} failed on {path}")]
+    Io { op: &'static str, path: PathBuf, #[source] source: std::io::Error },
+    #[error("frame {seq} is corrupt and is not the last frame: {reason}")]
+    Corrupt { seq: u64, reason: FrameError },
+}
+
+fn storage(op: &'static str) -> impl FnOnce(sled::Error) -> WalError {
+    move |source| WalError::Storage { op, source }
+}
+
+/// Tuning of the store.
+#[derive(Clone, Debug)]
+pub struct WalOptions {
+    /// sled's page cache, in bytes; bounds the journal's share of resident memory.
+    pub cache_bytes: u64,
+}
+
+impl Default for WalOptions {
+    fn default() -> Self {
+        WalOptions { cache_bytes: 64 << 20 }
+    }
+}
+
+/// A frame read back during replay.
+#[derive(Debug)]
+pub struct ReplayedFrame {
+    pub seq: u64,
+    pub records: Vec<Record>,
+}
+
+/// The journal. One writer owns it; reads of side data (codes) may come from clones of `reader`.
+pub struct Wal {
+    db: sled::Db,
+    data_file: File,
+    dir: PathBuf,
+    next_seq: u64,
+    syncs: Arc<AtomicU64>,
+}
+
+/// A cheap handle for reading side data (sealed codes, metadata) from other threads.
+#[derive(Clone)]
+pub struct WalReader {
+    db: sled::Db,
+}
+
+impl WalReader {
+    /// Reads a side entry.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, WalError> {
+        Ok(self.db.get(key).map_err(storage("get"))?.map(|v| v.to_vec()))
+    }
+}
+
+impl Wal {
+    /// Opens (or creates) the journal under `dir/journal`.
+    pub fn open(dir: &Path, opts: &WalOptions) -> Result<Wal, WalError> {
+        let path = dir.join("journal");
+        let db = sled::Config::new()
+            .path(&path)
+            .cache_capacity(opts.cache_bytes)
+            // We flush ourselves, once per group; a background flusher would only add syncs.
+            .flush_every_ms(None)
+            .open()
+            .map_err(storage("open"))?;
+        let data_path = path.join("db");
+        let data_file = File::open(&data_path).map_err(|source| WalError::Io { op: "open", path: data_path, source })?;
+        let next_seq = match db.scan_prefix([FRAME_PREFIX]).next_back() {
+            Some(kv) => frame_seq(&kv.map_err(storage("scan"))?.0) + 1,
+            None => 1,
+        };
+        Ok(Wal { db, data_file, dir: dir.to_path_buf(), next_seq, syncs: Arc::new(AtomicU64::new(0)) })
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A handle for reads from other threads.
+    pub fn reader(&self) -> WalReader {
+        WalReader { db: self.db.clone() }
+    }
+
+    /// How many `fdatasync`s have completed: lets tests prove a sync precedes every reply.
+    pub fn sync_counter(&self) -> Arc<AtomicU64> {
+        self.syncs.clone()
+    }
+
+    /// Sequence number the next frame will get.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Writes frames and side entries atomically, then makes them durable. Returns the sequence
+    /// number of the last frame written.
+    pub fn append_group(&mut self, frames: &[Vec<u8>], side: &[(Vec<u8>, Vec<u8>)]) -> Result<u64, WalError> {
+        let mut batch = sled::Batch::default();
+        for (k, v) in side {
+            debug_assert!(k.first() != Some(&FRAME_PREFIX), "side key collides with frames");
+            batch.insert(k.as_slice(), v.as_slice());
+        }
+        for f in frames {
+            debug_assert!(f.len() <= FRAME_BYTES_MAX + 64, "frame above the blob threshold");
+            batch.insert(&frame_key(self.next_seq)[..], f.as_slice());
+            self.next_seq += 1;
+        }
+        self.db.apply_batch(batch).map_err(storage("apply_batch"))?;
+        self.sync()?;
+        Ok(self.next_seq - 1)
+    }
+
+    /// sled flush, then a real `fdatasync` of its data file.
+    fn sync(&mut self) -> Result<(), WalError> {
+        self.db.flush().map_err(storage("flush"))?;
+        self.data_file
+            .sync_data()
+            .map_err(|source| WalError::Io { op: "fdatasync", path: self.dir.join("journal/db"), source })?;
+        self.syncs.fetch_add(1, Ordering::Release);
+        Ok(())
+    }
+
+    /// Reads every frame after `after_seq`, in order. A corrupt last frame (a torn write) is
+    /// removed and replay ends before it; a corrupt frame followed by good ones is an error.
+    pub fn replay(&mut self, after_seq: u64, mut f: impl FnMut(ReplayedFrame)) -> Result<u64, WalError> {
+        let mut last = after_seq;
+        let mut iter = self.db.range(frame_key(after_seq + 1)..frame_key(u64::MAX)).peekable();
+        while let Some(kv) = iter.next() {
+            let (k, v) = kv.map_err(storage("replay"))?;
+            let seq = frame_seq(&k);
+            match decode_frame(&v) {
+                Ok(records) => f(ReplayedFrame { seq, records }),
+                Err(_) if iter.peek().is_none() => {
+                    drop(iter);
+                    self.db.remove(&k).map_err(storage("remove torn frame"))?;
+                    self.sync()?;
+                    self.next_seq = seq;
+                    return Ok(last);
+                }
+                Err(reason) => return Err(WalError::Corrupt { seq, reason }),
+            }
+            last = seq;
+        }
+        Ok(last)
+    }
+
+    /// Removes frames up to and including `seq` (they are covered by a snapshot).
+    pub fn truncate_through(&mut self, seq: u64) -> Result<usize, WalError> {
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        for kv in self.db.range(frame_key(0)..=frame_key(seq)) {
+            batch.remove(kv.map_err(storage("truncate scan"))?.0);
+            n += 1;
+        }
+        self.db.apply_batch(batch).map_err(storage("truncate"))?;
+        self.sync()?;
+        Ok(n)
+    }
+
+    /// Reads a metadata value.
+    pub fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, WalError> {
+        Ok(self.db.get(meta_key(name)).map_err(storage("meta get"))?.map(|v| v.to_vec()))
+    }
+
+    /// Writes a metadata value durably.
+    pub fn set_meta(&mut self, name: &str, value: &[u8]) -> Result<(), WalError> {
+        self.db.insert(meta_key(name), value).map_err(storage("meta set"))?;
+        self.sync()
+    }
+
+    /// Writes a snapshot file that covers every frame up to `through_seq`, then truncates them.
+    pub fn checkpoint(&mut self, through_seq: u64, state: &[u8]) -> Result<(), WalError> {
+        write_snapshot(&self.dir, through_seq, state)
+            .map_err(|e| WalError::Io { op: "write snapshot", path: self.dir.clone(), source: e.into_io() })?;
+        self.truncate_through(through_seq)?;
+        Ok(())
+    }
+
+    /// Bytes the store occupies on disk.
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+fn frame_key(seq: u64) -> [u8; 9] {
+    let mut k = [FRAME_PREFIX; 9];
+    k[1..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn frame_seq(key: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&key[1..9]);
+    u64::from_be_bytes(b)
+}
+
+fn meta_key(name: &str) -> Vec<u8> {
+    let mut k = vec![META_PREFIX];
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(records: &[(u16, u64, &[u8])]) -> Vec<u8> {
+        let mut b = FrameBuilder::new();
+        for (s, l, p) in records {
+            b.push(*s, *l, p);
+        }
+        b.finish()
+    }
+
+    #[test]
+    fn frames_survive_reopen_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut wal = Wal::open(dir.path(), &WalOptions::default()).unwrap();
+            wal.append_group(&[frame(&[(0, 1, b"a"), (1, 1, b"b")])], &[]).unwrap();
+            wal.append_group(&[frame(&[(0, 2, b"c")]), frame(&[(1, 2, b"d")])], &[(b"cx".to_vec(), b"v".to_vec())]).unwrap();
+            assert_eq!(wal.sync_counter().load(Ordering::Acquire), 2);
+        }
+        let mut wal = Wal::open(dir.path(), &WalOptions::default()).unwrap();
+        let mut seen = Vec::new();
+        let last = wal.replay(0, |f| seen.extend(f.records.into_iter().map(|r| r.payload))).unwrap();
+        assert_eq!(last, 3);
+        assert_eq!(seen, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec(), b"d".to_vec()]);
+        assert_eq!(wal.reader().get(b"cx").unwrap(), Some(b"v".to_vec()));
+        assert_eq!(wal.next_seq(), 4);
+    }
+
+    #[test]
+    fn torn_last_frame_is_discarded_but_torn_middle_frame_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::open(dir.path(), &WalOptions::default()).unwrap();
+        let mut torn = frame(&[(0, 2, b"xyz")]);
+        torn.truncate(torn.len() - 1);
+        wal.append_group(&[frame(&[(0, 1, b"a")]), torn], &[]).unwrap();
+        let mut n = 0;
+        assert_eq!(wal.replay(0, |f| n += f.records.len()).unwrap(), 1);
+        assert_eq!(n, 1);
+        assert_eq!(wal.next_seq(), 2, "the torn frame's number is reused");
+
+        let mut flipped = frame(&[(0, 2, b"b")]);
+        let last = flipped.len() - 1;
+        flipped[last] ^= 0xff;
+        wal.append_group(&[flipped, frame(&[(0, 3, b"c")])], &[]).unwrap();
+        assert!(matches!(wal.replay(0, |_| {}), Err(WalError::Corrupt { seq: 2, .. })));
+    }
+
+    #[test]
+    fn truncation_removes_covered_frames_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::open(dir.path(), &WalOptions::default()).unwrap();
+        for i in 1..=5 {
+            wal.append_group(&[frame(&[(0, i, b"e")])], &[]).unwrap();
+        }
+        wal.checkpoint(3, b"state").unwrap();
+        let mut seqs = Vec::new();
+        wal.replay(3, |f| seqs.push(f.seq)).unwrap();
+        assert_eq!(seqs, vec![4, 5]);
+        let (through, state) = read_snapshot(dir.path()).unwrap().unwrap();
+        assert_eq!((through, state.as_slice()), (3, &b"state"[..]));
+    }
+}
