@@ -192,8 +192,6 @@ pub enum Decision {
     Reject(Rejection),
     /// The order key was answered before: the original outcome.
     Replay(OrderOutcome),
-    /// The order is being processed here and waits for stock; answer when it finishes.
-    InFlight,
     /// The order belongs to the wallet's shard; journal `claim` (if any) here, then forward.
     Forward { claim: Option<Event>, to: ShardId },
     /// Local stock is short: journal the hold, then borrow `missing` from peers.

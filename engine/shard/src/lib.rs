@@ -1,0 +1,596 @@
+//! The engine runtime: shard actors over the pure core, a group-committing journal writer,
+//! recovery, checkpoints, and the invariant checker. Adapters talk to [`Engine`] only.
+//!
+//! Placement: wallets by `shard_for(wallet)`, orders by `shard_for(client, order_id)` (their home,
+//! which keeps the idempotency claim) and executed on the wallet's shard; every SKU's pool is
+//! spread over all shards, and a shard that runs short borrows from its peers (a saga with a
+//! funds hold); issued cards live on the buyer's wallet shard, found by the hash of their code.
+#![forbid(unsafe_code)]
+#![deny(clippy::unwrap_used)]
+
+pub mod codec;
+pub mod codes;
+mod query;
+pub mod recovery;
+pub mod runtime;
+pub mod verify;
+pub mod writer;
+
+use codes::CodeVault;
+use crossbeam_channel::{bounded, unbounded, Sender, TrySendError};
+use giftcard_core::state::{shard_for, Card, OrderRecord, Wallet};
+use giftcard_core::*;
+use runtime::{ClientMsg, Control, Mailbox, Quiesce, Shard, Upload};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use writer::{WriteMsg, WriterShared};
+
+/// Failures and refusals an engine call can end in.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    #[error("rejected: {0}")]
+    Rejected(Rejection),
+    #[error("engine is overloaded")]
+    Overloaded,
+    #[error("journal storage failed; the engine accepts no more work")]
+    Storage,
+    #[error("codes already known at positions {0:?}")]
+    DuplicateCodes(Vec<usize>),
+    #[error("engine is stopping")]
+    Stopping,
+}
+
+/// A successful answer.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    /// The command's events (empty for an idempotent replay of a deposit or redemption).
+    Applied(Vec<Event>),
+    Order { outcome: OrderOutcome, replayed: bool },
+    Query(QueryAnswer),
+}
+
+/// What every engine call answers with.
+pub type Reply = Result<Outcome, EngineError>;
+
+/// Receives a reply once it may be released (after the flush covering it). Runs on the writer
+/// thread: it must only hand the reply on, never block.
+pub type ReplyTo = Box<dyn FnOnce(Reply) + Send>;
+
+/// Read-only questions.
+#[derive(Clone, Debug)]
+pub enum Query {
+    Wallet { caller: Caller, wallet: WalletId },
+    Order { key: OrderKey },
+    Card { card: CardId },
+    CardByCode { hash: CodeHash },
+    Cards { first: CardId, count: u32 },
+    Skus,
+    Fx,
+    Totals,
+}
+
+/// Answers to queries.
+#[derive(Clone, Debug)]
+pub enum QueryAnswer {
+    Wallet(Box<Wallet>),
+    Order(Box<OrderRecord>),
+    Card(Box<Card>),
+    CardWithId(CardId, Box<Card>),
+    Cards(Vec<Card>),
+    Skus(Vec<Sku>),
+    Fx(FxTable),
+    Totals(Box<ShardTotals>),
+    Missing,
+}
+
+/// Sales per SKU.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Sales {
+    pub cards: u64,
+    pub revenue_minor: i64,
+    pub margin_minor: i64,
+}
+
+/// Stock, sales and ledger figures, per shard or summed.
+#[derive(Clone, Debug, Default)]
+pub struct ShardTotals {
+    /// SKU -> (available, sold).
+    pub stock: BTreeMap<SkuId, (u64, u64)>,
+    pub sales: BTreeMap<SkuId, Sales>,
+    pub ledger: BTreeMap<Account, i64>,
+    pub card_liability: BTreeMap<Currency, i64>,
+    pub held_orders: u64,
+}
+
+impl ShardTotals {
+    fn merge(&mut self, o: ShardTotals) {
+        for (k, v) in o.stock {
+            let e = self.stock.entry(k).or_default();
+            e.0 += v.0;
+            e.1 += v.1;
+        }
+        for (k, v) in o.sales {
+            let e = self.sales.entry(k).or_default();
+            e.cards += v.cards;
+            e.revenue_minor += v.revenue_minor;
+            e.margin_minor += v.margin_minor;
+        }
+        for (k, v) in o.ledger {
+            *self.ledger.entry(k).or_default() += v;
+        }
+        for (k, v) in o.card_liability {
+            *self.card_liability.entry(k).or_default() += v;
+        }
+        self.held_orders += o.held_orders;
+    }
+}
+
+/// How the engine is set up. Passed down as a value; no crate reads global config.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    pub data_dir: PathBuf,
+    pub shards: u16,
+    /// Client messages a shard's mailbox holds before callers get `Overloaded`.
+    pub mailbox_len_max: usize,
+    /// Messages a shard handles per pass (per journal hand-off).
+    pub batch_events_max: usize,
+    pub seal_key: [u8; 32],
+    pub hash_key: [u8; 32],
+    pub cache_bytes: u64,
+    /// Records replayed at start-up above which a checkpoint is written right after recovery.
+    pub checkpoint_after_records: u64,
+}
+
+impl EngineConfig {
+    /// Defaults for a data directory (development keys: override them in production).
+    pub fn new(data_dir: impl Into<PathBuf>, shards: u16) -> EngineConfig {
+        EngineConfig {
+            data_dir: data_dir.into(),
+            shards: shards.max(1),
+            mailbox_len_max: 65_536,
+            batch_events_max: 4_096,
+            seal_key: *b"dev-seal-key-change-me-0123456789"[..32].try_into().unwrap_or(&[0u8; 32]),
+            hash_key: *b"dev-hash-key-change-me-0123456789"[..32].try_into().unwrap_or(&[0u8; 32]),
+            cache_bytes: 64 << 20,
+            checkpoint_after_records: 2_000_000,
+        }
+    }
+}
+
+/// What recovery found and did.
+#[derive(Clone, Debug, Default)]
+pub struct RecoveryReport {
+    pub snapshot_through: u64,
+    pub frames_replayed: u64,
+    pub records_replayed: u64,
+    pub holds_rolled_back: u64,
+    pub transfers_completed: u64,
+    pub duration: Duration,
+}
+
+/// Key of a sealed code in the store.
+pub fn slot_key(slot: u64) -> Vec<u8> {
+    let mut k = vec![b'c'];
+    k.extend_from_slice(&slot.to_be_bytes());
+    k
+}
+
+/// Key of the code index entry (code hash -> slot).
+pub fn index_key(hash: &CodeHash) -> [u8; 17] {
+    let mut k = [b'i'; 17];
+    k[1..].copy_from_slice(hash);
+    k
+}
+
+/// The running engine. Cheap to share behind an `Arc`; every method is callable from any thread.
+pub struct Engine {
+    mailboxes: Vec<Mailbox>,
+    depths: Vec<Arc<AtomicUsize>>,
+    writer: Sender<WriteMsg>,
+    writer_shared: Arc<WriterShared>,
+    quiesce: Arc<Quiesce>,
+    vault: CodeVault,
+    reader: giftcard_wal::WalReader,
+    stopping: Arc<AtomicBool>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    checkpoint_lock: Mutex<()>,
+    sync_counter: Arc<std::sync::atomic::AtomicU64>,
+    shard_count: u16,
+    mailbox_len_max: usize,
+    pub recovery: RecoveryReport,
+}
+
+/// Why the engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Wal(#[from] giftcard_wal::WalError),
+    #[error("data directory was written with {found} shards, configured {configured}; shard placement cannot change")]
+    ShardCount { found: u16, configured: u16 },
+    #[error("journal record {0}")]
+    Decode(String),
+    #[error("cannot create {0}: {1}")]
+    Dir(PathBuf, std::io::Error),
+}
+
+impl Engine {
+    /// Recovers the data directory and starts the shards and the writer.
+    pub fn open(cfg: EngineConfig) -> Result<Engine, OpenError> {
+        std::fs::create_dir_all(&cfg.data_dir).map_err(|e| OpenError::Dir(cfg.data_dir.clone(), e))?;
+        let mut wal = giftcard_wal::Wal::open(&cfg.data_dir, &giftcard_wal::WalOptions { cache_bytes: cfg.cache_bytes })?;
+        let (states, report) = recovery::recover(&mut wal, cfg.shards, cfg.checkpoint_after_records)?;
+        let reader = wal.reader();
+        let sync_counter = wal.sync_counter();
+        let n = usize::from(cfg.shards);
+        let (writer_tx, writer_rx) = bounded(n * 4);
+        let writer_shared = Arc::new(WriterShared::default());
+        let mut threads = Vec::new();
+        let ws = writer_shared.clone();
+        threads.push(spawn("giftcard-wal", move || writer::run(wal, writer_rx, ws)));
+        let quiesce = Arc::new(Quiesce::default());
+        let stopping = Arc::new(AtomicBool::new(false));
+        let vault = CodeVault::new(cfg.seal_key, cfg.hash_key);
+        let mut receivers = Vec::new();
+        let mut mailboxes = Vec::new();
+        for _ in 0..n {
+            let (ct, cr) = bounded(cfg.mailbox_len_max);
+            let (pt, pr) = unbounded();
+            let (xt, xr) = unbounded();
+            mailboxes.push(Mailbox { client: ct, peer: pt, control: xt });
+            receivers.push((cr, pr, xr));
+        }
+        let depths: Vec<_> = (0..n).map(|_| Arc::new(AtomicUsize::new(0))).collect();
+        for (i, (state, (cr, pr, xr))) in states.into_iter().zip(receivers).enumerate() {
+            let shard = Shard {
+                state,
+                vault: vault.clone(),
+                client_rx: cr,
+                peer_rx: pr,
+                control_rx: xr,
+                peers: mailboxes.clone(),
+                writer: writer_tx.clone(),
+                writer_shared: writer_shared.clone(),
+                quiesce: quiesce.clone(),
+                reader: reader.clone(),
+                batch_max: cfg.batch_events_max,
+                stopping: stopping.clone(),
+                depth: depths[i].clone(),
+            };
+            threads.push(spawn(&format!("giftcard-shard-{i}"), move || shard.run()));
+        }
+        Ok(Engine {
+            mailboxes,
+            depths,
+            writer: writer_tx,
+            writer_shared,
+            quiesce,
+            vault,
+            reader,
+            stopping,
+            threads: Mutex::new(threads),
+            checkpoint_lock: Mutex::new(()),
+            sync_counter,
+            shard_count: cfg.shards,
+            mailbox_len_max: cfg.mailbox_len_max,
+            recovery: report,
+        })
+    }
+
+    /// Number of shards.
+    pub fn shard_count(&self) -> u16 {
+        self.shard_count
+    }
+
+    /// The code vault (hashing and sealing of card codes).
+    pub fn vault(&self) -> &CodeVault {
+        &self.vault
+    }
+
+    /// Completed `fdatasync`s of the journal so far.
+    pub fn syncs(&self) -> u64 {
+        self.sync_counter.load(Ordering::Acquire)
+    }
+
+    /// Whether the journal failed (the engine then refuses all work).
+    pub fn failed(&self) -> bool {
+        self.writer_shared.failed.load(Ordering::Acquire)
+    }
+
+    /// Client messages waiting in each shard's mailbox.
+    pub fn mailbox_depths(&self) -> Vec<usize> {
+        self.depths.iter().map(|d| d.load(Ordering::Relaxed)).collect()
+    }
+
+    /// Where a command goes first.
+    pub fn route(&self, cmd: &Command) -> ShardId {
+        let n = self.shard_count;
+        match cmd {
+            Command::DefineSku(_) | Command::SetFx(_) | Command::AddCodes { .. } => ShardId(0),
+            Command::CreateWallet { wallet, .. } | Command::Deposit { wallet, .. } | Command::SetWalletFrozen { wallet, .. } => {
+                shard_for(wallet.as_str().as_bytes(), n)
+            }
+            Command::PlaceOrder(req) => order_home(&req.key, n),
+            Command::ClaimOrder { key, .. } | Command::AbortOrder { key, .. } => order_home(key, n),
+            Command::Redeem { code, .. } => shard_for(code, n),
+            Command::LendStock { .. } | Command::ReceiveStock { .. } | Command::ReverseRedemption { .. } => ShardId(0),
+        }
+    }
+
+    fn send(&self, shard: ShardId, msg: ClientMsg) -> Result<(), (EngineError, ClientMsg)> {
+        if self.failed() {
+            return Err((EngineError::Storage, msg));
+        }
+        if self.stopping.load(Ordering::Acquire) {
+            return Err((EngineError::Stopping, msg));
+        }
+        let i = usize::from(shard.0);
+        self.depths[i].fetch_add(1, Ordering::Relaxed);
+        match self.mailboxes[i].client.try_send(msg) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(m)) | Err(TrySendError::Disconnected(m)) => {
+                self.depths[i].fetch_sub(1, Ordering::Relaxed);
+                Err((EngineError::Overloaded, m))
+            }
+        }
+    }
+
+    fn deliver(&self, shard: ShardId, msg: ClientMsg) {
+        if let Err((e, msg)) = self.send(shard, msg) {
+            match msg {
+                ClientMsg::Command(_, to) | ClientMsg::Query(_, to) | ClientMsg::Upload(_, to) => to(Err(e)),
+            }
+        }
+    }
+
+    /// Submits a command; `reply` runs once the answer is durable. A reversal, whose shard is not
+    /// known from its id, is asked of every shard.
+    pub fn submit(&self, cmd: Command, reply: ReplyTo) {
+        if let Command::ReverseRedemption { .. } = cmd {
+            let fan = FanOut::new(self.shard_count, reply, pick_found);
+            for s in 0..self.shard_count {
+                self.deliver(ShardId(s), ClientMsg::Command(cmd.clone(), fan.part()));
+            }
+            return;
+        }
+        let shard = self.route(&cmd);
+        self.deliver(shard, ClientMsg::Command(cmd, reply));
+    }
+
+    /// Asks a query of the shard that knows, or of all shards for totals and orders.
+    pub fn query(&self, q: Query, reply: ReplyTo) {
+        let n = self.shard_count;
+        let one = |s: ShardId, q: Query, reply: ReplyTo| self.deliver(s, ClientMsg::Query(q, reply));
+        match &q {
+            Query::Wallet { wallet, .. } => one(shard_for(wallet.as_str().as_bytes(), n), q, reply),
+            Query::Card { card } | Query::Cards { first: card, .. } => {
+                if card.shard().0 >= n {
+                    return reply(Err(EngineError::Rejected(Rejection::CardNotFound)));
+                }
+                one(card.shard(), q, reply)
+            }
+            Query::CardByCode { hash } => one(shard_for(hash, n), q, reply),
+            Query::Skus | Query::Fx => one(ShardId(0), q, reply),
+            Query::Order { .. } => {
+                let fan = FanOut::new(n, reply, pick_found);
+                (0..n).for_each(|s| one(ShardId(s), q.clone(), fan.part()));
+            }
+            Query::Totals => {
+                let fan = FanOut::new(n, reply, merge_totals);
+                (0..n).for_each(|s| one(ShardId(s), q.clone(), fan.part()));
+            }
+        }
+    }
+
+    /// Uploads supplier codes (hashed and sealed here, on the caller's thread).
+    pub fn upload_codes(&self, sku: SkuId, supplier: Option<SupplierId>, codes: &[String], reply: ReplyTo) {
+        let codes = codes.iter().map(|c| (self.vault.hash(c), self.vault.seal(c))).collect();
+        self.deliver(ShardId(0), ClientMsg::Upload(Upload { sku, supplier, codes }, reply));
+    }
+
+    /// Reads and decrypts the codes of cards (for the buyer's response and delivery).
+    pub fn reveal(&self, card: &Card) -> Result<String, EngineError> {
+        let sealed = match &card.code {
+            state::CodeRef::Sealed(s) => s.clone(),
+            state::CodeRef::Slot(slot) => self.reader.get(&slot_key(*slot)).map_err(|_| EngineError::Storage)?.ok_or(EngineError::Storage)?,
+        };
+        self.vault.unseal(&sealed).map_err(|_| EngineError::Storage)
+    }
+
+    /// Blocking form of `submit`.
+    pub fn call(&self, cmd: Command) -> Reply {
+        let (tx, rx) = bounded(1);
+        self.submit(cmd, Box::new(move |r| drop(tx.send(r))));
+        rx.recv().unwrap_or(Err(EngineError::Stopping))
+    }
+
+    /// Blocking form of `query`.
+    pub fn ask(&self, q: Query) -> Result<QueryAnswer, EngineError> {
+        let (tx, rx) = bounded(1);
+        self.query(q, Box::new(move |r| drop(tx.send(r))));
+        match rx.recv().unwrap_or(Err(EngineError::Stopping))? {
+            Outcome::Query(a) => Ok(a),
+            _ => Err(EngineError::Storage),
+        }
+    }
+
+    /// Blocking form of `upload_codes`.
+    pub fn upload(&self, sku: SkuId, supplier: Option<SupplierId>, codes: &[String]) -> Reply {
+        let (tx, rx) = bounded(1);
+        self.upload_codes(sku, supplier, codes, Box::new(move |r| drop(tx.send(r))));
+        rx.recv().unwrap_or(Err(EngineError::Stopping))
+    }
+
+    /// Pauses every shard at a point where no saga or peer message is in flight, snapshots all
+    /// of them, writes the snapshot and truncates the journal it covers, then resumes.
+    pub fn checkpoint(&self) -> Result<u64, EngineError> {
+        self.paused(|| self.checkpoint_paused())
+    }
+
+    /// Every shard's state as canonical bytes, taken at a quiescent point (for tests and tools).
+    pub fn state_bytes(&self) -> Result<Vec<Vec<u8>>, EngineError> {
+        self.paused(|| {
+            self.wait_quiescent()?;
+            Ok(self.collect_states().into_iter().map(|(_, b)| b).collect())
+        })
+    }
+
+    fn paused<T>(&self, f: impl FnOnce() -> Result<T, EngineError>) -> Result<T, EngineError> {
+        let _one_at_a_time = self.checkpoint_lock.lock().map_err(|_| EngineError::Storage)?;
+        let (ack_tx, ack_rx) = unbounded();
+        for m in &self.mailboxes {
+            let _ = m.control.send(Control::Pause(ack_tx.clone()));
+        }
+        for _ in &self.mailboxes {
+            ack_rx.recv().map_err(|_| EngineError::Stopping)?;
+        }
+        let result = f();
+        for m in &self.mailboxes {
+            let _ = m.control.send(Control::Resume);
+        }
+        result
+    }
+
+    fn wait_quiescent(&self) -> Result<(), EngineError> {
+        let started = Instant::now();
+        while self.quiesce.in_flight.load(Ordering::Acquire) != 0 || self.quiesce.open_sagas.load(Ordering::Acquire) != 0 {
+            if started.elapsed() > Duration::from_secs(30) {
+                return Err(EngineError::Overloaded);
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        Ok(())
+    }
+
+    fn collect_states(&self) -> Vec<(ShardId, Vec<u8>)> {
+        let (tx, rx) = unbounded();
+        for m in &self.mailboxes {
+            let _ = m.control.send(Control::Snapshot(tx.clone()));
+        }
+        let mut parts: Vec<(ShardId, Vec<u8>)> = (0..self.mailboxes.len()).filter_map(|_| rx.recv().ok()).collect();
+        parts.sort_by_key(|(s, _)| *s);
+        parts
+    }
+
+    fn checkpoint_paused(&self) -> Result<u64, EngineError> {
+        let started = Instant::now();
+        self.wait_quiescent()?;
+        let parts = self.collect_states();
+        let (mark_tx, mark_rx) = bounded(1);
+        self.writer.send(WriteMsg::Mark(mark_tx)).map_err(|_| EngineError::Stopping)?;
+        let through = mark_rx.recv().map_err(|_| EngineError::Stopping)?;
+        let state = recovery::encode_snapshot(parts.into_iter().map(|(_, b)| b).collect());
+        let (done_tx, done_rx) = bounded(1);
+        self.writer.send(WriteMsg::Checkpoint { through, state, done: done_tx }).map_err(|_| EngineError::Stopping)?;
+        done_rx.recv().map_err(|_| EngineError::Stopping)?.map_err(|e| {
+            tracing::error!(error = %e, "checkpoint failed");
+            EngineError::Storage
+        })?;
+        metrics::histogram!("giftcard_checkpoint_seconds").record(started.elapsed().as_secs_f64());
+        Ok(through)
+    }
+
+    /// Stops taking work, lets shards finish what they hold, waits for the journal, and joins.
+    pub fn shutdown(&self) {
+        self.stopping.store(true, Ordering::Release);
+        let threads: Vec<_> = self.threads.lock().map(|mut t| t.drain(..).collect()).unwrap_or_default();
+        let mut iter = threads.into_iter();
+        let writer = iter.next();
+        for t in iter {
+            let _ = t.join();
+        }
+        // The shards are gone, so the writer has everything they handed it; it stops after that.
+        let _ = self.writer.send(WriteMsg::Stop);
+        if let Some(w) = writer {
+            let _ = w.join();
+        }
+    }
+
+    /// Mailbox capacity per shard.
+    pub fn mailbox_len_max(&self) -> usize {
+        self.mailbox_len_max
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
+    // Thread creation fails only when the OS is out of resources; nothing can run then.
+    std::thread::Builder::new().name(name.to_owned()).spawn(f).expect("spawn engine thread")
+}
+
+/// The shard that holds an order key's idempotency claim.
+pub fn order_home(key: &OrderKey, shard_count: u16) -> ShardId {
+    let mut bytes = Vec::with_capacity(key.client.as_str().len() + key.order_id.as_str().len() + 1);
+    bytes.extend_from_slice(key.client.as_str().as_bytes());
+    bytes.push(0);
+    bytes.extend_from_slice(key.order_id.as_str().as_bytes());
+    shard_for(&bytes, shard_count)
+}
+
+/// Collects one reply from each of several shards and answers once.
+struct FanOut {
+    inner: Arc<Mutex<FanState>>,
+}
+
+struct FanState {
+    left: u16,
+    replies: Vec<Reply>,
+    reply: Option<ReplyTo>,
+    combine: fn(Vec<Reply>) -> Reply,
+}
+
+impl FanOut {
+    fn new(n: u16, reply: ReplyTo, combine: fn(Vec<Reply>) -> Reply) -> FanOut {
+        FanOut { inner: Arc::new(Mutex::new(FanState { left: n, replies: Vec::new(), reply: Some(reply), combine })) }
+    }
+
+    fn part(&self) -> ReplyTo {
+        let inner = self.inner.clone();
+        Box::new(move |r| {
+            let Ok(mut s) = inner.lock() else { return };
+            s.replies.push(r);
+            s.left -= 1;
+            if s.left == 0 {
+                let replies = std::mem::take(&mut s.replies);
+                if let Some(reply) = s.reply.take() {
+                    reply((s.combine)(replies));
+                }
+            }
+        })
+    }
+}
+
+/// The one shard that found the object, or the most telling refusal.
+fn pick_found(replies: Vec<Reply>) -> Reply {
+    let mut fallback = None;
+    for r in replies {
+        match r {
+            Ok(Outcome::Query(QueryAnswer::Missing)) => fallback = fallback.or(Some(Ok(Outcome::Query(QueryAnswer::Missing)))),
+            Ok(o) => return Ok(o),
+            Err(EngineError::Rejected(Rejection::RedemptionNotFound)) => {
+                fallback = fallback.or(Some(Err(EngineError::Rejected(Rejection::RedemptionNotFound))))
+            }
+            Err(e) => fallback = Some(Err(e)),
+        }
+    }
+    fallback.unwrap_or(Err(EngineError::Storage))
+}
+
+fn merge_totals(replies: Vec<Reply>) -> Reply {
+    let mut total = ShardTotals::default();
+    for r in replies {
+        match r? {
+            Outcome::Query(QueryAnswer::Totals(t)) => total.merge(*t),
+            _ => return Err(EngineError::Storage),
+        }
+    }
+    Ok(Outcome::Query(QueryAnswer::Totals(Box::new(total))))
+}

@@ -1,0 +1,69 @@
+//! Read-only questions a shard answers from its state. Answers travel through the writer like
+//! every reply, so nothing is seen before the journal holds it.
+
+use crate::{EngineError, Query, QueryAnswer, ShardTotals};
+use giftcard_core::state::ShardState;
+use giftcard_core::{Account, Rejection};
+
+/// Answers a query against one shard.
+pub fn answer(state: &ShardState, q: Query) -> Result<QueryAnswer, EngineError> {
+    let not_found = |r| Err(EngineError::Rejected(r));
+    match q {
+        Query::Wallet { caller, wallet } => match state.wallets.get(&wallet) {
+            Some(w) if caller.admin || w.owner == caller.client => Ok(QueryAnswer::Wallet(Box::new(w.clone()))),
+            _ => not_found(Rejection::WalletNotFound),
+        },
+        Query::Order { key } => match state.orders.get(&key) {
+            Some(rec) => Ok(QueryAnswer::Order(Box::new(rec.clone()))),
+            None => Ok(QueryAnswer::Missing),
+        },
+        Query::Card { card } => match state.cards.get(&card) {
+            Some(c) => Ok(QueryAnswer::Card(Box::new(c.clone()))),
+            None => not_found(Rejection::CardNotFound),
+        },
+        Query::CardByCode { hash } => match state.code_index.get(&hash).and_then(|id| state.cards.get(id).map(|c| (*id, c))) {
+            Some((id, c)) => Ok(QueryAnswer::CardWithId(id, Box::new(c.clone()))),
+            None => not_found(Rejection::CardNotFound),
+        },
+        Query::Cards { first, count } => {
+            let cards = (0..u64::from(count)).filter_map(|i| state.cards.get(&giftcard_core::CardId(first.0 + i)).cloned()).collect();
+            Ok(QueryAnswer::Cards(cards))
+        }
+        Query::Skus => {
+            let mut skus: Vec<_> = state.skus.values().cloned().collect();
+            skus.sort_by(|a, b| a.id.cmp(&b.id));
+            Ok(QueryAnswer::Skus(skus))
+        }
+        Query::Fx => Ok(QueryAnswer::Fx(state.fx.clone())),
+        Query::Totals => Ok(QueryAnswer::Totals(Box::new(totals(state)))),
+    }
+}
+
+/// A shard's contribution to stock, sales and ledger reports.
+pub fn totals(state: &ShardState) -> ShardTotals {
+    let mut t = ShardTotals::default();
+    for (sku, pool) in &state.pools {
+        let e = t.stock.entry(sku.clone()).or_default();
+        e.0 += pool.available;
+        e.1 += pool.sold;
+    }
+    for (sku, s) in &state.sales {
+        let e = t.sales.entry(sku.clone()).or_default();
+        e.cards += s.cards;
+        e.revenue_minor += s.revenue_minor;
+        e.margin_minor += s.margin_minor;
+    }
+    for (account, v) in &state.ledger {
+        *t.ledger.entry(account.clone()).or_default() += *v;
+    }
+    for (id, w) in &state.wallets {
+        for (ccy, b) in &w.balances {
+            *t.ledger.entry(Account::Wallet(id.clone(), *ccy)).or_default() += b.ledger;
+        }
+    }
+    for c in state.cards.values() {
+        *t.card_liability.entry(c.face.currency()).or_default() += c.ledger;
+    }
+    t.held_orders = state.holds.len() as u64;
+    t
+}

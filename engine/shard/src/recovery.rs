@@ -1,0 +1,143 @@
+//! Recovery: load the latest snapshot, replay the journal after it, then settle everything that
+//! was in flight when the process stopped: funds held for an order that never finished are
+//! released (the client never got an answer, so the key may be used again), and stock lent by one
+//! shard but not yet received by another is delivered. The settling events are journaled before
+//! any shard starts, so a crash during recovery is recovered the same way.
+
+use crate::codec;
+use crate::{OpenError, RecoveryReport};
+use giftcard_core::event::SlotRange;
+use giftcard_core::state::ShardState;
+use giftcard_core::*;
+use giftcard_wal::{FrameBuilder, Wal};
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+const SHARD_COUNT_META: &str = "shard_count";
+
+/// Encodes the per-shard snapshots as one snapshot body.
+pub fn encode_snapshot(parts: Vec<Vec<u8>>) -> Vec<u8> {
+    bincode::serialize(&parts).unwrap_or_default()
+}
+
+fn decode_snapshot(bytes: &[u8]) -> Result<Vec<ShardState>, OpenError> {
+    let parts: Vec<Vec<u8>> = bincode::deserialize(bytes).map_err(|e| OpenError::Decode(format!("snapshot: {e}")))?;
+    parts
+        .iter()
+        .map(|p| bincode::deserialize(p).map_err(|e| OpenError::Decode(format!("snapshot shard: {e}"))))
+        .collect()
+}
+
+/// Stock lent and not yet received, by (lender, borrower, sku).
+type Transit = BTreeMap<(ShardId, ShardId, SkuId), Vec<SlotRange>>;
+
+/// Rebuilds the shards' states from snapshot and journal, without settling anything in flight.
+pub fn replay(wal: &mut Wal, shard_count: u16, report: &mut RecoveryReport) -> Result<(Vec<ShardState>, Transit), OpenError> {
+    let mut states = match giftcard_wal::read_snapshot(wal.dir()).map_err(|e| OpenError::Decode(e.to_string()))? {
+        Some((through, bytes)) => {
+            report.snapshot_through = through;
+            decode_snapshot(&bytes)?
+        }
+        None => (0..shard_count).map(|s| ShardState::new(ShardId(s), shard_count)).collect(),
+    };
+    if states.len() != usize::from(shard_count) {
+        return Err(OpenError::ShardCount { found: states.len() as u16, configured: shard_count });
+    }
+    let mut transit = Transit::new();
+    let mut failure = None;
+    let last = wal.replay(report.snapshot_through, |frame| {
+        report.frames_replayed += 1;
+        for rec in frame.records {
+            report.records_replayed += 1;
+            match codec::decode(&rec.payload) {
+                Ok(ev) => apply_replayed(&mut states, &mut transit, ShardId(rec.shard), Lsn(rec.lsn), &ev),
+                Err(e) => failure = failure.take().or(Some(format!("frame {} lsn {}: {e}", frame.seq, rec.lsn))),
+            }
+        }
+    })?;
+    let _ = last;
+    match failure {
+        Some(f) => Err(OpenError::Decode(f)),
+        None => Ok((states, transit)),
+    }
+}
+
+fn apply_replayed(states: &mut [ShardState], transit: &mut Transit, shard: ShardId, lsn: Lsn, ev: &Event) {
+    if usize::from(shard.0) >= states.len() {
+        panic!("journal names shard {} of {}", shard.0, states.len());
+    }
+    if ev.is_replicated() {
+        for s in states.iter_mut() {
+            let l = if s.shard == shard { lsn } else { Lsn(0) };
+            s.apply(ev, l);
+        }
+        return;
+    }
+    match ev {
+        Event::StockLent { sku, to, ranges } if !ranges.is_empty() => {
+            transit.entry((shard, *to, sku.clone())).or_default().extend(ranges.iter().copied());
+        }
+        Event::StockReceived { sku, from, ranges } => {
+            if let Some(v) = transit.get_mut(&(*from, shard, sku.clone())) {
+                v.retain(|r| !ranges.contains(r));
+            }
+        }
+        _ => {}
+    }
+    states[usize::from(shard.0)].apply(ev, lsn);
+}
+
+/// Recovers a data directory: replay, settle what was in flight, journal the settlement.
+pub fn recover(wal: &mut Wal, shard_count: u16, checkpoint_after: u64) -> Result<(Vec<ShardState>, RecoveryReport), OpenError> {
+    let started = Instant::now();
+    match wal.meta(SHARD_COUNT_META)? {
+        Some(b) if b.len() == 2 => {
+            let found = u16::from_le_bytes([b[0], b[1]]);
+            if found != shard_count {
+                return Err(OpenError::ShardCount { found, configured: shard_count });
+            }
+        }
+        _ => wal.set_meta(SHARD_COUNT_META, &shard_count.to_le_bytes())?,
+    }
+    let mut report = RecoveryReport::default();
+    let (mut states, transit) = replay(wal, shard_count, &mut report)?;
+    let mut frames = Vec::new();
+    let mut frame = FrameBuilder::new();
+    let mut settle = |states: &mut [ShardState], shard: ShardId, ev: Event| {
+        if frame.len() > giftcard_wal::FRAME_BYTES_MAX - 4096 {
+            frames.push(std::mem::take(&mut frame).finish());
+        }
+        let st = &mut states[usize::from(shard.0)];
+        let lsn = Lsn(st.last_lsn.0 + 1);
+        st.apply(&ev, lsn);
+        frame.push_with(shard.0, lsn.0, |buf| codec::encode_into(buf, &ev));
+    };
+    for ((from, to, sku), ranges) in transit {
+        if !ranges.is_empty() {
+            report.transfers_completed += 1;
+            settle(&mut states, to, Event::StockReceived { sku, from, ranges });
+        }
+    }
+    for i in 0..states.len() {
+        let mut holds: Vec<_> = states[i].holds.iter().map(|(k, h)| (k.clone(), h.wallet.clone(), h.amount)).collect();
+        holds.sort_by(|a, b| a.0.cmp(&b.0));
+        for (key, wallet, amount) in holds {
+            report.holds_rolled_back += 1;
+            settle(&mut states, ShardId(i as u16), Event::OrderAborted { key, wallet, released_hold: amount });
+        }
+    }
+    if !frame.is_empty() {
+        frames.push(frame.finish());
+    }
+    if !frames.is_empty() {
+        wal.append_group(&frames, &[])?;
+    }
+    if report.records_replayed > checkpoint_after {
+        let through = wal.next_seq().saturating_sub(1);
+        let parts = states.iter().map(|s| bincode::serialize(s).unwrap_or_default()).collect();
+        wal.checkpoint(through, &encode_snapshot(parts))?;
+    }
+    report.duration = started.elapsed();
+    metrics::gauge!("giftcard_recovery_duration_seconds").set(report.duration.as_secs_f64());
+    Ok((states, report))
+}

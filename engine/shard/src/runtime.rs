@@ -1,0 +1,478 @@
+//! A shard actor: one thread that owns one `ShardState`, drains its mailboxes in batches, decides
+//! and applies, hands the batch's events and replies to the writer, and only then sends messages
+//! to peers, so every message a peer acts on is journaled before what the peer journals about it.
+
+use crate::codes::CodeVault;
+use crate::writer::{WriteBatch, WriteMsg, WriterShared};
+use crate::{EngineError, Outcome, Query, QueryAnswer, Reply, ReplyTo};
+use crossbeam_channel::{Receiver, Select, Sender};
+use giftcard_core::state::Decision;
+use giftcard_core::*;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Upload of supplier codes, already hashed and sealed by the caller.
+pub struct Upload {
+    pub sku: SkuId,
+    pub supplier: Option<SupplierId>,
+    pub codes: Vec<(CodeHash, Vec<u8>)>,
+}
+
+/// Work a client hands a shard.
+pub enum ClientMsg {
+    Command(Command, ReplyTo),
+    Query(Query, ReplyTo),
+    Upload(Upload, ReplyTo),
+}
+
+/// Messages between shards.
+pub enum PeerMsg {
+    /// An order whose wallet lives here, forwarded by the order's home shard.
+    Order(Box<OrderRequest>, ReplyTo),
+    /// A replicated event journaled by shard 0: apply it, do not journal it again.
+    Replicate(Event),
+    LendRequest { sku: SkuId, want: u64, from: ShardId, saga: OrderKey },
+    LendReply { sku: SkuId, ranges: Vec<event::SlotRange>, from: ShardId, saga: OrderKey },
+}
+
+/// Control of the shard by the engine.
+pub enum Control {
+    Pause(Sender<()>),
+    Snapshot(Sender<(ShardId, Vec<u8>)>),
+    Resume,
+}
+
+/// Counters shared by all shards, for quiescence before a snapshot.
+#[derive(Default)]
+pub struct Quiesce {
+    /// Peer messages sent and not yet handled.
+    pub in_flight: AtomicI64,
+    /// Sagas open on any shard.
+    pub open_sagas: AtomicUsize,
+}
+
+/// The channels of one shard.
+#[derive(Clone)]
+pub struct Mailbox {
+    pub client: Sender<ClientMsg>,
+    pub peer: Sender<PeerMsg>,
+    pub control: Sender<Control>,
+}
+
+/// A cross-shard order waiting for stock.
+struct Saga {
+    req: Box<OrderRequest>,
+    waiters: Vec<ReplyTo>,
+    /// Peers not yet asked, in order.
+    peers: VecDeque<ShardId>,
+    outstanding: usize,
+}
+
+/// Everything a shard thread owns.
+pub struct Shard {
+    pub state: ShardState,
+    pub vault: CodeVault,
+    pub client_rx: Receiver<ClientMsg>,
+    pub peer_rx: Receiver<PeerMsg>,
+    pub control_rx: Receiver<Control>,
+    pub peers: Vec<Mailbox>,
+    pub writer: Sender<WriteMsg>,
+    pub writer_shared: Arc<WriterShared>,
+    pub quiesce: Arc<Quiesce>,
+    pub reader: giftcard_wal::WalReader,
+    pub batch_max: usize,
+    pub stopping: Arc<AtomicBool>,
+    pub depth: Arc<AtomicUsize>,
+}
+
+/// What one pass over the mailbox produced.
+struct Pass {
+    batch: WriteBatch,
+    out: Vec<(ShardId, PeerMsg)>,
+}
+
+struct Runtime {
+    sagas: HashMap<OrderKey, Saga>,
+    paused: bool,
+    deferred: VecDeque<ClientMsg>,
+    now: UnixMillis,
+    /// Shard 0 only: code hashes uploaded but perhaps not yet visible in the store.
+    pending_codes: VecDeque<(u64, Vec<CodeHash>)>,
+    pending_set: HashSet<CodeHash>,
+    upload_tickets: u64,
+}
+
+impl Shard {
+    /// Runs the actor until its client channel closes and peers are quiet.
+    pub fn run(mut self) {
+        let mut rt = Runtime {
+            sagas: HashMap::new(),
+            paused: false,
+            deferred: VecDeque::new(),
+            now: UnixMillis(0),
+            pending_codes: VecDeque::new(),
+            pending_set: HashSet::new(),
+            upload_tickets: 0,
+        };
+        loop {
+            if !self.wait(&rt) {
+                break;
+            }
+            let mut pass = Pass { batch: self.empty_batch(), out: Vec::new() };
+            rt.now = UnixMillis(wall_clock_ms().max(rt.now.0));
+            self.drain(&mut rt, &mut pass);
+            self.finish(pass);
+        }
+    }
+
+    fn empty_batch(&self) -> WriteBatch {
+        WriteBatch { shard: self.state.shard, events: Vec::new(), side: Vec::new(), replies: Vec::new(), upload_ticket: None }
+    }
+
+    /// Blocks until some mailbox has a message. False when the shard should stop.
+    fn wait(&self, rt: &Runtime) -> bool {
+        if !self.peer_rx.is_empty() || !self.control_rx.is_empty() || (!rt.paused && (!self.client_rx.is_empty() || !rt.deferred.is_empty())) {
+            return true;
+        }
+        if self.stopping.load(Ordering::Acquire) && rt.sagas.is_empty() && self.quiesce.in_flight.load(Ordering::Acquire) == 0 {
+            return false;
+        }
+        let mut sel = Select::new();
+        sel.recv(&self.peer_rx);
+        sel.recv(&self.control_rx);
+        if !rt.paused {
+            sel.recv(&self.client_rx);
+        }
+        // A short timeout lets a stopping shard notice that its peers went quiet.
+        let _ = sel.ready_timeout(std::time::Duration::from_millis(50));
+        true
+    }
+
+    fn drain(&mut self, rt: &mut Runtime, pass: &mut Pass) {
+        while let Ok(c) = self.control_rx.try_recv() {
+            self.control(rt, c);
+        }
+        let mut n = 0;
+        while n < self.batch_max {
+            if let Ok(p) = self.peer_rx.try_recv() {
+                self.peer(rt, pass, p);
+                self.quiesce.in_flight.fetch_sub(1, Ordering::AcqRel);
+                n += 1;
+                continue;
+            }
+            if rt.paused {
+                break;
+            }
+            let msg = match rt.deferred.pop_front() {
+                Some(m) => m,
+                None => match self.client_rx.try_recv() {
+                    Ok(m) => m,
+                    Err(_) => break,
+                },
+            };
+            self.depth.fetch_sub(1, Ordering::Relaxed);
+            self.client(rt, pass, msg);
+            n += 1;
+        }
+    }
+
+    fn finish(&mut self, pass: Pass) {
+        let Pass { batch, out } = pass;
+        if !batch.events.is_empty() || !batch.replies.is_empty() || !batch.side.is_empty() {
+            // If the writer is gone the engine is shutting down; the replies drop unanswered.
+            let _ = self.writer.send(WriteMsg::Batch(batch));
+        }
+        for (to, msg) in out {
+            self.quiesce.in_flight.fetch_add(1, Ordering::AcqRel);
+            let _ = self.peers[usize::from(to.0)].peer.send(msg);
+        }
+    }
+
+    fn control(&mut self, rt: &mut Runtime, c: Control) {
+        match c {
+            Control::Pause(ack) => {
+                rt.paused = true;
+                let _ = ack.send(());
+            }
+            Control::Snapshot(tx) => {
+                let bytes = bincode::serialize(&self.state).unwrap_or_default();
+                let _ = tx.send((self.state.shard, bytes));
+            }
+            Control::Resume => rt.paused = false,
+        }
+    }
+
+    fn ctx(&self, rt: &Runtime) -> Ctx {
+        Ctx { now: rt.now, lsn: Lsn(self.state.last_lsn.0 + 1), shard: self.state.shard }
+    }
+
+    /// Applies and journals events decided here; replicated ones also go to every other shard.
+    fn commit(&mut self, pass: &mut Pass, events: &[Event]) {
+        for ev in events {
+            let lsn = Lsn(self.state.last_lsn.0 + 1);
+            self.state.apply(ev, lsn);
+            if ev.is_replicated() {
+                for s in 0..self.state.shard_count {
+                    if s != self.state.shard.0 {
+                        pass.out.push((ShardId(s), PeerMsg::Replicate(ev.clone())));
+                    }
+                }
+            }
+            pass.batch.events.push((lsn, ev.clone()));
+        }
+    }
+
+    fn reply(pass: &mut Pass, to: ReplyTo, reply: Reply) {
+        pass.batch.replies.push((to, reply));
+    }
+
+    fn client(&mut self, rt: &mut Runtime, pass: &mut Pass, msg: ClientMsg) {
+        match msg {
+            ClientMsg::Command(Command::PlaceOrder(req), to) => self.order(rt, pass, req, to),
+            ClientMsg::Command(cmd, to) => {
+                let decision = self.state.decide(&cmd, &self.ctx(rt));
+                let reply = match decision {
+                    Decision::Events(evs) => {
+                        self.commit(pass, &evs);
+                        Ok(Outcome::Applied(evs))
+                    }
+                    Decision::Reject(r) => Err(EngineError::Rejected(r)),
+                    other => unreachable_decision(other),
+                };
+                Self::reply(pass, to, reply);
+            }
+            ClientMsg::Query(q, to) => {
+                let answer = crate::query::answer(&self.state, q);
+                Self::reply(pass, to, answer.map(Outcome::Query));
+            }
+            ClientMsg::Upload(up, to) => {
+                let r = self.upload(rt, pass, up);
+                Self::reply(pass, to, r);
+            }
+        }
+    }
+
+    fn upload(&mut self, rt: &mut Runtime, pass: &mut Pass, up: Upload) -> Reply {
+        let applied = self.writer_shared.uploads_applied.load(Ordering::Acquire);
+        while rt.pending_codes.front().is_some_and(|(t, _)| *t <= applied) {
+            if let Some((_, hashes)) = rt.pending_codes.pop_front() {
+                hashes.iter().for_each(|h| {
+                    rt.pending_set.remove(h);
+                });
+            }
+        }
+        let mut seen = HashSet::with_capacity(up.codes.len());
+        let mut duplicates = Vec::new();
+        for (i, (hash, _)) in up.codes.iter().enumerate() {
+            let stored = self.reader.get(&crate::index_key(hash)).map_err(|_| EngineError::Storage)?.is_some();
+            if !seen.insert(*hash) || rt.pending_set.contains(hash) || stored {
+                duplicates.push(i);
+            }
+        }
+        if !duplicates.is_empty() {
+            return Err(EngineError::DuplicateCodes(duplicates));
+        }
+        let first_slot = self.state.next_slot;
+        let cmd = Command::AddCodes {
+            sku: up.sku.clone(),
+            supplier: up.supplier,
+            first_slot,
+            count: up.codes.len() as u64,
+            shard_count: self.state.shard_count,
+        };
+        let evs = match self.state.decide(&cmd, &self.ctx(rt)) {
+            Decision::Events(evs) => evs,
+            Decision::Reject(r) => return Err(EngineError::Rejected(r)),
+            other => return unreachable_decision(other),
+        };
+        rt.upload_tickets += 1;
+        pass.batch.upload_ticket = Some(rt.upload_tickets);
+        let mut hashes = Vec::with_capacity(up.codes.len());
+        for (i, (hash, sealed)) in up.codes.into_iter().enumerate() {
+            let slot = first_slot + i as u64;
+            pass.batch.side.push((crate::slot_key(slot), sealed));
+            pass.batch.side.push((crate::index_key(&hash).to_vec(), slot.to_be_bytes().to_vec()));
+            rt.pending_set.insert(hash);
+            hashes.push(hash);
+        }
+        rt.pending_codes.push_back((rt.upload_tickets, hashes));
+        self.commit(pass, &evs);
+        Ok(Outcome::Applied(evs))
+    }
+
+    fn order(&mut self, rt: &mut Runtime, pass: &mut Pass, mut req: Box<OrderRequest>, to: ReplyTo) {
+        if let Some(s) = rt.sagas.get_mut(&req.key) {
+            // The same order is waiting for stock here: answer both when it settles.
+            if s.req.fingerprint == req.fingerprint {
+                s.waiters.push(to);
+            } else {
+                Self::reply(pass, to, Err(EngineError::Rejected(Rejection::IdempotencyConflict)));
+            }
+            return;
+        }
+        let here = self.state.wallet_shard(&req.wallet) == self.state.shard;
+        if here && req.fresh_codes.is_empty() {
+            let issued: u64 = req
+                .items
+                .iter()
+                .filter(|i| self.state.skus.get(&i.sku).is_some_and(|s| s.kind == SkuKind::Issued))
+                .map(|i| u64::from(i.quantity))
+                .sum();
+            if issued <= u64::from(ORDER_CARDS_MAX) && !self.state.orders.contains_key(&req.key) {
+                req.fresh_codes = (0..issued).map(|_| self.vault.generate_for_shard(self.state.shard, self.state.shard_count).1).collect();
+            }
+        }
+        match self.state.decide(&Command::PlaceOrder(req.clone()), &self.ctx(rt)) {
+            Decision::Events(evs) => {
+                self.commit(pass, &evs);
+                let reply = order_reply(&evs);
+                Self::reply(pass, to, reply);
+            }
+            Decision::Reject(r) => Self::reply(pass, to, Err(EngineError::Rejected(r))),
+            Decision::Replay(outcome) => Self::reply(pass, to, Ok(Outcome::Order { outcome, replayed: true })),
+            Decision::Forward { claim, to: shard } => {
+                if let Some(c) = claim {
+                    self.commit(pass, &[c]);
+                }
+                pass.out.push((shard, PeerMsg::Order(req, to)));
+            }
+            Decision::NeedStock { hold, missing } => {
+                self.commit(pass, &[hold]);
+                let n = self.state.shard_count;
+                let me = self.state.shard.0;
+                let peers: VecDeque<ShardId> = (1..n).map(|i| ShardId((me + i) % n)).collect();
+                let mut saga = Saga { req, waiters: vec![to], peers, outstanding: 0 };
+                self.quiesce.open_sagas.fetch_add(1, Ordering::AcqRel);
+                self.ask_next_peer(pass, &mut saga, missing);
+                self.settle_or_keep(rt, pass, saga);
+            }
+        }
+    }
+
+    /// Asks the next peer for every missing SKU. False if no peer is left.
+    fn ask_next_peer(&self, pass: &mut Pass, saga: &mut Saga, missing: Vec<(SkuId, u64)>) -> bool {
+        let Some(peer) = saga.peers.pop_front() else { return false };
+        for (sku, want) in missing {
+            saga.outstanding += 1;
+            pass.out.push((peer, PeerMsg::LendRequest { sku, want, from: self.state.shard, saga: saga.req.key.clone() }));
+        }
+        true
+    }
+
+    /// Keeps a saga that waits for replies, or ends it with a rejection when no peer is left.
+    fn settle_or_keep(&mut self, rt: &mut Runtime, pass: &mut Pass, saga: Saga) {
+        if saga.outstanding > 0 {
+            rt.sagas.insert(saga.req.key.clone(), saga);
+            return;
+        }
+        let abort = Command::AbortOrder { key: saga.req.key.clone(), reason: Rejection::OutOfStock };
+        let evs = match self.state.decide(&abort, &self.ctx(rt)) {
+            Decision::Events(evs) => evs,
+            _ => Vec::new(),
+        };
+        self.commit(pass, &evs);
+        self.end_saga(pass, saga, order_reply(&evs));
+    }
+
+    fn end_saga(&mut self, pass: &mut Pass, saga: Saga, reply: Reply) {
+        self.quiesce.open_sagas.fetch_sub(1, Ordering::AcqRel);
+        let mut waiters = saga.waiters.into_iter();
+        if let Some(first) = waiters.next() {
+            Self::reply(pass, first, reply.clone());
+        }
+        for w in waiters {
+            let replayed = match &reply {
+                Ok(Outcome::Order { outcome, .. }) => Ok(Outcome::Order { outcome: outcome.clone(), replayed: true }),
+                other => other.clone(),
+            };
+            Self::reply(pass, w, replayed);
+        }
+    }
+
+    fn peer(&mut self, rt: &mut Runtime, pass: &mut Pass, msg: PeerMsg) {
+        match msg {
+            PeerMsg::Order(req, to) => self.order(rt, pass, req, to),
+            PeerMsg::Replicate(ev) => self.state.apply(&ev, Lsn(0)),
+            PeerMsg::LendRequest { sku, want, from, saga } => {
+                let cmd = Command::LendStock { sku: sku.clone(), want, to: from };
+                let mut ranges = Vec::new();
+                if let Decision::Events(evs) = self.state.decide(&cmd, &self.ctx(rt)) {
+                    if let Some(Event::StockLent { ranges: r, .. }) = evs.first() {
+                        ranges = r.clone();
+                    }
+                    if !ranges.is_empty() {
+                        self.commit(pass, &evs);
+                    }
+                }
+                pass.out.push((from, PeerMsg::LendReply { sku, ranges, from: self.state.shard, saga }));
+            }
+            PeerMsg::LendReply { sku, ranges, from, saga } => {
+                if !ranges.is_empty() {
+                    self.commit(pass, &[Event::StockReceived { sku, from, ranges }]);
+                }
+                let Some(mut s) = rt.sagas.remove(&saga) else { return };
+                s.outstanding -= 1;
+                if s.outstanding > 0 {
+                    rt.sagas.insert(saga, s);
+                    return;
+                }
+                self.retry_saga(rt, pass, s);
+            }
+        }
+    }
+
+    /// All replies of a round are in: complete the order, or ask the next peer.
+    fn retry_saga(&mut self, rt: &mut Runtime, pass: &mut Pass, mut saga: Saga) {
+        match self.state.decide(&Command::PlaceOrder(saga.req.clone()), &self.ctx(rt)) {
+            Decision::Events(evs) => {
+                self.commit(pass, &evs);
+                let reply = order_reply(&evs);
+                self.end_saga(pass, saga, reply);
+            }
+            Decision::NeedStock { missing, .. } => {
+                self.ask_next_peer(pass, &mut saga, missing);
+                self.settle_or_keep(rt, pass, saga);
+            }
+            Decision::Reject(r) => {
+                let abort = Command::AbortOrder { key: saga.req.key.clone(), reason: r };
+                if let Decision::Events(evs) = self.state.decide(&abort, &self.ctx(rt)) {
+                    self.commit(pass, &evs);
+                }
+                self.end_saga(pass, saga, Err(EngineError::Rejected(r)));
+            }
+            other => {
+                tracing::error!(?other, "unexpected decision for a held order");
+                self.end_saga(pass, saga, Err(EngineError::Storage));
+            }
+        }
+    }
+}
+
+fn unreachable_decision(d: Decision) -> Reply {
+    tracing::error!(?d, "decision does not fit the command");
+    Err(EngineError::Storage)
+}
+
+/// The client's answer for an order from the events that settled it.
+fn order_reply(evs: &[Event]) -> Reply {
+    for ev in evs {
+        match ev {
+            Event::OrderCompleted(o) => {
+                let cards = o.lines.iter().map(|l| l.quantity).sum();
+                return Ok(Outcome::Order { outcome: OrderOutcome::Completed { charged: o.charged, first_card: o.first_card, cards }, replayed: false });
+            }
+            Event::OrderRejected { reason, .. } => return Ok(Outcome::Order { outcome: OrderOutcome::Rejected(*reason), replayed: false }),
+            _ => {}
+        }
+    }
+    Err(EngineError::Storage)
+}
+
+fn wall_clock_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Answers for read-only queries.
+pub type QueryReply = Result<QueryAnswer, EngineError>;
