@@ -13,6 +13,7 @@ pub mod codes;
 mod query;
 pub mod recovery;
 pub mod runtime;
+pub mod scenario;
 pub mod verify;
 pub mod writer;
 
@@ -593,4 +594,9 @@ fn merge_totals(replies: Vec<Reply>) -> Reply {
         }
     }
     Ok(Outcome::Query(QueryAnswer::Totals(Box::new(total))))
+}
+
+/// Decodes one shard's state bytes as produced by [`Engine::state_bytes`].
+pub fn codec_state(bytes: &[u8]) -> Result<state::ShardState, String> {
+    bincode::deserialize(bytes).map_err(|e| e.to_string())
 }
