@@ -1,0 +1,273 @@
+//! `giftcard bench`: the durable engine in-process on a temporary data directory, driven by one
+//! submitting thread with a bounded window of orders in flight (closed loop), or at a fixed
+//! arrival rate (open loop, latency measured from each order's intended send time, so a stall
+//! is charged to every order it delayed). Latency is recorded in an HdrHistogram.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use giftcard_core::*;
+use giftcard_shard::scenario::{self, DataSet};
+use giftcard_shard::{Engine, EngineConfig, Outcome, Query, QueryAnswer};
+use hdrhistogram::Histogram;
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum Scenario {
+    /// One card per order, wallets and SKUs uniform at random.
+    Uniform,
+    /// 90% of orders on 10 SKUs.
+    HotSku,
+    /// 1,000 cards per order.
+    Bulk,
+    /// Partial redemptions of issued cards by code.
+    Redeem,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[arg(long, value_enum, default_value = "uniform")]
+    scenario: Scenario,
+    /// Orders (or redemptions) to run.
+    #[arg(long, default_value_t = 1_000_000)]
+    orders: u64,
+    /// Shards; 0 means one per core.
+    #[arg(long, default_value_t = 0)]
+    shards: u16,
+    #[arg(long, default_value_t = 100_000)]
+    wallets: u32,
+    #[arg(long, default_value_t = 1_000)]
+    skus: u32,
+    /// Codes to load per SKU; 0 sizes the pools from the workload.
+    #[arg(long, default_value_t = 0)]
+    codes_per_sku: u64,
+    /// Orders per second to offer (open loop); 0 runs closed loop at full speed.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Orders in flight in closed loop.
+    #[arg(long, default_value_t = 20_000)]
+    window: u64,
+    /// Also stop the engine and time recovery of the data directory.
+    #[arg(long)]
+    recovery: bool,
+    /// Keep the data directory here instead of a temporary one.
+    #[arg(long)]
+    data: Option<std::path::PathBuf>,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    #[arg(long)]
+    json: bool,
+}
+
+struct Tally {
+    hist: Mutex<Histogram<u64>>,
+    completed: AtomicU64,
+    rejected: AtomicU64,
+    failed: AtomicU64,
+    cards: AtomicU64,
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let dir = args.data.clone().unwrap_or_else(|| tmp.path().to_path_buf());
+    let shards = match args.shards {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get() as u16),
+        n => n,
+    };
+    let mut cfg = EngineConfig::new(&dir, shards);
+    cfg.checkpoint_after_records = u64::MAX;
+    let engine = Engine::open(cfg.clone())?;
+    let setup_started = Instant::now();
+    let per_order = if args.scenario == Scenario::Bulk { 1_000 } else { 1 };
+    let ds = dataset(&args, per_order);
+    scenario::load(&engine, &ds).map_err(|e| anyhow::anyhow!("loading the data set: {e}"))?;
+    let codes = if args.scenario == Scenario::Redeem { redeem_setup(&engine, &args)? } else { Vec::new() };
+    let setup_secs = setup_started.elapsed().as_secs_f64();
+    let rss_after_setup = rss_mib();
+
+    let tally = Arc::new(Tally {
+        hist: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3)?),
+        completed: AtomicU64::new(0),
+        rejected: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+        cards: AtomicU64::new(0),
+    });
+    let syncs_before = engine.syncs();
+    let started = Instant::now();
+    drive(&engine, &args, &ds, &codes, &tally)?;
+    let secs = started.elapsed().as_secs_f64();
+    let syncs = engine.syncs() - syncs_before;
+    let rss = rss_mib();
+    let mut recovery = None;
+    if args.recovery {
+        drop(engine);
+        let reopened = Engine::open(cfg)?;
+        recovery = Some((reopened.recovery.duration.as_secs_f64(), reopened.recovery.records_replayed));
+    }
+    report(&args, shards, &tally, secs, setup_secs, syncs, rss_after_setup, rss, recovery)
+}
+
+fn dataset(args: &BenchArgs, per_order: u64) -> DataSet {
+    let kind = if args.scenario == Scenario::Redeem { SkuKind::Issued } else { SkuKind::SupplierCode };
+    let codes = if args.codes_per_sku > 0 {
+        args.codes_per_sku
+    } else if kind == SkuKind::Issued {
+        0
+    } else {
+        let cards = args.orders * per_order;
+        // Hot SKUs take 9% of all orders each; size every pool for the hottest with headroom.
+        let share = match args.scenario {
+            Scenario::HotSku => cards * 9 / 100,
+            _ => cards / u64::from(args.skus.max(1)),
+        };
+        share + share / 5 + 16
+    };
+    DataSet { wallets: args.wallets, skus: args.skus, codes_per_sku: codes, deposit_minor: 1_000_000_000_000, kind, face_minor: 2_500 }
+}
+
+/// Buys issued cards for the redeem scenario and returns their code hashes.
+fn redeem_setup(engine: &Engine, args: &BenchArgs) -> Result<Vec<CodeHash>> {
+    let cards_wanted = 10_000u64.min(args.orders.max(1));
+    let mut hashes = Vec::new();
+    let mut no = 0u64;
+    while (hashes.len() as u64) < cards_wanted {
+        let req = scenario::order(u64::MAX - no, (no % u64::from(args.wallets)) as u32, (no % u64::from(args.skus)) as u32, 100);
+        no += 1;
+        let Outcome::Order { outcome: OrderOutcome::Completed { first_card, cards, .. }, .. } =
+            engine.call(Command::PlaceOrder(Box::new(req))).map_err(|e| anyhow::anyhow!("{e}"))?
+        else {
+            bail!("setup order was not completed");
+        };
+        let QueryAnswer::Cards(cs) = engine.ask(Query::Cards { first: first_card, count: cards }).map_err(|e| anyhow::anyhow!("{e}"))? else {
+            bail!("cards query failed");
+        };
+        for c in cs {
+            hashes.push(engine.vault().hash(&engine.reveal(&c).map_err(|e| anyhow::anyhow!("{e}"))?));
+        }
+    }
+    Ok(hashes)
+}
+
+fn command(args: &BenchArgs, ds: &DataSet, codes: &[CodeHash], i: u64, rng: &mut StdRng) -> Command {
+    match args.scenario {
+        Scenario::Redeem => Command::Redeem {
+            caller: scenario::caller(),
+            redemption_id: RequestId::new(&format!("r-{i}")),
+            code: codes[rng.gen_range(0..codes.len())],
+            amount: Money::new(1, scenario::usd()),
+            fingerprint: [0; 16],
+        },
+        _ => {
+            let wallet = rng.gen_range(0..ds.wallets);
+            let sku = match args.scenario {
+                Scenario::HotSku if rng.gen_range(0..10) < 9 => rng.gen_range(0..10.min(ds.skus)),
+                _ => rng.gen_range(0..ds.skus),
+            };
+            let qty = if args.scenario == Scenario::Bulk { 1_000 } else { 1 };
+            Command::PlaceOrder(Box::new(scenario::order(i, wallet, sku, qty)))
+        }
+    }
+}
+
+fn drive(engine: &Engine, args: &BenchArgs, ds: &DataSet, codes: &[CodeHash], tally: &Arc<Tally>) -> Result<()> {
+    let mut rng = StdRng::seed_from_u64(args.seed);
+    let sent = AtomicU64::new(0);
+    let start = Instant::now();
+    let interval = (args.rate > 0).then(|| Duration::from_secs_f64(1.0 / args.rate as f64));
+    for i in 0..args.orders {
+        let cmd = command(args, ds, codes, i, &mut rng);
+        let intended = match interval {
+            Some(iv) => {
+                let at = start + iv.mul_f64(i as f64);
+                while Instant::now() < at {
+                    std::hint::spin_loop();
+                }
+                at
+            }
+            None => {
+                while sent.load(Ordering::Relaxed) - done(tally) >= args.window {
+                    std::thread::yield_now();
+                }
+                Instant::now()
+            }
+        };
+        let t = tally.clone();
+        sent.fetch_add(1, Ordering::Relaxed);
+        engine.submit(cmd, Box::new(move |r| record(&t, intended, r)));
+    }
+    while done(tally) < args.orders {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(())
+}
+
+fn done(t: &Tally) -> u64 {
+    t.completed.load(Ordering::Relaxed) + t.rejected.load(Ordering::Relaxed) + t.failed.load(Ordering::Relaxed)
+}
+
+fn record(t: &Tally, intended: Instant, r: giftcard_shard::Reply) {
+    let us = intended.elapsed().as_micros() as u64;
+    if let Ok(mut h) = t.hist.lock() {
+        let _ = h.record(us.max(1));
+    }
+    match r {
+        Ok(Outcome::Order { outcome: OrderOutcome::Completed { cards, .. }, .. }) => {
+            t.cards.fetch_add(u64::from(cards), Ordering::Relaxed);
+            t.completed.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(Outcome::Order { .. }) => drop(t.rejected.fetch_add(1, Ordering::Relaxed)),
+        Ok(Outcome::Applied(evs)) if evs.iter().any(|e| matches!(e, Event::Redeemed { .. })) => {
+            t.completed.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(_) => drop(t.rejected.fetch_add(1, Ordering::Relaxed)),
+        Err(_) => drop(t.failed.fetch_add(1, Ordering::Relaxed)),
+    }
+}
+
+fn rss_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
+        .map_or(0, |kb| kb / 1024)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn report(args: &BenchArgs, shards: u16, t: &Tally, secs: f64, setup_secs: f64, syncs: u64, rss_setup: u64, rss: u64, recovery: Option<(f64, u64)>) -> Result<()> {
+    let h = t.hist.lock().map_err(|_| anyhow::anyhow!("histogram lock"))?;
+    let total = done(t);
+    let v = serde_json::json!({
+        "scenario": format!("{:?}", args.scenario).to_lowercase(),
+        "shards": shards,
+        "orders": total,
+        "completed": t.completed.load(Ordering::Relaxed),
+        "rejected": t.rejected.load(Ordering::Relaxed),
+        "failed": t.failed.load(Ordering::Relaxed),
+        "cards": t.cards.load(Ordering::Relaxed),
+        "seconds": secs,
+        "orders_per_sec": total as f64 / secs,
+        "cards_per_sec": t.cards.load(Ordering::Relaxed) as f64 / secs,
+        "offered_rate": args.rate,
+        "p50_us": h.value_at_quantile(0.5),
+        "p99_us": h.value_at_quantile(0.99),
+        "p999_us": h.value_at_quantile(0.999),
+        "max_us": h.max(),
+        "fsyncs": syncs,
+        "orders_per_fsync": total as f64 / syncs.max(1) as f64,
+        "setup_seconds": setup_secs,
+        "rss_mib_after_setup": rss_setup,
+        "rss_mib": rss,
+        "recovery_seconds": recovery.map(|r| r.0),
+        "recovery_records": recovery.map(|r| r.1),
+    });
+    if args.json {
+        println!("{v}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(&v).context("report")?);
+    }
+    if t.failed.load(Ordering::Relaxed) > 0 {
+        bail!("{} orders failed", t.failed.load(Ordering::Relaxed));
+    }
+    Ok(())
+}

@@ -1,0 +1,118 @@
+//! Configuration: `config/default.toml` is compiled in; a file given with `--config` replaces
+//! it; then every `GIFTCARD_<SECTION>_<KEY>` environment variable overrides one setting
+//! (`GIFTCARD_HTTP_ADDR`, `GIFTCARD_ENGINE_DATA_DIR` or its short form `GIFTCARD_DATA_DIR`,
+//! `GIFTCARD_SHARDS`, `GIFTCARD_NATS_URL`, ...). Parsed once into typed structs.
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// The embedded default configuration.
+pub const DEFAULT_TOML: &str = include_str!("../../../config/default.toml");
+
+/// All settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub engine: EngineSection,
+    pub http: giftcard_http::HttpConfig,
+    pub nats: NatsSection,
+}
+
+/// `[engine]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineSection {
+    pub data_dir: PathBuf,
+    /// 0 means one per core.
+    pub shards: u16,
+    pub mailbox_len_max: usize,
+    pub batch_events_max: usize,
+    pub cache_bytes: u64,
+    pub checkpoint_after_records: u64,
+    /// 64 hex characters each.
+    pub seal_key: String,
+    pub hash_key: String,
+}
+
+/// `[nats]` (the queue adapter; off in the embedded default).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsSection {
+    pub enabled: bool,
+    pub url: String,
+}
+
+/// Short names the product promises, mapped to their section and key.
+const ALIASES: &[(&str, &str, &str)] = &[("GIFTCARD_DATA_DIR", "engine", "data_dir"), ("GIFTCARD_SHARDS", "engine", "shards")];
+
+/// Loads the file (or the embedded default) and applies the environment.
+pub fn load(file: Option<&Path>) -> Result<Config> {
+    let text = match file {
+        Some(p) => std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        None => DEFAULT_TOML.to_owned(),
+    };
+    let mut value: toml::Table = toml::from_str(&text).context("parsing configuration")?;
+    for (name, val) in std::env::vars() {
+        let Some(rest) = name.strip_prefix("GIFTCARD_") else { continue };
+        let (section, key) = match ALIASES.iter().find(|(n, _, _)| *n == name) {
+            Some((_, s, k)) => ((*s).to_owned(), (*k).to_owned()),
+            None => match rest.split_once('_') {
+                Some((s, k)) => (s.to_ascii_lowercase(), k.to_ascii_lowercase()),
+                None => continue,
+            },
+        };
+        let Some(toml::Value::Table(t)) = value.get_mut(&section) else { continue };
+        let typed = match t.get(&key) {
+            Some(toml::Value::Integer(_)) => toml::Value::Integer(val.parse().with_context(|| format!("{name} must be an integer"))?),
+            Some(toml::Value::Boolean(_)) => toml::Value::Boolean(val.parse().with_context(|| format!("{name} must be true or false"))?),
+            Some(toml::Value::String(_)) => toml::Value::String(val),
+            Some(_) => bail!("{name} cannot be set from the environment"),
+            None => bail!("{name} names no setting ([{section}] has no {key})"),
+        };
+        t.insert(key, typed);
+    }
+    let cfg: Config = toml::Value::Table(value).try_into().context("configuration has wrong or unknown fields")?;
+    Ok(cfg)
+}
+
+fn hex32(s: &str, what: &str) -> Result<[u8; 32]> {
+    let bytes: Vec<u8> = (0..s.len())
+        .step_by(2)
+        .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .collect::<Option<_>>()
+        .with_context(|| format!("{what} must be hex"))?;
+    bytes.try_into().map_err(|_| anyhow::anyhow!("{what} must be 64 hex characters (32 bytes)"))
+}
+
+impl Config {
+    /// The engine's settings as the engine takes them.
+    pub fn engine_config(&self) -> Result<giftcard_shard::EngineConfig> {
+        let shards = match self.engine.shards {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get() as u16),
+            n => n,
+        };
+        let mut c = giftcard_shard::EngineConfig::new(&self.engine.data_dir, shards);
+        c.mailbox_len_max = self.engine.mailbox_len_max;
+        c.batch_events_max = self.engine.batch_events_max;
+        c.cache_bytes = self.engine.cache_bytes;
+        c.checkpoint_after_records = self.engine.checkpoint_after_records;
+        c.seal_key = hex32(&self.engine.seal_key, "engine.seal_key")?;
+        c.hash_key = hex32(&self.engine.hash_key, "engine.hash_key")?;
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_parses_and_environment_overrides() {
+        let cfg = load(None).unwrap();
+        assert_eq!(cfg.http.addr, "127.0.0.1:8080");
+        assert_eq!(cfg.engine.data_dir, PathBuf::from("./data"));
+        assert!(!cfg.nats.enabled);
+        cfg.engine_config().unwrap();
+    }
+}
