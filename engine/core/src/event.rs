@@ -86,6 +86,18 @@ pub enum Command {
     AbortOrder { key: OrderKey, reason: Rejection },
     Redeem { caller: Caller, redemption_id: RequestId, code: CodeHash, amount: Money, fingerprint: Fingerprint },
     ReverseRedemption { caller: Caller, redemption_id: RequestId },
+    /// Close the settlement period on this shard: everything owed to suppliers since the last
+    /// close is totalled and reset. Sent to every shard; the adapter merges the shards' totals.
+    CloseSettlement { period_id: RequestId },
+}
+
+/// What one shard owes one supplier for a settlement period.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SupplierDue {
+    pub cards: u64,
+    /// Owed per currency, minor units.
+    pub owed: Vec<(Currency, i64)>,
+    pub orders: Vec<OrderKey>,
 }
 
 /// One priced line of a completed order.
@@ -133,7 +145,7 @@ pub enum Event {
     /// Codes added to a SKU's pool, already split into per-shard slices (replicated).
     CodesAdded { sku: SkuId, slices: Vec<(ShardId, SlotRange)> },
     WalletCreated { wallet: WalletId, owner: ClientId, kyc_verified: bool },
-    Deposited { wallet: WalletId, deposit_id: RequestId, amount: Money, reference: String, fingerprint: Fingerprint },
+    Deposited { wallet: WalletId, deposit_id: RequestId, amount: Money, reference: String, fingerprint: Fingerprint, at: UnixMillis },
     WalletFrozenSet { wallet: WalletId, frozen: bool },
     OrderClaimed { key: OrderKey, fingerprint: Fingerprint, wallet_shard: ShardId },
     FundsHeld { key: OrderKey, fingerprint: Fingerprint, wallet: WalletId, amount: Money },
@@ -146,6 +158,7 @@ pub enum Event {
     Redeemed { client: ClientId, redemption_id: RequestId, fingerprint: Fingerprint, card: CardId, amount: Money },
     RedemptionRejected { client: ClientId, redemption_id: RequestId, fingerprint: Fingerprint, reason: Rejection },
     RedemptionReversed { client: ClientId, redemption_id: RequestId, card: CardId, amount: Money },
+    SettlementClosed { period_id: RequestId, dues: Vec<(SupplierId, SupplierDue)> },
 }
 
 impl Event {

@@ -47,6 +47,8 @@ pub struct Wallet {
     pub kyc_verified: bool,
     /// Per currency; a short vector because most wallets hold one or two currencies.
     pub balances: Vec<(Currency, Balance)>,
+    /// What changed the balances, oldest first.
+    pub history: Vec<TxEntry>,
 }
 
 impl Wallet {
@@ -175,6 +177,28 @@ pub struct RedemptionRecord {
     pub reversed: bool,
 }
 
+/// Kinds of wallet history entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TxKind {
+    Deposit,
+    Purchase,
+    Hold,
+    HoldReleased,
+}
+
+/// One entry of a wallet's history: what changed its available balance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxEntry {
+    /// The shard sequence of the event: the history's cursor.
+    pub seq: u64,
+    pub at: UnixMillis,
+    pub kind: TxKind,
+    /// Change to the available balance (negative for purchases and holds).
+    pub amount: Money,
+    /// The deposit id or order id.
+    pub reference: String,
+}
+
 /// Sales counters per SKU, for the admin report.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SkuSales {
@@ -232,6 +256,10 @@ pub struct ShardState {
     pub sales: HashMap<SkuId, SkuSales>,
     /// Ledger accounts other than wallets and cards (those live on the wallet and card).
     pub ledger: BTreeMap<Account, i64>,
+    /// Owed to each supplier since the last settlement close on this shard.
+    pub unsettled: BTreeMap<SupplierId, SupplierDue>,
+    /// Time of the last applied event that carries one (the shard's clock for history).
+    pub last_at: UnixMillis,
 }
 
 /// A priced order, before stock is taken.
@@ -264,6 +292,8 @@ impl ShardState {
             redemptions: HashMap::new(),
             sales: HashMap::new(),
             ledger: BTreeMap::new(),
+            unsettled: BTreeMap::new(),
+            last_at: UnixMillis(0),
         }
     }
 
@@ -296,7 +326,7 @@ impl ShardState {
                 }])
             }
             Command::Deposit { caller, wallet, deposit_id, amount, reference, fingerprint } => {
-                self.decide_deposit(caller, wallet, deposit_id, *amount, reference, *fingerprint)
+                self.decide_deposit(caller, wallet, deposit_id, *amount, reference, *fingerprint, ctx.now)
             }
             Command::SetWalletFrozen { wallet, frozen } => match self.wallets.get(wallet) {
                 None => Decision::Reject(Rejection::WalletNotFound),
@@ -319,6 +349,10 @@ impl ShardState {
                 self.decide_redeem(caller, redemption_id, code, *amount, *fingerprint)
             }
             Command::ReverseRedemption { caller, redemption_id } => self.decide_reversal(caller, redemption_id),
+            Command::CloseSettlement { period_id } => Decision::Events(vec![Event::SettlementClosed {
+                period_id: period_id.clone(),
+                dues: self.unsettled.iter().map(|(s, d)| (s.clone(), d.clone())).collect(),
+            }]),
         }
     }
 
@@ -376,7 +410,8 @@ impl ShardState {
         }
     }
 
-    fn decide_deposit(&self, caller: &Caller, wallet: &WalletId, id: &RequestId, amount: Money, reference: &str, fp: Fingerprint) -> Decision {
+    #[allow(clippy::too_many_arguments)]
+    fn decide_deposit(&self, caller: &Caller, wallet: &WalletId, id: &RequestId, amount: Money, reference: &str, fp: Fingerprint, at: UnixMillis) -> Decision {
         let w = match self.owned_wallet(caller, wallet) {
             Ok(w) => w,
             Err(r) => return Decision::Reject(r),
@@ -400,6 +435,7 @@ impl ShardState {
             amount,
             reference: reference.to_owned(),
             fingerprint: fp,
+            at,
         }])
     }
 
@@ -640,10 +676,12 @@ impl ShardState {
                 }
             }
             Event::WalletCreated { wallet, owner, kyc_verified } => {
-                let w = Wallet { owner: owner.clone(), frozen: false, kyc_verified: *kyc_verified, balances: Vec::new() };
+                let w = Wallet { owner: owner.clone(), frozen: false, kyc_verified: *kyc_verified, balances: Vec::new(), history: Vec::new() };
                 self.wallets.insert(wallet.clone(), w);
             }
-            Event::Deposited { wallet, deposit_id, amount, fingerprint, .. } => {
+            Event::Deposited { wallet, deposit_id, amount, fingerprint, at, .. } => {
+                self.last_at = self.last_at.max(*at);
+                self.record(wallet, lsn, TxKind::Deposit, *amount, deposit_id.as_str());
                 let b = self.wallet_mut(wallet).balance_mut(amount.currency());
                 b.available += amount.minor();
                 b.ledger += amount.minor();
@@ -654,21 +692,49 @@ impl ShardState {
                 self.claims.insert(key.clone(), (*fingerprint, *wallet_shard));
             }
             Event::FundsHeld { key, fingerprint, wallet, amount } => {
+                self.record(wallet, lsn, TxKind::Hold, Money::new(-amount.minor(), amount.currency()), key.order_id.as_str());
                 let b = self.wallet_mut(wallet).balance_mut(amount.currency());
                 b.available -= amount.minor();
                 b.held += amount.minor();
                 debug_assert!(b.available >= 0, "available went negative");
                 self.holds.insert(key.clone(), Hold { fingerprint: *fingerprint, wallet: wallet.clone(), amount: *amount });
             }
-            Event::OrderCompleted(order) => self.apply_completed(order),
+            Event::OrderCompleted(order) => {
+                self.last_at = self.last_at.max(order.at);
+                if let Some(h) = order.captured_hold {
+                    self.record(&order.wallet, lsn, TxKind::HoldReleased, h, order.key.order_id.as_str());
+                }
+                let charged = Money::new(-order.charged.minor(), order.charged.currency());
+                self.record(&order.wallet, lsn, TxKind::Purchase, charged, order.key.order_id.as_str());
+                self.apply_completed(order)
+            }
             Event::OrderRejected { key, fingerprint, wallet, reason, released_hold } => {
                 if let Some(h) = released_hold {
+                    self.record(wallet, lsn, TxKind::HoldReleased, *h, key.order_id.as_str());
                     self.release(key, wallet, *h);
                 }
                 let rec = OrderRecord { fingerprint: *fingerprint, wallet: wallet.clone(), outcome: OrderOutcome::Rejected(*reason), at: UnixMillis(0) };
                 self.orders.insert(key.clone(), rec);
             }
-            Event::OrderAborted { key, wallet, released_hold } => self.release(key, wallet, *released_hold),
+            Event::OrderAborted { key, wallet, released_hold } => {
+                self.record(wallet, lsn, TxKind::HoldReleased, *released_hold, key.order_id.as_str());
+                self.release(key, wallet, *released_hold)
+            }
+            Event::SettlementClosed { dues, .. } => {
+                for (supplier, due) in dues {
+                    let open = self.unsettled.entry(supplier.clone()).or_default();
+                    open.cards -= due.cards;
+                    for (ccy, owed) in &due.owed {
+                        if let Some(e) = open.owed.iter_mut().find(|(c, _)| c == ccy) {
+                            e.1 -= owed;
+                        }
+                    }
+                    open.orders.drain(..due.orders.len().min(open.orders.len()));
+                    if open.cards == 0 {
+                        self.unsettled.remove(supplier);
+                    }
+                }
+            }
             Event::StockLent { sku, ranges, .. } => {
                 let pool = self.pools.entry(sku.clone()).or_default();
                 for r in ranges {
@@ -707,6 +773,11 @@ impl ShardState {
                 }
             }
         }
+    }
+
+    fn record(&mut self, wallet: &WalletId, lsn: Lsn, kind: TxKind, amount: Money, reference: &str) {
+        let at = self.last_at;
+        self.wallet_mut(wallet).history.push(TxEntry { seq: lsn.0, at, kind, amount, reference: reference.to_owned() });
     }
 
     fn wallet_mut(&mut self, wallet: &WalletId) -> &mut Wallet {
@@ -756,6 +827,18 @@ impl ShardState {
                 }
             }
             cards += line.quantity;
+            if !line.issued {
+                let due = self.unsettled.entry(line.supplier.clone()).or_default();
+                due.cards += u64::from(line.quantity);
+                let owed = line.unit_cost.minor() * i64::from(line.quantity);
+                match due.owed.iter_mut().find(|(c, _)| *c == line.unit_cost.currency()) {
+                    Some(e) => e.1 += owed,
+                    None => due.owed.push((line.unit_cost.currency(), owed)),
+                }
+                if due.orders.last() != Some(&order.key) {
+                    due.orders.push(order.key.clone());
+                }
+            }
             let s = self.sales.entry(line.sku.clone()).or_default();
             s.cards += u64::from(line.quantity);
             s.revenue_minor += line.unit_price.minor() * i64::from(line.quantity);

@@ -72,6 +72,10 @@ pub enum Query {
     Skus,
     Fx,
     Totals,
+    /// Available and sold codes of one SKU (summed over shards).
+    Stock { sku: SkuId },
+    /// A wallet's history from entry `after` (entries already seen; the history only grows), at most `limit`.
+    WalletHistory { caller: Caller, wallet: WalletId, after: u64, limit: usize },
 }
 
 /// Answers to queries.
@@ -85,6 +89,9 @@ pub enum QueryAnswer {
     Skus(Vec<Sku>),
     Fx(FxTable),
     Totals(Box<ShardTotals>),
+    /// (available, sold) codes.
+    Stock { available: u64, sold: u64 },
+    History(Vec<state::TxEntry>),
     Missing,
 }
 
@@ -317,7 +324,9 @@ impl Engine {
             Command::PlaceOrder(req) => order_home(&req.key, n),
             Command::ClaimOrder { key, .. } | Command::AbortOrder { key, .. } => order_home(key, n),
             Command::Redeem { code, .. } => shard_for(code, n),
-            Command::LendStock { .. } | Command::ReceiveStock { .. } | Command::ReverseRedemption { .. } => ShardId(0),
+            Command::LendStock { .. } | Command::ReceiveStock { .. } | Command::ReverseRedemption { .. } | Command::CloseSettlement { .. } => {
+                ShardId(0)
+            }
         }
     }
 
@@ -350,8 +359,13 @@ impl Engine {
     /// Submits a command; `reply` runs once the answer is durable. A reversal, whose shard is not
     /// known from its id, is asked of every shard.
     pub fn submit(&self, cmd: Command, reply: ReplyTo) {
-        if let Command::ReverseRedemption { .. } = cmd {
-            let fan = FanOut::new(self.shard_count, reply, pick_found);
+        let fan_out = match cmd {
+            Command::ReverseRedemption { .. } => Some(pick_found as fn(Vec<Reply>) -> Reply),
+            Command::CloseSettlement { .. } => Some(concat_events as fn(Vec<Reply>) -> Reply),
+            _ => None,
+        };
+        if let Some(combine) = fan_out {
+            let fan = FanOut::new(self.shard_count, reply, combine);
             for s in 0..self.shard_count {
                 self.deliver(ShardId(s), ClientMsg::Command(cmd.clone(), fan.part()));
             }
@@ -366,7 +380,7 @@ impl Engine {
         let n = self.shard_count;
         let one = |s: ShardId, q: Query, reply: ReplyTo| self.deliver(s, ClientMsg::Query(q, reply));
         match &q {
-            Query::Wallet { wallet, .. } => one(shard_for(wallet.as_str().as_bytes(), n), q, reply),
+            Query::Wallet { wallet, .. } | Query::WalletHistory { wallet, .. } => one(shard_for(wallet.as_str().as_bytes(), n), q, reply),
             Query::Card { card } | Query::Cards { first: card, .. } => {
                 if card.shard().0 >= n {
                     return reply(Err(EngineError::Rejected(Rejection::CardNotFound)));
@@ -377,6 +391,10 @@ impl Engine {
             Query::Skus | Query::Fx => one(ShardId(0), q, reply),
             Query::Order { .. } => {
                 let fan = FanOut::new(n, reply, pick_found);
+                (0..n).for_each(|s| one(ShardId(s), q.clone(), fan.part()));
+            }
+            Query::Stock { .. } => {
+                let fan = FanOut::new(n, reply, merge_stock);
                 (0..n).for_each(|s| one(ShardId(s), q.clone(), fan.part()));
             }
             Query::Totals => {
@@ -510,6 +528,13 @@ impl Engine {
         }
     }
 
+    /// Checks every invariant over all shards at a quiescent point: the live reconciliation.
+    pub fn reconcile(&self) -> Result<verify::Report, EngineError> {
+        let states: Vec<state::ShardState> =
+            self.state_bytes()?.iter().map(|b| codec_state(b)).collect::<Result<_, _>>().map_err(|_| EngineError::Storage)?;
+        Ok(verify::check(&states, 0))
+    }
+
     /// Mailbox capacity per shard.
     pub fn mailbox_len_max(&self) -> usize {
         self.mailbox_len_max
@@ -583,6 +608,31 @@ fn pick_found(replies: Vec<Reply>) -> Reply {
         }
     }
     fallback.unwrap_or(Err(EngineError::Storage))
+}
+
+fn concat_events(replies: Vec<Reply>) -> Reply {
+    let mut all = Vec::new();
+    for r in replies {
+        match r? {
+            Outcome::Applied(mut evs) => all.append(&mut evs),
+            _ => return Err(EngineError::Storage),
+        }
+    }
+    Ok(Outcome::Applied(all))
+}
+
+fn merge_stock(replies: Vec<Reply>) -> Reply {
+    let (mut available, mut sold) = (0, 0);
+    for r in replies {
+        match r? {
+            Outcome::Query(QueryAnswer::Stock { available: a, sold: s }) => {
+                available += a;
+                sold += s;
+            }
+            _ => return Err(EngineError::Storage),
+        }
+    }
+    Ok(Outcome::Query(QueryAnswer::Stock { available, sold }))
 }
 
 fn merge_totals(replies: Vec<Reply>) -> Reply {

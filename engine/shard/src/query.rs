@@ -36,6 +36,17 @@ pub fn answer(state: &ShardState, q: Query) -> Result<QueryAnswer, EngineError> 
         }
         Query::Fx => Ok(QueryAnswer::Fx(state.fx.clone())),
         Query::Totals => Ok(QueryAnswer::Totals(Box::new(totals(state)))),
+        Query::Stock { sku } => match (state.skus.contains_key(&sku), state.pools.get(&sku)) {
+            (false, _) => not_found(Rejection::SkuNotFound),
+            (true, p) => Ok(QueryAnswer::Stock { available: p.map_or(0, |p| p.available), sold: p.map_or(0, |p| p.sold) }),
+        },
+        Query::WalletHistory { caller, wallet, after, limit } => match state.wallets.get(&wallet) {
+            Some(w) if caller.admin || w.owner == caller.client => {
+                let start = usize::try_from(after).unwrap_or(usize::MAX).min(w.history.len());
+                Ok(QueryAnswer::History(w.history[start..].iter().take(limit).cloned().collect()))
+            }
+            _ => not_found(Rejection::WalletNotFound),
+        },
     }
 }
 
