@@ -57,6 +57,14 @@ pub struct BenchArgs {
     data: Option<std::path::PathBuf>,
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Print `ack <order-number> <outcome>` for every acknowledged order, as it is acknowledged
+    /// (the crash tests read this to know what must survive a kill).
+    #[arg(long)]
+    ack_log: bool,
+    /// Number the orders from here and name the codes after it, so repeated runs into one data
+    /// directory use fresh order ids and codes.
+    #[arg(long, default_value_t = 0)]
+    order_offset: u64,
     #[arg(long)]
     json: bool,
 }
@@ -85,6 +93,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     scenario::load(&engine, &ds).map_err(|e| anyhow::anyhow!("loading the data set: {e}"))?;
     let codes = if args.scenario == Scenario::Redeem { redeem_setup(&engine, &args)? } else { Vec::new() };
     let setup_secs = setup_started.elapsed().as_secs_f64();
+    if args.ack_log {
+        println!("ready");
+    }
     let rss_after_setup = rss_mib();
 
     let tally = Arc::new(Tally {
@@ -124,7 +135,15 @@ fn dataset(args: &BenchArgs, per_order: u64) -> DataSet {
         };
         share + share / 5 + 16
     };
-    DataSet { wallets: args.wallets, skus: args.skus, codes_per_sku: codes, deposit_minor: 1_000_000_000_000, kind, face_minor: 2_500 }
+    DataSet {
+        wallets: args.wallets,
+        skus: args.skus,
+        codes_per_sku: codes,
+        deposit_minor: 1_000_000_000_000,
+        kind,
+        face_minor: 2_500,
+        code_prefix: format!("{}-", args.order_offset),
+    }
 }
 
 /// Buys issued cards for the redeem scenario and returns their code hashes.
@@ -165,8 +184,13 @@ fn command(args: &BenchArgs, ds: &DataSet, codes: &[CodeHash], i: u64, rng: &mut
                 Scenario::HotSku if rng.gen_range(0..10) < 9 => rng.gen_range(0..10.min(ds.skus)),
                 _ => rng.gen_range(0..ds.skus),
             };
-            let qty = if args.scenario == Scenario::Bulk { 1_000 } else { 1 };
-            Command::PlaceOrder(Box::new(scenario::order(i, wallet, sku, qty)))
+            let qty = match args.scenario {
+                Scenario::Bulk => 1_000,
+                // The crash runs mix in multi-card orders, which borrow stock across shards.
+                _ if args.ack_log => rng.gen_range(1..=3),
+                _ => 1,
+            };
+            Command::PlaceOrder(Box::new(scenario::order(args.order_offset + i, wallet, sku, qty)))
         }
     }
 }
@@ -195,12 +219,28 @@ fn drive(engine: &Engine, args: &BenchArgs, ds: &DataSet, codes: &[CodeHash], ta
         };
         let t = tally.clone();
         sent.fetch_add(1, Ordering::Relaxed);
-        engine.submit(cmd, Box::new(move |r| record(&t, intended, r)));
+        let ack = args.ack_log.then_some(args.order_offset + i);
+        engine.submit(cmd, Box::new(move |r| {
+            if let Some(no) = ack {
+                log_ack(no, &r);
+            }
+            record(&t, intended, r)
+        }));
     }
     while done(tally) < args.orders {
         std::thread::sleep(Duration::from_millis(1));
     }
     Ok(())
+}
+
+fn log_ack(no: u64, r: &giftcard_shard::Reply) {
+    match r {
+        Ok(Outcome::Order { outcome: OrderOutcome::Completed { first_card, cards, charged }, .. }) => {
+            println!("ack {no} completed {} {cards} {}", first_card.0, charged.minor())
+        }
+        Ok(Outcome::Order { outcome: OrderOutcome::Rejected(r), .. }) => println!("ack {no} rejected {}", r.code()),
+        _ => {}
+    }
 }
 
 fn done(t: &Tally) -> u64 {

@@ -439,7 +439,8 @@ impl ShardState {
         }])
     }
 
-    fn decide_order(&self, req: &OrderRequest, ctx: &Ctx) -> Decision {
+    /// Decides an order; the same as `decide(&Command::PlaceOrder(..))` without boxing a copy.
+    pub fn decide_order(&self, req: &OrderRequest, ctx: &Ctx) -> Decision {
         let key = &req.key;
         if let Some(rec) = self.orders.get(key) {
             return if rec.fingerprint == req.fingerprint { Decision::Replay(rec.outcome.clone()) } else { Decision::Reject(Rejection::IdempotencyConflict) };
@@ -839,7 +840,10 @@ impl ShardState {
                     due.orders.push(order.key.clone());
                 }
             }
-            let s = self.sales.entry(line.sku.clone()).or_default();
+            let s = match self.sales.get_mut(&line.sku) {
+                Some(s) => s,
+                None => self.sales.entry(line.sku.clone()).or_default(),
+            };
             s.cards += u64::from(line.quantity);
             s.revenue_minor += line.unit_price.minor() * i64::from(line.quantity);
             s.margin_minor += (line.unit_price.minor() - line.unit_cost.minor()) * i64::from(line.quantity);

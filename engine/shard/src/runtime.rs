@@ -209,10 +209,10 @@ impl Shard {
     }
 
     /// Applies and journals events decided here; replicated ones also go to every other shard.
-    fn commit(&mut self, pass: &mut Pass, events: &[Event]) {
+    fn commit(&mut self, pass: &mut Pass, events: Vec<Event>) {
         for ev in events {
             let lsn = Lsn(self.state.last_lsn.0 + 1);
-            self.state.apply(ev, lsn);
+            self.state.apply(&ev, lsn);
             if ev.is_replicated() {
                 for s in 0..self.state.shard_count {
                     if s != self.state.shard.0 {
@@ -220,7 +220,7 @@ impl Shard {
                     }
                 }
             }
-            pass.batch.events.push((lsn, ev.clone()));
+            pass.batch.events.push((lsn, ev));
         }
     }
 
@@ -235,7 +235,7 @@ impl Shard {
                 let decision = self.state.decide(&cmd, &self.ctx(rt));
                 let reply = match decision {
                     Decision::Events(evs) => {
-                        self.commit(pass, &evs);
+                        self.commit(pass, evs.clone());
                         Ok(Outcome::Applied(evs))
                     }
                     Decision::Reject(r) => Err(EngineError::Rejected(r)),
@@ -298,7 +298,7 @@ impl Shard {
             hashes.push(hash);
         }
         rt.pending_codes.push_back((rt.upload_tickets, hashes));
-        self.commit(pass, &evs);
+        self.commit(pass, evs.clone());
         Ok(Outcome::Applied(evs))
     }
 
@@ -324,22 +324,22 @@ impl Shard {
                 req.fresh_codes = (0..issued).map(|_| self.vault.generate_for_shard(self.state.shard, self.state.shard_count).1).collect();
             }
         }
-        match self.state.decide(&Command::PlaceOrder(req.clone()), &self.ctx(rt)) {
+        match self.state.decide_order(&req, &self.ctx(rt)) {
             Decision::Events(evs) => {
-                self.commit(pass, &evs);
                 let reply = order_reply(&evs);
+                self.commit(pass, evs);
                 Self::reply(pass, to, reply);
             }
             Decision::Reject(r) => Self::reply(pass, to, Err(EngineError::Rejected(r))),
             Decision::Replay(outcome) => Self::reply(pass, to, Ok(Outcome::Order { outcome, replayed: true })),
             Decision::Forward { claim, to: shard } => {
                 if let Some(c) = claim {
-                    self.commit(pass, &[c]);
+                    self.commit(pass, vec![c]);
                 }
                 pass.out.push((shard, PeerMsg::Order(req, to)));
             }
             Decision::NeedStock { hold, missing } => {
-                self.commit(pass, &[hold]);
+                self.commit(pass, vec![hold]);
                 let n = self.state.shard_count;
                 let me = self.state.shard.0;
                 let peers: VecDeque<ShardId> = (1..n).map(|i| ShardId((me + i) % n)).collect();
@@ -372,8 +372,9 @@ impl Shard {
             Decision::Events(evs) => evs,
             _ => Vec::new(),
         };
-        self.commit(pass, &evs);
-        self.end_saga(pass, saga, order_reply(&evs));
+        let reply = order_reply(&evs);
+        self.commit(pass, evs);
+        self.end_saga(pass, saga, reply);
     }
 
     fn end_saga(&mut self, pass: &mut Pass, saga: Saga, reply: Reply) {
@@ -403,14 +404,14 @@ impl Shard {
                         ranges = r.clone();
                     }
                     if !ranges.is_empty() {
-                        self.commit(pass, &evs);
+                        self.commit(pass, evs);
                     }
                 }
                 pass.out.push((from, PeerMsg::LendReply { sku, ranges, from: self.state.shard, saga }));
             }
             PeerMsg::LendReply { sku, ranges, from, saga } => {
                 if !ranges.is_empty() {
-                    self.commit(pass, &[Event::StockReceived { sku, from, ranges }]);
+                    self.commit(pass, vec![Event::StockReceived { sku, from, ranges }]);
                 }
                 let Some(mut s) = rt.sagas.remove(&saga) else { return };
                 s.outstanding -= 1;
@@ -425,10 +426,10 @@ impl Shard {
 
     /// All replies of a round are in: complete the order, or ask the next peer.
     fn retry_saga(&mut self, rt: &mut Runtime, pass: &mut Pass, mut saga: Saga) {
-        match self.state.decide(&Command::PlaceOrder(saga.req.clone()), &self.ctx(rt)) {
+        match self.state.decide_order(&saga.req, &self.ctx(rt)) {
             Decision::Events(evs) => {
-                self.commit(pass, &evs);
                 let reply = order_reply(&evs);
+                self.commit(pass, evs);
                 self.end_saga(pass, saga, reply);
             }
             Decision::NeedStock { missing, .. } => {
@@ -438,7 +439,7 @@ impl Shard {
             Decision::Reject(r) => {
                 let abort = Command::AbortOrder { key: saga.req.key.clone(), reason: r };
                 if let Decision::Events(evs) = self.state.decide(&abort, &self.ctx(rt)) {
-                    self.commit(pass, &evs);
+                    self.commit(pass, evs);
                 }
                 self.end_saga(pass, saga, Err(EngineError::Rejected(r)));
             }

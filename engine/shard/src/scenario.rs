@@ -89,17 +89,28 @@ pub struct DataSet {
     pub deposit_minor: i64,
     pub kind: SkuKind,
     pub face_minor: i64,
+    /// Distinguishes the codes of repeated loads into the same data directory.
+    pub code_prefix: String,
 }
 
-/// Submits many commands with a bounded number in flight, and fails on the first error.
+/// Submits many commands with a bounded number in flight, and fails on the first error other
+/// than `tolerate` (so a load into an existing data directory can skip what is already there).
 pub fn submit_all(engine: &Engine, cmds: impl Iterator<Item = Command>, window: usize) -> Result<(), EngineError> {
+    submit_tolerant(engine, cmds, window, None)
+}
+
+fn submit_tolerant(engine: &Engine, cmds: impl Iterator<Item = Command>, window: usize, tolerate: Option<Rejection>) -> Result<(), EngineError> {
+    let check = |r: Reply| match r {
+        Err(EngineError::Rejected(x)) if Some(x) == tolerate => Ok(()),
+        other => other.map(drop),
+    };
     let (tx, rx) = bounded::<Reply>(window);
     let inflight = Arc::new(AtomicUsize::new(0));
     let mut sent = 0usize;
     let mut done = 0usize;
     for cmd in cmds {
         while sent - done >= window {
-            rx.recv().map_err(|_| EngineError::Stopping)??;
+            check(rx.recv().map_err(|_| EngineError::Stopping)?)?;
             done += 1;
         }
         let tx = tx.clone();
@@ -108,7 +119,7 @@ pub fn submit_all(engine: &Engine, cmds: impl Iterator<Item = Command>, window: 
         sent += 1;
     }
     while done < sent {
-        rx.recv().map_err(|_| EngineError::Stopping)??;
+        check(rx.recv().map_err(|_| EngineError::Stopping)?)?;
         done += 1;
     }
     Ok(())
@@ -120,7 +131,7 @@ pub fn load(engine: &Engine, ds: &DataSet) -> Result<(), EngineError> {
         ok(engine.call(Command::DefineSku(sku(i, ds.kind, ds.face_minor))))?;
     }
     let creates = (0..ds.wallets).map(|i| Command::CreateWallet { caller: caller(), wallet: wallet_id(i), kyc_verified: true });
-    submit_all(engine, creates, 4096)?;
+    submit_tolerant(engine, creates, 4096, Some(Rejection::WalletExists))?;
     let deposits = (0..ds.wallets).map(|i| Command::Deposit {
         caller: caller(),
         wallet: wallet_id(i),
@@ -136,7 +147,7 @@ pub fn load(engine: &Engine, ds: &DataSet) -> Result<(), EngineError> {
             let mut start = 0;
             while start < ds.codes_per_sku {
                 let end = (start + chunk).min(ds.codes_per_sku);
-                let codes: Vec<String> = (start..end).map(|c| format!("CODE-{i:05}-{c:09}")).collect();
+                let codes: Vec<String> = (start..end).map(|c| format!("CODE-{}{i:05}-{c:09}", ds.code_prefix)).collect();
                 ok(engine.upload(sku_id(i), None, &codes))?;
                 start = end;
             }
