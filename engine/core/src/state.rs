@@ -874,3 +874,156 @@ fn split_off_front(ranges: &mut Vec<SlotRange>, mut n: u64) -> Vec<SlotRange> {
 /// The serialized form of a shard's state: canonical bytes, so two states are equal exactly
 /// when their snapshots are.
 pub type ShardSnapshot = Vec<u8>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{Denomination, SkuStatus};
+    use rust_decimal::Decimal;
+
+    fn usd(minor: i64) -> Money {
+        Money::new(minor, Currency::parse("USD").unwrap())
+    }
+
+    fn ctx_at(ms: u64) -> Ctx {
+        Ctx { now: UnixMillis(ms), lsn: Lsn(1), shard: ShardId(0) }
+    }
+
+    fn caller() -> Caller {
+        Caller { client: ClientId::new("c"), admin: false }
+    }
+
+    /// One shard (so every wallet lives here) with a supplier-code SKU of face 25.00 and `codes` codes.
+    fn shard_with(balance: i64, codes: u64) -> ShardState {
+        let mut s = ShardState::new(ShardId(0), 1);
+        let mut lsn = 0;
+        let mut apply = |s: &mut ShardState, d: Decision| {
+            let Decision::Events(evs) = d else { panic!("{d:?}") };
+            for e in evs {
+                lsn += 1;
+                s.apply(&e, Lsn(lsn));
+            }
+        };
+        let sku = Sku {
+            id: SkuId::new("s"),
+            brand: "b".into(),
+            category: "c".into(),
+            kind: SkuKind::SupplierCode,
+            denomination: Denomination::Fixed(2500),
+            currency: Currency::parse("USD").unwrap(),
+            wholesale_discount: Decimal::new(15, 2),
+            markup: Decimal::ZERO,
+            supplier: SupplierId::new("sup"),
+            regions: vec!["US".into()],
+            status: SkuStatus::Active,
+            issue_cap: None,
+        };
+        let d = s.decide(&Command::DefineSku(sku), &ctx_at(1));
+        apply(&mut s, d);
+        let d = s.decide(&Command::CreateWallet { caller: caller(), wallet: WalletId::new("w"), kyc_verified: true }, &ctx_at(1));
+        apply(&mut s, d);
+        if balance > 0 {
+            let dep = Command::Deposit { caller: caller(), wallet: WalletId::new("w"), deposit_id: RequestId::new("d"), amount: usd(balance), reference: "r".into(), fingerprint: [0; 16] };
+            let d = s.decide(&dep, &ctx_at(1));
+            apply(&mut s, d);
+        }
+        if codes > 0 {
+            let add = Command::AddCodes { sku: SkuId::new("s"), supplier: None, first_slot: 0, count: codes, shard_count: 1 };
+            let d = s.decide(&add, &ctx_at(1));
+            apply(&mut s, d);
+        }
+        s
+    }
+
+    fn order(qty: u32, region: &str, fp: u8) -> OrderRequest {
+        OrderRequest {
+            key: OrderKey { client: ClientId::new("c"), order_id: OrderId::new("o1") },
+            admin: false,
+            wallet: WalletId::new("w"),
+            items: vec![OrderItem { sku: SkuId::new("s"), quantity: qty, amount_minor: None }],
+            region: region.into(),
+            pay_currency: None,
+            channel: DeliveryChannel::None,
+            recipient: String::new(),
+            fingerprint: [fp; 16],
+            fresh_codes: Vec::new(),
+        }
+    }
+
+    fn rejection(d: &Decision) -> Option<Rejection> {
+        match d {
+            Decision::Events(e) => match e.first() {
+                Some(Event::OrderRejected { reason, .. }) => Some(*reason),
+                _ => None,
+            },
+            Decision::Reject(r) => Some(*r),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn order_above_the_balance_is_rejected_and_recorded() {
+        let s = shard_with(4_999, 10);
+        let d = s.decide_order(&order(2, "US", 1), &ctx_at(5));
+        assert_eq!(rejection(&d), Some(Rejection::InsufficientFunds));
+    }
+
+    #[test]
+    fn order_outside_the_skus_regions_is_rejected() {
+        let s = shard_with(100_000, 10);
+        assert_eq!(rejection(&s.decide_order(&order(1, "DE", 1), &ctx_at(5))), Some(Rejection::RegionNotAllowed));
+    }
+
+    #[test]
+    fn short_local_stock_asks_for_a_hold_and_the_missing_codes() {
+        let s = shard_with(100_000, 1);
+        match s.decide_order(&order(3, "US", 1), &ctx_at(5)) {
+            Decision::NeedStock { hold: Event::FundsHeld { amount, .. }, missing } => {
+                assert_eq!(amount, usd(7_500));
+                assert_eq!(missing, vec![(SkuId::new("s"), 2)]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn completed_order_debits_books_margin_and_replays() {
+        let mut s = shard_with(100_000, 10);
+        let Decision::Events(evs) = s.decide_order(&order(2, "US", 1), &ctx_at(5)) else { panic!() };
+        for e in &evs {
+            s.apply(e, Lsn(100));
+        }
+        let b = s.wallets[&WalletId::new("w")].balance(Currency::parse("USD").unwrap());
+        assert_eq!((b.available, b.held, b.ledger), (95_000, 0, 95_000));
+        assert_eq!(s.ledger[&Account::RevenueMargin(Currency::parse("USD").unwrap())], 750);
+        assert_eq!(s.pools[&SkuId::new("s")].available, 8);
+        assert!(matches!(s.decide_order(&order(2, "US", 1), &ctx_at(6)), Decision::Replay(OrderOutcome::Completed { cards: 2, .. })));
+        assert_eq!(s.decide_order(&order(2, "US", 2), &ctx_at(6)), Decision::Reject(Rejection::IdempotencyConflict));
+    }
+
+    #[test]
+    fn frozen_wallet_cannot_buy() {
+        let mut s = shard_with(100_000, 10);
+        s.apply(&Event::WalletFrozenSet { wallet: WalletId::new("w"), frozen: true }, Lsn(50));
+        assert_eq!(rejection(&s.decide_order(&order(1, "US", 1), &ctx_at(5))), Some(Rejection::WalletFrozen));
+    }
+
+    #[test]
+    fn another_clients_wallet_looks_missing() {
+        let s = shard_with(100_000, 10);
+        let mut o = order(1, "US", 1);
+        o.key.client = ClientId::new("intruder");
+        assert_eq!(s.decide_order(&o, &ctx_at(5)), Decision::Reject(Rejection::WalletNotFound));
+    }
+
+    #[test]
+    fn pool_takes_lowest_slots_and_splits_ranges() {
+        let mut p = Pool::default();
+        p.insert((10, 20));
+        p.insert((30, 35));
+        assert_eq!(p.peek(12), vec![(10, 20), (30, 32)]);
+        p.remove((12, 15));
+        assert_eq!(p.ranges.iter().map(|(a, b)| (*a, *b)).collect::<Vec<_>>(), vec![(10, 12), (15, 20), (30, 35)]);
+        assert_eq!(p.available, 12);
+    }
+}

@@ -26,6 +26,8 @@ use std::sync::Arc;
 /// Key prefixes inside the one sled tree, so a group's frames and side data share one atomic batch.
 const FRAME_PREFIX: u8 = b'w';
 const META_PREFIX: u8 = b'm';
+/// The last frame number removed by truncation.
+const TRUNCATED_META: &str = "truncated_through";
 
 /// Failures of the journal's storage.
 #[derive(Debug, thiserror::Error)]
@@ -97,10 +99,17 @@ impl Wal {
             .map_err(storage("open"))?;
         let data_path = path.join("db");
         let data_file = File::open(&data_path).map_err(|source| WalError::Io { op: "open", path: data_path, source })?;
-        let next_seq = match db.scan_prefix([FRAME_PREFIX]).next_back() {
-            Some(kv) => frame_seq(&kv.map_err(storage("scan"))?.0) + 1,
-            None => 1,
+        let last_frame = match db.scan_prefix([FRAME_PREFIX]).next_back() {
+            Some(kv) => frame_seq(&kv.map_err(storage("scan"))?.0),
+            None => 0,
         };
+        // After a truncation no frame may be left; numbering must still go on past the snapshot,
+        // or new frames would sort below it and be skipped by replay.
+        let truncated = match db.get(meta_key(TRUNCATED_META)).map_err(storage("meta get"))? {
+            Some(v) if v.len() == 8 => u64::from_le_bytes(v.as_ref().try_into().unwrap_or([0; 8])),
+            _ => 0,
+        };
+        let next_seq = last_frame.max(truncated) + 1;
         Ok(Wal { db, data_file, dir: dir.to_path_buf(), next_seq, syncs: Arc::new(AtomicU64::new(0)) })
     }
 
@@ -184,6 +193,7 @@ impl Wal {
             batch.remove(kv.map_err(storage("truncate scan"))?.0);
             n += 1;
         }
+        batch.insert(meta_key(TRUNCATED_META), &seq.to_le_bytes()[..]);
         self.db.apply_batch(batch).map_err(storage("truncate"))?;
         self.sync()?;
         Ok(n)
@@ -294,5 +304,24 @@ mod tests {
         assert_eq!(seqs, vec![4, 5]);
         let (through, state) = read_snapshot(dir.path()).unwrap().unwrap();
         assert_eq!((through, state.as_slice()), (3, &b"state"[..]));
+    }
+
+    #[test]
+    fn numbering_continues_past_a_snapshot_that_covered_every_frame() {
+        // Regression (found by the engine property test): after a checkpoint truncated every
+        // frame, a reopened journal numbered new frames from 1 again, below the snapshot, and
+        // replay after the snapshot skipped them.
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut wal = Wal::open(dir.path(), &WalOptions::default()).unwrap();
+            wal.append_group(&[frame(&[(0, 1, b"a")]), frame(&[(0, 2, b"b")])], &[]).unwrap();
+            wal.checkpoint(2, b"s").unwrap();
+        }
+        let mut wal = Wal::open(dir.path(), &WalOptions::default()).unwrap();
+        assert_eq!(wal.next_seq(), 3);
+        wal.append_group(&[frame(&[(0, 3, b"c")])], &[]).unwrap();
+        let mut seen = Vec::new();
+        wal.replay(2, |f| seen.push(f.seq)).unwrap();
+        assert_eq!(seen, vec![3]);
     }
 }
