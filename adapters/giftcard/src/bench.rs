@@ -96,6 +96,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if args.ack_log {
         println!("ready");
     }
+    eprintln!("set-up done in {setup_secs:.1}s; running {} orders", args.orders);
     let rss_after_setup = rss_mib();
 
     let tally = Arc::new(Tally {
@@ -169,7 +170,7 @@ fn redeem_setup(engine: &Engine, args: &BenchArgs) -> Result<Vec<CodeHash>> {
     Ok(hashes)
 }
 
-fn command(args: &BenchArgs, ds: &DataSet, codes: &[CodeHash], i: u64, rng: &mut StdRng) -> Command {
+fn command(args: &BenchArgs, ds: &DataSet, ids: &scenario::IdCache, codes: &[CodeHash], i: u64, rng: &mut StdRng) -> Command {
     match args.scenario {
         Scenario::Redeem => Command::Redeem {
             caller: scenario::caller(),
@@ -190,7 +191,7 @@ fn command(args: &BenchArgs, ds: &DataSet, codes: &[CodeHash], i: u64, rng: &mut
                 _ if args.ack_log => rng.gen_range(1..=3),
                 _ => 1,
             };
-            Command::PlaceOrder(Box::new(scenario::order(args.order_offset + i, wallet, sku, qty)))
+            Command::PlaceOrder(Box::new(ids.order(args.order_offset + i, wallet, sku, qty)))
         }
     }
 }
@@ -200,8 +201,9 @@ fn drive(engine: &Engine, args: &BenchArgs, ds: &DataSet, codes: &[CodeHash], ta
     let sent = AtomicU64::new(0);
     let start = Instant::now();
     let interval = (args.rate > 0).then(|| Duration::from_secs_f64(1.0 / args.rate as f64));
+    let ids = scenario::IdCache::new(ds.wallets, ds.skus);
     for i in 0..args.orders {
-        let cmd = command(args, ds, codes, i, &mut rng);
+        let cmd = command(args, ds, &ids, codes, i, &mut rng);
         let intended = match interval {
             Some(iv) => {
                 let at = start + iv.mul_f64(i as f64);
@@ -278,7 +280,7 @@ fn report(args: &BenchArgs, shards: u16, t: &Tally, secs: f64, setup_secs: f64, 
     let h = t.hist.lock().map_err(|_| anyhow::anyhow!("histogram lock"))?;
     let total = done(t);
     let v = serde_json::json!({
-        "scenario": format!("{:?}", args.scenario).to_lowercase(),
+        "scenario": args.scenario.to_possible_value().map(|v| v.get_name().to_owned()),
         "shards": shards,
         "orders": total,
         "completed": t.completed.load(Ordering::Relaxed),

@@ -41,11 +41,13 @@ pub struct Ctx {
     pub shard: ShardId,
 }
 
+// Ids are shared, not copied: an order's key is held by the order, its claim, its settlement
+// entry and the wallet history, and a SKU id by every card sold; `Arc<str>` makes those clones free.
 macro_rules! string_id {
     ($(#[$doc:meta] $name:ident),* $(,)?) => {$(
         #[$doc]
         #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-        pub struct $name(pub Box<str>);
+        pub struct $name(pub std::sync::Arc<str>);
         impl $name {
             /// Wraps an id that the adapter has already validated.
             pub fn new(s: &str) -> Self { Self(s.into()) }

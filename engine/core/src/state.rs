@@ -7,7 +7,11 @@ use crate::event::*;
 use crate::ledger::{postings, Account};
 use crate::*;
 use serde::{Deserialize, Serialize, Serializer};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+/// Maps of the state: a fast hasher, randomly keyed so client-chosen ids cannot force
+/// collisions. Iteration order never leaves the shard (snapshots sort), so the keying is harmless.
+pub type HashMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
 
 /// Serializes a `HashMap` as a map in key order, so equal maps give equal bytes.
 fn sorted<K: Ord + Serialize, V: Serialize, S: Serializer>(
@@ -196,7 +200,7 @@ pub struct TxEntry {
     /// Change to the available balance (negative for purchases and holds).
     pub amount: Money,
     /// The deposit id or order id.
-    pub reference: String,
+    pub reference: std::sync::Arc<str>,
 }
 
 /// Sales counters per SKU, for the admin report.
@@ -279,18 +283,18 @@ impl ShardState {
             last_lsn: Lsn(0),
             next_card_seq: 0,
             next_slot: 0,
-            skus: HashMap::new(),
+            skus: HashMap::default(),
             fx: FxTable::default(),
-            wallets: HashMap::new(),
-            deposits: HashMap::new(),
-            pools: HashMap::new(),
-            cards: HashMap::new(),
-            code_index: HashMap::new(),
-            orders: HashMap::new(),
-            claims: HashMap::new(),
-            holds: HashMap::new(),
-            redemptions: HashMap::new(),
-            sales: HashMap::new(),
+            wallets: HashMap::default(),
+            deposits: HashMap::default(),
+            pools: HashMap::default(),
+            cards: HashMap::default(),
+            code_index: HashMap::default(),
+            orders: HashMap::default(),
+            claims: HashMap::default(),
+            holds: HashMap::default(),
+            redemptions: HashMap::default(),
+            sales: HashMap::default(),
             ledger: BTreeMap::new(),
             unsettled: BTreeMap::new(),
             last_at: UnixMillis(0),
@@ -682,7 +686,7 @@ impl ShardState {
             }
             Event::Deposited { wallet, deposit_id, amount, fingerprint, at, .. } => {
                 self.last_at = self.last_at.max(*at);
-                self.record(wallet, lsn, TxKind::Deposit, *amount, deposit_id.as_str());
+                self.record(wallet, lsn, TxKind::Deposit, *amount, &deposit_id.0);
                 let b = self.wallet_mut(wallet).balance_mut(amount.currency());
                 b.available += amount.minor();
                 b.ledger += amount.minor();
@@ -693,7 +697,7 @@ impl ShardState {
                 self.claims.insert(key.clone(), (*fingerprint, *wallet_shard));
             }
             Event::FundsHeld { key, fingerprint, wallet, amount } => {
-                self.record(wallet, lsn, TxKind::Hold, Money::new(-amount.minor(), amount.currency()), key.order_id.as_str());
+                self.record(wallet, lsn, TxKind::Hold, Money::new(-amount.minor(), amount.currency()), &key.order_id.0);
                 let b = self.wallet_mut(wallet).balance_mut(amount.currency());
                 b.available -= amount.minor();
                 b.held += amount.minor();
@@ -703,22 +707,22 @@ impl ShardState {
             Event::OrderCompleted(order) => {
                 self.last_at = self.last_at.max(order.at);
                 if let Some(h) = order.captured_hold {
-                    self.record(&order.wallet, lsn, TxKind::HoldReleased, h, order.key.order_id.as_str());
+                    self.record(&order.wallet, lsn, TxKind::HoldReleased, h, &order.key.order_id.0);
                 }
                 let charged = Money::new(-order.charged.minor(), order.charged.currency());
-                self.record(&order.wallet, lsn, TxKind::Purchase, charged, order.key.order_id.as_str());
+                self.record(&order.wallet, lsn, TxKind::Purchase, charged, &order.key.order_id.0);
                 self.apply_completed(order)
             }
             Event::OrderRejected { key, fingerprint, wallet, reason, released_hold } => {
                 if let Some(h) = released_hold {
-                    self.record(wallet, lsn, TxKind::HoldReleased, *h, key.order_id.as_str());
+                    self.record(wallet, lsn, TxKind::HoldReleased, *h, &key.order_id.0);
                     self.release(key, wallet, *h);
                 }
                 let rec = OrderRecord { fingerprint: *fingerprint, wallet: wallet.clone(), outcome: OrderOutcome::Rejected(*reason), at: UnixMillis(0) };
                 self.orders.insert(key.clone(), rec);
             }
             Event::OrderAborted { key, wallet, released_hold } => {
-                self.record(wallet, lsn, TxKind::HoldReleased, *released_hold, key.order_id.as_str());
+                self.record(wallet, lsn, TxKind::HoldReleased, *released_hold, &key.order_id.0);
                 self.release(key, wallet, *released_hold)
             }
             Event::SettlementClosed { dues, .. } => {
@@ -776,9 +780,9 @@ impl ShardState {
         }
     }
 
-    fn record(&mut self, wallet: &WalletId, lsn: Lsn, kind: TxKind, amount: Money, reference: &str) {
+    fn record(&mut self, wallet: &WalletId, lsn: Lsn, kind: TxKind, amount: Money, reference: &std::sync::Arc<str>) {
         let at = self.last_at;
-        self.wallet_mut(wallet).history.push(TxEntry { seq: lsn.0, at, kind, amount, reference: reference.to_owned() });
+        self.wallet_mut(wallet).history.push(TxEntry { seq: lsn.0, at, kind, amount, reference: reference.clone() });
     }
 
     fn wallet_mut(&mut self, wallet: &WalletId) -> &mut Wallet {

@@ -61,16 +61,41 @@ pub fn fingerprint(bytes: &[u8]) -> Fingerprint {
 
 /// An order of `qty` cards of one SKU.
 pub fn order(order_no: u64, wallet: u32, sku: u32, qty: u32) -> OrderRequest {
-    let order_id = OrderId::new(&format!("o-{order_no}"));
+    order_with(order_no, wallet_id(wallet), sku_id(sku), wallet, sku, qty, client())
+}
+
+/// Ids built once and shared by every order of a run, so a load generator spends its time on
+/// the engine rather than on formatting ids.
+pub struct IdCache {
+    pub wallets: Vec<WalletId>,
+    pub skus: Vec<SkuId>,
+    pub client: ClientId,
+}
+
+impl IdCache {
+    /// Ids of the first `wallets` wallets and `skus` SKUs.
+    pub fn new(wallets: u32, skus: u32) -> IdCache {
+        IdCache { wallets: (0..wallets).map(wallet_id).collect(), skus: (0..skus).map(sku_id).collect(), client: client() }
+    }
+
+    /// The same order as [`order`], from cached ids.
+    pub fn order(&self, order_no: u64, wallet: u32, sku: u32, qty: u32) -> OrderRequest {
+        let (w, s) = (self.wallets[wallet as usize].clone(), self.skus[sku as usize].clone());
+        order_with(order_no, w, s, wallet, sku, qty, self.client.clone())
+    }
+}
+
+fn order_with(order_no: u64, wallet_id: WalletId, sku_id: SkuId, wallet: u32, sku: u32, qty: u32, client: ClientId) -> OrderRequest {
+    let order_id = OrderId::new(&order_number(order_no));
     let mut fp_src = [0u8; 16];
     fp_src[..4].copy_from_slice(&wallet.to_le_bytes());
     fp_src[4..8].copy_from_slice(&sku.to_le_bytes());
     fp_src[8..12].copy_from_slice(&qty.to_le_bytes());
     OrderRequest {
-        key: OrderKey { client: client(), order_id },
+        key: OrderKey { client, order_id },
         admin: false,
-        wallet: wallet_id(wallet),
-        items: vec![OrderItem { sku: sku_id(sku), quantity: qty, amount_minor: None }],
+        wallet: wallet_id,
+        items: vec![OrderItem { sku: sku_id, quantity: qty, amount_minor: None }],
         region: "US".into(),
         pay_currency: None,
         channel: DeliveryChannel::None,
@@ -78,6 +103,13 @@ pub fn order(order_no: u64, wallet: u32, sku: u32, qty: u32) -> OrderRequest {
         fingerprint: fp_src,
         fresh_codes: Vec::new(),
     }
+}
+
+fn order_number(n: u64) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(24);
+    let _ = write!(s, "o-{n}");
+    s
 }
 
 /// Size of a data set.
