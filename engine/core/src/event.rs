@@ -86,6 +86,9 @@ pub enum Command {
     AbortOrder { key: OrderKey, reason: Rejection },
     Redeem { caller: Caller, redemption_id: RequestId, code: CodeHash, amount: Money, fingerprint: Fingerprint },
     ReverseRedemption { caller: Caller, redemption_id: RequestId },
+    /// The delivery service's report on one card; after `attempts_max` failures the card's
+    /// delivery is given up and listed for operators.
+    ReportDelivery { card: CardId, delivered: bool, attempts_max: u8 },
     /// Close the settlement period on this shard: everything owed to suppliers since the last
     /// close is totalled and reset. Sent to every shard; the adapter merges the shards' totals.
     CloseSettlement { period_id: RequestId },
@@ -133,7 +136,7 @@ pub struct CompletedOrder {
     pub first_card: CardId,
     pub lines: Vec<SoldLine>,
     pub channel: DeliveryChannel,
-    pub recipient: String,
+    pub recipient: std::sync::Arc<str>,
     pub at: UnixMillis,
 }
 
@@ -159,6 +162,8 @@ pub enum Event {
     RedemptionRejected { client: ClientId, redemption_id: RequestId, fingerprint: Fingerprint, reason: Rejection },
     RedemptionReversed { client: ClientId, redemption_id: RequestId, card: CardId, amount: Money },
     SettlementClosed { period_id: RequestId, dues: Vec<(SupplierId, SupplierDue)> },
+    /// A delivery attempt's result; `gave_up` when the attempts are exhausted.
+    DeliveryReported { card: CardId, delivered: bool, attempt: u8, gave_up: bool },
 }
 
 impl Event {

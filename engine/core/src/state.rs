@@ -134,6 +134,18 @@ pub enum CardStatus {
     Expired,
 }
 
+/// Where a card's delivery stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Delivery {
+    /// The order asked for no delivery (the buyer took the code from the response).
+    NotRequired,
+    /// Sent, no report yet, or failed `failures` times and being retried.
+    Pending { failures: u8 },
+    Delivered,
+    /// Failed every allowed attempt; listed for operators.
+    GaveUp { failures: u8 },
+}
+
 /// Where a card's code is kept.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CodeRef {
@@ -154,6 +166,9 @@ pub struct Card {
     pub balance: i64,
     /// The ledger's view of `card:{id}`; must equal `balance` for issued cards.
     pub ledger: i64,
+    /// The order that sold it.
+    pub order: OrderKey,
+    pub delivery: Delivery,
 }
 
 /// A recorded order answer, with what a retry must match.
@@ -163,6 +178,8 @@ pub struct OrderRecord {
     pub wallet: WalletId,
     pub outcome: OrderOutcome,
     pub at: UnixMillis,
+    pub channel: DeliveryChannel,
+    pub recipient: std::sync::Arc<str>,
 }
 
 /// Funds held for an order waiting for stock from peers.
@@ -353,6 +370,7 @@ impl ShardState {
                 self.decide_redeem(caller, redemption_id, code, *amount, *fingerprint)
             }
             Command::ReverseRedemption { caller, redemption_id } => self.decide_reversal(caller, redemption_id),
+            Command::ReportDelivery { card, delivered, attempts_max } => self.decide_delivery(*card, *delivered, *attempts_max),
             Command::CloseSettlement { period_id } => Decision::Events(vec![Event::SettlementClosed {
                 period_id: period_id.clone(),
                 dues: self.unsettled.iter().map(|(s, d)| (s.clone(), d.clone())).collect(),
@@ -589,7 +607,7 @@ impl ShardState {
             first_card: CardId::new(self.shard, self.next_card_seq),
             lines,
             channel: req.channel,
-            recipient: req.recipient.clone(),
+            recipient: req.recipient.as_str().into(),
             at: ctx.now,
         }
     }
@@ -640,6 +658,18 @@ impl ShardState {
             return reject(Rejection::InsufficientBalance);
         }
         Decision::Events(vec![Event::Redeemed { client: caller.client.clone(), redemption_id: id.clone(), fingerprint: fp, card: *card_id, amount }])
+    }
+
+    fn decide_delivery(&self, card_id: CardId, delivered: bool, attempts_max: u8) -> Decision {
+        let Some(card) = self.cards.get(&card_id) else { return Decision::Reject(Rejection::CardNotFound) };
+        let failures = match card.delivery {
+            Delivery::Pending { failures } => failures,
+            // Reports after the outcome is settled change nothing: the delivery service retries too.
+            Delivery::Delivered | Delivery::GaveUp { .. } | Delivery::NotRequired => return Decision::Events(vec![]),
+        };
+        let attempt = failures.saturating_add(1);
+        let gave_up = !delivered && attempt >= attempts_max.max(1);
+        Decision::Events(vec![Event::DeliveryReported { card: card_id, delivered, attempt, gave_up }])
     }
 
     fn decide_reversal(&self, caller: &Caller, id: &RequestId) -> Decision {
@@ -718,12 +748,27 @@ impl ShardState {
                     self.record(wallet, lsn, TxKind::HoldReleased, *h, &key.order_id.0);
                     self.release(key, wallet, *h);
                 }
-                let rec = OrderRecord { fingerprint: *fingerprint, wallet: wallet.clone(), outcome: OrderOutcome::Rejected(*reason), at: UnixMillis(0) };
+                let rec = OrderRecord {
+                    fingerprint: *fingerprint,
+                    wallet: wallet.clone(),
+                    outcome: OrderOutcome::Rejected(*reason),
+                    at: self.last_at,
+                    channel: DeliveryChannel::None,
+                    recipient: "".into(),
+                };
                 self.orders.insert(key.clone(), rec);
             }
             Event::OrderAborted { key, wallet, released_hold } => {
                 self.record(wallet, lsn, TxKind::HoldReleased, *released_hold, &key.order_id.0);
                 self.release(key, wallet, *released_hold)
+            }
+            Event::DeliveryReported { card, delivered, attempt, gave_up } => {
+                let c = self.cards.get_mut(card).expect("reported card exists");
+                c.delivery = match (delivered, gave_up) {
+                    (true, _) => Delivery::Delivered,
+                    (false, true) => Delivery::GaveUp { failures: *attempt },
+                    (false, false) => Delivery::Pending { failures: *attempt },
+                };
             }
             Event::SettlementClosed { dues, .. } => {
                 for (supplier, due) in dues {
@@ -809,6 +854,7 @@ impl ShardState {
         self.holds.remove(&order.key);
         let mut seq = order.first_card.0;
         let mut cards = 0u32;
+        let delivery = if order.channel == DeliveryChannel::None { Delivery::NotRequired } else { Delivery::Pending { failures: 0 } };
         for line in &order.lines {
             if !line.slots.is_empty() {
                 let pool = self.pools.entry(line.sku.clone()).or_default();
@@ -819,14 +865,32 @@ impl ShardState {
             }
             if line.issued {
                 for code in &line.issued_codes {
-                    let card = Card { sku: line.sku.clone(), code: CodeRef::Sealed(code.sealed.clone()), status: CardStatus::Active, face: line.face, balance: line.face.minor(), ledger: line.face.minor() };
+                    let card = Card {
+                        sku: line.sku.clone(),
+                        code: CodeRef::Sealed(code.sealed.clone()),
+                        status: CardStatus::Active,
+                        face: line.face,
+                        balance: line.face.minor(),
+                        ledger: line.face.minor(),
+                        order: order.key.clone(),
+                        delivery,
+                    };
                     self.code_index.insert(code.hash, CardId(seq));
                     self.cards.insert(CardId(seq), card);
                     seq += 1;
                 }
             } else {
                 for slot in line.slots.iter().flat_map(|(s, e)| *s..*e) {
-                    let card = Card { sku: line.sku.clone(), code: CodeRef::Slot(slot), status: CardStatus::Active, face: line.face, balance: 0, ledger: 0 };
+                    let card = Card {
+                        sku: line.sku.clone(),
+                        code: CodeRef::Slot(slot),
+                        status: CardStatus::Active,
+                        face: line.face,
+                        balance: 0,
+                        ledger: 0,
+                        order: order.key.clone(),
+                        delivery,
+                    };
                     self.cards.insert(CardId(seq), card);
                     seq += 1;
                 }
@@ -854,7 +918,15 @@ impl ShardState {
         }
         self.next_card_seq = self.next_card_seq.max((seq & ((1 << 48) - 1)) as u64);
         let outcome = OrderOutcome::Completed { charged: order.charged, first_card: order.first_card, cards };
-        self.orders.insert(order.key.clone(), OrderRecord { fingerprint: order.fingerprint, wallet: order.wallet.clone(), outcome, at: order.at });
+        let rec = OrderRecord {
+            fingerprint: order.fingerprint,
+            wallet: order.wallet.clone(),
+            outcome,
+            at: order.at,
+            channel: order.channel,
+            recipient: order.recipient.clone(),
+        };
+        self.orders.insert(order.key.clone(), rec);
     }
 }
 

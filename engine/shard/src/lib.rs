@@ -74,6 +74,8 @@ pub enum Query {
     Totals,
     /// Available and sold codes of one SKU (summed over shards).
     Stock { sku: SkuId },
+    /// Cards whose delivery was given up, at most `limit` per shard.
+    FailedDeliveries { limit: usize },
     /// A wallet's history from entry `after` (entries already seen; the history only grows), at most `limit`.
     WalletHistory { caller: Caller, wallet: WalletId, after: u64, limit: usize },
 }
@@ -92,6 +94,8 @@ pub enum QueryAnswer {
     /// (available, sold) codes.
     Stock { available: u64, sold: u64 },
     History(Vec<state::TxEntry>),
+    /// Cards, with their ids.
+    CardList(Vec<(CardId, Card)>),
     Missing,
 }
 
@@ -151,6 +155,8 @@ pub struct EngineConfig {
     pub cache_bytes: u64,
     /// Records replayed at start-up above which a checkpoint is written right after recovery.
     pub checkpoint_after_records: u64,
+    /// Keep journal frames until the outbox has published them (set when the queue adapter runs).
+    pub outbox: bool,
 }
 
 impl EngineConfig {
@@ -165,8 +171,16 @@ impl EngineConfig {
             hash_key: *b"dev-hash-key-change-me-0123456789"[..32].try_into().unwrap_or(&[0u8; 32]),
             cache_bytes: 64 << 20,
             checkpoint_after_records: 2_000_000,
+            outbox: false,
         }
     }
+}
+
+/// One journal frame's events, for the outbox.
+#[derive(Clone, Debug)]
+pub struct JournalFrame {
+    pub seq: u64,
+    pub events: Vec<(ShardId, Lsn, Event)>,
 }
 
 /// What recovery found and did.
@@ -209,6 +223,9 @@ pub struct Engine {
     sync_counter: Arc<std::sync::atomic::AtomicU64>,
     shard_count: u16,
     mailbox_len_max: usize,
+    /// Frames up to here are published by the outbox (only consulted when `outbox` is set).
+    outbox_floor: Arc<std::sync::atomic::AtomicU64>,
+    outbox: bool,
     pub recovery: RecoveryReport,
 }
 
@@ -230,12 +247,14 @@ impl Engine {
     pub fn open(cfg: EngineConfig) -> Result<Engine, OpenError> {
         std::fs::create_dir_all(&cfg.data_dir).map_err(|e| OpenError::Dir(cfg.data_dir.clone(), e))?;
         let mut wal = giftcard_wal::Wal::open(&cfg.data_dir, &giftcard_wal::WalOptions { cache_bytes: cfg.cache_bytes })?;
-        let (states, report) = recovery::recover(&mut wal, cfg.shards, cfg.checkpoint_after_records)?;
+        let (states, report) = recovery::recover(&mut wal, cfg.shards, cfg.checkpoint_after_records, cfg.outbox)?;
+        let outbox_floor = Arc::new(std::sync::atomic::AtomicU64::new(recovery::outbox_cursor(&wal.reader()).unwrap_or(0)));
         let reader = wal.reader();
         let sync_counter = wal.sync_counter();
         let n = usize::from(cfg.shards);
         let (writer_tx, writer_rx) = bounded(n * 4);
         let writer_shared = Arc::new(WriterShared::default());
+        writer_shared.last_seq.store(wal.next_seq().saturating_sub(1), Ordering::Release);
         let mut threads = Vec::new();
         let ws = writer_shared.clone();
         threads.push(spawn("giftcard-wal", move || writer::run(wal, writer_rx, ws)));
@@ -284,6 +303,8 @@ impl Engine {
             sync_counter,
             shard_count: cfg.shards,
             mailbox_len_max: cfg.mailbox_len_max,
+            outbox_floor,
+            outbox: cfg.outbox,
             recovery: report,
         })
     }
@@ -324,6 +345,13 @@ impl Engine {
             Command::PlaceOrder(req) => order_home(&req.key, n),
             Command::ClaimOrder { key, .. } | Command::AbortOrder { key, .. } => order_home(key, n),
             Command::Redeem { code, .. } => shard_for(code, n),
+            Command::ReportDelivery { card, .. } => {
+                if card.shard().0 < n {
+                    card.shard()
+                } else {
+                    ShardId(0)
+                }
+            }
             Command::LendStock { .. } | Command::ReceiveStock { .. } | Command::ReverseRedemption { .. } | Command::CloseSettlement { .. } => {
                 ShardId(0)
             }
@@ -391,6 +419,10 @@ impl Engine {
             Query::Skus | Query::Fx => one(ShardId(0), q, reply),
             Query::Order { .. } => {
                 let fan = FanOut::new(n, reply, pick_found);
+                (0..n).for_each(|s| one(ShardId(s), q.clone(), fan.part()));
+            }
+            Query::FailedDeliveries { .. } => {
+                let fan = FanOut::new(n, reply, merge_card_lists);
                 (0..n).for_each(|s| one(ShardId(s), q.clone(), fan.part()));
             }
             Query::Stock { .. } => {
@@ -502,8 +534,9 @@ impl Engine {
         self.writer.send(WriteMsg::Mark(mark_tx)).map_err(|_| EngineError::Stopping)?;
         let through = mark_rx.recv().map_err(|_| EngineError::Stopping)?;
         let state = recovery::encode_snapshot(parts.into_iter().map(|(_, b)| b).collect());
+        let truncate = if self.outbox { self.outbox_floor.load(Ordering::Acquire).min(through) } else { through };
         let (done_tx, done_rx) = bounded(1);
-        self.writer.send(WriteMsg::Checkpoint { through, state, done: done_tx }).map_err(|_| EngineError::Stopping)?;
+        self.writer.send(WriteMsg::Checkpoint { through, truncate, state, done: done_tx }).map_err(|_| EngineError::Stopping)?;
         done_rx.recv().map_err(|_| EngineError::Stopping)?.map_err(|e| {
             tracing::error!(error = %e, "checkpoint failed");
             EngineError::Storage
@@ -533,6 +566,37 @@ impl Engine {
         let states: Vec<state::ShardState> =
             self.state_bytes()?.iter().map(|b| codec_state(b)).collect::<Result<_, _>>().map_err(|_| EngineError::Storage)?;
         Ok(verify::check(&states, 0))
+    }
+
+    /// Reads the journal for the outbox: events of durable frames after `after_seq`.
+    pub fn journal_after(&self, after_seq: u64, max_frames: usize) -> Result<Vec<JournalFrame>, EngineError> {
+        let through = self.writer_shared.last_seq.load(Ordering::Acquire);
+        let frames = self.reader.frames_after(after_seq, through, max_frames).map_err(|_| EngineError::Storage)?;
+        frames
+            .into_iter()
+            .map(|f| {
+                let events = f
+                    .records
+                    .into_iter()
+                    .map(|r| codec::decode(&r.payload).map(|e| (ShardId(r.shard), Lsn(r.lsn), e)))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|_| EngineError::Storage)?;
+                Ok(JournalFrame { seq: f.seq, events })
+            })
+            .collect()
+    }
+
+    /// Where the outbox has published through (0 if it never ran here).
+    pub fn outbox_cursor(&self) -> u64 {
+        self.outbox_floor.load(Ordering::Acquire)
+    }
+
+    /// Records that every frame through `seq` is published: checkpoints may truncate them, and a
+    /// restart resumes after them. Stored lazily; after a crash publishing resumes at most a
+    /// little earlier and the broker's duplicate window drops the repeats.
+    pub fn set_outbox_cursor(&self, seq: u64) -> Result<(), EngineError> {
+        self.outbox_floor.fetch_max(seq, Ordering::AcqRel);
+        self.reader.put_meta_lazy(recovery::OUTBOX_CURSOR_META, &seq.to_le_bytes()).map_err(|_| EngineError::Storage)
     }
 
     /// Mailbox capacity per shard.
@@ -619,6 +683,18 @@ fn concat_events(replies: Vec<Reply>) -> Reply {
         }
     }
     Ok(Outcome::Applied(all))
+}
+
+fn merge_card_lists(replies: Vec<Reply>) -> Reply {
+    let mut all = Vec::new();
+    for r in replies {
+        match r? {
+            Outcome::Query(QueryAnswer::CardList(mut v)) => all.append(&mut v),
+            _ => return Err(EngineError::Storage),
+        }
+    }
+    all.sort_by_key(|(id, _)| *id);
+    Ok(Outcome::Query(QueryAnswer::CardList(all)))
 }
 
 fn merge_stock(replies: Vec<Reply>) -> Reply {

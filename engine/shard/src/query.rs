@@ -36,6 +36,17 @@ pub fn answer(state: &ShardState, q: Query) -> Result<QueryAnswer, EngineError> 
         }
         Query::Fx => Ok(QueryAnswer::Fx(state.fx.clone())),
         Query::Totals => Ok(QueryAnswer::Totals(Box::new(totals(state)))),
+        Query::FailedDeliveries { limit } => {
+            let mut v: Vec<_> = state
+                .cards
+                .iter()
+                .filter(|(_, c)| matches!(c.delivery, giftcard_core::state::Delivery::GaveUp { .. }))
+                .map(|(id, c)| (*id, c.clone()))
+                .collect();
+            v.sort_by_key(|(id, _)| *id);
+            v.truncate(limit);
+            Ok(QueryAnswer::CardList(v))
+        }
         Query::Stock { sku } => match (state.skus.contains_key(&sku), state.pools.get(&sku)) {
             (false, _) => not_found(Rejection::SkuNotFound),
             (true, p) => Ok(QueryAnswer::Stock { available: p.map_or(0, |p| p.available), sold: p.map_or(0, |p| p.sold) }),

@@ -88,7 +88,20 @@ fn apply_replayed(states: &mut [ShardState], transit: &mut Transit, shard: Shard
 }
 
 /// Recovers a data directory: replay, settle what was in flight, journal the settlement.
-pub fn recover(wal: &mut Wal, shard_count: u16, checkpoint_after: u64) -> Result<(Vec<ShardState>, RecoveryReport), OpenError> {
+/// Metadata key of the outbox's published position (the last frame fully published).
+pub const OUTBOX_CURSOR_META: &str = "outbox_cursor";
+
+/// The frame the outbox has published through, if the outbox ever ran on this directory.
+pub fn outbox_cursor(reader: &giftcard_wal::WalReader) -> Option<u64> {
+    match reader.meta(OUTBOX_CURSOR_META) {
+        Ok(Some(b)) if b.len() == 8 => Some(u64::from_le_bytes(b.try_into().unwrap_or([0; 8]))),
+        _ => None,
+    }
+}
+
+/// Recovers a data directory. With `retain_for_outbox`, frames the outbox has not published yet
+/// are kept when the post-recovery checkpoint truncates the journal.
+pub fn recover(wal: &mut Wal, shard_count: u16, checkpoint_after: u64, retain_for_outbox: bool) -> Result<(Vec<ShardState>, RecoveryReport), OpenError> {
     let started = Instant::now();
     match wal.meta(SHARD_COUNT_META)? {
         Some(b) if b.len() == 2 => {
@@ -134,8 +147,9 @@ pub fn recover(wal: &mut Wal, shard_count: u16, checkpoint_after: u64) -> Result
     }
     if report.records_replayed > checkpoint_after {
         let through = wal.next_seq().saturating_sub(1);
+        let truncate = if retain_for_outbox { outbox_cursor(&wal.reader()).unwrap_or(0) } else { through };
         let parts = states.iter().map(|s| bincode::serialize(s).unwrap_or_default()).collect();
-        wal.checkpoint(through, &encode_snapshot(parts))?;
+        wal.checkpoint(through, truncate, &encode_snapshot(parts))?;
     }
     report.duration = started.elapsed();
     metrics::gauge!("giftcard_recovery_duration_seconds").set(report.duration.as_secs_f64());

@@ -30,7 +30,7 @@ pub enum WriteMsg {
     /// Answer with the last frame's sequence once everything sent before is durable.
     Mark(Sender<u64>),
     /// Write a snapshot through the marked frame and truncate the journal.
-    Checkpoint { through: u64, state: Vec<u8>, done: Sender<Result<(), String>> },
+    Checkpoint { through: u64, truncate: u64, state: Vec<u8>, done: Sender<Result<(), String>> },
     /// Finish the current group and close the journal.
     Stop,
 }
@@ -131,8 +131,8 @@ fn write_group(wal: &mut Wal, pending: &mut Vec<WriteMsg>, shared: &WriterShared
             WriteMsg::Mark(tx) => {
                 let _ = tx.send(wal.next_seq().saturating_sub(1));
             }
-            WriteMsg::Checkpoint { through, state, done } => {
-                let r = if ok { wal.checkpoint(through, &state).map_err(|e| e.to_string()) } else { Err("journal failed".into()) };
+            WriteMsg::Checkpoint { through, truncate, state, done } => {
+                let r = if ok { wal.checkpoint(through, truncate, &state).map_err(|e| e.to_string()) } else { Err("journal failed".into()) };
                 let _ = done.send(r);
             }
             WriteMsg::Stop => {}

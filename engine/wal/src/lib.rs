@@ -84,6 +84,35 @@ impl WalReader {
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, WalError> {
         Ok(self.db.get(key).map_err(storage("get"))?.map(|v| v.to_vec()))
     }
+
+    /// Up to `max_frames` frames after `after_seq`, in order: how the outbox follows the journal.
+    /// Only frames the writer has made durable are visible to a reader that is told their number
+    /// (see `WriterShared::last_seq`); a frame that fails its checksum ends the read with an error.
+    pub fn frames_after(&self, after_seq: u64, through_seq: u64, max_frames: usize) -> Result<Vec<ReplayedFrame>, WalError> {
+        let mut out = Vec::new();
+        if through_seq <= after_seq {
+            return Ok(out);
+        }
+        for kv in self.db.range(frame_key(after_seq + 1)..=frame_key(through_seq)).take(max_frames) {
+            let (k, v) = kv.map_err(storage("read frames"))?;
+            let seq = frame_seq(&k);
+            let records = decode_frame(&v).map_err(|reason| WalError::Corrupt { seq, reason })?;
+            out.push(ReplayedFrame { seq, records });
+        }
+        Ok(out)
+    }
+
+    /// Stores a small metadata value. Not synced by itself: the next group flush covers it, so it
+    /// suits positions that may safely fall back a little after a crash (the outbox cursor).
+    pub fn put_meta_lazy(&self, name: &str, value: &[u8]) -> Result<(), WalError> {
+        self.db.insert(meta_key(name), value).map_err(storage("meta put"))?;
+        Ok(())
+    }
+
+    /// Reads a metadata value.
+    pub fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, WalError> {
+        Ok(self.db.get(meta_key(name)).map_err(storage("meta get"))?.map(|v| v.to_vec()))
+    }
 }
 
 impl Wal {
@@ -210,11 +239,14 @@ impl Wal {
         self.sync()
     }
 
-    /// Writes a snapshot file that covers every frame up to `through_seq`, then truncates them.
-    pub fn checkpoint(&mut self, through_seq: u64, state: &[u8]) -> Result<(), WalError> {
+    /// Writes a snapshot file that covers every frame up to `through_seq`, then truncates the
+    /// frames up to `truncate_seq` (at most `through_seq`; lower while an outbox still needs them).
+    pub fn checkpoint(&mut self, through_seq: u64, truncate_seq: u64, state: &[u8]) -> Result<(), WalError> {
         write_snapshot(&self.dir, through_seq, state)
             .map_err(|e| WalError::Io { op: "write snapshot", path: self.dir.clone(), source: e.into_io() })?;
-        self.truncate_through(through_seq)?;
+        if truncate_seq > 0 {
+            self.truncate_through(truncate_seq.min(through_seq))?;
+        }
         Ok(())
     }
 
@@ -298,7 +330,7 @@ mod tests {
         for i in 1..=5 {
             wal.append_group(&[frame(&[(0, i, b"e")])], &[]).unwrap();
         }
-        wal.checkpoint(3, b"state").unwrap();
+        wal.checkpoint(3, 3, b"state").unwrap();
         let mut seqs = Vec::new();
         wal.replay(3, |f| seqs.push(f.seq)).unwrap();
         assert_eq!(seqs, vec![4, 5]);
@@ -315,7 +347,7 @@ mod tests {
         {
             let mut wal = Wal::open(dir.path(), &WalOptions::default()).unwrap();
             wal.append_group(&[frame(&[(0, 1, b"a")]), frame(&[(0, 2, b"b")])], &[]).unwrap();
-            wal.checkpoint(2, b"s").unwrap();
+            wal.checkpoint(2, 2, b"s").unwrap();
         }
         let mut wal = Wal::open(dir.path(), &WalOptions::default()).unwrap();
         assert_eq!(wal.next_seq(), 3);
