@@ -76,6 +76,9 @@ pub enum Query {
     Stock { sku: SkuId },
     /// A wallet's history from entry `after` (entries already seen; the history only grows), at most `limit`.
     WalletHistory { caller: Caller, wallet: WalletId, after: u64, limit: usize },
+    /// The recorded answer of a client's redemption (asked of every shard), so an idempotent
+    /// replay can return the original response.
+    Redemption { client: ClientId, redemption_id: RequestId },
 }
 
 /// Answers to queries.
@@ -92,6 +95,7 @@ pub enum QueryAnswer {
     /// (available, sold) codes.
     Stock { available: u64, sold: u64 },
     History(Vec<state::TxEntry>),
+    Redemption(Box<state::RedemptionRecord>),
     Missing,
 }
 
@@ -389,7 +393,7 @@ impl Engine {
             }
             Query::CardByCode { hash } => one(shard_for(hash, n), q, reply),
             Query::Skus | Query::Fx => one(ShardId(0), q, reply),
-            Query::Order { .. } => {
+            Query::Order { .. } | Query::Redemption { .. } => {
                 let fan = FanOut::new(n, reply, pick_found);
                 (0..n).for_each(|s| one(ShardId(s), q.clone(), fan.part()));
             }

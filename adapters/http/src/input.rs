@@ -1,0 +1,181 @@
+//! Input discipline: bodies are parsed strictly (unknown fields, wrong types and floats where an
+//! integer belongs are refused, naming the field), and ids, currencies, amounts and strings are
+//! checked here, before anything reaches the engine.
+
+use crate::error::ApiError;
+use actix_web::web::Bytes;
+use giftcard_core::{Currency, Money, AMOUNT_MINOR_MAX};
+use serde::de::DeserializeOwned;
+
+/// Longest free-text field (brand, reference, recipient...).
+pub const TEXT_LEN_MAX: usize = 256;
+
+/// Parses a JSON body, naming the offending field on failure.
+pub fn json<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::Invalid {
+            code: "malformed_json",
+            detail: "request body is empty".into(),
+            field: None,
+        });
+    }
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let code = if inner.is_syntax() || inner.is_eof() {
+            "malformed_json"
+        } else {
+            "invalid_field"
+        };
+        let field = (path != ".").then_some(path);
+        ApiError::Invalid {
+            code,
+            detail: inner.to_string(),
+            field,
+        }
+    })?;
+    Ok(value)
+}
+
+/// Checks a client-chosen id: 1-64 of `A-Za-z0-9._:-`.
+pub fn id<'a>(field: &str, s: &'a str) -> Result<&'a str, ApiError> {
+    let ok = (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b));
+    if ok {
+        Ok(s)
+    } else {
+        Err(ApiError::invalid(
+            "invalid_id",
+            field,
+            "ids are 1-64 characters of A-Za-z0-9._:-",
+        ))
+    }
+}
+
+/// Checks a free-text field's length.
+pub fn text<'a>(field: &str, s: &'a str, min: usize) -> Result<&'a str, ApiError> {
+    if (min..=TEXT_LEN_MAX).contains(&s.chars().count()) && !s.chars().any(char::is_control) {
+        Ok(s)
+    } else {
+        Err(ApiError::invalid(
+            "invalid_text",
+            field,
+            format!("must be {min}-{TEXT_LEN_MAX} characters without control characters"),
+        ))
+    }
+}
+
+/// Parses an ISO 4217 currency code.
+pub fn currency(field: &str, s: &str) -> Result<Currency, ApiError> {
+    Currency::parse(s).ok_or_else(|| {
+        ApiError::invalid(
+            "invalid_currency",
+            field,
+            "not an active ISO 4217 currency code",
+        )
+    })
+}
+
+/// A positive, bounded amount of an ISO 4217 currency.
+pub fn money(field: &str, m: &crate::wire::MoneyDto) -> Result<Money, ApiError> {
+    let ccy = currency(&format!("{field}.currency"), &m.currency)?;
+    if !(1..=AMOUNT_MINOR_MAX).contains(&m.amount_minor) {
+        return Err(ApiError::invalid(
+            "invalid_amount",
+            format!("{field}.amount_minor"),
+            format!("must be an integer from 1 to {AMOUNT_MINOR_MAX} minor units"),
+        ));
+    }
+    Ok(Money::new(m.amount_minor, ccy))
+}
+
+/// A rate or percentage as a decimal string ("0.15"); never a float.
+pub fn decimal(field: &str, s: &str) -> Result<rust_decimal::Decimal, ApiError> {
+    use std::str::FromStr;
+    if s.len() > 40 {
+        return Err(ApiError::invalid(
+            "invalid_decimal",
+            field,
+            "decimal string too long",
+        ));
+    }
+    rust_decimal::Decimal::from_str(s).map_err(|_| {
+        ApiError::invalid(
+            "invalid_decimal",
+            field,
+            "must be a decimal string such as \"0.15\"",
+        )
+    })
+}
+
+/// The idempotency key: the `Idempotency-Key` header or the id in the body; both must agree.
+pub fn idempotency_key(
+    header: Option<&str>,
+    body: Option<&str>,
+    field: &str,
+) -> Result<String, ApiError> {
+    let key = match (header, body) {
+        (Some(h), Some(b)) if h != b => {
+            return Err(ApiError::invalid(
+                "idempotency_key_mismatch",
+                field,
+                "Idempotency-Key header and body id differ",
+            ))
+        }
+        (Some(k), _) | (None, Some(k)) => k,
+        (None, None) => {
+            return Err(ApiError::invalid(
+                "missing_idempotency_key",
+                field,
+                "send an Idempotency-Key header or an id in the body",
+            ))
+        }
+    };
+    id(field, key).map(str::to_owned)
+}
+
+/// A digest of the canonical form of a request (its parsed fields re-serialized in a fixed
+/// order), which the engine uses to tell a replay from a conflicting reuse of a key.
+pub fn fingerprint<T: serde::Serialize>(canonical: &T) -> giftcard_core::Fingerprint {
+    let bytes = serde_json::to_vec(canonical).unwrap_or_default();
+    giftcard_shard::scenario::fingerprint(&bytes)
+}
+
+/// A JSON body parsed with [`json`], at most the configured size (413 beyond it).
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned + 'static> actix_web::FromRequest for JsonBody<T> {
+    type Error = ApiError;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(
+        req: &actix_web::HttpRequest,
+        payload: &mut actix_web::dev::Payload,
+    ) -> Self::Future {
+        let limit = req.app_data::<crate::BodyLimit>().map_or(4 << 20, |l| l.0);
+        let bytes = Bytes::from_request(req, payload);
+        Box::pin(async move {
+            let body =
+                bytes
+                    .await
+                    .map_err(|e| match e.as_error::<actix_web::error::PayloadError>() {
+                        Some(actix_web::error::PayloadError::Overflow) => {
+                            ApiError::TooLarge { limit }
+                        }
+                        _ => match e.as_response_error().status_code() {
+                            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE => {
+                                ApiError::TooLarge { limit }
+                            }
+                            _ => ApiError::Invalid {
+                                code: "malformed_body",
+                                detail: "the request body could not be read".into(),
+                                field: None,
+                            },
+                        },
+                    })?;
+            json(&body).map(JsonBody)
+        })
+    }
+}
