@@ -64,7 +64,7 @@ pub enum ApiError {
     /// A business rule refused the request; `order_id` when it was an order.
     #[error("{0}")]
     Rejected(Rejection, Option<String>),
-    #[error("codes already known")]
+    #[error("{} codes are already known (positions lists at most the first 1000)", .0.len())]
     DuplicateCodes(Vec<usize>),
     #[error("too many requests")]
     RateLimited { retry_after_s: u64 },
@@ -113,7 +113,12 @@ impl ApiError {
         let (field, order_id, positions) = match self {
             ApiError::Invalid { field, .. } => (field.clone(), None, None),
             ApiError::Rejected(_, order) => (None, order.clone(), None),
-            ApiError::DuplicateCodes(p) => (Some("codes".into()), None, Some(p.clone())),
+            // Bounded, so a large upload of known codes cannot make a huge error body.
+            ApiError::DuplicateCodes(p) => (
+                Some("codes".into()),
+                None,
+                Some(p.iter().take(1000).copied().collect()),
+            ),
             _ => (None, None, None),
         };
         let correlation_id = status.is_server_error().then(correlation_id);

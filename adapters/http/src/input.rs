@@ -143,8 +143,20 @@ pub fn fingerprint<T: serde::Serialize>(canonical: &T) -> giftcard_core::Fingerp
     giftcard_shard::scenario::fingerprint(&bytes)
 }
 
-/// A JSON body parsed with [`json`], at most the configured size (413 beyond it).
-pub struct JsonBody<T>(pub T);
+/// A JSON body of at most the configured size (413 beyond it), parsed by [`JsonBody::parse`]
+/// only after the handler has checked the caller's role, so a forbidden caller learns nothing
+/// about the body's shape.
+pub struct JsonBody<T> {
+    bytes: Bytes,
+    kind: std::marker::PhantomData<T>,
+}
+
+impl<T: DeserializeOwned> JsonBody<T> {
+    /// Parses the body strictly with [`json`].
+    pub fn parse(self) -> Result<T, ApiError> {
+        json(&self.bytes)
+    }
+}
 
 impl<T: DeserializeOwned + 'static> actix_web::FromRequest for JsonBody<T> {
     type Error = ApiError;
@@ -155,27 +167,22 @@ impl<T: DeserializeOwned + 'static> actix_web::FromRequest for JsonBody<T> {
         payload: &mut actix_web::dev::Payload,
     ) -> Self::Future {
         let limit = req.app_data::<crate::BodyLimit>().map_or(4 << 20, |l| l.0);
-        let bytes = Bytes::from_request(req, payload);
+        let bytes = <Bytes as actix_web::FromRequest>::from_request(req, payload);
         Box::pin(async move {
-            let body =
-                bytes
-                    .await
-                    .map_err(|e| match e.as_error::<actix_web::error::PayloadError>() {
-                        Some(actix_web::error::PayloadError::Overflow) => {
-                            ApiError::TooLarge { limit }
-                        }
-                        _ => match e.as_response_error().status_code() {
-                            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE => {
-                                ApiError::TooLarge { limit }
-                            }
-                            _ => ApiError::Invalid {
-                                code: "malformed_body",
-                                detail: "the request body could not be read".into(),
-                                field: None,
-                            },
-                        },
-                    })?;
-            json(&body).map(JsonBody)
+            let bytes = bytes
+                .await
+                .map_err(|e| match e.as_response_error().status_code() {
+                    actix_web::http::StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge { limit },
+                    _ => ApiError::Invalid {
+                        code: "malformed_body",
+                        detail: "the request body could not be read".into(),
+                        field: None,
+                    },
+                })?;
+            Ok(JsonBody {
+                bytes,
+                kind: std::marker::PhantomData,
+            })
         })
     }
 }

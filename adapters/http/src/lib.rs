@@ -160,12 +160,23 @@ impl Server {
 
 /// Binds, starts serving (not ready), recovers the engine in the background, then turns ready.
 pub fn start(cfg: HttpConfig, engine_cfg: EngineConfig) -> Result<Server, String> {
+    start_with(
+        cfg,
+        Box::new(move || Engine::open(engine_cfg).map_err(|e| e.to_string())),
+    )
+}
+
+/// Opens (recovers) the engine; runs on a background thread while HTTP already answers.
+pub type Opener = Box<dyn FnOnce() -> Result<Engine, String> + Send>;
+
+/// [`start`] with the engine opened by `open` (tests use it to hold recovery back).
+pub fn start_with(cfg: HttpConfig, open: Opener) -> Result<Server, String> {
     let metrics = metrics_http::install();
     let state = web::Data::new(AppState::new(&cfg, metrics)?);
     let (tx, rx) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new()
         .name("giftcard-http".into())
-        .spawn(move || actix_web::rt::System::new().block_on(serve(cfg, engine_cfg, state, tx)))
+        .spawn(move || actix_web::rt::System::new().block_on(serve(cfg, open, state, tx)))
         .map_err(|e| e.to_string())?;
     match rx.recv() {
         Ok(Ok((addr, handle))) => Ok(Server {
@@ -185,7 +196,7 @@ type Started = Result<(SocketAddr, ServerHandle), String>;
 
 async fn serve(
     cfg: HttpConfig,
-    engine_cfg: EngineConfig,
+    open: Opener,
     state: web::Data<AppState>,
     started: std::sync::mpsc::Sender<Started>,
 ) -> Result<(), String> {
@@ -199,6 +210,7 @@ async fn serve(
         App::new()
             .app_data(app_state.clone())
             .app_data(limit)
+            .app_data(web::PayloadConfig::new(limit.0))
             .configure(routes::configure)
     })
     .workers(workers)
@@ -222,7 +234,7 @@ async fn serve(
     tracing::info!(%addr, "listening; recovering the journal");
     let failure = Arc::new(std::sync::Mutex::new(None));
     let (st, fail) = (state.clone(), failure.clone());
-    std::thread::spawn(move || match Engine::open(engine_cfg) {
+    std::thread::spawn(move || match open() {
         Ok(engine) => {
             tracing::info!(
                 duration_ms = engine.recovery.duration.as_millis() as u64,

@@ -40,7 +40,8 @@ pub async fn put_fx(
     body: JsonBody<FxTableDto>,
 ) -> Result<HttpResponse, ApiError> {
     who.require(&[Role::Admin])?;
-    let t = body.0;
+    let body = body.parse()?;
+    let t = body;
     if t.rates.len() > FX_RATES_MAX {
         return Err(ApiError::invalid(
             "too_many",
@@ -128,8 +129,7 @@ pub async fn stats(who: Principal, state: web::Data<AppState>) -> Result<HttpRes
         .ledger
         .iter()
         .filter_map(|(a, v)| match a {
-            // The ledger holds revenue as a credit (negative); report it as a positive amount.
-            Account::RevenueFx(ccy) => Some(MoneyDto::of(Money::new(-v, *ccy))),
+            Account::RevenueFx(ccy) => Some(MoneyDto::of(Money::new(*v, *ccy))),
             _ => None,
         })
         .collect();
@@ -150,7 +150,8 @@ pub async fn close_settlement(
     body: JsonBody<SettlementRequest>,
 ) -> Result<HttpResponse, ApiError> {
     who.require(&[Role::Admin])?;
-    let period = input::id("period_id", &body.0.period_id)?;
+    let body = body.parse()?;
+    let period = input::id("period_id", &body.period_id)?;
     let Outcome::Applied(events) = state
         .submit(Command::CloseSettlement {
             period_id: RequestId::new(period),

@@ -74,9 +74,10 @@ pub async fn card_balance(
     body: JsonBody<BalanceRequest>,
 ) -> Result<HttpResponse, ApiError> {
     who.require(CARD_ROLES)?;
-    code("code", &body.0.code)?;
-    state.limit_lookup(&who, &body.0.code)?;
-    let hash = state.engine()?.vault().hash(&body.0.code);
+    let body = body.parse()?;
+    code("code", &body.code)?;
+    state.limit_lookup(&who, &body.code)?;
+    let hash = state.engine()?.vault().hash(&body.code);
     let QueryAnswer::CardWithId(id, card) = state.ask(Query::CardByCode { hash }).await? else {
         return Err(ApiError::Unavailable);
     };
@@ -119,7 +120,8 @@ pub async fn redeem(
     body: JsonBody<RedeemRequest>,
 ) -> Result<HttpResponse, ApiError> {
     who.require(CARD_ROLES)?;
-    let r = body.0;
+    let body = body.parse()?;
+    let r = body;
     let id = input::idempotency_key(
         super::idempotency_header(&req)?,
         r.redemption_id.as_deref(),

@@ -184,7 +184,8 @@ pub async fn create_sku(
     body: JsonBody<SkuRequest>,
 ) -> Result<HttpResponse, ApiError> {
     who.require(&[Role::Admin])?;
-    let sku = sku_from(body.0)?;
+    let body = body.parse()?;
+    let sku = sku_from(body)?;
     if let Some(existing) = all_skus(&state).await?.into_iter().find(|s| s.id == sku.id) {
         if existing == sku {
             return Ok(reply(StatusCode::CREATED, &sku_view(&sku), true));
@@ -232,9 +233,10 @@ pub async fn patch_sku(
     body: JsonBody<SkuPatch>,
 ) -> Result<HttpResponse, ApiError> {
     who.require(&[Role::Admin])?;
+    let body = body.parse()?;
     let id = input::id("sku_id", &path)?;
     let mut sku = find_sku(&state, id).await?;
-    let p = body.0;
+    let p = body;
     if p.face_value.is_some() || p.face_value_min.is_some() || p.face_value_max.is_some() {
         let (denom, ccy) = denomination(
             p.face_value.as_ref(),
@@ -298,8 +300,9 @@ pub async fn upload_codes(
     body: JsonBody<UploadCodes>,
 ) -> Result<HttpResponse, ApiError> {
     who.require(&[Role::Supplier, Role::Admin])?;
+    let body = body.parse()?;
     let id = input::id("sku_id", &path)?;
-    let codes = body.0.codes;
+    let codes = body.codes;
     if codes.is_empty() || codes.len() > UPLOAD_CODES_MAX {
         return Err(ApiError::invalid(
             "invalid_count",

@@ -232,7 +232,8 @@ pub async fn place_order(
     body: JsonBody<OrderRequestDto>,
 ) -> Result<HttpResponse, ApiError> {
     who.require(ORDER_ROLES)?;
-    let (view, replayed) = place(&state, &who, &body.0, "").await?;
+    let body = body.parse()?;
+    let (view, replayed) = place(&state, &who, &body, "").await?;
     Ok(reply(StatusCode::CREATED, &view, replayed))
 }
 
@@ -244,7 +245,8 @@ pub async fn place_batch(
     body: JsonBody<BatchRequest>,
 ) -> Result<HttpResponse, ApiError> {
     who.require(ORDER_ROLES)?;
-    let orders = body.0.orders;
+    let body = body.parse()?;
+    let orders = body.orders;
     if orders.is_empty() || orders.len() > BATCH_ORDERS_MAX {
         return Err(ApiError::invalid(
             "invalid_count",

@@ -57,18 +57,19 @@ pub async fn create_wallet(
     body: JsonBody<CreateWallet>,
 ) -> Result<HttpResponse, ApiError> {
     who.require(WALLET_ROLES)?;
-    let id = input::id("wallet_id", &body.0.wallet_id)?;
+    let body = body.parse()?;
+    let id = input::id("wallet_id", &body.wallet_id)?;
     let cmd = Command::CreateWallet {
         caller: who.caller(),
         wallet: WalletId::new(id),
-        kyc_verified: body.0.kyc_verified,
+        kyc_verified: body.kyc_verified,
     };
     state.submit(cmd).await?;
     let view = WalletView {
         wallet_id: id.to_owned(),
         owner: who.client.clone(),
         frozen: false,
-        kyc_verified: body.0.kyc_verified,
+        kyc_verified: body.kyc_verified,
         balances: vec![],
     };
     Ok(reply(StatusCode::CREATED, &view, false))
@@ -99,11 +100,12 @@ pub async fn update_wallet(
     body: JsonBody<UpdateWallet>,
 ) -> Result<HttpResponse, ApiError> {
     who.require(&[Role::Admin])?;
+    let body = body.parse()?;
     let id = input::id("wallet_id", &path)?;
     state
         .submit(Command::SetWalletFrozen {
             wallet: WalletId::new(id),
-            frozen: body.0.frozen,
+            frozen: body.frozen,
         })
         .await?;
     Ok(reply(
@@ -125,8 +127,9 @@ pub async fn deposit(
     body: JsonBody<DepositRequest>,
 ) -> Result<HttpResponse, ApiError> {
     who.require(WALLET_ROLES)?;
+    let body = body.parse()?;
     let wallet = input::id("wallet_id", &path)?;
-    let d = body.0;
+    let d = body;
     let key = input::idempotency_key(
         idempotency_header(&req)?,
         d.deposit_id.as_deref(),
