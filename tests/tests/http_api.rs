@@ -43,7 +43,7 @@ fn catalog_wallet_deposit_order_flow_with_replays() {
         "gc-25"
     );
     assert_eq!(
-        api.get("/v1/skus/gc-25", Some(CHECKOUT)).body["face_value"]["amount_minor"],
+        api.get("/v1/skus/gc-25", Some(CHECKOUT)).body["face_value"]["fixed"]["amount_minor"],
         2500
     );
     api.get("/v1/skus/nope", Some(CHECKOUT))
@@ -614,7 +614,7 @@ fn admin_fx_patch_freeze_batch_stats_and_settlement() {
     let api = Api::start(dir.path());
     api.sku("gc-eur", "supplier_code", 1_000, None);
     let eur = json!({"sku_id": "eur-10", "brand": "Euro", "category": "travel", "kind": "supplier_code",
-        "face_value": {"amount_minor": 1000, "currency": "EUR"}, "wholesale_discount": "0.10", "supplier_id": "supplier-1"});
+        "face_value": {"fixed": {"amount_minor": 1000, "currency": "EUR"}}, "wholesale_discount": "0.10", "supplier_id": "supplier-1"});
     assert_eq!(api.post("/v1/skus", ADMIN, &eur).status, 201);
     assert!(
         api.post("/v1/skus", ADMIN, &eur).replayed,
@@ -695,6 +695,16 @@ fn admin_fx_patch_freeze_batch_stats_and_settlement() {
         r.body["results"][0]["order"]["charged"]["amount_minor"],
         1_050
     );
+
+    // A malformed order makes the whole batch a 400, and none of it reaches the engine.
+    let bad = json!({"orders": [order_body("b-4", "w", "gc-eur", 1), order_body("b 5", "w", "gc-eur", 1)]});
+    let r = api.post("/v1/orders/batch", CHECKOUT, &bad);
+    assert_eq!(
+        r.problem(400, "invalid_id").body["field"],
+        "orders[1].order_id"
+    );
+    api.get("/v1/orders/b-4", Some(CHECKOUT))
+        .problem(404, "order_not_found");
 
     // Freeze: deposits and orders refused.
     let freeze = api.call(

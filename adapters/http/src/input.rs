@@ -91,23 +91,65 @@ pub fn money(field: &str, m: &crate::wire::MoneyDto) -> Result<Money, ApiError> 
     Ok(Money::new(m.amount_minor, ccy))
 }
 
-/// A rate or percentage as a decimal string ("0.15"); never a float.
-pub fn decimal(field: &str, s: &str) -> Result<rust_decimal::Decimal, ApiError> {
-    use std::str::FromStr;
-    if s.len() > 40 {
-        return Err(ApiError::invalid(
-            "invalid_decimal",
-            field,
-            "decimal string too long",
-        ));
+/// Which decimal a string must be; each kind is a pattern the OpenAPI document states too.
+#[derive(Clone, Copy, Debug)]
+pub enum DecimalKind {
+    /// [0, 1): discounts and the FX spread.
+    Fraction,
+    /// (-1, 10]: a markup (negative for a discount to the buyer).
+    Markup,
+    /// > 0: an FX mid rate.
+    Rate,
+}
+
+impl DecimalKind {
+    /// The pattern (ECMA-262 and Rust `regex` agree on it).
+    pub const fn pattern(self) -> &'static str {
+        match self {
+            DecimalKind::Fraction => r"^0(\.[0-9]{1,12})?$",
+            DecimalKind::Markup => r"^(-0\.[0-9]{1,12}|[0-9](\.[0-9]{1,12})?|10(\.0{1,12})?)$",
+            DecimalKind::Rate => {
+                r"^([1-9][0-9]{0,11}(\.[0-9]{1,12})?|0\.[0-9]{0,11}[1-9][0-9]{0,11})$"
+            }
+        }
     }
-    rust_decimal::Decimal::from_str(s).map_err(|_| {
+}
+
+/// A rate or percentage as a decimal string ("0.15"); never a float.
+pub fn decimal(field: &str, s: &str, kind: DecimalKind) -> Result<rust_decimal::Decimal, ApiError> {
+    use std::str::FromStr;
+    static RES: std::sync::OnceLock<Vec<regex::Regex>> = std::sync::OnceLock::new();
+    let res = RES.get_or_init(|| {
+        [
+            DecimalKind::Fraction,
+            DecimalKind::Markup,
+            DecimalKind::Rate,
+        ]
+        .iter()
+        .filter_map(|k| regex::Regex::new(k.pattern()).ok())
+        .collect()
+    });
+    let ok = res.get(kind as usize).is_some_and(|re| re.is_match(s));
+    let bad = || {
         ApiError::invalid(
             "invalid_decimal",
             field,
-            "must be a decimal string such as \"0.15\"",
+            format!("must be a decimal string matching {}", kind.pattern()),
         )
-    })
+    };
+    if !ok {
+        return Err(bad());
+    }
+    rust_decimal::Decimal::from_str(s).map_err(|_| bad())
+}
+
+/// A decimal number made of 1 to 19 ASCII digits (card ids, cursors).
+pub fn digits(field: &str, s: &str) -> Result<u64, ApiError> {
+    let ok = (1..=19).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit());
+    s.parse::<u64>()
+        .ok()
+        .filter(|_| ok)
+        .ok_or_else(|| ApiError::invalid("invalid_id", field, "must be 1 to 19 decimal digits"))
 }
 
 /// The idempotency key: the `Idempotency-Key` header or the id in the body; both must agree.

@@ -113,9 +113,90 @@ impl Modify for Problems {
 pub fn document() -> String {
     static DOC: OnceLock<String> = OnceLock::new();
     DOC.get_or_init(|| {
-        ApiDoc::openapi()
-            .to_json()
-            .unwrap_or_else(|_| "{}".to_owned())
+        let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+        cross_field_rules(&mut doc);
+        doc.to_string()
     })
     .clone()
+}
+
+/// Rules between fields that the derive cannot state, written into the document so that it
+/// describes exactly what the handlers accept.
+fn cross_field_rules(doc: &mut serde_json::Value) {
+    use serde_json::json;
+    let schemas = &mut doc["components"]["schemas"];
+    if let Some(sku) = schemas
+        .get_mut("SkuRequest")
+        .and_then(|s| s.as_object_mut())
+    {
+        // Only issued SKUs have an issue cap.
+        sku.insert(
+            "if".into(),
+            json!({"properties": {"kind": {"const": "supplier_code"}}}),
+        );
+        sku.insert(
+            "then".into(),
+            json!({"properties": {"issue_cap": {"type": "null"}}}),
+        );
+    }
+    // Every channel but `none` needs a recipient.
+    let text = json!({"type": "string", "pattern": TEXT_PATTERN, "maxLength": 256});
+    let mut named = text.clone();
+    named["minLength"] = json!(1);
+    schemas["DeliveryDto"] = json!({
+        "description": "Where the cards go: `none`, or a channel with its recipient.",
+        "oneOf": [
+            {"type": "object", "additionalProperties": false, "required": ["channel"],
+             "properties": {"channel": {"type": "string", "enum": ["none"]}, "recipient": text}},
+            {"type": "object", "additionalProperties": false, "required": ["channel", "recipient"],
+             "properties": {"channel": {"type": "string", "enum": ["email", "sms", "webhook"]}, "recipient": named}},
+        ]
+    });
+}
+
+/// Free text: no control characters (the handlers check the same with `char::is_control`).
+const TEXT_PATTERN: &str = r"^[^\u0000-\u001F\u007F-\u009F]*$";
+
+/// Every active ISO 4217 code the engine accepts, for the `enum` of currency fields.
+pub fn currency_codes() -> Vec<String> {
+    let letters = b'A'..=b'Z';
+    let mut out = Vec::new();
+    for a in letters.clone() {
+        for b in letters.clone() {
+            for c in letters.clone() {
+                let code = String::from_utf8(vec![a, b, c]).unwrap_or_default();
+                if giftcard_core::Currency::parse(&code).is_some() {
+                    out.push(code);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The schema of an optional currency field: one of the ISO 4217 codes, or null.
+pub fn optional_currency_schema() -> utoipa::openapi::Object {
+    let mut values: Vec<serde_json::Value> = currency_codes()
+        .into_iter()
+        .map(serde_json::Value::from)
+        .collect();
+    values.push(serde_json::Value::Null);
+    let types = utoipa::openapi::schema::SchemaType::from_iter([
+        utoipa::openapi::schema::Type::String,
+        utoipa::openapi::schema::Type::Null,
+    ]);
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(types)
+        .description(Some("ISO 4217 currency code"))
+        .enum_values(Some(values))
+        .build()
+}
+
+/// The schema of a currency field: one of the ISO 4217 codes.
+pub fn currency_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .description(Some("ISO 4217 currency code"))
+        .enum_values(Some(currency_codes()))
+        .build()
 }

@@ -9,10 +9,27 @@ use utoipa::ToSchema;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MoneyDto {
-    /// In requests 1 to 10^12; in views a balance or change, which may be zero or negative.
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_i64)]
     pub amount_minor: i64,
-    #[schema(example = "USD", min_length = 3, max_length = 3)]
+    #[schema(schema_with = crate::openapi::currency_schema)]
     pub currency: String,
+}
+
+/// An amount in a response: integer minor units; a balance or a change may be zero or negative.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MoneyView {
+    pub amount_minor: i64,
+    pub currency: String,
+}
+
+impl MoneyView {
+    /// Wire form of a domain amount.
+    pub fn of(m: giftcard_core::Money) -> MoneyView {
+        MoneyView {
+            amount_minor: m.minor(),
+            currency: m.currency().code().to_owned(),
+        }
+    }
 }
 
 impl MoneyDto {
@@ -30,6 +47,7 @@ impl MoneyDto {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWallet {
+    #[schema(pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)]
     pub wallet_id: String,
     #[serde(default)]
     pub kyc_verified: bool,
@@ -45,8 +63,8 @@ pub struct UpdateWallet {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct BalanceView {
     pub currency: String,
-    pub available: MoneyDto,
-    pub held: MoneyDto,
+    pub available: MoneyView,
+    pub held: MoneyView,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
@@ -62,9 +80,15 @@ pub struct WalletView {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DepositRequest {
+    #[schema(pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64, value_type = String, required = true)]
     pub deposit_id: Option<String>,
     pub amount: MoneyDto,
     /// The payment gateway's reference.
+    #[schema(
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$",
+        min_length = 1,
+        max_length = 256
+    )]
     pub reference: String,
 }
 
@@ -72,7 +96,7 @@ pub struct DepositRequest {
 pub struct DepositView {
     pub deposit_id: String,
     pub wallet_id: String,
-    pub amount: MoneyDto,
+    pub amount: MoneyView,
     pub reference: String,
 }
 
@@ -83,7 +107,7 @@ pub struct TxView {
     /// deposit, purchase, hold, hold_released
     pub kind: String,
     /// Change of the available balance (negative for purchases and holds).
-    pub amount: MoneyDto,
+    pub amount: MoneyView,
     pub reference: String,
 }
 
@@ -110,27 +134,75 @@ pub enum SkuStatusDto {
     Paused,
 }
 
-/// A catalog entry. Exactly one of `face_value` (fixed) or `face_value_min`+`face_value_max`
-/// (open denomination), all in the SKU's currency.
+/// Face value: `{"fixed": money}` or `{"open": {"min": money, "max": money}}`; its currency is
+/// the SKU's currency.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum DenominationDto {
+    Fixed(MoneyDto),
+    Open(OpenRangeDto),
+}
+
+/// An open denomination: the buyer picks any face value in `[min, max]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OpenRangeDto {
+    pub min: MoneyDto,
+    pub max: MoneyDto,
+}
+
+/// Face value as shown in views.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DenominationView {
+    Fixed(MoneyView),
+    Open { min: MoneyView, max: MoneyView },
+}
+
+/// A supplier code: 4-128 printable ASCII characters without spaces.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[schema(pattern = r"^[!-~]{4,128}$")]
+pub struct SupplierCode(pub String);
+
+/// A region where a SKU may be sold, e.g. "US".
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[schema(pattern = r"^[A-Za-z0-9._:-]{1,64}$")]
+pub struct Region(pub String);
+
+/// A catalog entry.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SkuRequest {
+    #[schema(pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)]
     pub sku_id: String,
+    #[schema(
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$",
+        min_length = 1,
+        max_length = 256
+    )]
     pub brand: String,
+    #[schema(
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$",
+        min_length = 1,
+        max_length = 256
+    )]
     pub category: String,
     pub kind: SkuKindDto,
-    pub face_value: Option<MoneyDto>,
-    pub face_value_min: Option<MoneyDto>,
-    pub face_value_max: Option<MoneyDto>,
+    pub face_value: DenominationDto,
     /// Discount off face the supplier gives, decimal string in [0, 1): "0.15".
+    #[schema(pattern = r"^0(\.[0-9]{1,12})?$")]
     pub wholesale_discount: String,
     /// Sell price = face × (1 + markup), decimal string; default "0".
+    #[schema(pattern = r"^(-0\.[0-9]{1,12}|[0-9](\.[0-9]{1,12})?|10(\.0{1,12})?)$")]
     pub markup: Option<String>,
+    #[schema(pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)]
     pub supplier_id: String,
     /// Regions where it may be sold; empty or absent means everywhere.
-    pub regions: Option<Vec<String>>,
+    #[schema(max_items = 250)]
+    pub regions: Option<Vec<Region>>,
     pub status: Option<SkuStatusDto>,
     /// Issued SKUs only: how many cards may ever exist.
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
     pub issue_cap: Option<u64>,
 }
 
@@ -138,14 +210,26 @@ pub struct SkuRequest {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SkuPatch {
+    #[schema(
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$",
+        min_length = 1,
+        max_length = 256
+    )]
     pub brand: Option<String>,
+    #[schema(
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$",
+        min_length = 1,
+        max_length = 256
+    )]
     pub category: Option<String>,
-    pub face_value: Option<MoneyDto>,
-    pub face_value_min: Option<MoneyDto>,
-    pub face_value_max: Option<MoneyDto>,
+    /// In the SKU's currency, which cannot change.
+    pub face_value: Option<DenominationDto>,
+    #[schema(pattern = r"^0(\.[0-9]{1,12})?$")]
     pub wholesale_discount: Option<String>,
+    #[schema(pattern = r"^(-0\.[0-9]{1,12}|[0-9](\.[0-9]{1,12})?|10(\.0{1,12})?)$")]
     pub markup: Option<String>,
-    pub regions: Option<Vec<String>>,
+    #[schema(max_items = 250)]
+    pub regions: Option<Vec<Region>>,
     pub status: Option<SkuStatusDto>,
 }
 
@@ -156,9 +240,7 @@ pub struct SkuView {
     pub category: String,
     pub kind: SkuKindDto,
     pub currency: String,
-    pub face_value: Option<MoneyDto>,
-    pub face_value_min: Option<MoneyDto>,
-    pub face_value_max: Option<MoneyDto>,
+    pub face_value: DenominationView,
     pub wholesale_discount: String,
     pub markup: String,
     pub supplier_id: String,
@@ -176,7 +258,8 @@ pub struct SkuList {
 #[serde(deny_unknown_fields)]
 pub struct UploadCodes {
     /// Supplier codes: 4-128 printable ASCII characters each, at most 50,000 per upload.
-    pub codes: Vec<String>,
+    #[schema(min_items = 1, max_items = 50000)]
+    pub codes: Vec<SupplierCode>,
 }
 
 /// Codes of a SKU. Codes are taken atomically when an order completes, so none stay reserved.
@@ -204,12 +287,14 @@ pub enum ChannelDto {
 pub struct DeliveryDto {
     pub channel: ChannelDto,
     #[serde(default)]
+    #[schema(pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$", max_length = 256)]
     pub recipient: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderItemDto {
+    #[schema(pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)]
     pub sku_id: String,
     #[schema(minimum = 1, maximum = 10000)]
     pub quantity: u32,
@@ -221,11 +306,16 @@ pub struct OrderItemDto {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderRequestDto {
+    #[schema(pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)]
     pub order_id: String,
+    #[schema(pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)]
     pub wallet_id: String,
+    #[schema(min_items = 1, max_items = 100)]
     pub items: Vec<OrderItemDto>,
+    #[schema(pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)]
     pub region: String,
     /// Currency the wallet pays in; the first SKU's currency when absent.
+    #[schema(schema_with = crate::openapi::optional_currency_schema)]
     pub pay_currency: Option<String>,
     pub delivery: DeliveryDto,
 }
@@ -236,7 +326,7 @@ pub struct IssuedCard {
     pub sku_id: String,
     /// The secret code; only ever shown to the buyer in the order response.
     pub code: String,
-    pub face_value: MoneyDto,
+    pub face_value: MoneyView,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
@@ -245,7 +335,7 @@ pub struct OrderView {
     /// completed or rejected
     pub status: String,
     pub wallet_id: String,
-    pub charged: Option<MoneyDto>,
+    pub charged: Option<MoneyView>,
     /// The rejection code of a rejected order.
     pub reason: Option<String>,
     pub cards: Vec<IssuedCard>,
@@ -255,6 +345,7 @@ pub struct OrderView {
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
     /// 1 to 100 independent orders.
+    #[schema(min_items = 1, max_items = 100)]
     pub orders: Vec<OrderRequestDto>,
 }
 
@@ -280,9 +371,9 @@ pub struct CardView {
     pub sku_id: String,
     /// active, redeemed, voided, expired
     pub status: String,
-    pub face_value: MoneyDto,
+    pub face_value: MoneyView,
     /// Remaining stored value (issued cards only).
-    pub balance: Option<MoneyDto>,
+    pub balance: Option<MoneyView>,
     /// All but the last four characters hidden.
     pub masked_code: String,
 }
@@ -291,7 +382,9 @@ pub struct CardView {
 #[serde(deny_unknown_fields)]
 pub struct RedeemRequest {
     /// The idempotency key; or send `Idempotency-Key`.
+    #[schema(pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64, value_type = String, required = true)]
     pub redemption_id: Option<String>,
+    #[schema(pattern = r"^[!-~]{4,128}$", min_length = 4, max_length = 128)]
     pub code: String,
     pub amount: MoneyDto,
 }
@@ -300,7 +393,7 @@ pub struct RedeemRequest {
 pub struct RedemptionView {
     pub redemption_id: String,
     pub card_id: String,
-    pub amount: MoneyDto,
+    pub amount: MoneyView,
     /// redeemed or reversed
     pub status: String,
 }
@@ -308,6 +401,7 @@ pub struct RedemptionView {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BalanceRequest {
+    #[schema(pattern = r"^[!-~]{4,128}$", min_length = 4, max_length = 128)]
     pub code: String,
 }
 
@@ -316,17 +410,22 @@ pub struct BalanceRequest {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FxRateDto {
+    #[schema(schema_with = crate::openapi::currency_schema)]
     pub base: String,
+    #[schema(schema_with = crate::openapi::currency_schema)]
     pub quote: String,
     /// Units of `quote` per unit of `base`, decimal string: "1.0850".
+    #[schema(pattern = r"^([1-9][0-9]{0,11}(\.[0-9]{1,12})?|0\.[0-9]{0,11}[1-9][0-9]{0,11})$")]
     pub mid: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FxTableDto {
+    #[schema(max_items = 1000)]
     pub rates: Vec<FxRateDto>,
     /// Added to the mid rate on conversions, decimal string in [0, 1): "0.01".
+    #[schema(pattern = r"^0(\.[0-9]{1,12})?$")]
     pub spread: String,
 }
 
@@ -336,8 +435,8 @@ pub struct SalesRow {
     pub key: String,
     pub currency: String,
     pub cards: u64,
-    pub revenue: MoneyDto,
-    pub margin: MoneyDto,
+    pub revenue: MoneyView,
+    pub margin: MoneyView,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
@@ -346,12 +445,13 @@ pub struct StatsView {
     pub by_brand: Vec<SalesRow>,
     pub by_currency: Vec<SalesRow>,
     /// FX spread revenue per currency.
-    pub fx_revenue: Vec<MoneyDto>,
+    pub fx_revenue: Vec<MoneyView>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SettlementRequest {
+    #[schema(pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)]
     pub period_id: String,
 }
 
@@ -365,7 +465,7 @@ pub struct OrderRef {
 pub struct SupplierDueView {
     pub supplier_id: String,
     pub cards: u64,
-    pub owed: Vec<MoneyDto>,
+    pub owed: Vec<MoneyView>,
     pub orders: Vec<OrderRef>,
 }
 

@@ -175,7 +175,7 @@ impl Api {
     pub fn sku(&self, id: &str, kind: &str, face_minor: i64, issue_cap: Option<u64>) {
         let body = json!({
             "sku_id": id, "brand": "Acme", "category": "retail", "kind": kind,
-            "face_value": {"amount_minor": face_minor, "currency": "USD"},
+            "face_value": {"fixed": {"amount_minor": face_minor, "currency": "USD"}},
             "wholesale_discount": "0.15", "supplier_id": "supplier-1", "regions": ["US"], "issue_cap": issue_cap,
         });
         assert_eq!(self.post("/v1/skus", ADMIN, &body).status, 201);

@@ -50,19 +50,16 @@ pub async fn put_fx(
         ));
     }
     let mut fx = FxTable {
-        spread: input::decimal("spread", &t.spread)?,
+        spread: input::decimal("spread", &t.spread, input::DecimalKind::Fraction)?,
         ..FxTable::default()
     };
     for (i, r) in t.rates.iter().enumerate() {
         let base = input::currency(&format!("rates[{i}].base"), &r.base)?;
         let quote = input::currency(&format!("rates[{i}].quote"), &r.quote)?;
-        let mid = input::decimal(&format!("rates[{i}].mid"), &r.mid)?;
-        if base == quote || mid <= rust_decimal::Decimal::ZERO {
-            return Err(ApiError::invalid(
-                "invalid_rate",
-                format!("rates[{i}]"),
-                "a rate is between two currencies and positive",
-            ));
+        let mid = input::decimal(&format!("rates[{i}].mid"), &r.mid, input::DecimalKind::Rate)?;
+        // A currency's rate to itself is 1 by definition; such entries carry nothing.
+        if base == quote {
+            continue;
         }
         fx.mid.insert((base, quote), mid);
     }
@@ -94,8 +91,8 @@ fn rows(map: BTreeMap<Key, (u64, i64, i64)>) -> Vec<SalesRow> {
             key,
             currency: ccy.code().into(),
             cards,
-            revenue: MoneyDto::of(Money::new(revenue, ccy)),
-            margin: MoneyDto::of(Money::new(margin, ccy)),
+            revenue: MoneyView::of(Money::new(revenue, ccy)),
+            margin: MoneyView::of(Money::new(margin, ccy)),
         })
         .collect()
 }
@@ -129,7 +126,7 @@ pub async fn stats(who: Principal, state: web::Data<AppState>) -> Result<HttpRes
         .ledger
         .iter()
         .filter_map(|(a, v)| match a {
-            Account::RevenueFx(ccy) => Some(MoneyDto::of(Money::new(*v, *ccy))),
+            Account::RevenueFx(ccy) => Some(MoneyView::of(Money::new(*v, *ccy))),
             _ => None,
         })
         .collect();
@@ -188,7 +185,7 @@ pub async fn close_settlement(
                 owed: d
                     .owed
                     .into_iter()
-                    .map(|(c, m)| MoneyDto::of(Money::new(m, c)))
+                    .map(|(c, m)| MoneyView::of(Money::new(m, c)))
                     .collect(),
                 orders: d
                     .orders

@@ -30,8 +30,8 @@ fn card_view(state: &AppState, id: CardId, c: &Card) -> Result<CardView, ApiErro
             CardStatus::Expired => "expired",
         }
         .into(),
-        face_value: MoneyDto::of(c.face),
-        balance: issued.then(|| MoneyDto::of(Money::new(c.balance, c.face.currency()))),
+        face_value: MoneyView::of(c.face),
+        balance: issued.then(|| MoneyView::of(Money::new(c.balance, c.face.currency()))),
         masked_code: codes::mask(&code),
     })
 }
@@ -49,17 +49,14 @@ fn code(field: &str, code: &str) -> Result<(), ApiError> {
 }
 
 /// A card's status, balance and masked code.
-#[utoipa::path(get, path = "/v1/cards/{card_id}", tag = "cards", params(("card_id" = String, Path)), responses((status = 200, body = CardView)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/cards/{card_id}", tag = "cards", params(("card_id" = String, Path, pattern = r"^[0-9]{1,19}$", min_length = 1, max_length = 19)), responses((status = 200, body = CardView)), security(("bearer" = [])))]
 pub async fn get_card(
     who: Principal,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     who.require(CARD_ROLES)?;
-    let id =
-        CardId(path.parse::<u64>().map_err(|_| {
-            ApiError::invalid("invalid_id", "card_id", "card ids are decimal numbers")
-        })?);
+    let id = CardId(input::digits("card_id", &path)?);
     let QueryAnswer::Card(card) = state.ask(Query::Card { card: id }).await? else {
         return Err(ApiError::Unavailable);
     };
@@ -88,7 +85,7 @@ fn redemption_view(id: &str, card: CardId, amount: Money, status: &str) -> Redem
     RedemptionView {
         redemption_id: id.to_owned(),
         card_id: card.0.to_string(),
-        amount: MoneyDto::of(amount),
+        amount: MoneyView::of(amount),
         status: status.into(),
     }
 }
@@ -111,7 +108,6 @@ async fn recorded(
 /// Redeems an amount from an issued card by its code. Idempotent by `redemption_id` (or
 /// `Idempotency-Key`); a replay answers as the first request did.
 #[utoipa::path(post, path = "/v1/redemptions", tag = "cards",
-    params(("Idempotency-Key" = Option<String>, Header, description = "the redemption id, unless in the body")),
     request_body = RedeemRequest, responses((status = 201, body = RedemptionView)), security(("bearer" = [])))]
 pub async fn redeem(
     who: Principal,
@@ -158,7 +154,7 @@ pub async fn redeem(
 }
 
 /// Reverses a redemption of the calling client; repeating it replays the answer.
-#[utoipa::path(post, path = "/v1/redemptions/{redemption_id}/reversal", tag = "cards", params(("redemption_id" = String, Path)),
+#[utoipa::path(post, path = "/v1/redemptions/{redemption_id}/reversal", tag = "cards", params(("redemption_id" = String, Path, pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)),
     responses((status = 201, body = RedemptionView)), security(("bearer" = [])))]
 pub async fn reverse(
     who: Principal,

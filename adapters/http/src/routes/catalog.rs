@@ -18,15 +18,16 @@ pub const UPLOAD_CODES_MAX: usize = 50_000;
 
 /// The wire view of a SKU.
 pub fn sku_view(s: &Sku) -> SkuView {
-    let m = |minor| {
-        Some(MoneyDto {
-            amount_minor: minor,
-            currency: s.currency.code().to_owned(),
-        })
+    let m = |minor| MoneyView {
+        amount_minor: minor,
+        currency: s.currency.code().to_owned(),
     };
-    let (face_value, face_value_min, face_value_max) = match s.denomination {
-        Denomination::Fixed(f) => (m(f), None, None),
-        Denomination::Open { min, max } => (None, m(min), m(max)),
+    let face_value = match s.denomination {
+        Denomination::Fixed(f) => DenominationView::Fixed(m(f)),
+        Denomination::Open { min, max } => DenominationView::Open {
+            min: m(min),
+            max: m(max),
+        },
     };
     SkuView {
         sku_id: s.id.as_str().to_owned(),
@@ -38,8 +39,6 @@ pub fn sku_view(s: &Sku) -> SkuView {
         },
         currency: s.currency.code().to_owned(),
         face_value,
-        face_value_min,
-        face_value_max,
         wholesale_discount: s.wholesale_discount.to_string(),
         markup: s.markup.to_string(),
         supplier_id: s.supplier.as_str().to_owned(),
@@ -72,26 +71,20 @@ pub async fn find_sku(state: &AppState, id: &str) -> Result<Sku, ApiError> {
         })
 }
 
-fn denomination(
-    fixed: Option<&MoneyDto>,
-    min: Option<&MoneyDto>,
-    max: Option<&MoneyDto>,
-) -> Result<(Denomination, Currency), ApiError> {
-    match (fixed, min, max) {
-        (Some(f), None, None) => {
-            let f = input::money("face_value", f)?;
+fn denomination(d: &DenominationDto) -> Result<(Denomination, Currency), ApiError> {
+    match d {
+        DenominationDto::Fixed(f) => {
+            let f = input::money("face_value.fixed", f)?;
             Ok((Denomination::Fixed(f.minor()), f.currency()))
         }
-        (None, Some(lo), Some(hi)) => {
-            let (lo, hi) = (
-                input::money("face_value_min", lo)?,
-                input::money("face_value_max", hi)?,
-            );
+        DenominationDto::Open(r) => {
+            let lo = input::money("face_value.open.min", &r.min)?;
+            let hi = input::money("face_value.open.max", &r.max)?;
             if lo.currency() != hi.currency() || lo.minor() > hi.minor() {
                 return Err(ApiError::invalid(
                     "invalid_denomination",
-                    "face_value_max",
-                    "must be the same currency as and not below face_value_min",
+                    "face_value.open.max",
+                    "must be the same currency as and not below min",
                 ));
             }
             Ok((
@@ -102,15 +95,10 @@ fn denomination(
                 lo.currency(),
             ))
         }
-        _ => Err(ApiError::invalid(
-            "invalid_denomination",
-            "face_value",
-            "give face_value, or face_value_min and face_value_max",
-        )),
     }
 }
 
-fn regions(r: Option<Vec<String>>) -> Result<Vec<String>, ApiError> {
+fn regions(r: Option<Vec<Region>>) -> Result<Vec<String>, ApiError> {
     let r = r.unwrap_or_default();
     if r.len() > 250 {
         return Err(ApiError::invalid(
@@ -119,10 +107,10 @@ fn regions(r: Option<Vec<String>>) -> Result<Vec<String>, ApiError> {
             "at most 250 regions",
         ));
     }
-    for (i, region) in r.iter().enumerate() {
-        input::id(&format!("regions[{i}]"), region)?;
-    }
-    Ok(r)
+    r.into_iter()
+        .enumerate()
+        .map(|(i, region)| input::id(&format!("regions[{i}]"), &region.0).map(str::to_owned))
+        .collect()
 }
 
 fn status(s: SkuStatusDto) -> SkuStatus {
@@ -134,11 +122,7 @@ fn status(s: SkuStatusDto) -> SkuStatus {
 
 fn sku_from(r: SkuRequest) -> Result<Sku, ApiError> {
     let id = input::id("sku_id", &r.sku_id)?;
-    let (denom, currency) = denomination(
-        r.face_value.as_ref(),
-        r.face_value_min.as_ref(),
-        r.face_value_max.as_ref(),
-    )?;
+    let (denom, currency) = denomination(&r.face_value)?;
     let kind = match r.kind {
         SkuKindDto::SupplierCode => SkuKind::SupplierCode,
         SkuKindDto::Issued => SkuKind::Issued,
@@ -164,11 +148,14 @@ fn sku_from(r: SkuRequest) -> Result<Sku, ApiError> {
         kind,
         denomination: denom,
         currency,
-        wholesale_discount: input::decimal("wholesale_discount", &r.wholesale_discount)?,
-        markup: r
-            .markup
-            .as_deref()
-            .map_or(Ok(Decimal::ZERO), |m| input::decimal("markup", m))?,
+        wholesale_discount: input::decimal(
+            "wholesale_discount",
+            &r.wholesale_discount,
+            input::DecimalKind::Fraction,
+        )?,
+        markup: r.markup.as_deref().map_or(Ok(Decimal::ZERO), |m| {
+            input::decimal("markup", m, input::DecimalKind::Markup)
+        })?,
         supplier: SupplierId::new(input::id("supplier_id", &r.supplier_id)?),
         regions: regions(r.regions)?,
         status: r.status.map_or(SkuStatus::Active, status),
@@ -210,7 +197,7 @@ pub async fn list_skus(
 }
 
 /// One SKU.
-#[utoipa::path(get, path = "/v1/skus/{sku_id}", tag = "catalog", params(("sku_id" = String, Path)), responses((status = 200, body = SkuView)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/skus/{sku_id}", tag = "catalog", params(("sku_id" = String, Path, pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)), responses((status = 200, body = SkuView)), security(("bearer" = [])))]
 pub async fn get_sku(
     _who: Principal,
     state: web::Data<AppState>,
@@ -225,7 +212,7 @@ pub async fn get_sku(
 }
 
 /// Changes a SKU (admin). Kind, currency, supplier and issue cap cannot change.
-#[utoipa::path(patch, path = "/v1/skus/{sku_id}", tag = "catalog", params(("sku_id" = String, Path)), request_body = SkuPatch, responses((status = 200, body = SkuView)), security(("bearer" = [])))]
+#[utoipa::path(patch, path = "/v1/skus/{sku_id}", tag = "catalog", params(("sku_id" = String, Path, pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)), request_body = SkuPatch, responses((status = 200, body = SkuView)), security(("bearer" = [])))]
 pub async fn patch_sku(
     who: Principal,
     state: web::Data<AppState>,
@@ -237,12 +224,8 @@ pub async fn patch_sku(
     let id = input::id("sku_id", &path)?;
     let mut sku = find_sku(&state, id).await?;
     let p = body;
-    if p.face_value.is_some() || p.face_value_min.is_some() || p.face_value_max.is_some() {
-        let (denom, ccy) = denomination(
-            p.face_value.as_ref(),
-            p.face_value_min.as_ref(),
-            p.face_value_max.as_ref(),
-        )?;
+    if let Some(face) = &p.face_value {
+        let (denom, ccy) = denomination(face)?;
         if ccy != sku.currency {
             return Err(ApiError::invalid(
                 "currency_mismatch",
@@ -259,10 +242,11 @@ pub async fn patch_sku(
         sku.category = input::text("category", c, 1)?.to_owned();
     }
     if let Some(d) = &p.wholesale_discount {
-        sku.wholesale_discount = input::decimal("wholesale_discount", d)?;
+        sku.wholesale_discount =
+            input::decimal("wholesale_discount", d, input::DecimalKind::Fraction)?;
     }
     if let Some(m) = &p.markup {
-        sku.markup = input::decimal("markup", m)?;
+        sku.markup = input::decimal("markup", m, input::DecimalKind::Markup)?;
     }
     if p.regions.is_some() {
         sku.regions = regions(p.regions)?;
@@ -292,7 +276,7 @@ async fn stock_view(state: &AppState, id: &str) -> Result<StockView, ApiError> {
 }
 
 /// Adds supplier codes to a SKU's pool (its supplier, or admin); returns the stock.
-#[utoipa::path(post, path = "/v1/skus/{sku_id}/codes", tag = "catalog", params(("sku_id" = String, Path)), request_body = UploadCodes, responses((status = 201, body = StockView)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/skus/{sku_id}/codes", tag = "catalog", params(("sku_id" = String, Path, pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)), request_body = UploadCodes, responses((status = 201, body = StockView)), security(("bearer" = [])))]
 pub async fn upload_codes(
     who: Principal,
     state: web::Data<AppState>,
@@ -310,6 +294,7 @@ pub async fn upload_codes(
             format!("send 1 to {UPLOAD_CODES_MAX} codes"),
         ));
     }
+    let codes: Vec<String> = codes.into_iter().map(|c| c.0).collect();
     if let Some(i) = codes
         .iter()
         .position(|c| !giftcard_shard::codes::valid_code(c))
@@ -328,10 +313,10 @@ pub async fn upload_codes(
             _ => e,
         })?;
     if sku.kind != SkuKind::SupplierCode {
-        return Err(ApiError::invalid(
-            "invalid_sku",
-            "sku_id",
-            "issued SKUs have no supplier codes",
+        // Well-formed, but this SKU's kind has no code pool: a rule rejection.
+        return Err(ApiError::Rejected(
+            giftcard_core::Rejection::InvalidSku,
+            None,
         ));
     }
     let supplier = (who.role == Role::Supplier).then(|| SupplierId::new(&who.client));
@@ -348,7 +333,7 @@ pub async fn upload_codes(
 }
 
 /// Available and sold codes of a SKU (a supplier sees only its own SKUs).
-#[utoipa::path(get, path = "/v1/skus/{sku_id}/stock", tag = "catalog", params(("sku_id" = String, Path)), responses((status = 200, body = StockView)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/skus/{sku_id}/stock", tag = "catalog", params(("sku_id" = String, Path, pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)), responses((status = 200, body = StockView)), security(("bearer" = [])))]
 pub async fn stock(
     who: Principal,
     state: web::Data<AppState>,

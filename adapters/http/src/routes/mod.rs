@@ -51,9 +51,14 @@ pub fn reply<T: Serialize>(
     res.json(body)
 }
 
-fn resource(path: &str) -> Resource {
-    web::resource(path).default_service(web::to(|| async {
-        ApiError::MethodNotAllowed.into_response()
+/// A resource whose other methods get 405 with the `Allow` header (RFC 9110).
+fn resource(path: &str, allow: &'static str) -> Resource {
+    web::resource(path).default_service(web::to(move || async move {
+        let mut res = ApiError::MethodNotAllowed.into_response();
+        let value = actix_web::http::header::HeaderValue::from_static(allow);
+        res.headers_mut()
+            .insert(actix_web::http::header::ALLOW, value);
+        res
     }))
 }
 
@@ -87,54 +92,63 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     });
     cfg.app_data(query_errors)
         .app_data(path_errors)
-        .service(resource("/healthz").route(web::get().to(healthz)))
-        .service(resource("/readyz").route(web::get().to(readyz)))
-        .service(resource("/metrics").route(web::get().to(metrics)))
-        .service(resource("/openapi.json").route(web::get().to(openapi)))
+        .service(resource("/healthz", "GET").route(web::get().to(healthz)))
+        .service(resource("/readyz", "GET").route(web::get().to(readyz)))
+        .service(resource("/metrics", "GET").route(web::get().to(metrics)))
+        .service(resource("/openapi.json", "GET").route(web::get().to(openapi)))
         .service(
             web::scope("/v1")
                 .wrap(actix_web::middleware::from_fn(crate::metrics_http::track))
-                .service(resource("/wallets").route(web::post().to(create_wallet)))
+                .service(resource("/wallets", "POST").route(web::post().to(create_wallet)))
                 .service(
-                    resource("/wallets/{wallet_id}")
+                    resource("/wallets/{wallet_id}", "GET, PATCH")
                         .route(web::get().to(get_wallet))
                         .route(web::patch().to(update_wallet)),
                 )
-                .service(resource("/wallets/{wallet_id}/deposits").route(web::post().to(deposit)))
                 .service(
-                    resource("/wallets/{wallet_id}/transactions")
+                    resource("/wallets/{wallet_id}/deposits", "POST")
+                        .route(web::post().to(deposit)),
+                )
+                .service(
+                    resource("/wallets/{wallet_id}/transactions", "GET")
                         .route(web::get().to(transactions)),
                 )
                 .service(
-                    resource("/skus")
+                    resource("/skus", "POST, GET")
                         .route(web::post().to(create_sku))
                         .route(web::get().to(list_skus)),
                 )
                 .service(
-                    resource("/skus/{sku_id}")
+                    resource("/skus/{sku_id}", "GET, PATCH")
                         .route(web::get().to(get_sku))
                         .route(web::patch().to(patch_sku)),
                 )
-                .service(resource("/skus/{sku_id}/codes").route(web::post().to(upload_codes)))
-                .service(resource("/skus/{sku_id}/stock").route(web::get().to(stock)))
-                .service(resource("/orders").route(web::post().to(place_order)))
-                .service(resource("/orders/batch").route(web::post().to(place_batch)))
-                .service(resource("/orders/{order_id}").route(web::get().to(get_order)))
-                .service(resource("/cards/balance").route(web::post().to(card_balance)))
-                .service(resource("/cards/{card_id}").route(web::get().to(get_card)))
-                .service(resource("/redemptions").route(web::post().to(redeem)))
                 .service(
-                    resource("/redemptions/{redemption_id}/reversal")
+                    resource("/skus/{sku_id}/codes", "POST").route(web::post().to(upload_codes)),
+                )
+                .service(resource("/skus/{sku_id}/stock", "GET").route(web::get().to(stock)))
+                .service(resource("/orders", "POST").route(web::post().to(place_order)))
+                .service(resource("/orders/batch", "POST").route(web::post().to(place_batch)))
+                .service(resource("/orders/{order_id}", "GET").route(web::get().to(get_order)))
+                .service(resource("/cards/balance", "POST").route(web::post().to(card_balance)))
+                .service(resource("/cards/{card_id}", "GET").route(web::get().to(get_card)))
+                .service(resource("/redemptions", "POST").route(web::post().to(redeem)))
+                .service(
+                    resource("/redemptions/{redemption_id}/reversal", "POST")
                         .route(web::post().to(reverse)),
                 )
                 .service(
-                    resource("/fx/rates")
+                    resource("/fx/rates", "PUT, GET")
                         .route(web::put().to(put_fx))
                         .route(web::get().to(get_fx)),
                 )
-                .service(resource("/admin/stats").route(web::get().to(stats)))
-                .service(resource("/admin/settlements").route(web::post().to(close_settlement)))
-                .service(resource("/admin/reconciliation").route(web::get().to(reconciliation))),
+                .service(resource("/admin/stats", "GET").route(web::get().to(stats)))
+                .service(
+                    resource("/admin/settlements", "POST").route(web::post().to(close_settlement)),
+                )
+                .service(
+                    resource("/admin/reconciliation", "GET").route(web::get().to(reconciliation)),
+                ),
         )
         .default_service(web::to(|| async {
             ApiError::NotFound {

@@ -177,7 +177,7 @@ pub async fn order_view(
                     card_id: (first_card.0 + i as u64).to_string(),
                     sku_id: c.sku.as_str().to_owned(),
                     code: engine.reveal(c)?,
-                    face_value: MoneyDto::of(c.face),
+                    face_value: MoneyView::of(c.face),
                 })
             })
             .collect::<Result<Vec<_>, giftcard_shard::EngineError>>()
@@ -188,7 +188,7 @@ pub async fn order_view(
         order_id: order_id.to_owned(),
         status: "completed".into(),
         wallet_id: wallet.to_owned(),
-        charged: Some(MoneyDto::of(charged)),
+        charged: Some(MoneyView::of(charged)),
         reason: None,
         cards,
     })
@@ -254,6 +254,11 @@ pub async fn place_batch(
             format!("send 1 to {BATCH_ORDERS_MAX} orders"),
         ));
     }
+    // A malformed batch is refused whole, before any order reaches the engine; business
+    // outcomes (404, 409, 422...) are per order.
+    for (i, o) in orders.iter().enumerate() {
+        order_request(&who, o, &format!("orders[{i}]."))?;
+    }
     // All orders go to the engine at once; each task awaits its own durable answer.
     let tasks: Vec<_> = orders
         .into_iter()
@@ -288,7 +293,7 @@ pub async fn place_batch(
 }
 
 /// An order of the calling client, with its cards.
-#[utoipa::path(get, path = "/v1/orders/{order_id}", tag = "orders", params(("order_id" = String, Path)), responses((status = 200, body = OrderView)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/orders/{order_id}", tag = "orders", params(("order_id" = String, Path, pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)), responses((status = 200, body = OrderView)), security(("bearer" = [])))]
 pub async fn get_order(
     who: Principal,
     state: web::Data<AppState>,

@@ -23,8 +23,8 @@ pub fn wallet_view(id: &str, w: &Wallet) -> WalletView {
         .iter()
         .map(|(ccy, b)| BalanceView {
             currency: ccy.code().to_owned(),
-            available: MoneyDto::of(Money::new(b.available, *ccy)),
-            held: MoneyDto::of(Money::new(b.held, *ccy)),
+            available: MoneyView::of(Money::new(b.available, *ccy)),
+            held: MoneyView::of(Money::new(b.held, *ccy)),
         })
         .collect();
     WalletView {
@@ -76,7 +76,7 @@ pub async fn create_wallet(
 }
 
 /// A wallet's balances per currency.
-#[utoipa::path(get, path = "/v1/wallets/{wallet_id}", tag = "wallets", params(("wallet_id" = String, Path)), responses((status = 200, body = WalletView)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/wallets/{wallet_id}", tag = "wallets", params(("wallet_id" = String, Path, pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)), responses((status = 200, body = WalletView)), security(("bearer" = [])))]
 pub async fn get_wallet(
     who: Principal,
     state: web::Data<AppState>,
@@ -92,7 +92,7 @@ pub async fn get_wallet(
 }
 
 /// Freezes or unfreezes a wallet (admin).
-#[utoipa::path(patch, path = "/v1/wallets/{wallet_id}", tag = "wallets", params(("wallet_id" = String, Path)), request_body = UpdateWallet, responses((status = 200, body = WalletView)), security(("bearer" = [])))]
+#[utoipa::path(patch, path = "/v1/wallets/{wallet_id}", tag = "wallets", params(("wallet_id" = String, Path, pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)), request_body = UpdateWallet, responses((status = 200, body = WalletView)), security(("bearer" = [])))]
 pub async fn update_wallet(
     who: Principal,
     state: web::Data<AppState>,
@@ -117,7 +117,7 @@ pub async fn update_wallet(
 
 /// Funds a wallet with a captured payment. Idempotent by `Idempotency-Key` or `deposit_id`.
 #[utoipa::path(post, path = "/v1/wallets/{wallet_id}/deposits", tag = "wallets",
-    params(("wallet_id" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "the deposit id, unless in the body")),
+    params(("wallet_id" = String, Path, pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)),
     request_body = DepositRequest, responses((status = 201, body = DepositView)), security(("bearer" = [])))]
 pub async fn deposit(
     who: Principal,
@@ -152,7 +152,7 @@ pub async fn deposit(
     let view = DepositView {
         deposit_id: key,
         wallet_id: wallet.to_owned(),
-        amount: d.amount,
+        amount: MoneyView::of(amount),
         reference: d.reference,
     };
     Ok(reply(StatusCode::CREATED, &view, replayed))
@@ -175,13 +175,15 @@ pub fn idempotency_header(req: &HttpRequest) -> Result<Option<&str>, ApiError> {
 #[into_params(parameter_in = Query)]
 pub struct HistoryParams {
     /// `next_cursor` of the previous page.
+    #[param(pattern = r"^[0-9]{1,19}$")]
     pub cursor: Option<String>,
     /// 1 to 500, default 100.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 
 /// A wallet's history, oldest first, cursor-paginated.
-#[utoipa::path(get, path = "/v1/wallets/{wallet_id}/transactions", tag = "wallets", params(("wallet_id" = String, Path), HistoryParams),
+#[utoipa::path(get, path = "/v1/wallets/{wallet_id}/transactions", tag = "wallets", params(("wallet_id" = String, Path, pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64), HistoryParams),
     responses((status = 200, body = TxPage)), security(("bearer" = [])))]
 pub async fn transactions(
     who: Principal,
@@ -193,9 +195,7 @@ pub async fn transactions(
     let id = input::id("wallet_id", &path)?;
     let after = match &q.cursor {
         None => 0,
-        Some(c) => c.parse::<u64>().map_err(|_| {
-            ApiError::invalid("invalid_cursor", "cursor", "not a cursor from next_cursor")
-        })?,
+        Some(c) => input::digits("cursor", c)?,
     };
     let limit = q.limit.unwrap_or(100);
     if !(1..=500).contains(&limit) {
@@ -228,7 +228,7 @@ pub async fn transactions(
                 TxKind::HoldReleased => "hold_released",
             }
             .into(),
-            amount: MoneyDto::of(e.amount),
+            amount: MoneyView::of(e.amount),
             reference: e.reference,
         })
         .collect();
