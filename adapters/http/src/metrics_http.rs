@@ -34,7 +34,10 @@ pub fn install() -> Option<PrometheusHandle> {
                     )
                 });
             match builder.and_then(|b| b.install_recorder()) {
-                Ok(h) => Some(h),
+                Ok(h) => {
+                    describe();
+                    Some(h)
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "metrics recorder not installed");
                     None
@@ -42,6 +45,74 @@ pub fn install() -> Option<PrometheusHandle> {
             }
         })
         .clone()
+}
+
+/// HELP texts and units, for the adapter's metrics and the engine's.
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        "giftcard_http_requests_total",
+        "HTTP requests answered, by route pattern, method and status"
+    );
+    describe_histogram!(
+        "giftcard_http_request_duration_seconds",
+        Unit::Seconds,
+        "HTTP request latency, by route pattern, method and status"
+    );
+    describe_gauge!(
+        "giftcard_http_inflight_requests",
+        "Requests waiting for an engine reply"
+    );
+    describe_counter!(
+        "giftcard_http_rate_limited_total",
+        "Lookups refused by a rate limit, by scope (client, code_prefix)"
+    );
+    describe_counter!(
+        "giftcard_orders_total",
+        "Orders answered, by outcome (completed, rejected, replayed) and rejection reason"
+    );
+    describe_counter!("giftcard_cards_sold_total", "Cards sold, by pay currency");
+    describe_counter!(
+        "giftcard_revenue_minor_units_total",
+        "Amounts charged for completed orders, in minor units of the pay currency"
+    );
+    describe_gauge!(
+        "giftcard_ready",
+        "1 once recovery is done and the API serves"
+    );
+    describe_gauge!(
+        "giftcard_shard_mailbox_depth",
+        "Client messages waiting in a shard's mailbox"
+    );
+    describe_gauge!(
+        "giftcard_sku_stock_available",
+        "Unsold codes (or issue allowance) of a SKU"
+    );
+    describe_gauge!("giftcard_sku_stock_sold", "Sold cards of a SKU");
+    describe_histogram!(
+        "giftcard_wal_flush_seconds",
+        Unit::Seconds,
+        "Journal group write and fsync latency"
+    );
+    describe_histogram!(
+        "giftcard_wal_group_records",
+        "Records per journal group commit"
+    );
+    describe_counter!(
+        "giftcard_wal_written_bytes_total",
+        Unit::Bytes,
+        "Bytes written to the journal"
+    );
+    describe_gauge!(
+        "giftcard_recovery_duration_seconds",
+        Unit::Seconds,
+        "How long the last recovery took"
+    );
+    describe_histogram!(
+        "giftcard_checkpoint_seconds",
+        Unit::Seconds,
+        "Checkpoint (snapshot and journal truncation) duration"
+    );
 }
 
 /// Counts and times every request by route pattern, method and status.
