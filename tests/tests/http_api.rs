@@ -779,6 +779,24 @@ fn overload_sheds_with_429_and_retry_after() {
 }
 
 #[test]
+fn bodies_beyond_the_buffer_budget_are_shed_not_buffered() {
+    let dir = tmp();
+    let mut cfg = config();
+    cfg.body_bytes_max = 64 * 1024;
+    cfg.body_buffer_bytes_max = 16 * 1024;
+    let api = Api::start_with(dir.path(), cfg);
+    api.sku("gc-b", "supplier_code", 100, None);
+    // 20 KiB of codes: within the per-request limit, beyond what the server buffers at once.
+    let codes: Vec<String> = (0..1000).map(|i| format!("BUDGET-{i:08}")).collect();
+    let r = api.post("/v1/skus/gc-b/codes", SUPPLIER, &json!({ "codes": codes }));
+    r.problem(429, "overloaded");
+    assert_eq!(r.retry_after.as_deref(), Some("1"));
+    assert_eq!(api.stock("gc-b"), (0, 0));
+    api.codes("gc-b", "SMALL", 10);
+    assert_eq!(api.stock("gc-b"), (10, 0));
+}
+
+#[test]
 fn openapi_document_and_metrics() {
     let dir = tmp();
     let api = Api::start(dir.path());

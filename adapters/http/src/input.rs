@@ -190,6 +190,8 @@ pub fn fingerprint<T: serde::Serialize>(canonical: &T) -> giftcard_core::Fingerp
 /// about the body's shape.
 pub struct JsonBody<T> {
     bytes: Bytes,
+    /// This body's share of the buffer budget, given back when the request is done.
+    _budget: Option<tokio::sync::OwnedSemaphorePermit>,
     kind: std::marker::PhantomData<T>,
 }
 
@@ -209,6 +211,25 @@ impl<T: DeserializeOwned + 'static> actix_web::FromRequest for JsonBody<T> {
         payload: &mut actix_web::dev::Payload,
     ) -> Self::Future {
         let limit = req.app_data::<crate::BodyLimit>().map_or(4 << 20, |l| l.0);
+        let declared = req
+            .headers()
+            .get(actix_web::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return Box::pin(std::future::ready(Err(ApiError::TooLarge { limit })));
+        }
+        // Reserve the bytes this body may take before reading it (the limit when the length is
+        // not declared); when the budget is spent, shed the request instead of buffering it.
+        let kib =
+            u32::try_from(declared.unwrap_or(limit).div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+        let budget = match req.app_data::<actix_web::web::Data<crate::state::AppState>>() {
+            Some(state) => match state.body_budget_kib.clone().try_acquire_many_owned(kib) {
+                Ok(p) => Some(p),
+                Err(_) => return Box::pin(std::future::ready(Err(ApiError::Overloaded))),
+            },
+            None => None,
+        };
         let bytes = <Bytes as actix_web::FromRequest>::from_request(req, payload);
         Box::pin(async move {
             let bytes = bytes
@@ -223,6 +244,7 @@ impl<T: DeserializeOwned + 'static> actix_web::FromRequest for JsonBody<T> {
                 })?;
             Ok(JsonBody {
                 bytes,
+                _budget: budget,
                 kind: std::marker::PhantomData,
             })
         })

@@ -73,6 +73,10 @@ pub struct HttpConfig {
     /// Clients and prefixes the rate limiter remembers at once.
     #[serde(default = "defaults::rate_limit_keys_max")]
     pub rate_limit_keys_max: usize,
+    /// Request body bytes buffered at once over all connections; beyond it callers get 429,
+    /// so a spike of large bodies cannot exhaust memory.
+    #[serde(default = "defaults::body_buffer_bytes_max")]
+    pub body_buffer_bytes_max: usize,
     /// How long SIGTERM waits for in-flight requests before closing connections.
     #[serde(default = "defaults::shutdown_timeout_s")]
     pub shutdown_timeout_s: u64,
@@ -100,6 +104,9 @@ mod defaults {
     pub fn rate_limit_keys_max() -> usize {
         100_000
     }
+    pub fn body_buffer_bytes_max() -> usize {
+        256 << 20
+    }
     pub fn shutdown_timeout_s() -> u64 {
         30
     }
@@ -120,6 +127,7 @@ impl HttpConfig {
             lookup_per_code_prefix_burst: defaults::per_prefix_burst(),
             code_prefix_len: defaults::code_prefix_len(),
             rate_limit_keys_max: defaults::rate_limit_keys_max(),
+            body_buffer_bytes_max: defaults::body_buffer_bytes_max(),
             shutdown_timeout_s: 5,
         }
     }

@@ -21,6 +21,8 @@ pub struct AppState {
     pub per_client: RateLimiter,
     pub per_prefix: RateLimiter,
     pub code_prefix_len: usize,
+    /// Body buffer budget in KiB (see `HttpConfig::body_buffer_bytes_max`).
+    pub body_budget_kib: std::sync::Arc<tokio::sync::Semaphore>,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
@@ -51,6 +53,9 @@ impl AppState {
                 keys_max,
             ),
             code_prefix_len: cfg.code_prefix_len,
+            body_budget_kib: std::sync::Arc::new(tokio::sync::Semaphore::new(
+                (cfg.body_buffer_bytes_max / 1024).max(1),
+            )),
             metrics,
         })
     }
