@@ -95,10 +95,19 @@ impl Modify for Problems {
                     let content = ContentBuilder::new()
                         .schema(Some(Ref::from_schema_name("Problem")))
                         .build();
-                    let response = ResponseBuilder::new()
+                    let mut response = ResponseBuilder::new()
                         .description(*description)
-                        .content("application/problem+json", content)
-                        .build();
+                        .content("application/problem+json", content);
+                    if *status == "429" {
+                        let seconds = utoipa::openapi::ObjectBuilder::new()
+                            .schema_type(utoipa::openapi::schema::Type::Integer)
+                            .minimum(Some(1));
+                        let header = utoipa::openapi::HeaderBuilder::new()
+                            .schema(seconds)
+                            .description(Some("Seconds to wait before retrying"));
+                        response = response.header("Retry-After", header.build());
+                    }
+                    let response = response.build();
                     op.responses
                         .responses
                         .entry((*status).to_owned())
