@@ -250,3 +250,111 @@ impl<T: DeserializeOwned + 'static> actix_web::FromRequest for JsonBody<T> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_1_to_64_safe_characters() {
+        assert!(id("f", "order-1:a.b_c").is_ok());
+        assert!(id("f", &"a".repeat(64)).is_ok());
+        for bad in ["", "has space", "ünï", "a/b", &"a".repeat(65)] {
+            assert!(id("f", bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn decimals_match_their_documented_patterns_only() {
+        let ok = |s, k| decimal("f", s, k).is_ok();
+        assert!(ok("0", DecimalKind::Fraction) && ok("0.15", DecimalKind::Fraction));
+        assert!(
+            !ok("1", DecimalKind::Fraction)
+                && !ok("0.1e2", DecimalKind::Fraction)
+                && !ok("+0.1", DecimalKind::Fraction)
+        );
+        assert!(
+            ok("-0.5", DecimalKind::Markup)
+                && ok("10", DecimalKind::Markup)
+                && ok("9.99", DecimalKind::Markup)
+        );
+        assert!(!ok("-1", DecimalKind::Markup) && !ok("10.01", DecimalKind::Markup));
+        assert!(ok("1.0850", DecimalKind::Rate) && ok("0.0001", DecimalKind::Rate));
+        assert!(
+            !ok("0", DecimalKind::Rate)
+                && !ok("0.000", DecimalKind::Rate)
+                && !ok("-1", DecimalKind::Rate)
+        );
+        let doc = crate::openapi::document();
+        for k in [
+            DecimalKind::Fraction,
+            DecimalKind::Markup,
+            DecimalKind::Rate,
+        ] {
+            let escaped = serde_json::to_string(k.pattern()).unwrap_or_default();
+            assert!(
+                doc.contains(&escaped),
+                "the OpenAPI document states {}",
+                k.pattern()
+            );
+        }
+    }
+
+    #[test]
+    fn money_is_positive_bounded_and_iso_4217() {
+        let m = |minor, ccy: &str| {
+            money(
+                "amount",
+                &crate::wire::MoneyDto {
+                    amount_minor: minor,
+                    currency: ccy.into(),
+                },
+            )
+        };
+        assert_eq!(m(2500, "USD").map(|m| m.minor()).ok(), Some(2500));
+        assert!(
+            m(0, "USD").is_err()
+                && m(-1, "USD").is_err()
+                && m(AMOUNT_MINOR_MAX + 1, "USD").is_err()
+        );
+        assert!(m(1, "usd").is_err() && m(1, "XXX").is_err());
+    }
+
+    #[test]
+    fn idempotency_key_comes_from_header_or_body_and_both_must_agree() {
+        assert_eq!(
+            idempotency_key(Some("k1"), None, "id").ok().as_deref(),
+            Some("k1")
+        );
+        assert_eq!(
+            idempotency_key(None, Some("k2"), "id").ok().as_deref(),
+            Some("k2")
+        );
+        assert_eq!(
+            idempotency_key(Some("k"), Some("k"), "id").ok().as_deref(),
+            Some("k")
+        );
+        assert!(idempotency_key(Some("a"), Some("b"), "id").is_err());
+        assert!(idempotency_key(None, None, "id").is_err());
+    }
+
+    #[test]
+    fn bodies_name_the_offending_field() {
+        let e = json::<crate::wire::OrderRequestDto>(&Bytes::from_static(br#"{"order_id":"o","wallet_id":"w","items":[{"sku_id":"s","quantity":1.5}],"region":"US","delivery":{"channel":"none"}}"#));
+        assert!(
+            matches!(e, Err(ApiError::Invalid { field: Some(f), .. }) if f == "items[0].quantity")
+        );
+        let e = json::<crate::wire::CreateWallet>(&Bytes::from_static(
+            br#"{"wallet_id":"w","extra":1}"#,
+        ));
+        assert!(matches!(e, Err(ApiError::Invalid { field: Some(f), .. }) if f == "extra"));
+        let e = json::<crate::wire::CreateWallet>(&Bytes::from_static(b"{"));
+        assert!(matches!(
+            e,
+            Err(ApiError::Invalid {
+                code: "malformed_json",
+                ..
+            })
+        ));
+    }
+}

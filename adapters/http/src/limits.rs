@@ -91,3 +91,40 @@ impl InFlight {
         max.saturating_sub(self.0.available_permits())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bucket_allows_its_burst_then_says_when_to_retry() {
+        let limiter = RateLimiter::new(Rate { per_s: 1, burst: 3 }, 100);
+        assert!((0..3).all(|_| limiter.take("client").is_ok()));
+        assert!(matches!(
+            limiter.take("client"),
+            Err(ApiError::RateLimited { retry_after_s: 1 })
+        ));
+        assert!(limiter.take("other").is_ok(), "buckets are per key");
+    }
+
+    #[test]
+    fn the_key_table_is_bounded() {
+        let limiter = RateLimiter::new(Rate { per_s: 1, burst: 1 }, 16);
+        for i in 0..16 {
+            assert!(limiter.take(&format!("k{i}")).is_ok());
+        }
+        assert!(
+            limiter.take("one-too-many").is_err(),
+            "a full table of busy keys refuses new ones"
+        );
+    }
+
+    #[test]
+    fn in_flight_slots_are_bounded_and_given_back() {
+        let f = InFlight::new(2);
+        let (a, _b) = (f.enter(), f.enter());
+        assert!(matches!(f.enter(), Err(ApiError::Overloaded)));
+        drop(a);
+        assert!(f.enter().is_ok());
+    }
+}
