@@ -1,9 +1,30 @@
 //! The HTTP adapter (actix-web): validates and authenticates requests, turns them into engine
 //! commands, and maps outcomes to JSON and RFC 9457 problem responses. No domain logic here.
+//!
+//! [`start`] binds the socket first (`/healthz` answers at once, `/readyz` and every API route
+//! say 503 until recovery is done), recovers the engine on a background thread, and on SIGTERM
+//! (or [`Server::stop`]) drains in-flight requests and then flushes the journal.
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used)]
 
+pub mod auth;
+pub mod error;
+pub mod input;
+pub mod limits;
+pub mod metrics_http;
+pub mod openapi;
+pub mod routes;
+pub mod state;
+pub mod wire;
+
+use actix_web::dev::ServerHandle;
+use actix_web::{web, App, HttpServer};
+use giftcard_shard::{Engine, EngineConfig};
 use serde::Deserialize;
+use state::AppState;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
 
 /// Roles an API key can have.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
@@ -34,9 +55,232 @@ pub struct HttpConfig {
     pub workers: usize,
     pub body_bytes_max: usize,
     pub api_keys: Vec<ApiKeyConfig>,
+    /// Requests handed to the engine and not yet answered, beyond which callers get 429.
+    #[serde(default = "defaults::inflight_requests_max")]
+    pub inflight_requests_max: usize,
+    /// Redemptions and balance inquiries per second (and burst) one API client may make.
+    #[serde(default = "defaults::per_client_per_s")]
+    pub lookup_per_client_per_s: u32,
+    #[serde(default = "defaults::per_client_burst")]
+    pub lookup_per_client_burst: u32,
+    /// The same per code prefix (the first `code_prefix_len` characters), against enumeration.
+    #[serde(default = "defaults::per_prefix_per_s")]
+    pub lookup_per_code_prefix_per_s: u32,
+    #[serde(default = "defaults::per_prefix_burst")]
+    pub lookup_per_code_prefix_burst: u32,
+    #[serde(default = "defaults::code_prefix_len")]
+    pub code_prefix_len: usize,
+    /// Clients and prefixes the rate limiter remembers at once.
+    #[serde(default = "defaults::rate_limit_keys_max")]
+    pub rate_limit_keys_max: usize,
+    /// Request body bytes buffered at once over all connections; beyond it callers get 429,
+    /// so a spike of large bodies cannot exhaust memory.
+    #[serde(default = "defaults::body_buffer_bytes_max")]
+    pub body_buffer_bytes_max: usize,
+    /// How long SIGTERM waits for in-flight requests before closing connections.
+    #[serde(default = "defaults::shutdown_timeout_s")]
+    pub shutdown_timeout_s: u64,
+}
+
+mod defaults {
+    pub fn inflight_requests_max() -> usize {
+        16_384
+    }
+    pub fn per_client_per_s() -> u32 {
+        200
+    }
+    pub fn per_client_burst() -> u32 {
+        400
+    }
+    pub fn per_prefix_per_s() -> u32 {
+        20
+    }
+    pub fn per_prefix_burst() -> u32 {
+        40
+    }
+    pub fn code_prefix_len() -> usize {
+        4
+    }
+    pub fn rate_limit_keys_max() -> usize {
+        100_000
+    }
+    pub fn body_buffer_bytes_max() -> usize {
+        256 << 20
+    }
+    pub fn shutdown_timeout_s() -> u64 {
+        30
+    }
+}
+
+impl HttpConfig {
+    /// A configuration for tests and tools: loopback on `addr`, the given keys, default limits.
+    pub fn new(addr: &str, api_keys: Vec<ApiKeyConfig>) -> HttpConfig {
+        HttpConfig {
+            addr: addr.to_owned(),
+            workers: 2,
+            body_bytes_max: 4 << 20,
+            api_keys,
+            inflight_requests_max: defaults::inflight_requests_max(),
+            lookup_per_client_per_s: defaults::per_client_per_s(),
+            lookup_per_client_burst: defaults::per_client_burst(),
+            lookup_per_code_prefix_per_s: defaults::per_prefix_per_s(),
+            lookup_per_code_prefix_burst: defaults::per_prefix_burst(),
+            code_prefix_len: defaults::code_prefix_len(),
+            rate_limit_keys_max: defaults::rate_limit_keys_max(),
+            body_buffer_bytes_max: defaults::body_buffer_bytes_max(),
+            shutdown_timeout_s: 5,
+        }
+    }
 }
 
 /// The stored form of an API key: hex of its BLAKE3 hash.
 pub fn hash_api_key(key: &str) -> String {
     blake3::hash(key.as_bytes()).to_hex().to_string()
+}
+
+/// Limits every route shares, read by the body extractor.
+#[derive(Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+/// A running server.
+pub struct Server {
+    /// Where it listens (the real port when the configured one was 0).
+    pub addr: SocketAddr,
+    handle: ServerHandle,
+    thread: Option<JoinHandle<Result<(), String>>>,
+}
+
+impl Server {
+    /// Waits until the server stops (SIGTERM, or recovery failed) and the journal is flushed.
+    pub fn wait(mut self) -> Result<(), String> {
+        match self.thread.take() {
+            Some(t) => t.join().map_err(|_| "server thread panicked".to_owned())?,
+            None => Ok(()),
+        }
+    }
+
+    /// Stops gracefully: drains in-flight requests, then flushes the journal and closes it.
+    pub fn stop(self) -> Result<(), String> {
+        drop(self.handle.stop(true));
+        self.wait()
+    }
+}
+
+/// Binds, starts serving (not ready), recovers the engine in the background, then turns ready.
+pub fn start(cfg: HttpConfig, engine_cfg: EngineConfig) -> Result<Server, String> {
+    start_with(
+        cfg,
+        Box::new(move || Engine::open(engine_cfg).map_err(|e| e.to_string())),
+    )
+}
+
+/// Opens (recovers) the engine; runs on a background thread while HTTP already answers.
+pub type Opener = Box<dyn FnOnce() -> Result<Engine, String> + Send>;
+
+/// [`start`] with the engine opened by `open` (tests use it to hold recovery back).
+pub fn start_with(cfg: HttpConfig, open: Opener) -> Result<Server, String> {
+    let metrics = metrics_http::install();
+    let state = web::Data::new(AppState::new(&cfg, metrics)?);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name("giftcard-http".into())
+        .spawn(move || actix_web::rt::System::new().block_on(serve(cfg, open, state, tx)))
+        .map_err(|e| e.to_string())?;
+    match rx.recv() {
+        Ok(Ok((addr, handle))) => Ok(Server {
+            addr,
+            handle,
+            thread: Some(thread),
+        }),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(thread.join().map_or_else(
+            |_| "server thread panicked".to_owned(),
+            |r| r.err().unwrap_or_default(),
+        )),
+    }
+}
+
+type Started = Result<(SocketAddr, ServerHandle), String>;
+
+async fn serve(
+    cfg: HttpConfig,
+    open: Opener,
+    state: web::Data<AppState>,
+    started: std::sync::mpsc::Sender<Started>,
+) -> Result<(), String> {
+    let workers = match cfg.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let limit = BodyLimit(cfg.body_bytes_max);
+    let app_state = state.clone();
+    let bound = HttpServer::new(move || {
+        App::new()
+            .app_data(app_state.clone())
+            .app_data(limit)
+            .app_data(web::PayloadConfig::new(limit.0))
+            .configure(routes::configure)
+    })
+    .workers(workers)
+    .shutdown_timeout(cfg.shutdown_timeout_s)
+    .bind(&cfg.addr)
+    .map_err(|e| format!("cannot listen on {}: {e}", cfg.addr));
+    let server = match bound {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = started.send(Err(e.clone()));
+            return Err(e);
+        }
+    };
+    let addr = server.addrs().first().copied().ok_or("no address bound")?;
+    if state.keys.has_dev_keys() && !addr.ip().is_loopback() {
+        warn_dev_keys(addr);
+    }
+    let running = server.run();
+    let handle = running.handle();
+    let _ = started.send(Ok((addr, handle.clone())));
+    tracing::info!(%addr, "listening; recovering the journal");
+    let failure = Arc::new(std::sync::Mutex::new(None));
+    let (st, fail) = (state.clone(), failure.clone());
+    std::thread::spawn(move || match open() {
+        Ok(engine) => {
+            tracing::info!(
+                duration_ms = engine.recovery.duration.as_millis() as u64,
+                records = engine.recovery.records_replayed,
+                "recovery done; ready"
+            );
+            st.set_ready(Arc::new(engine));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "recovery failed");
+            if let Ok(mut f) = fail.lock() {
+                *f = Some(format!("recovery failed: {e}"));
+            }
+            drop(handle.stop(false));
+        }
+    });
+    let served = running.await.map_err(|e| e.to_string());
+    // Every worker has drained; answers already sent are durable, and shutdown lets the journal
+    // writer finish what the shards handed it before the process goes.
+    if let Some(engine) = state.ready_engine() {
+        engine.shutdown();
+    }
+    drop(state);
+    tracing::info!("stopped");
+    let failed = failure.lock().ok().and_then(|mut f| f.take());
+    match failed {
+        Some(e) => Err(e),
+        None => served,
+    }
+}
+
+fn warn_dev_keys(addr: SocketAddr) {
+    let msg = format!(
+        "!!! The shipped DEVELOPMENT API keys (public in this repository) are configured while listening on \
+         non-loopback address {addr}. Anyone can call this API as admin. Configure your own [[http.api_keys]]. !!!"
+    );
+    for _ in 0..3 {
+        tracing::warn!("{msg}");
+    }
+    eprintln!("WARNING: {msg}");
 }

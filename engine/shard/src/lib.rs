@@ -78,6 +78,9 @@ pub enum Query {
     FailedDeliveries { limit: usize },
     /// A wallet's history from entry `after` (entries already seen; the history only grows), at most `limit`.
     WalletHistory { caller: Caller, wallet: WalletId, after: u64, limit: usize },
+    /// The recorded answer of a client's redemption (asked of every shard), so an idempotent
+    /// replay can return the original response.
+    Redemption { client: ClientId, redemption_id: RequestId },
 }
 
 /// Answers to queries.
@@ -96,6 +99,7 @@ pub enum QueryAnswer {
     History(Vec<state::TxEntry>),
     /// Cards, with their ids.
     CardList(Vec<(CardId, Card)>),
+    Redemption(Box<state::RedemptionRecord>),
     Missing,
 }
 
@@ -417,7 +421,7 @@ impl Engine {
             }
             Query::CardByCode { hash } => one(shard_for(hash, n), q, reply),
             Query::Skus | Query::Fx => one(ShardId(0), q, reply),
-            Query::Order { .. } => {
+            Query::Order { .. } | Query::Redemption { .. } => {
                 let fan = FanOut::new(n, reply, pick_found);
                 (0..n).for_each(|s| one(ShardId(s), q.clone(), fan.part()));
             }

@@ -58,6 +58,10 @@ pub fn answer(state: &ShardState, q: Query) -> Result<QueryAnswer, EngineError> 
             }
             _ => not_found(Rejection::WalletNotFound),
         },
+        Query::Redemption { client, redemption_id } => match state.redemptions.get(&(client, redemption_id)) {
+            Some(rec) => Ok(QueryAnswer::Redemption(Box::new(rec.clone()))),
+            None => Ok(QueryAnswer::Missing),
+        },
     }
 }
 

@@ -1,0 +1,360 @@
+//! Input discipline: bodies are parsed strictly (unknown fields, wrong types and floats where an
+//! integer belongs are refused, naming the field), and ids, currencies, amounts and strings are
+//! checked here, before anything reaches the engine.
+
+use crate::error::ApiError;
+use actix_web::web::Bytes;
+use giftcard_core::{Currency, Money, AMOUNT_MINOR_MAX};
+use serde::de::DeserializeOwned;
+
+/// Longest free-text field (brand, reference, recipient...).
+pub const TEXT_LEN_MAX: usize = 256;
+
+/// Parses a JSON body, naming the offending field on failure.
+pub fn json<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::Invalid {
+            code: "malformed_json",
+            detail: "request body is empty".into(),
+            field: None,
+        });
+    }
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let code = if inner.is_syntax() || inner.is_eof() {
+            "malformed_json"
+        } else {
+            "invalid_field"
+        };
+        let field = (path != ".").then_some(path);
+        ApiError::Invalid {
+            code,
+            detail: inner.to_string(),
+            field,
+        }
+    })?;
+    Ok(value)
+}
+
+/// Checks a client-chosen id: 1-64 of `A-Za-z0-9._:-`.
+pub fn id<'a>(field: &str, s: &'a str) -> Result<&'a str, ApiError> {
+    let ok = (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b));
+    if ok {
+        Ok(s)
+    } else {
+        Err(ApiError::invalid(
+            "invalid_id",
+            field,
+            "ids are 1-64 characters of A-Za-z0-9._:-",
+        ))
+    }
+}
+
+/// Checks a free-text field's length.
+pub fn text<'a>(field: &str, s: &'a str, min: usize) -> Result<&'a str, ApiError> {
+    if (min..=TEXT_LEN_MAX).contains(&s.chars().count()) && !s.chars().any(char::is_control) {
+        Ok(s)
+    } else {
+        Err(ApiError::invalid(
+            "invalid_text",
+            field,
+            format!("must be {min}-{TEXT_LEN_MAX} characters without control characters"),
+        ))
+    }
+}
+
+/// Parses an ISO 4217 currency code.
+pub fn currency(field: &str, s: &str) -> Result<Currency, ApiError> {
+    Currency::parse(s).ok_or_else(|| {
+        ApiError::invalid(
+            "invalid_currency",
+            field,
+            "not an active ISO 4217 currency code",
+        )
+    })
+}
+
+/// A positive, bounded amount of an ISO 4217 currency.
+pub fn money(field: &str, m: &crate::wire::MoneyDto) -> Result<Money, ApiError> {
+    let ccy = currency(&format!("{field}.currency"), &m.currency)?;
+    if !(1..=AMOUNT_MINOR_MAX).contains(&m.amount_minor) {
+        return Err(ApiError::invalid(
+            "invalid_amount",
+            format!("{field}.amount_minor"),
+            format!("must be an integer from 1 to {AMOUNT_MINOR_MAX} minor units"),
+        ));
+    }
+    Ok(Money::new(m.amount_minor, ccy))
+}
+
+/// Which decimal a string must be; each kind is a pattern the OpenAPI document states too.
+#[derive(Clone, Copy, Debug)]
+pub enum DecimalKind {
+    /// [0, 1): discounts and the FX spread.
+    Fraction,
+    /// (-1, 10]: a markup (negative for a discount to the buyer).
+    Markup,
+    /// > 0: an FX mid rate.
+    Rate,
+}
+
+impl DecimalKind {
+    /// The pattern (ECMA-262 and Rust `regex` agree on it).
+    pub const fn pattern(self) -> &'static str {
+        match self {
+            DecimalKind::Fraction => r"^0(\.[0-9]{1,12})?$",
+            DecimalKind::Markup => r"^(-0\.[0-9]{1,12}|[0-9](\.[0-9]{1,12})?|10(\.0{1,12})?)$",
+            DecimalKind::Rate => {
+                r"^([1-9][0-9]{0,11}(\.[0-9]{1,12})?|0\.[0-9]{0,11}[1-9][0-9]{0,11})$"
+            }
+        }
+    }
+}
+
+/// A rate or percentage as a decimal string ("0.15"); never a float.
+pub fn decimal(field: &str, s: &str, kind: DecimalKind) -> Result<rust_decimal::Decimal, ApiError> {
+    use std::str::FromStr;
+    static RES: std::sync::OnceLock<Vec<regex::Regex>> = std::sync::OnceLock::new();
+    let res = RES.get_or_init(|| {
+        [
+            DecimalKind::Fraction,
+            DecimalKind::Markup,
+            DecimalKind::Rate,
+        ]
+        .iter()
+        .filter_map(|k| regex::Regex::new(k.pattern()).ok())
+        .collect()
+    });
+    let ok = res.get(kind as usize).is_some_and(|re| re.is_match(s));
+    let bad = || {
+        ApiError::invalid(
+            "invalid_decimal",
+            field,
+            format!("must be a decimal string matching {}", kind.pattern()),
+        )
+    };
+    if !ok {
+        return Err(bad());
+    }
+    rust_decimal::Decimal::from_str(s).map_err(|_| bad())
+}
+
+/// A decimal number made of 1 to 19 ASCII digits (card ids, cursors).
+pub fn digits(field: &str, s: &str) -> Result<u64, ApiError> {
+    let ok = (1..=19).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit());
+    s.parse::<u64>()
+        .ok()
+        .filter(|_| ok)
+        .ok_or_else(|| ApiError::invalid("invalid_id", field, "must be 1 to 19 decimal digits"))
+}
+
+/// The idempotency key: the `Idempotency-Key` header or the id in the body; both must agree.
+pub fn idempotency_key(
+    header: Option<&str>,
+    body: Option<&str>,
+    field: &str,
+) -> Result<String, ApiError> {
+    let key = match (header, body) {
+        (Some(h), Some(b)) if h != b => {
+            return Err(ApiError::invalid(
+                "idempotency_key_mismatch",
+                field,
+                "Idempotency-Key header and body id differ",
+            ))
+        }
+        (Some(k), _) | (None, Some(k)) => k,
+        (None, None) => {
+            return Err(ApiError::invalid(
+                "missing_idempotency_key",
+                field,
+                "send an Idempotency-Key header or an id in the body",
+            ))
+        }
+    };
+    id(field, key).map(str::to_owned)
+}
+
+/// A digest of the canonical form of a request (its parsed fields re-serialized in a fixed
+/// order), which the engine uses to tell a replay from a conflicting reuse of a key.
+pub fn fingerprint<T: serde::Serialize>(canonical: &T) -> giftcard_core::Fingerprint {
+    let bytes = serde_json::to_vec(canonical).unwrap_or_default();
+    giftcard_shard::scenario::fingerprint(&bytes)
+}
+
+/// A JSON body of at most the configured size (413 beyond it), parsed by [`JsonBody::parse`]
+/// only after the handler has checked the caller's role, so a forbidden caller learns nothing
+/// about the body's shape.
+pub struct JsonBody<T> {
+    bytes: Bytes,
+    /// This body's share of the buffer budget, given back when the request is done.
+    _budget: Option<tokio::sync::OwnedSemaphorePermit>,
+    kind: std::marker::PhantomData<T>,
+}
+
+impl<T: DeserializeOwned> JsonBody<T> {
+    /// Parses the body strictly with [`json`].
+    pub fn parse(self) -> Result<T, ApiError> {
+        json(&self.bytes)
+    }
+}
+
+impl<T: DeserializeOwned + 'static> actix_web::FromRequest for JsonBody<T> {
+    type Error = ApiError;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(
+        req: &actix_web::HttpRequest,
+        payload: &mut actix_web::dev::Payload,
+    ) -> Self::Future {
+        let limit = req.app_data::<crate::BodyLimit>().map_or(4 << 20, |l| l.0);
+        let declared = req
+            .headers()
+            .get(actix_web::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return Box::pin(std::future::ready(Err(ApiError::TooLarge { limit })));
+        }
+        // Reserve the bytes this body may take before reading it (the limit when the length is
+        // not declared); when the budget is spent, shed the request instead of buffering it.
+        let kib =
+            u32::try_from(declared.unwrap_or(limit).div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+        let budget = match req.app_data::<actix_web::web::Data<crate::state::AppState>>() {
+            Some(state) => match state.body_budget_kib.clone().try_acquire_many_owned(kib) {
+                Ok(p) => Some(p),
+                Err(_) => return Box::pin(std::future::ready(Err(ApiError::Overloaded))),
+            },
+            None => None,
+        };
+        let bytes = <Bytes as actix_web::FromRequest>::from_request(req, payload);
+        Box::pin(async move {
+            let bytes = bytes
+                .await
+                .map_err(|e| match e.as_response_error().status_code() {
+                    actix_web::http::StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge { limit },
+                    _ => ApiError::Invalid {
+                        code: "malformed_body",
+                        detail: "the request body could not be read".into(),
+                        field: None,
+                    },
+                })?;
+            Ok(JsonBody {
+                bytes,
+                _budget: budget,
+                kind: std::marker::PhantomData,
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_1_to_64_safe_characters() {
+        assert!(id("f", "order-1:a.b_c").is_ok());
+        assert!(id("f", &"a".repeat(64)).is_ok());
+        for bad in ["", "has space", "ünï", "a/b", &"a".repeat(65)] {
+            assert!(id("f", bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn decimals_match_their_documented_patterns_only() {
+        let ok = |s, k| decimal("f", s, k).is_ok();
+        assert!(ok("0", DecimalKind::Fraction) && ok("0.15", DecimalKind::Fraction));
+        assert!(
+            !ok("1", DecimalKind::Fraction)
+                && !ok("0.1e2", DecimalKind::Fraction)
+                && !ok("+0.1", DecimalKind::Fraction)
+        );
+        assert!(
+            ok("-0.5", DecimalKind::Markup)
+                && ok("10", DecimalKind::Markup)
+                && ok("9.99", DecimalKind::Markup)
+        );
+        assert!(!ok("-1", DecimalKind::Markup) && !ok("10.01", DecimalKind::Markup));
+        assert!(ok("1.0850", DecimalKind::Rate) && ok("0.0001", DecimalKind::Rate));
+        assert!(
+            !ok("0", DecimalKind::Rate)
+                && !ok("0.000", DecimalKind::Rate)
+                && !ok("-1", DecimalKind::Rate)
+        );
+        let doc = crate::openapi::document();
+        for k in [
+            DecimalKind::Fraction,
+            DecimalKind::Markup,
+            DecimalKind::Rate,
+        ] {
+            let escaped = serde_json::to_string(k.pattern()).unwrap_or_default();
+            assert!(
+                doc.contains(&escaped),
+                "the OpenAPI document states {}",
+                k.pattern()
+            );
+        }
+    }
+
+    #[test]
+    fn money_is_positive_bounded_and_iso_4217() {
+        let m = |minor, ccy: &str| {
+            money(
+                "amount",
+                &crate::wire::MoneyDto {
+                    amount_minor: minor,
+                    currency: ccy.into(),
+                },
+            )
+        };
+        assert_eq!(m(2500, "USD").map(|m| m.minor()).ok(), Some(2500));
+        assert!(
+            m(0, "USD").is_err()
+                && m(-1, "USD").is_err()
+                && m(AMOUNT_MINOR_MAX + 1, "USD").is_err()
+        );
+        assert!(m(1, "usd").is_err() && m(1, "XXX").is_err());
+    }
+
+    #[test]
+    fn idempotency_key_comes_from_header_or_body_and_both_must_agree() {
+        assert_eq!(
+            idempotency_key(Some("k1"), None, "id").ok().as_deref(),
+            Some("k1")
+        );
+        assert_eq!(
+            idempotency_key(None, Some("k2"), "id").ok().as_deref(),
+            Some("k2")
+        );
+        assert_eq!(
+            idempotency_key(Some("k"), Some("k"), "id").ok().as_deref(),
+            Some("k")
+        );
+        assert!(idempotency_key(Some("a"), Some("b"), "id").is_err());
+        assert!(idempotency_key(None, None, "id").is_err());
+    }
+
+    #[test]
+    fn bodies_name_the_offending_field() {
+        let e = json::<crate::wire::OrderRequestDto>(&Bytes::from_static(br#"{"order_id":"o","wallet_id":"w","items":[{"sku_id":"s","quantity":1.5}],"region":"US","delivery":{"channel":"none"}}"#));
+        assert!(
+            matches!(e, Err(ApiError::Invalid { field: Some(f), .. }) if f == "items[0].quantity")
+        );
+        let e = json::<crate::wire::CreateWallet>(&Bytes::from_static(
+            br#"{"wallet_id":"w","extra":1}"#,
+        ));
+        assert!(matches!(e, Err(ApiError::Invalid { field: Some(f), .. }) if f == "extra"));
+        let e = json::<crate::wire::CreateWallet>(&Bytes::from_static(b"{"));
+        assert!(matches!(
+            e,
+            Err(ApiError::Invalid {
+                code: "malformed_json",
+                ..
+            })
+        ));
+    }
+}

@@ -1,0 +1,192 @@
+//! Cards: read one (masked), balance inquiry by code, redemption and its reversal. Lookups by
+//! code are rate-limited per client and per code prefix; codes are never logged or echoed.
+
+use super::reply;
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::input::{self, JsonBody};
+use crate::state::AppState;
+use crate::wire::*;
+use crate::Role;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use giftcard_core::state::{Card, CardStatus, CodeRef, RedemptionRecord};
+use giftcard_core::*;
+use giftcard_shard::{codes, Outcome, Query, QueryAnswer};
+
+const CARD_ROLES: &[Role] = &[Role::Checkout, Role::Admin];
+
+fn card_view(state: &AppState, id: CardId, c: &Card) -> Result<CardView, ApiError> {
+    let code = state.engine()?.reveal(c)?;
+    // Sealed codes belong to cards the platform issued, which carry a stored value.
+    let issued = matches!(c.code, CodeRef::Sealed(_));
+    Ok(CardView {
+        card_id: id.0.to_string(),
+        sku_id: c.sku.as_str().to_owned(),
+        status: match c.status {
+            CardStatus::Active => "active",
+            CardStatus::Redeemed => "redeemed",
+            CardStatus::Voided => "voided",
+            CardStatus::Expired => "expired",
+        }
+        .into(),
+        face_value: MoneyView::of(c.face),
+        balance: issued.then(|| MoneyView::of(Money::new(c.balance, c.face.currency()))),
+        masked_code: codes::mask(&code),
+    })
+}
+
+fn code(field: &str, code: &str) -> Result<(), ApiError> {
+    if codes::valid_code(code) {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "invalid_code",
+            field,
+            "codes are 4-128 printable ASCII characters without spaces",
+        ))
+    }
+}
+
+/// A card's status, balance and masked code.
+#[utoipa::path(get, path = "/v1/cards/{card_id}", tag = "cards", params(("card_id" = String, Path, pattern = r"^[0-9]{1,19}$", min_length = 1, max_length = 19)), responses((status = 200, body = CardView)), security(("bearer" = [])))]
+pub async fn get_card(
+    who: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    who.require(CARD_ROLES)?;
+    let id = CardId(input::digits("card_id", &path)?);
+    let QueryAnswer::Card(card) = state.ask(Query::Card { card: id }).await? else {
+        return Err(ApiError::Unavailable);
+    };
+    Ok(reply(StatusCode::OK, &card_view(&state, id, &card)?, false))
+}
+
+/// Balance inquiry by code (rate-limited).
+#[utoipa::path(post, path = "/v1/cards/balance", tag = "cards", request_body = BalanceRequest, responses((status = 200, body = CardView)), security(("bearer" = [])))]
+pub async fn card_balance(
+    who: Principal,
+    state: web::Data<AppState>,
+    body: JsonBody<BalanceRequest>,
+) -> Result<HttpResponse, ApiError> {
+    who.require(CARD_ROLES)?;
+    let body = body.parse()?;
+    code("code", &body.code)?;
+    state.limit_lookup(&who, &body.code)?;
+    let hash = state.engine()?.vault().hash(&body.code);
+    let QueryAnswer::CardWithId(id, card) = state.ask(Query::CardByCode { hash }).await? else {
+        return Err(ApiError::Unavailable);
+    };
+    Ok(reply(StatusCode::OK, &card_view(&state, id, &card)?, false))
+}
+
+fn redemption_view(id: &str, card: CardId, amount: Money, status: &str) -> RedemptionView {
+    RedemptionView {
+        redemption_id: id.to_owned(),
+        card_id: card.0.to_string(),
+        amount: MoneyView::of(amount),
+        status: status.into(),
+    }
+}
+
+async fn recorded(
+    state: &AppState,
+    who: &Principal,
+    id: &str,
+) -> Result<RedemptionRecord, ApiError> {
+    let q = Query::Redemption {
+        client: ClientId::new(&who.client),
+        redemption_id: RequestId::new(id),
+    };
+    match state.ask(q).await? {
+        QueryAnswer::Redemption(rec) => Ok(*rec),
+        _ => Err(ApiError::Rejected(Rejection::RedemptionNotFound, None)),
+    }
+}
+
+/// Redeems an amount from an issued card by its code. Idempotent by `redemption_id` (or
+/// `Idempotency-Key`); a replay answers as the first request did.
+#[utoipa::path(post, path = "/v1/redemptions", tag = "cards",
+    request_body = RedeemRequest, responses((status = 201, body = RedemptionView)), security(("bearer" = [])))]
+pub async fn redeem(
+    who: Principal,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: JsonBody<RedeemRequest>,
+) -> Result<HttpResponse, ApiError> {
+    who.require(CARD_ROLES)?;
+    let body = body.parse()?;
+    let r = body;
+    let id = input::idempotency_key(
+        super::idempotency_header(&req)?,
+        r.redemption_id.as_deref(),
+        "redemption_id",
+    )?;
+    code("code", &r.code)?;
+    let amount = input::money("amount", &r.amount)?;
+    state.limit_lookup(&who, &r.code)?;
+    let hash = state.engine()?.vault().hash(&r.code);
+    let fingerprint = input::fingerprint(&(hash, &r.amount));
+    let cmd = Command::Redeem {
+        caller: who.caller(),
+        redemption_id: RequestId::new(&id),
+        code: hash,
+        amount,
+        fingerprint,
+    };
+    let Outcome::Applied(events) = state.submit(cmd).await? else {
+        return Err(ApiError::Unavailable);
+    };
+    let (outcome, replayed) = match events.first() {
+        Some(Event::Redeemed { card, amount, .. }) => (Ok((*card, *amount)), false),
+        Some(Event::RedemptionRejected { reason, .. }) => (Err(*reason), false),
+        _ => (recorded(&state, &who, &id).await?.outcome, true),
+    };
+    match outcome {
+        Ok((card, amount)) => Ok(reply(
+            StatusCode::CREATED,
+            &redemption_view(&id, card, amount, "redeemed"),
+            replayed,
+        )),
+        Err(reason) => Err(ApiError::Rejected(reason, None)),
+    }
+}
+
+/// Reverses a redemption of the calling client; repeating it replays the answer.
+#[utoipa::path(post, path = "/v1/redemptions/{redemption_id}/reversal", tag = "cards", params(("redemption_id" = String, Path, pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)),
+    responses((status = 201, body = RedemptionView)), security(("bearer" = [])))]
+pub async fn reverse(
+    who: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    who.require(CARD_ROLES)?;
+    let id = input::id("redemption_id", &path)?;
+    let cmd = Command::ReverseRedemption {
+        caller: who.caller(),
+        redemption_id: RequestId::new(id),
+    };
+    match state.submit(cmd).await {
+        Ok(Outcome::Applied(events)) => match events.first() {
+            Some(Event::RedemptionReversed { card, amount, .. }) => Ok(reply(
+                StatusCode::CREATED,
+                &redemption_view(id, *card, *amount, "reversed"),
+                false,
+            )),
+            _ => Err(ApiError::Unavailable),
+        },
+        Ok(_) => Err(ApiError::Unavailable),
+        Err(ApiError::Rejected(Rejection::AlreadyReversed, _)) => {
+            match recorded(&state, &who, id).await?.outcome {
+                Ok((card, amount)) => Ok(reply(
+                    StatusCode::CREATED,
+                    &redemption_view(id, card, amount, "reversed"),
+                    true,
+                )),
+                Err(_) => Err(ApiError::Rejected(Rejection::RedemptionNotFound, None)),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,352 @@
+//! Catalog and inventory: SKUs (admin writes, everyone reads), supplier code uploads and stock.
+
+use super::reply;
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::input::{self, JsonBody};
+use crate::state::AppState;
+use crate::wire::*;
+use crate::Role;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use giftcard_core::{Command, Currency, Denomination, Sku, SkuId, SkuKind, SkuStatus, SupplierId};
+use giftcard_shard::{Query, QueryAnswer};
+use rust_decimal::Decimal;
+
+/// Codes one upload may carry.
+pub const UPLOAD_CODES_MAX: usize = 50_000;
+
+/// The wire view of a SKU.
+pub fn sku_view(s: &Sku) -> SkuView {
+    let m = |minor| MoneyView {
+        amount_minor: minor,
+        currency: s.currency.code().to_owned(),
+    };
+    let face_value = match s.denomination {
+        Denomination::Fixed(f) => DenominationView::Fixed(m(f)),
+        Denomination::Open { min, max } => DenominationView::Open {
+            min: m(min),
+            max: m(max),
+        },
+    };
+    SkuView {
+        sku_id: s.id.as_str().to_owned(),
+        brand: s.brand.clone(),
+        category: s.category.clone(),
+        kind: match s.kind {
+            SkuKind::SupplierCode => SkuKindDto::SupplierCode,
+            SkuKind::Issued => SkuKindDto::Issued,
+        },
+        currency: s.currency.code().to_owned(),
+        face_value,
+        wholesale_discount: s.wholesale_discount.to_string(),
+        markup: s.markup.to_string(),
+        supplier_id: s.supplier.as_str().to_owned(),
+        regions: s.regions.clone(),
+        status: match s.status {
+            SkuStatus::Active => SkuStatusDto::Active,
+            SkuStatus::Paused => SkuStatusDto::Paused,
+        },
+        issue_cap: s.issue_cap,
+    }
+}
+
+/// Every SKU, sorted by id.
+pub async fn all_skus(state: &AppState) -> Result<Vec<Sku>, ApiError> {
+    match state.ask(Query::Skus).await? {
+        QueryAnswer::Skus(s) => Ok(s),
+        _ => Err(ApiError::Unavailable),
+    }
+}
+
+/// One SKU, or 404.
+pub async fn find_sku(state: &AppState, id: &str) -> Result<Sku, ApiError> {
+    all_skus(state)
+        .await?
+        .into_iter()
+        .find(|s| s.id.as_str() == id)
+        .ok_or(ApiError::NotFound {
+            code: "sku_not_found",
+            what: "sku",
+        })
+}
+
+fn denomination(d: &DenominationDto) -> Result<(Denomination, Currency), ApiError> {
+    match d {
+        DenominationDto::Fixed(f) => {
+            let f = input::money("face_value.fixed", f)?;
+            Ok((Denomination::Fixed(f.minor()), f.currency()))
+        }
+        DenominationDto::Open(r) => {
+            let lo = input::money("face_value.open.min", &r.min)?;
+            let hi = input::money("face_value.open.max", &r.max)?;
+            if lo.currency() != hi.currency() || lo.minor() > hi.minor() {
+                return Err(ApiError::invalid(
+                    "invalid_denomination",
+                    "face_value.open.max",
+                    "must be the same currency as and not below min",
+                ));
+            }
+            Ok((
+                Denomination::Open {
+                    min: lo.minor(),
+                    max: hi.minor(),
+                },
+                lo.currency(),
+            ))
+        }
+    }
+}
+
+fn regions(r: Option<Vec<Region>>) -> Result<Vec<String>, ApiError> {
+    let r = r.unwrap_or_default();
+    if r.len() > 250 {
+        return Err(ApiError::invalid(
+            "too_many",
+            "regions",
+            "at most 250 regions",
+        ));
+    }
+    r.into_iter()
+        .enumerate()
+        .map(|(i, region)| input::id(&format!("regions[{i}]"), &region.0).map(str::to_owned))
+        .collect()
+}
+
+fn status(s: SkuStatusDto) -> SkuStatus {
+    match s {
+        SkuStatusDto::Active => SkuStatus::Active,
+        SkuStatusDto::Paused => SkuStatus::Paused,
+    }
+}
+
+fn sku_from(r: SkuRequest) -> Result<Sku, ApiError> {
+    let id = input::id("sku_id", &r.sku_id)?;
+    let (denom, currency) = denomination(&r.face_value)?;
+    let kind = match r.kind {
+        SkuKindDto::SupplierCode => SkuKind::SupplierCode,
+        SkuKindDto::Issued => SkuKind::Issued,
+    };
+    if r.issue_cap.is_some() && kind != SkuKind::Issued {
+        return Err(ApiError::invalid(
+            "invalid_sku",
+            "issue_cap",
+            "only issued SKUs have an issue cap",
+        ));
+    }
+    if r.issue_cap.is_some_and(|c| c == 0 || c > 1_000_000_000) {
+        return Err(ApiError::invalid(
+            "invalid_sku",
+            "issue_cap",
+            "must be 1 to 10^9",
+        ));
+    }
+    Ok(Sku {
+        id: SkuId::new(id),
+        brand: input::text("brand", &r.brand, 1)?.to_owned(),
+        category: input::text("category", &r.category, 1)?.to_owned(),
+        kind,
+        denomination: denom,
+        currency,
+        wholesale_discount: input::decimal(
+            "wholesale_discount",
+            &r.wholesale_discount,
+            input::DecimalKind::Fraction,
+        )?,
+        markup: r.markup.as_deref().map_or(Ok(Decimal::ZERO), |m| {
+            input::decimal("markup", m, input::DecimalKind::Markup)
+        })?,
+        supplier: SupplierId::new(input::id("supplier_id", &r.supplier_id)?),
+        regions: regions(r.regions)?,
+        status: r.status.map_or(SkuStatus::Active, status),
+        issue_cap: r.issue_cap,
+    })
+}
+
+/// Defines a SKU (admin). Repeating an identical definition is a replay; a different one, 409.
+#[utoipa::path(post, path = "/v1/skus", tag = "catalog", request_body = SkuRequest, responses((status = 201, body = SkuView)), security(("bearer" = [])))]
+pub async fn create_sku(
+    who: Principal,
+    state: web::Data<AppState>,
+    body: JsonBody<SkuRequest>,
+) -> Result<HttpResponse, ApiError> {
+    who.require(&[Role::Admin])?;
+    let body = body.parse()?;
+    let sku = sku_from(body)?;
+    if let Some(existing) = all_skus(&state).await?.into_iter().find(|s| s.id == sku.id) {
+        if existing == sku {
+            return Ok(reply(StatusCode::CREATED, &sku_view(&sku), true));
+        }
+        return Err(ApiError::Conflict {
+            code: "sku_exists",
+            detail: "a different SKU with this id exists",
+        });
+    }
+    state.submit(Command::DefineSku(sku.clone())).await?;
+    Ok(reply(StatusCode::CREATED, &sku_view(&sku), false))
+}
+
+/// The catalog.
+#[utoipa::path(get, path = "/v1/skus", tag = "catalog", responses((status = 200, body = SkuList)), security(("bearer" = [])))]
+pub async fn list_skus(
+    _who: Principal,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let skus = all_skus(&state).await?.iter().map(sku_view).collect();
+    Ok(reply(StatusCode::OK, &SkuList { skus }, false))
+}
+
+/// One SKU.
+#[utoipa::path(get, path = "/v1/skus/{sku_id}", tag = "catalog", params(("sku_id" = String, Path, pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)), responses((status = 200, body = SkuView)), security(("bearer" = [])))]
+pub async fn get_sku(
+    _who: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = input::id("sku_id", &path)?;
+    Ok(reply(
+        StatusCode::OK,
+        &sku_view(&find_sku(&state, id).await?),
+        false,
+    ))
+}
+
+/// Changes a SKU (admin). Kind, currency, supplier and issue cap cannot change.
+#[utoipa::path(patch, path = "/v1/skus/{sku_id}", tag = "catalog", params(("sku_id" = String, Path, pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)), request_body = SkuPatch, responses((status = 200, body = SkuView)), security(("bearer" = [])))]
+pub async fn patch_sku(
+    who: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: JsonBody<SkuPatch>,
+) -> Result<HttpResponse, ApiError> {
+    who.require(&[Role::Admin])?;
+    let body = body.parse()?;
+    let id = input::id("sku_id", &path)?;
+    let mut sku = find_sku(&state, id).await?;
+    let p = body;
+    if let Some(face) = &p.face_value {
+        let (denom, ccy) = denomination(face)?;
+        if ccy != sku.currency {
+            return Err(ApiError::invalid(
+                "currency_mismatch",
+                "face_value",
+                "the SKU's currency cannot change",
+            ));
+        }
+        sku.denomination = denom;
+    }
+    if let Some(b) = &p.brand {
+        sku.brand = input::text("brand", b, 1)?.to_owned();
+    }
+    if let Some(c) = &p.category {
+        sku.category = input::text("category", c, 1)?.to_owned();
+    }
+    if let Some(d) = &p.wholesale_discount {
+        sku.wholesale_discount =
+            input::decimal("wholesale_discount", d, input::DecimalKind::Fraction)?;
+    }
+    if let Some(m) = &p.markup {
+        sku.markup = input::decimal("markup", m, input::DecimalKind::Markup)?;
+    }
+    if p.regions.is_some() {
+        sku.regions = regions(p.regions)?;
+    }
+    if let Some(s) = p.status {
+        sku.status = status(s);
+    }
+    state.submit(Command::DefineSku(sku.clone())).await?;
+    Ok(reply(StatusCode::OK, &sku_view(&sku), false))
+}
+
+async fn stock_view(state: &AppState, id: &str) -> Result<StockView, ApiError> {
+    match state
+        .ask(Query::Stock {
+            sku: SkuId::new(id),
+        })
+        .await?
+    {
+        QueryAnswer::Stock { available, sold } => Ok(StockView {
+            sku_id: id.to_owned(),
+            available,
+            reserved: 0,
+            sold,
+        }),
+        _ => Err(ApiError::Unavailable),
+    }
+}
+
+/// Adds supplier codes to a SKU's pool (its supplier, or admin); returns the stock.
+#[utoipa::path(post, path = "/v1/skus/{sku_id}/codes", tag = "catalog", params(("sku_id" = String, Path, pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)), request_body = UploadCodes, responses((status = 201, body = StockView)), security(("bearer" = [])))]
+pub async fn upload_codes(
+    who: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: JsonBody<UploadCodes>,
+) -> Result<HttpResponse, ApiError> {
+    who.require(&[Role::Supplier, Role::Admin])?;
+    let body = body.parse()?;
+    let id = input::id("sku_id", &path)?;
+    let codes = body.codes;
+    if codes.is_empty() || codes.len() > UPLOAD_CODES_MAX {
+        return Err(ApiError::invalid(
+            "invalid_count",
+            "codes",
+            format!("send 1 to {UPLOAD_CODES_MAX} codes"),
+        ));
+    }
+    let codes: Vec<String> = codes.into_iter().map(|c| c.0).collect();
+    if let Some(i) = codes
+        .iter()
+        .position(|c| !giftcard_shard::codes::valid_code(c))
+    {
+        return Err(ApiError::invalid(
+            "invalid_code",
+            format!("codes[{i}]"),
+            "codes are 4-128 printable ASCII characters without spaces",
+        ));
+    }
+    let sku = find_sku(&state, id)
+        .await
+        .map_err(|e| match (&e, who.role) {
+            // A supplier learns nothing about SKUs that are not its own.
+            (ApiError::NotFound { .. }, Role::Supplier) => ApiError::Forbidden,
+            _ => e,
+        })?;
+    if sku.kind != SkuKind::SupplierCode {
+        // Well-formed, but this SKU's kind has no code pool: a rule rejection.
+        return Err(ApiError::Rejected(
+            giftcard_core::Rejection::InvalidSku,
+            None,
+        ));
+    }
+    let supplier = (who.role == Role::Supplier).then(|| SupplierId::new(&who.client));
+    let engine = state.engine()?.clone();
+    let sku_id = SkuId::new(id);
+    state
+        .bridge(|to| engine.upload_codes(sku_id, supplier, &codes, to))
+        .await?;
+    Ok(reply(
+        StatusCode::CREATED,
+        &stock_view(&state, id).await?,
+        false,
+    ))
+}
+
+/// Available and sold codes of a SKU (a supplier sees only its own SKUs).
+#[utoipa::path(get, path = "/v1/skus/{sku_id}/stock", tag = "catalog", params(("sku_id" = String, Path, pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)), responses((status = 200, body = StockView)), security(("bearer" = [])))]
+pub async fn stock(
+    who: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = input::id("sku_id", &path)?;
+    if who.role == Role::Supplier {
+        let sku = find_sku(&state, id)
+            .await
+            .map_err(|_| ApiError::Forbidden)?;
+        if sku.supplier.as_str() != who.client {
+            return Err(ApiError::Forbidden);
+        }
+    }
+    Ok(reply(StatusCode::OK, &stock_view(&state, id).await?, false))
+}

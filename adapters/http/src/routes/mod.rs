@@ -1,0 +1,160 @@
+//! Route table and the small pieces every handler shares. Handlers validate, call the engine
+//! through [`AppState`], and map; they hold no domain rules.
+
+mod admin;
+mod cards;
+mod catalog;
+mod ops;
+mod orders;
+mod wallets;
+
+pub use admin::*;
+pub use cards::*;
+pub use catalog::*;
+pub use ops::*;
+pub use orders::*;
+pub use wallets::*;
+
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::state::AppState;
+use actix_web::dev::Payload;
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse, Resource};
+use serde::Serialize;
+use std::future::{ready, Ready};
+
+/// Header set on a response that replays an earlier answer for the same idempotency key.
+pub const REPLAYED_HEADER: &str = "Idempotent-Replayed";
+
+impl FromRequest for Principal {
+    type Error = ApiError;
+    type Future = Ready<Result<Principal, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(match req.app_data::<web::Data<AppState>>() {
+            Some(state) => state.principal(req),
+            None => Err(ApiError::Unavailable),
+        })
+    }
+}
+
+/// A JSON response with a status.
+pub fn reply<T: Serialize>(
+    status: actix_web::http::StatusCode,
+    body: &T,
+    replayed: bool,
+) -> HttpResponse {
+    let mut res = HttpResponse::build(status);
+    if replayed {
+        res.insert_header((REPLAYED_HEADER, "true"));
+    }
+    res.json(body)
+}
+
+/// A resource whose other methods get 405 with the `Allow` header (RFC 9110).
+fn resource(path: &str, allow: &'static str) -> Resource {
+    web::resource(path).default_service(web::to(move || async move {
+        let mut res = ApiError::MethodNotAllowed.into_response();
+        let value = actix_web::http::header::HeaderValue::from_static(allow);
+        res.headers_mut()
+            .insert(actix_web::http::header::ALLOW, value);
+        res
+    }))
+}
+
+trait IntoResponse {
+    fn into_response(self) -> HttpResponse;
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> HttpResponse {
+        actix_web::ResponseError::error_response(&self)
+    }
+}
+
+/// Registers every route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    let query_errors = web::QueryConfig::default().error_handler(|e, _| {
+        ApiError::Invalid {
+            code: "invalid_query",
+            detail: e.to_string(),
+            field: None,
+        }
+        .into()
+    });
+    let path_errors = web::PathConfig::default().error_handler(|e, _| {
+        ApiError::Invalid {
+            code: "invalid_path",
+            detail: e.to_string(),
+            field: None,
+        }
+        .into()
+    });
+    cfg.app_data(query_errors)
+        .app_data(path_errors)
+        .service(resource("/healthz", "GET").route(web::get().to(healthz)))
+        .service(resource("/readyz", "GET").route(web::get().to(readyz)))
+        .service(resource("/metrics", "GET").route(web::get().to(metrics)))
+        .service(resource("/openapi.json", "GET").route(web::get().to(openapi)))
+        .service(
+            web::scope("/v1")
+                .wrap(actix_web::middleware::from_fn(crate::metrics_http::track))
+                .service(resource("/wallets", "POST").route(web::post().to(create_wallet)))
+                .service(
+                    resource("/wallets/{wallet_id}", "GET, PATCH")
+                        .route(web::get().to(get_wallet))
+                        .route(web::patch().to(update_wallet)),
+                )
+                .service(
+                    resource("/wallets/{wallet_id}/deposits", "POST")
+                        .route(web::post().to(deposit)),
+                )
+                .service(
+                    resource("/wallets/{wallet_id}/transactions", "GET")
+                        .route(web::get().to(transactions)),
+                )
+                .service(
+                    resource("/skus", "POST, GET")
+                        .route(web::post().to(create_sku))
+                        .route(web::get().to(list_skus)),
+                )
+                .service(
+                    resource("/skus/{sku_id}", "GET, PATCH")
+                        .route(web::get().to(get_sku))
+                        .route(web::patch().to(patch_sku)),
+                )
+                .service(
+                    resource("/skus/{sku_id}/codes", "POST").route(web::post().to(upload_codes)),
+                )
+                .service(resource("/skus/{sku_id}/stock", "GET").route(web::get().to(stock)))
+                .service(resource("/orders", "POST").route(web::post().to(place_order)))
+                .service(resource("/orders/batch", "POST").route(web::post().to(place_batch)))
+                .service(resource("/orders/{order_id}", "GET").route(web::get().to(get_order)))
+                .service(resource("/cards/balance", "POST").route(web::post().to(card_balance)))
+                .service(resource("/cards/{card_id}", "GET").route(web::get().to(get_card)))
+                .service(resource("/redemptions", "POST").route(web::post().to(redeem)))
+                .service(
+                    resource("/redemptions/{redemption_id}/reversal", "POST")
+                        .route(web::post().to(reverse)),
+                )
+                .service(
+                    resource("/fx/rates", "PUT, GET")
+                        .route(web::put().to(put_fx))
+                        .route(web::get().to(get_fx)),
+                )
+                .service(resource("/admin/stats", "GET").route(web::get().to(stats)))
+                .service(
+                    resource("/admin/settlements", "POST").route(web::post().to(close_settlement)),
+                )
+                .service(
+                    resource("/admin/reconciliation", "GET").route(web::get().to(reconciliation)),
+                ),
+        )
+        .default_service(web::to(|| async {
+            ApiError::NotFound {
+                code: "not_found",
+                what: "route",
+            }
+            .into_response()
+        }));
+}

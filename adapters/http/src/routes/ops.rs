@@ -1,0 +1,48 @@
+//! Operations endpoints: liveness, readiness, Prometheus metrics and the OpenAPI document.
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::wire::HealthView;
+use actix_web::{web, HttpResponse};
+
+/// Liveness: the process serves HTTP.
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, body = HealthView)))]
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(HealthView {
+        status: "ok".into(),
+    })
+}
+
+/// Readiness: recovery is done and the journal is healthy.
+#[utoipa::path(get, path = "/readyz", tag = "ops", responses((status = 200, body = HealthView)))]
+pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let engine = state.engine()?;
+    if engine.failed() {
+        return Err(ApiError::Unavailable);
+    }
+    Ok(HttpResponse::Ok().json(HealthView {
+        status: "ready".into(),
+    }))
+}
+
+/// Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    crate::metrics_http::refresh(&state).await;
+    let text = state
+        .metrics
+        .as_ref()
+        .map(|h| h.render())
+        .unwrap_or_default();
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(text)
+}
+
+/// This API's OpenAPI 3.1 document.
+#[utoipa::path(get, path = "/openapi.json", tag = "ops", responses((status = 200, description = "OpenAPI 3.1 document", body = Object)))]
+pub async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(crate::openapi::document())
+}

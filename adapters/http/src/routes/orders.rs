@@ -1,0 +1,319 @@
+//! Orders: place one (synchronous, idempotent by `order_id`), place a batch, read one.
+
+use super::reply;
+use crate::auth::Principal;
+use crate::error::{problem_of, ApiError};
+use crate::input::{self, JsonBody};
+use crate::state::AppState;
+use crate::wire::*;
+use crate::Role;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse, ResponseError};
+use giftcard_core::*;
+use giftcard_shard::{Outcome, Query, QueryAnswer};
+
+/// Orders one batch request may carry.
+pub const BATCH_ORDERS_MAX: usize = 100;
+/// Lines one order may have.
+pub const ORDER_LINES_MAX: usize = 100;
+
+const ORDER_ROLES: &[Role] = &[Role::Checkout, Role::Admin];
+
+fn channel(c: ChannelDto) -> DeliveryChannel {
+    match c {
+        ChannelDto::Email => DeliveryChannel::Email,
+        ChannelDto::Sms => DeliveryChannel::Sms,
+        ChannelDto::Webhook => DeliveryChannel::Webhook,
+        ChannelDto::None => DeliveryChannel::None,
+    }
+}
+
+/// Validates an order and builds the engine's request.
+fn order_request(
+    who: &Principal,
+    o: &OrderRequestDto,
+    prefix: &str,
+) -> Result<OrderRequest, ApiError> {
+    let f = |name: &str| format!("{prefix}{name}");
+    let order_id = input::id(&f("order_id"), &o.order_id)?;
+    let wallet = input::id(&f("wallet_id"), &o.wallet_id)?;
+    if o.items.is_empty() || o.items.len() > ORDER_LINES_MAX {
+        return Err(ApiError::invalid(
+            "invalid_items",
+            f("items"),
+            format!("an order has 1 to {ORDER_LINES_MAX} lines"),
+        ));
+    }
+    let mut items = Vec::with_capacity(o.items.len());
+    let mut cards = 0u64;
+    for (i, item) in o.items.iter().enumerate() {
+        let sku = input::id(&f(&format!("items[{i}].sku_id")), &item.sku_id)?;
+        cards += u64::from(item.quantity);
+        if item.quantity == 0 || cards > u64::from(ORDER_CARDS_MAX) {
+            return Err(ApiError::invalid(
+                "quantity_out_of_range",
+                f(&format!("items[{i}].quantity")),
+                format!("an order buys 1 to {ORDER_CARDS_MAX} cards"),
+            ));
+        }
+        let amount_minor = match &item.amount {
+            Some(a) => Some(input::money(&f(&format!("items[{i}].amount")), a)?.minor()),
+            None => None,
+        };
+        items.push(OrderItem {
+            sku: SkuId::new(sku),
+            quantity: item.quantity,
+            amount_minor,
+        });
+    }
+    let region = input::id(&f("region"), &o.region)?;
+    let pay_currency = o
+        .pay_currency
+        .as_deref()
+        .map(|c| input::currency(&f("pay_currency"), c))
+        .transpose()?;
+    input::text(&f("delivery.recipient"), &o.delivery.recipient, 0)?;
+    if o.delivery.channel != ChannelDto::None && o.delivery.recipient.is_empty() {
+        return Err(ApiError::invalid(
+            "missing_recipient",
+            f("delivery.recipient"),
+            "a delivery channel needs a recipient",
+        ));
+    }
+    // Everything but the key itself identifies the request.
+    let fingerprint = input::fingerprint(&(
+        &o.wallet_id,
+        &o.items,
+        &o.region,
+        &o.pay_currency,
+        &o.delivery,
+    ));
+    Ok(OrderRequest {
+        key: OrderKey {
+            client: ClientId::new(&who.client),
+            order_id: OrderId::new(order_id),
+        },
+        admin: who.role == Role::Admin,
+        wallet: WalletId::new(wallet),
+        items,
+        region: region.to_owned(),
+        pay_currency,
+        channel: channel(o.delivery.channel),
+        recipient: o.delivery.recipient.clone(),
+        fingerprint,
+        fresh_codes: Vec::new(),
+    })
+}
+
+/// Open-denomination amounts must be in the SKU's currency; the engine takes minor units only.
+async fn check_amount_currencies(
+    state: &AppState,
+    o: &OrderRequestDto,
+    prefix: &str,
+) -> Result<(), ApiError> {
+    if o.items.iter().all(|i| i.amount.is_none()) {
+        return Ok(());
+    }
+    let skus = super::all_skus(state).await?;
+    for (i, item) in o.items.iter().enumerate() {
+        let (Some(a), Some(sku)) = (
+            &item.amount,
+            skus.iter().find(|s| s.id.as_str() == item.sku_id),
+        ) else {
+            continue;
+        };
+        if a.currency != sku.currency.code() {
+            return Err(ApiError::invalid(
+                "currency_mismatch",
+                format!("{prefix}items[{i}].amount.currency"),
+                "must be the SKU's currency",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The full view of an order outcome: a completed order with its cards and codes.
+pub async fn order_view(
+    state: &AppState,
+    order_id: &str,
+    wallet: &str,
+    outcome: &OrderOutcome,
+) -> Result<OrderView, ApiError> {
+    let (charged, first_card, count) = match outcome {
+        OrderOutcome::Rejected(r) => {
+            return Ok(OrderView {
+                order_id: order_id.to_owned(),
+                status: "rejected".into(),
+                wallet_id: wallet.to_owned(),
+                charged: None,
+                reason: Some(r.code().to_owned()),
+                cards: vec![],
+            })
+        }
+        OrderOutcome::Completed {
+            charged,
+            first_card,
+            cards,
+        } => (*charged, *first_card, *cards),
+    };
+    let QueryAnswer::Cards(found) = state
+        .ask(Query::Cards {
+            first: first_card,
+            count,
+        })
+        .await?
+    else {
+        return Err(ApiError::Unavailable);
+    };
+    let engine = state.engine()?.clone();
+    // Decrypting thousands of codes (and reading supplier codes from the store) is blocking work.
+    let cards = web::block(move || {
+        found
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                Ok(IssuedCard {
+                    card_id: (first_card.0 + i as u64).to_string(),
+                    sku_id: c.sku.as_str().to_owned(),
+                    code: engine.reveal(c)?,
+                    face_value: MoneyView::of(c.face),
+                })
+            })
+            .collect::<Result<Vec<_>, giftcard_shard::EngineError>>()
+    })
+    .await
+    .map_err(|_| ApiError::Unavailable)??;
+    Ok(OrderView {
+        order_id: order_id.to_owned(),
+        status: "completed".into(),
+        wallet_id: wallet.to_owned(),
+        charged: Some(MoneyView::of(charged)),
+        reason: None,
+        cards,
+    })
+}
+
+/// Places one validated order: (status, view, replayed) or the error to answer with.
+async fn place(
+    state: &AppState,
+    who: &Principal,
+    o: &OrderRequestDto,
+    prefix: &str,
+) -> Result<(OrderView, bool), ApiError> {
+    let req = order_request(who, o, prefix)?;
+    check_amount_currencies(state, o, prefix).await?;
+    let outcome = state
+        .submit(Command::PlaceOrder(Box::new(req)))
+        .await
+        .map_err(|e| match e {
+            ApiError::Rejected(r, None) => ApiError::Rejected(r, Some(o.order_id.clone())),
+            e => e,
+        })?;
+    let Outcome::Order { outcome, replayed } = outcome else {
+        return Err(ApiError::Unavailable);
+    };
+    crate::metrics_http::order_outcome(&outcome, replayed);
+    if let OrderOutcome::Rejected(r) = outcome {
+        // A recorded rejection: the retry gets the same 422.
+        return Err(ApiError::Rejected(r, Some(o.order_id.clone())));
+    }
+    Ok((
+        order_view(state, &o.order_id, &o.wallet_id, &outcome).await?,
+        replayed,
+    ))
+}
+
+/// Places an order and answers with its outcome: 201 with the cards, or 422 with the reason.
+#[utoipa::path(post, path = "/v1/orders", tag = "orders", request_body = OrderRequestDto, responses((status = 201, body = OrderView)), security(("bearer" = [])))]
+pub async fn place_order(
+    who: Principal,
+    state: web::Data<AppState>,
+    body: JsonBody<OrderRequestDto>,
+) -> Result<HttpResponse, ApiError> {
+    who.require(ORDER_ROLES)?;
+    let body = body.parse()?;
+    let (view, replayed) = place(&state, &who, &body, "").await?;
+    Ok(reply(StatusCode::CREATED, &view, replayed))
+}
+
+/// Places independent orders; each result carries the status it would have had alone.
+#[utoipa::path(post, path = "/v1/orders/batch", tag = "orders", request_body = BatchRequest, responses((status = 200, body = BatchView)), security(("bearer" = [])))]
+pub async fn place_batch(
+    who: Principal,
+    state: web::Data<AppState>,
+    body: JsonBody<BatchRequest>,
+) -> Result<HttpResponse, ApiError> {
+    who.require(ORDER_ROLES)?;
+    let body = body.parse()?;
+    let orders = body.orders;
+    if orders.is_empty() || orders.len() > BATCH_ORDERS_MAX {
+        return Err(ApiError::invalid(
+            "invalid_count",
+            "orders",
+            format!("send 1 to {BATCH_ORDERS_MAX} orders"),
+        ));
+    }
+    // A malformed batch is refused whole, before any order reaches the engine; business
+    // outcomes (404, 409, 422...) are per order.
+    for (i, o) in orders.iter().enumerate() {
+        order_request(&who, o, &format!("orders[{i}]."))?;
+    }
+    // All orders go to the engine at once; each task awaits its own durable answer.
+    let tasks: Vec<_> = orders
+        .into_iter()
+        .enumerate()
+        .map(|(i, o)| {
+            let (state, who) = (state.clone(), who.clone());
+            actix_web::rt::spawn(async move {
+                let r = place(&state, &who, &o, &format!("orders[{i}].")).await;
+                (o.order_id, r)
+            })
+        })
+        .collect();
+    let mut results = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        let (order_id, r) = t.await.map_err(|_| ApiError::Unavailable)?;
+        results.push(match r {
+            Ok((view, _)) => BatchItem {
+                order_id,
+                status: 201,
+                order: Some(view),
+                problem: None,
+            },
+            Err(e) => BatchItem {
+                order_id,
+                status: e.status_code().as_u16(),
+                order: None,
+                problem: Some(problem_of(&e)),
+            },
+        });
+    }
+    Ok(reply(StatusCode::OK, &BatchView { results }, false))
+}
+
+/// An order of the calling client, with its cards.
+#[utoipa::path(get, path = "/v1/orders/{order_id}", tag = "orders", params(("order_id" = String, Path, pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)), responses((status = 200, body = OrderView)), security(("bearer" = [])))]
+pub async fn get_order(
+    who: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    who.require(ORDER_ROLES)?;
+    let id = input::id("order_id", &path)?;
+    let key = OrderKey {
+        client: ClientId::new(&who.client),
+        order_id: OrderId::new(id),
+    };
+    match state.ask(Query::Order { key }).await? {
+        QueryAnswer::Order(rec) => Ok(reply(
+            StatusCode::OK,
+            &order_view(&state, id, rec.wallet.as_str(), &rec.outcome).await?,
+            false,
+        )),
+        _ => Err(ApiError::NotFound {
+            code: "order_not_found",
+            what: "order",
+        }),
+    }
+}

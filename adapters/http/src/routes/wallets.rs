@@ -1,0 +1,243 @@
+//! Wallets: create, read, freeze (admin), deposits, history.
+
+use super::reply;
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::input::{self, JsonBody};
+use crate::state::AppState;
+use crate::wire::*;
+use crate::Role;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use giftcard_core::state::{TxKind, Wallet};
+use giftcard_core::{Command, Money, RequestId, WalletId};
+use giftcard_shard::{Query, QueryAnswer};
+use serde::Deserialize;
+
+const WALLET_ROLES: &[Role] = &[Role::Checkout, Role::Admin];
+
+/// The wire view of a wallet.
+pub fn wallet_view(id: &str, w: &Wallet) -> WalletView {
+    let balances = w
+        .balances
+        .iter()
+        .map(|(ccy, b)| BalanceView {
+            currency: ccy.code().to_owned(),
+            available: MoneyView::of(Money::new(b.available, *ccy)),
+            held: MoneyView::of(Money::new(b.held, *ccy)),
+        })
+        .collect();
+    WalletView {
+        wallet_id: id.to_owned(),
+        owner: w.owner.as_str().to_owned(),
+        frozen: w.frozen,
+        kyc_verified: w.kyc_verified,
+        balances,
+    }
+}
+
+async fn load_wallet(state: &AppState, who: &Principal, id: &str) -> Result<WalletView, ApiError> {
+    match state
+        .ask(Query::Wallet {
+            caller: who.caller(),
+            wallet: WalletId::new(id),
+        })
+        .await?
+    {
+        QueryAnswer::Wallet(w) => Ok(wallet_view(id, &w)),
+        _ => Err(ApiError::Unavailable),
+    }
+}
+
+/// Creates a wallet owned by the calling client.
+#[utoipa::path(post, path = "/v1/wallets", tag = "wallets", request_body = CreateWallet, responses((status = 201, body = WalletView)), security(("bearer" = [])))]
+pub async fn create_wallet(
+    who: Principal,
+    state: web::Data<AppState>,
+    body: JsonBody<CreateWallet>,
+) -> Result<HttpResponse, ApiError> {
+    who.require(WALLET_ROLES)?;
+    let body = body.parse()?;
+    let id = input::id("wallet_id", &body.wallet_id)?;
+    let cmd = Command::CreateWallet {
+        caller: who.caller(),
+        wallet: WalletId::new(id),
+        kyc_verified: body.kyc_verified,
+    };
+    state.submit(cmd).await?;
+    let view = WalletView {
+        wallet_id: id.to_owned(),
+        owner: who.client.clone(),
+        frozen: false,
+        kyc_verified: body.kyc_verified,
+        balances: vec![],
+    };
+    Ok(reply(StatusCode::CREATED, &view, false))
+}
+
+/// A wallet's balances per currency.
+#[utoipa::path(get, path = "/v1/wallets/{wallet_id}", tag = "wallets", params(("wallet_id" = String, Path, pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)), responses((status = 200, body = WalletView)), security(("bearer" = [])))]
+pub async fn get_wallet(
+    who: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    who.require(WALLET_ROLES)?;
+    let id = input::id("wallet_id", &path)?;
+    Ok(reply(
+        StatusCode::OK,
+        &load_wallet(&state, &who, id).await?,
+        false,
+    ))
+}
+
+/// Freezes or unfreezes a wallet (admin).
+#[utoipa::path(patch, path = "/v1/wallets/{wallet_id}", tag = "wallets", params(("wallet_id" = String, Path, pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)), request_body = UpdateWallet, responses((status = 200, body = WalletView)), security(("bearer" = [])))]
+pub async fn update_wallet(
+    who: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: JsonBody<UpdateWallet>,
+) -> Result<HttpResponse, ApiError> {
+    who.require(&[Role::Admin])?;
+    let body = body.parse()?;
+    let id = input::id("wallet_id", &path)?;
+    state
+        .submit(Command::SetWalletFrozen {
+            wallet: WalletId::new(id),
+            frozen: body.frozen,
+        })
+        .await?;
+    Ok(reply(
+        StatusCode::OK,
+        &load_wallet(&state, &who, id).await?,
+        false,
+    ))
+}
+
+/// Funds a wallet with a captured payment. Idempotent by `Idempotency-Key` or `deposit_id`.
+#[utoipa::path(post, path = "/v1/wallets/{wallet_id}/deposits", tag = "wallets",
+    params(("wallet_id" = String, Path, pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)),
+    request_body = DepositRequest, responses((status = 201, body = DepositView)), security(("bearer" = [])))]
+pub async fn deposit(
+    who: Principal,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: JsonBody<DepositRequest>,
+) -> Result<HttpResponse, ApiError> {
+    who.require(WALLET_ROLES)?;
+    let body = body.parse()?;
+    let wallet = input::id("wallet_id", &path)?;
+    let d = body;
+    let key = input::idempotency_key(
+        idempotency_header(&req)?,
+        d.deposit_id.as_deref(),
+        "deposit_id",
+    )?;
+    let amount = input::money("amount", &d.amount)?;
+    input::text("reference", &d.reference, 1)?;
+    let fingerprint = input::fingerprint(&(&d.amount, &d.reference));
+    let cmd = Command::Deposit {
+        caller: who.caller(),
+        wallet: WalletId::new(wallet),
+        deposit_id: RequestId::new(&key),
+        amount,
+        reference: d.reference.clone(),
+        fingerprint,
+    };
+    let replayed =
+        matches!(state.submit(cmd).await?, giftcard_shard::Outcome::Applied(evs) if evs.is_empty());
+    // The body is derived from the request only, so a replay (same fingerprint) answers the same.
+    let view = DepositView {
+        deposit_id: key,
+        wallet_id: wallet.to_owned(),
+        amount: MoneyView::of(amount),
+        reference: d.reference,
+    };
+    Ok(reply(StatusCode::CREATED, &view, replayed))
+}
+
+/// The `Idempotency-Key` header, if sent.
+pub fn idempotency_header(req: &HttpRequest) -> Result<Option<&str>, ApiError> {
+    match req.headers().get("Idempotency-Key") {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .map(Some)
+            .map_err(|_| ApiError::invalid("invalid_id", "Idempotency-Key", "not visible ASCII")),
+    }
+}
+
+/// Paging of the history.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryParams {
+    /// `next_cursor` of the previous page.
+    #[param(pattern = r"^[0-9]{1,19}$")]
+    pub cursor: Option<String>,
+    /// 1 to 500, default 100.
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u32>,
+}
+
+/// A wallet's history, oldest first, cursor-paginated.
+#[utoipa::path(get, path = "/v1/wallets/{wallet_id}/transactions", tag = "wallets", params(("wallet_id" = String, Path, pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64), HistoryParams),
+    responses((status = 200, body = TxPage)), security(("bearer" = [])))]
+pub async fn transactions(
+    who: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    q: web::Query<HistoryParams>,
+) -> Result<HttpResponse, ApiError> {
+    who.require(WALLET_ROLES)?;
+    let id = input::id("wallet_id", &path)?;
+    let after = match &q.cursor {
+        None => 0,
+        Some(c) => input::digits("cursor", c)?,
+    };
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::invalid(
+            "invalid_limit",
+            "limit",
+            "must be 1 to 500",
+        ));
+    }
+    let query = Query::WalletHistory {
+        caller: who.caller(),
+        wallet: WalletId::new(id),
+        after,
+        limit: limit as usize,
+    };
+    let QueryAnswer::History(entries) = state.ask(query).await? else {
+        return Err(ApiError::Unavailable);
+    };
+    let next_cursor =
+        (entries.len() == limit as usize).then(|| (after + entries.len() as u64).to_string());
+    let transactions = entries
+        .into_iter()
+        .map(|e| TxView {
+            seq: e.seq,
+            at_ms: e.at.0,
+            kind: match e.kind {
+                TxKind::Deposit => "deposit",
+                TxKind::Purchase => "purchase",
+                TxKind::Hold => "hold",
+                TxKind::HoldReleased => "hold_released",
+            }
+            .into(),
+            amount: MoneyView::of(e.amount),
+            reference: e.reference.to_string(),
+        })
+        .collect();
+    Ok(reply(
+        StatusCode::OK,
+        &TxPage {
+            transactions,
+            next_cursor,
+        },
+        false,
+    ))
+}

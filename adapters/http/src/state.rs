@@ -1,0 +1,123 @@
+//! Shared state of the HTTP workers and the bridge to the engine: every engine call goes through
+//! [`AppState::submit`] or [`AppState::ask`], which take an in-flight slot and await the durable
+//! reply on a oneshot channel (the engine's reply closure only hands the reply on).
+
+use crate::auth::{KeyTable, Principal};
+use crate::error::ApiError;
+use crate::limits::{InFlight, Rate, RateLimiter};
+use crate::HttpConfig;
+use actix_web::HttpRequest;
+use giftcard_core::Command;
+use giftcard_shard::{Engine, Outcome, Query, QueryAnswer, Reply};
+use std::sync::{Arc, OnceLock};
+use tokio::sync::oneshot;
+
+/// What every handler gets through `web::Data`.
+pub struct AppState {
+    engine: OnceLock<Arc<Engine>>,
+    pub keys: KeyTable,
+    pub inflight: InFlight,
+    pub inflight_max: usize,
+    pub per_client: RateLimiter,
+    pub per_prefix: RateLimiter,
+    pub code_prefix_len: usize,
+    /// Body buffer budget in KiB (see `HttpConfig::body_buffer_bytes_max`).
+    pub body_budget_kib: std::sync::Arc<tokio::sync::Semaphore>,
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+}
+
+impl AppState {
+    /// State for a server whose engine is still recovering.
+    pub fn new(
+        cfg: &HttpConfig,
+        metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    ) -> Result<AppState, String> {
+        let keys_max = cfg.rate_limit_keys_max;
+        Ok(AppState {
+            engine: OnceLock::new(),
+            keys: KeyTable::new(&cfg.api_keys)?,
+            inflight: InFlight::new(cfg.inflight_requests_max),
+            inflight_max: cfg.inflight_requests_max,
+            per_client: RateLimiter::new(
+                Rate {
+                    per_s: cfg.lookup_per_client_per_s,
+                    burst: cfg.lookup_per_client_burst,
+                },
+                keys_max,
+            ),
+            per_prefix: RateLimiter::new(
+                Rate {
+                    per_s: cfg.lookup_per_code_prefix_per_s,
+                    burst: cfg.lookup_per_code_prefix_burst,
+                },
+                keys_max,
+            ),
+            code_prefix_len: cfg.code_prefix_len,
+            body_budget_kib: std::sync::Arc::new(tokio::sync::Semaphore::new(
+                (cfg.body_buffer_bytes_max / 1024).max(1),
+            )),
+            metrics,
+        })
+    }
+
+    /// Marks recovery done: from now on requests reach the engine.
+    pub fn set_ready(&self, engine: Arc<Engine>) {
+        let _ = self.engine.set(engine);
+    }
+
+    /// The engine, or 503 while recovery runs.
+    pub fn engine(&self) -> Result<&Arc<Engine>, ApiError> {
+        self.engine.get().ok_or(ApiError::NotReady)
+    }
+
+    /// The engine if recovery finished.
+    pub fn ready_engine(&self) -> Option<&Arc<Engine>> {
+        self.engine.get()
+    }
+
+    /// Authenticates a request (503 first while not ready, so clients retry).
+    pub fn principal(&self, req: &HttpRequest) -> Result<Principal, ApiError> {
+        self.engine()?;
+        self.keys.authenticate(req)
+    }
+
+    /// Applies the lookup rate limits (redemption, balance by code) for a client and a code.
+    pub fn limit_lookup(&self, who: &Principal, code: &str) -> Result<(), ApiError> {
+        let prefix: String = code.chars().take(self.code_prefix_len).collect();
+        self.per_client.take(&who.client).inspect_err(|_| {
+            metrics::counter!("giftcard_http_rate_limited_total", "scope" => "client").increment(1)
+        })?;
+        self.per_prefix.take(&prefix).inspect_err(|_| {
+            metrics::counter!("giftcard_http_rate_limited_total", "scope" => "code_prefix")
+                .increment(1)
+        })
+    }
+
+    /// Submits a command and awaits its durable reply.
+    pub async fn submit(&self, cmd: Command) -> Result<Outcome, ApiError> {
+        let engine = self.engine()?;
+        self.bridge(|to| engine.submit(cmd, to)).await
+    }
+
+    /// Asks a query and awaits the answer.
+    pub async fn ask(&self, q: Query) -> Result<QueryAnswer, ApiError> {
+        let engine = self.engine()?;
+        match self.bridge(|to| engine.query(q, to)).await? {
+            Outcome::Query(a) => Ok(a),
+            _ => Err(ApiError::Unavailable),
+        }
+    }
+
+    /// Runs one engine call with an in-flight slot held until its reply arrives.
+    pub async fn bridge(
+        &self,
+        call: impl FnOnce(giftcard_shard::ReplyTo),
+    ) -> Result<Outcome, ApiError> {
+        let _slot = self.inflight.enter()?;
+        let (tx, rx) = oneshot::channel::<Reply>();
+        call(Box::new(move |r| {
+            let _ = tx.send(r);
+        }));
+        Ok(rx.await.map_err(|_| ApiError::Unavailable)??)
+    }
+}

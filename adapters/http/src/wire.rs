@@ -1,0 +1,502 @@
+//! JSON request and response types of the v1 API. Converted to and from domain types by hand in
+//! the handlers; money is always `{amount_minor, currency}`, rates are decimal strings.
+
+use crate::error::Problem;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// An amount: integer minor units of an ISO 4217 currency (2500 USD = $25.00). Never a float.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MoneyDto {
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_i64)]
+    pub amount_minor: i64,
+    #[schema(schema_with = crate::openapi::currency_schema)]
+    pub currency: String,
+}
+
+/// An amount in a response: integer minor units; a balance or a change may be zero or negative.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MoneyView {
+    pub amount_minor: i64,
+    pub currency: String,
+}
+
+impl MoneyView {
+    /// Wire form of a domain amount.
+    pub fn of(m: giftcard_core::Money) -> MoneyView {
+        MoneyView {
+            amount_minor: m.minor(),
+            currency: m.currency().code().to_owned(),
+        }
+    }
+}
+
+impl MoneyDto {
+    /// Wire form of a domain amount (which may be zero or negative in views).
+    pub fn of(m: giftcard_core::Money) -> MoneyDto {
+        MoneyDto {
+            amount_minor: m.minor(),
+            currency: m.currency().code().to_owned(),
+        }
+    }
+}
+
+// ---- wallets ----
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWallet {
+    #[schema(pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)]
+    pub wallet_id: String,
+    #[serde(default)]
+    pub kyc_verified: bool,
+}
+
+/// Admin change of a wallet.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateWallet {
+    pub frozen: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct BalanceView {
+    pub currency: String,
+    pub available: MoneyView,
+    pub held: MoneyView,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct WalletView {
+    pub wallet_id: String,
+    pub owner: String,
+    pub frozen: bool,
+    pub kyc_verified: bool,
+    pub balances: Vec<BalanceView>,
+}
+
+/// A captured payment that funds a wallet. The id may come as `Idempotency-Key` instead.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DepositRequest {
+    #[schema(pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64, value_type = String, required = true)]
+    pub deposit_id: Option<String>,
+    pub amount: MoneyDto,
+    /// The payment gateway's reference.
+    #[schema(
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$",
+        min_length = 1,
+        max_length = 256
+    )]
+    pub reference: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct DepositView {
+    pub deposit_id: String,
+    pub wallet_id: String,
+    pub amount: MoneyView,
+    pub reference: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct TxView {
+    pub seq: u64,
+    pub at_ms: u64,
+    /// deposit, purchase, hold, hold_released
+    pub kind: String,
+    /// Change of the available balance (negative for purchases and holds).
+    pub amount: MoneyView,
+    pub reference: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct TxPage {
+    pub transactions: Vec<TxView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+// ---- catalog ----
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SkuKindDto {
+    SupplierCode,
+    Issued,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SkuStatusDto {
+    Active,
+    Paused,
+}
+
+/// Face value: `{"fixed": money}` or `{"open": {"min": money, "max": money}}`; its currency is
+/// the SKU's currency.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum DenominationDto {
+    Fixed(MoneyDto),
+    Open(OpenRangeDto),
+}
+
+/// An open denomination: the buyer picks any face value in `[min, max]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OpenRangeDto {
+    pub min: MoneyDto,
+    pub max: MoneyDto,
+}
+
+/// Face value as shown in views.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DenominationView {
+    Fixed(MoneyView),
+    Open { min: MoneyView, max: MoneyView },
+}
+
+/// A supplier code: 4-128 printable ASCII characters without spaces.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[schema(pattern = r"^[!-~]{4,128}$")]
+pub struct SupplierCode(pub String);
+
+/// A region where a SKU may be sold, e.g. "US".
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[schema(pattern = r"^[A-Za-z0-9._:-]{1,64}$")]
+pub struct Region(pub String);
+
+/// A catalog entry.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SkuRequest {
+    #[schema(pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)]
+    pub sku_id: String,
+    #[schema(
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$",
+        min_length = 1,
+        max_length = 256
+    )]
+    pub brand: String,
+    #[schema(
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$",
+        min_length = 1,
+        max_length = 256
+    )]
+    pub category: String,
+    pub kind: SkuKindDto,
+    pub face_value: DenominationDto,
+    /// Discount off face the supplier gives, decimal string in [0, 1): "0.15".
+    #[schema(pattern = r"^0(\.[0-9]{1,12})?$")]
+    pub wholesale_discount: String,
+    /// Sell price = face × (1 + markup), decimal string; default "0".
+    #[schema(pattern = r"^(-0\.[0-9]{1,12}|[0-9](\.[0-9]{1,12})?|10(\.0{1,12})?)$")]
+    pub markup: Option<String>,
+    #[schema(pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)]
+    pub supplier_id: String,
+    /// Regions where it may be sold; empty or absent means everywhere.
+    #[schema(max_items = 250)]
+    pub regions: Option<Vec<Region>>,
+    pub status: Option<SkuStatusDto>,
+    /// Issued SKUs only: how many cards may ever exist.
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
+    pub issue_cap: Option<u64>,
+}
+
+/// Changes to a SKU. Kind, currency, supplier and issue cap cannot change.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SkuPatch {
+    #[schema(
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$",
+        min_length = 1,
+        max_length = 256
+    )]
+    pub brand: Option<String>,
+    #[schema(
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$",
+        min_length = 1,
+        max_length = 256
+    )]
+    pub category: Option<String>,
+    /// In the SKU's currency, which cannot change.
+    pub face_value: Option<DenominationDto>,
+    #[schema(pattern = r"^0(\.[0-9]{1,12})?$")]
+    pub wholesale_discount: Option<String>,
+    #[schema(pattern = r"^(-0\.[0-9]{1,12}|[0-9](\.[0-9]{1,12})?|10(\.0{1,12})?)$")]
+    pub markup: Option<String>,
+    #[schema(max_items = 250)]
+    pub regions: Option<Vec<Region>>,
+    pub status: Option<SkuStatusDto>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct SkuView {
+    pub sku_id: String,
+    pub brand: String,
+    pub category: String,
+    pub kind: SkuKindDto,
+    pub currency: String,
+    pub face_value: DenominationView,
+    pub wholesale_discount: String,
+    pub markup: String,
+    pub supplier_id: String,
+    pub regions: Vec<String>,
+    pub status: SkuStatusDto,
+    pub issue_cap: Option<u64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct SkuList {
+    pub skus: Vec<SkuView>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UploadCodes {
+    /// Supplier codes: 4-128 printable ASCII characters each, at most 50,000 per upload.
+    #[schema(min_items = 1, max_items = 50000)]
+    pub codes: Vec<SupplierCode>,
+}
+
+/// Codes of a SKU. Codes are taken atomically when an order completes, so none stay reserved.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct StockView {
+    pub sku_id: String,
+    pub available: u64,
+    pub reserved: u64,
+    pub sold: u64,
+}
+
+// ---- orders ----
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelDto {
+    Email,
+    Sms,
+    Webhook,
+    None,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryDto {
+    pub channel: ChannelDto,
+    #[serde(default)]
+    #[schema(pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$", max_length = 256)]
+    pub recipient: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderItemDto {
+    #[schema(pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)]
+    pub sku_id: String,
+    #[schema(minimum = 1, maximum = 10000)]
+    pub quantity: u32,
+    /// Face value, only for open-denomination SKUs.
+    pub amount: Option<MoneyDto>,
+}
+
+/// An order; `order_id` is its idempotency key (unique per API client).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderRequestDto {
+    #[schema(pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)]
+    pub order_id: String,
+    #[schema(pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)]
+    pub wallet_id: String,
+    #[schema(min_items = 1, max_items = 100)]
+    pub items: Vec<OrderItemDto>,
+    #[schema(pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)]
+    pub region: String,
+    /// Currency the wallet pays in; the first SKU's currency when absent.
+    #[schema(schema_with = crate::openapi::optional_currency_schema)]
+    pub pay_currency: Option<String>,
+    pub delivery: DeliveryDto,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct IssuedCard {
+    pub card_id: String,
+    pub sku_id: String,
+    /// The secret code; only ever shown to the buyer in the order response.
+    pub code: String,
+    pub face_value: MoneyView,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct OrderView {
+    pub order_id: String,
+    /// completed or rejected
+    pub status: String,
+    pub wallet_id: String,
+    pub charged: Option<MoneyView>,
+    /// The rejection code of a rejected order.
+    pub reason: Option<String>,
+    pub cards: Vec<IssuedCard>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    /// 1 to 100 independent orders.
+    #[schema(min_items = 1, max_items = 100)]
+    pub orders: Vec<OrderRequestDto>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct BatchItem {
+    pub order_id: String,
+    /// The status the order would have had on its own (201, 422, 409...).
+    pub status: u16,
+    pub order: Option<OrderView>,
+    pub problem: Option<Problem>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct BatchView {
+    pub results: Vec<BatchItem>,
+}
+
+// ---- cards and redemptions ----
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct CardView {
+    pub card_id: String,
+    pub sku_id: String,
+    /// active, redeemed, voided, expired
+    pub status: String,
+    pub face_value: MoneyView,
+    /// Remaining stored value (issued cards only).
+    pub balance: Option<MoneyView>,
+    /// All but the last four characters hidden.
+    pub masked_code: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedeemRequest {
+    /// The idempotency key; or send `Idempotency-Key`.
+    #[schema(pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64, value_type = String, required = true)]
+    pub redemption_id: Option<String>,
+    #[schema(pattern = r"^[!-~]{4,128}$", min_length = 4, max_length = 128)]
+    pub code: String,
+    pub amount: MoneyDto,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct RedemptionView {
+    pub redemption_id: String,
+    pub card_id: String,
+    pub amount: MoneyView,
+    /// redeemed or reversed
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BalanceRequest {
+    #[schema(pattern = r"^[!-~]{4,128}$", min_length = 4, max_length = 128)]
+    pub code: String,
+}
+
+// ---- FX and admin ----
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FxRateDto {
+    #[schema(schema_with = crate::openapi::currency_schema)]
+    pub base: String,
+    #[schema(schema_with = crate::openapi::currency_schema)]
+    pub quote: String,
+    /// Units of `quote` per unit of `base`, decimal string: "1.0850".
+    #[schema(pattern = r"^([1-9][0-9]{0,11}(\.[0-9]{1,12})?|0\.[0-9]{0,11}[1-9][0-9]{0,11})$")]
+    pub mid: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FxTableDto {
+    #[schema(max_items = 1000)]
+    pub rates: Vec<FxRateDto>,
+    /// Added to the mid rate on conversions, decimal string in [0, 1): "0.01".
+    #[schema(pattern = r"^0(\.[0-9]{1,12})?$")]
+    pub spread: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct SalesRow {
+    /// SKU id, brand or currency, by table.
+    pub key: String,
+    pub currency: String,
+    pub cards: u64,
+    pub revenue: MoneyView,
+    pub margin: MoneyView,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct StatsView {
+    pub by_sku: Vec<SalesRow>,
+    pub by_brand: Vec<SalesRow>,
+    pub by_currency: Vec<SalesRow>,
+    /// FX spread revenue per currency.
+    pub fx_revenue: Vec<MoneyView>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettlementRequest {
+    #[schema(pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)]
+    pub period_id: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct OrderRef {
+    pub client: String,
+    pub order_id: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct SupplierDueView {
+    pub supplier_id: String,
+    pub cards: u64,
+    pub owed: Vec<MoneyView>,
+    pub orders: Vec<OrderRef>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct SettlementView {
+    pub period_id: String,
+    pub suppliers: Vec<SupplierDueView>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct LedgerCurrency {
+    pub currency: String,
+    /// Sum over every ledger account in this currency, card liabilities included: always 0.
+    pub sum_minor: i64,
+    pub card_liability_minor: i64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ReconciliationView {
+    pub ok: bool,
+    pub violations: Vec<String>,
+    pub shards: u64,
+    pub wallets: u64,
+    pub orders: u64,
+    pub cards: u64,
+    pub codes_unsold: u64,
+    pub holds_in_flight: u64,
+    pub ledger: Vec<LedgerCurrency>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct HealthView {
+    pub status: String,
+}

@@ -1,0 +1,881 @@
+//! Black-box tests of the HTTP API over a real socket: every endpoint's success and error
+//! paths, tenancy, idempotency (also across a restart and under concurrent duplicates), input
+//! discipline, rate limits and load shedding, the OpenAPI document and the metrics.
+
+mod http_common;
+
+use http_common::*;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().expect("tempdir")
+}
+
+#[test]
+fn not_ready_until_recovery_is_done() {
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let dir = tmp();
+    let path = dir.path().to_owned();
+    let opener: giftcard_http::Opener = Box::new(move || {
+        let _ = release_rx.recv();
+        giftcard_shard::Engine::open(giftcard_shard::EngineConfig::new(path, 2))
+            .map_err(|e| e.to_string())
+    });
+    let api = Api::connect(giftcard_http::start_with(config(), opener).expect("starts"));
+    assert_eq!(api.get("/healthz", None).status, 200);
+    api.get("/readyz", None).problem(503, "not_ready");
+    let r = api.get("/v1/skus", Some(ADMIN));
+    r.problem(503, "not_ready");
+    assert!(r.retry_after.is_some());
+    release_tx.send(()).expect("release");
+    api.wait_ready();
+    assert_eq!(api.get("/v1/skus", Some(ADMIN)).status, 200);
+}
+
+#[test]
+fn catalog_wallet_deposit_order_flow_with_replays() {
+    let dir = tmp();
+    let api = Api::start(dir.path());
+    api.sku("gc-25", "supplier_code", 2500, None);
+    assert_eq!(
+        api.get("/v1/skus", Some(CHECKOUT)).body["skus"][0]["sku_id"],
+        "gc-25"
+    );
+    assert_eq!(
+        api.get("/v1/skus/gc-25", Some(CHECKOUT)).body["face_value"]["fixed"]["amount_minor"],
+        2500
+    );
+    api.get("/v1/skus/nope", Some(CHECKOUT))
+        .problem(404, "sku_not_found");
+    api.codes("gc-25", "CODE", 5);
+    api.post(
+        "/v1/skus/gc-25/codes",
+        SUPPLIER,
+        &json!({"codes": ["CODE-000001"]}),
+    )
+    .problem(409, "duplicate_codes");
+    assert_eq!(api.stock("gc-25"), (5, 0));
+
+    api.post(
+        "/v1/wallets",
+        CHECKOUT,
+        &json!({"wallet_id": "w1", "kyc_verified": true}),
+    );
+    api.post("/v1/wallets", CHECKOUT, &json!({"wallet_id": "w1"}))
+        .problem(409, "wallet_exists");
+    // Deposit by header key; the replay answers the same, a different body conflicts.
+    let dep = |minor: i64| {
+        let body =
+            json!({"amount": {"amount_minor": minor, "currency": "USD"}, "reference": "psp-1"})
+                .to_string();
+        api.call(
+            "POST",
+            "/v1/wallets/w1/deposits",
+            Some(CHECKOUT),
+            Some(&body),
+            &[("Idempotency-Key", "dep-1")],
+        )
+    };
+    let first = dep(10_000);
+    assert_eq!(first.status, 201, "{first:?}");
+    let again = dep(10_000);
+    assert_eq!(
+        (again.status, &again.body, again.replayed),
+        (201, &first.body, true)
+    );
+    dep(20_000).problem(409, "idempotency_conflict");
+    assert_eq!(api.balance("w1"), (10_000, 0));
+
+    let order = api.order(CHECKOUT, "o-1", "w1", "gc-25", 2);
+    assert_eq!(order.status, 201, "{order:?}");
+    assert_eq!(order.body["charged"]["amount_minor"], 5000);
+    let cards = order.body["cards"].as_array().expect("cards").clone();
+    assert_eq!(cards.len(), 2);
+    assert!(cards
+        .iter()
+        .all(|c| c["code"].as_str().is_some_and(|s| s.starts_with("CODE-"))));
+    let replay = api.order(CHECKOUT, "o-1", "w1", "gc-25", 2);
+    assert_eq!(
+        (replay.status, &replay.body, replay.replayed),
+        (201, &order.body, true)
+    );
+    api.order(CHECKOUT, "o-1", "w1", "gc-25", 1)
+        .problem(409, "idempotency_conflict");
+    let read = api.get("/v1/orders/o-1", Some(CHECKOUT));
+    assert_eq!((read.status, &read.body), (200, &order.body));
+    api.get("/v1/orders/o-404", Some(CHECKOUT))
+        .problem(404, "order_not_found");
+    assert_eq!(api.balance("w1"), (5_000, 0));
+    assert_eq!(api.stock("gc-25"), (3, 2));
+
+    // A recorded rejection replays as the same 422 and moves no money.
+    let big = api.order(CHECKOUT, "o-2", "w1", "gc-25", 3);
+    big.problem(422, "insufficient_funds");
+    assert_eq!(big.body["order_id"], "o-2");
+    assert_eq!(api.order(CHECKOUT, "o-2", "w1", "gc-25", 3).body, big.body);
+    assert_eq!(
+        api.get("/v1/orders/o-2", Some(CHECKOUT)).body["status"],
+        "rejected"
+    );
+    assert_eq!(api.balance("w1"), (5_000, 0));
+    assert_eq!(api.stock("gc-25"), (3, 2));
+
+    // The card, masked.
+    let card_id = cards[0]["card_id"].as_str().expect("id");
+    let card = api.get(&format!("/v1/cards/{card_id}"), Some(CHECKOUT));
+    assert_eq!(card.status, 200, "{card:?}");
+    assert!(card.body["masked_code"]
+        .as_str()
+        .is_some_and(|m| m.starts_with("*******") && !m.contains("CODE")));
+    assert!(
+        card.body["balance"].is_null(),
+        "supplier codes carry no stored value"
+    );
+    api.get("/v1/cards/12345", Some(CHECKOUT))
+        .problem(404, "card_not_found");
+    api.get("/v1/cards/not-a-number", Some(CHECKOUT))
+        .problem(400, "invalid_id");
+
+    // History, paginated.
+    let page = api.get("/v1/wallets/w1/transactions?limit=2", Some(CHECKOUT));
+    assert_eq!(page.status, 200, "{page:?}");
+    assert_eq!(page.body["transactions"][0]["kind"], "deposit");
+    let cursor = page.body["next_cursor"]
+        .as_str()
+        .expect("more pages")
+        .to_owned();
+    let next = api.get(
+        &format!("/v1/wallets/w1/transactions?limit=100&cursor={cursor}"),
+        Some(CHECKOUT),
+    );
+    assert!(next.body["next_cursor"].is_null());
+    let all = api.get("/v1/wallets/w1/transactions", Some(CHECKOUT)).body["transactions"]
+        .as_array()
+        .map_or(0, Vec::len);
+    assert_eq!(
+        2 + next.body["transactions"].as_array().map_or(0, Vec::len),
+        all
+    );
+    api.get("/v1/wallets/w1/transactions?limit=0", Some(CHECKOUT))
+        .problem(400, "invalid_limit");
+    api.get("/v1/wallets/w1/transactions?bogus=1", Some(CHECKOUT))
+        .problem(400, "invalid_query");
+    api.reconciled();
+}
+
+#[test]
+fn cross_tenant_attempts_are_refused_and_change_nothing() {
+    let dir = tmp();
+    let api = Api::start(dir.path());
+    api.sku("gc-10", "supplier_code", 1000, None);
+    api.codes("gc-10", "TEN", 4);
+    api.wallet(CHECKOUT, "mine", 50_000);
+    api.wallet(CHECKOUT2, "theirs", 50_000);
+    assert_eq!(
+        api.order(CHECKOUT, "o-mine", "mine", "gc-10", 1).status,
+        201
+    );
+
+    // Checkout-2 cannot read, fund, list or spend checkout-1's wallet, nor read its order.
+    api.get("/v1/wallets/mine", Some(CHECKOUT2))
+        .problem(404, "wallet_not_found");
+    api.get("/v1/wallets/mine/transactions", Some(CHECKOUT2))
+        .problem(404, "wallet_not_found");
+    api.deposit(CHECKOUT2, "mine", "steal", 1)
+        .problem(404, "wallet_not_found");
+    api.order(CHECKOUT2, "o-steal", "mine", "gc-10", 1)
+        .problem(404, "wallet_not_found");
+    api.get("/v1/orders/o-mine", Some(CHECKOUT2))
+        .problem(404, "order_not_found");
+    // Suppliers touch only their own SKUs' pools; other roles none.
+    let upload = json!({"codes": ["EVIL-0001"]});
+    api.post("/v1/skus/gc-10/codes", SUPPLIER2, &upload)
+        .problem(403, "forbidden");
+    api.post("/v1/skus/gc-10/codes", CHECKOUT, &upload)
+        .problem(403, "forbidden");
+    api.get("/v1/skus/gc-10/stock", Some(SUPPLIER2))
+        .problem(403, "forbidden");
+    assert_eq!(api.get("/v1/skus/gc-10/stock", Some(SUPPLIER)).status, 200);
+    // Roles: checkout and supplier keys are not admins; suppliers do not buy.
+    for (method, path, body) in [
+        ("POST", "/v1/skus", Some(json!({}))),
+        ("PATCH", "/v1/skus/gc-10", Some(json!({"status": "paused"}))),
+        (
+            "PUT",
+            "/v1/fx/rates",
+            Some(json!({"rates": [], "spread": "0"})),
+        ),
+        ("PATCH", "/v1/wallets/mine", Some(json!({"frozen": true}))),
+        ("GET", "/v1/admin/stats", None),
+        ("GET", "/v1/admin/reconciliation", None),
+        (
+            "POST",
+            "/v1/admin/settlements",
+            Some(json!({"period_id": "p1"})),
+        ),
+    ] {
+        let body = body.map(|b| b.to_string());
+        api.call(method, path, Some(CHECKOUT), body.as_deref(), &[])
+            .problem(403, "forbidden");
+    }
+    api.order(SUPPLIER, "o-sup", "mine", "gc-10", 1)
+        .problem(403, "forbidden");
+    // No key, or an unknown one.
+    api.get("/v1/wallets/mine", None)
+        .problem(401, "unauthenticated");
+    api.get("/v1/wallets/mine", Some("not-a-key"))
+        .problem(401, "unauthenticated");
+
+    assert_eq!(api.balance("mine"), (49_000, 0));
+    assert_eq!(api.balance("theirs"), (50_000, 0));
+    assert_eq!(api.stock("gc-10"), (3, 1));
+    assert_eq!(
+        api.get("/v1/skus/gc-10", Some(ADMIN)).body["status"],
+        "active"
+    );
+    api.reconciled();
+}
+
+#[test]
+fn bad_input_gets_a_problem_naming_the_field_and_changes_nothing() {
+    let dir = tmp();
+    let mut cfg = config();
+    cfg.body_bytes_max = 64 * 1024;
+    let api = Api::start_with(dir.path(), cfg);
+    api.sku("gc-5", "supplier_code", 500, None);
+    api.codes("gc-5", "FIVE", 3);
+    api.wallet(CHECKOUT, "w", 10_000);
+    let field = |r: &Res, f: &str| assert_eq!(r.body["field"], f, "{r:?}");
+
+    let r = api.post_raw("/v1/orders", CHECKOUT, "{\"order_id\": ");
+    r.problem(400, "malformed_json");
+    api.post_raw("/v1/orders", CHECKOUT, "")
+        .problem(400, "malformed_json");
+    let mut o = order_body("o-x", "w", "gc-5", 1);
+    o["surprise"] = json!(1);
+    field(
+        api.post("/v1/orders", CHECKOUT, &o)
+            .problem(400, "invalid_field"),
+        "surprise",
+    );
+    let r = api.post(
+        "/v1/orders",
+        CHECKOUT,
+        &order_body("o-x", "w", "gc-5", 10_001),
+    );
+    field(r.problem(400, "quantity_out_of_range"), "items[0].quantity");
+    let r = api.post("/v1/orders", CHECKOUT, &order_body("o-x", "w", "gc-5", 0));
+    field(r.problem(400, "quantity_out_of_range"), "items[0].quantity");
+    let mut two = order_body("o-x", "w", "gc-5", 6_000);
+    two["items"] =
+        json!([{"sku_id": "gc-5", "quantity": 6000}, {"sku_id": "gc-5", "quantity": 5000}]);
+    field(
+        api.post("/v1/orders", CHECKOUT, &two)
+            .problem(400, "quantity_out_of_range"),
+        "items[1].quantity",
+    );
+    let r = api.post(
+        "/v1/orders",
+        CHECKOUT,
+        &order_body(&"x".repeat(65), "w", "gc-5", 1),
+    );
+    field(r.problem(400, "invalid_id"), "order_id");
+    let r = api.post(
+        "/v1/orders",
+        CHECKOUT,
+        &order_body("bad id!", "w", "gc-5", 1),
+    );
+    field(r.problem(400, "invalid_id"), "order_id");
+    let mut neg = order_body("o-x", "w", "gc-5", 1);
+    neg["items"][0]["quantity"] = json!(-1);
+    field(
+        api.post("/v1/orders", CHECKOUT, &neg)
+            .problem(400, "invalid_field"),
+        "items[0].quantity",
+    );
+    let mut recipient = order_body("o-x", "w", "gc-5", 1);
+    recipient["delivery"]["recipient"] = json!("r".repeat(300));
+    field(
+        api.post("/v1/orders", CHECKOUT, &recipient)
+            .problem(400, "invalid_text"),
+        "delivery.recipient",
+    );
+
+    let dep = |amount: Value| {
+        api.post(
+            "/v1/wallets/w/deposits",
+            CHECKOUT,
+            &json!({"deposit_id": "d-x", "amount": amount, "reference": "r"}),
+        )
+    };
+    field(
+        dep(json!({"amount_minor": 10.5, "currency": "USD"})).problem(400, "invalid_field"),
+        "amount.amount_minor",
+    );
+    field(
+        dep(json!({"amount_minor": 1000.0, "currency": "USD"})).problem(400, "invalid_field"),
+        "amount.amount_minor",
+    );
+    field(
+        dep(json!({"amount_minor": "1000", "currency": "USD"})).problem(400, "invalid_field"),
+        "amount.amount_minor",
+    );
+    field(
+        dep(json!({"amount_minor": 0, "currency": "USD"})).problem(400, "invalid_amount"),
+        "amount.amount_minor",
+    );
+    field(
+        dep(json!({"amount_minor": -5, "currency": "USD"})).problem(400, "invalid_amount"),
+        "amount.amount_minor",
+    );
+    field(
+        dep(json!({"amount_minor": 1_000_000_000_001_i64, "currency": "USD"}))
+            .problem(400, "invalid_amount"),
+        "amount.amount_minor",
+    );
+    field(
+        dep(json!({"amount_minor": 100, "currency": "XYZ"})).problem(400, "invalid_currency"),
+        "amount.currency",
+    );
+    field(
+        dep(json!({"amount_minor": 100, "currency": "usd"})).problem(400, "invalid_currency"),
+        "amount.currency",
+    );
+    let no_key = api.post(
+        "/v1/wallets/w/deposits",
+        CHECKOUT,
+        &json!({"amount": {"amount_minor": 1, "currency": "USD"}, "reference": "r"}),
+    );
+    no_key.problem(400, "missing_idempotency_key");
+
+    // Too large: 413 problem+json, before anything is parsed.
+    let huge = json!({"codes": vec!["A".repeat(100); 1000]});
+    let r = api.post("/v1/skus/gc-5/codes", SUPPLIER, &huge);
+    r.problem(413, "payload_too_large");
+    let r = api.post(
+        "/v1/skus/gc-5/codes",
+        SUPPLIER,
+        &json!({"codes": ["ok-code-1", "has space"]}),
+    );
+    field(r.problem(400, "invalid_code"), "codes[1]");
+    // Unknown routes and methods.
+    api.get("/v1/nothing-here", Some(ADMIN))
+        .problem(404, "not_found");
+    api.call("DELETE", "/v1/wallets/w", Some(ADMIN), None, &[])
+        .problem(405, "method_not_allowed");
+
+    assert_eq!(
+        api.balance("w"),
+        (10_000, 0),
+        "nothing a rejected request sent changed the balance"
+    );
+    assert_eq!(api.stock("gc-5"), (3, 0));
+    assert_eq!(
+        api.get("/v1/wallets/w/transactions", Some(CHECKOUT)).body["transactions"]
+            .as_array()
+            .map_or(0, Vec::len),
+        1
+    );
+}
+
+#[test]
+fn two_hundred_clients_race_for_one_hundred_codes() {
+    let dir = tmp();
+    let api = Arc::new(Api::start(dir.path()));
+    api.sku("hot", "supplier_code", 1000, None);
+    api.codes("hot", "HOT", 100);
+    for i in 0..200 {
+        api.wallet(CHECKOUT, &format!("racer-{i}"), 5_000);
+    }
+    let threads: Vec<_> = (0..200)
+        .map(|i| {
+            let api = api.clone();
+            std::thread::spawn(move || {
+                api.order(
+                    CHECKOUT,
+                    &format!("race-{i}"),
+                    &format!("racer-{i}"),
+                    "hot",
+                    1,
+                )
+            })
+        })
+        .collect();
+    let results: Vec<Res> = threads
+        .into_iter()
+        .map(|t| t.join().expect("client thread"))
+        .collect();
+    let completed: Vec<&Res> = results.iter().filter(|r| r.status == 201).collect();
+    let out_of_stock = results
+        .iter()
+        .filter(|r| r.status == 422 && r.body["code"] == "out_of_stock")
+        .count();
+    assert_eq!(
+        (completed.len(), out_of_stock),
+        (100, 100),
+        "{:?}",
+        results.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    let mut codes: Vec<&str> = completed
+        .iter()
+        .filter_map(|r| r.body["cards"][0]["code"].as_str())
+        .collect();
+    codes.sort_unstable();
+    codes.dedup();
+    assert_eq!(codes.len(), 100, "every code sold exactly once");
+    assert_eq!(api.stock("hot"), (0, 100));
+    let spent: i64 = (0..200)
+        .map(|i| 5_000 - api.balance(&format!("racer-{i}")).0)
+        .sum();
+    assert_eq!(spent, 100 * 1000, "only completed orders were charged");
+    api.reconciled();
+}
+
+#[test]
+fn a_restart_between_an_order_and_its_retry_replays_the_original_answer() {
+    let dir = tmp();
+    let api = Api::start(dir.path());
+    api.sku("gc-1", "supplier_code", 100, None);
+    api.codes("gc-1", "RST", 2);
+    api.wallet(CHECKOUT, "w", 1_000);
+    let done = api.order(CHECKOUT, "o-done", "w", "gc-1", 2);
+    assert_eq!(done.status, 201);
+    let rejected = api.order(CHECKOUT, "o-rej", "w", "gc-1", 1);
+    rejected.problem(422, "out_of_stock");
+    api.stop();
+
+    let api = Api::start(dir.path());
+    let again = api.order(CHECKOUT, "o-done", "w", "gc-1", 2);
+    assert_eq!(
+        (again.status, &again.body, again.replayed),
+        (201, &done.body, true)
+    );
+    let again = api.order(CHECKOUT, "o-rej", "w", "gc-1", 1);
+    assert_eq!((again.status, &again.body), (422, &rejected.body));
+    api.order(CHECKOUT, "o-done", "w", "gc-1", 1)
+        .problem(409, "idempotency_conflict");
+    assert_eq!(
+        api.deposit(CHECKOUT, "w", "initial", 1_000).status,
+        201,
+        "deposit replays after restart"
+    );
+    assert_eq!(api.balance("w"), (800, 0));
+    api.reconciled();
+}
+
+#[test]
+fn concurrent_duplicates_have_exactly_one_effect() {
+    let dir = tmp();
+    let api = Arc::new(Api::start(dir.path()));
+    api.sku("gc-2", "supplier_code", 200, None);
+    api.codes("gc-2", "DUP", 10);
+    api.post("/v1/wallets", CHECKOUT, &json!({"wallet_id": "w"}));
+    let deposits: Vec<_> = (0..16)
+        .map(|_| {
+            let api = api.clone();
+            std::thread::spawn(move || api.deposit(CHECKOUT, "w", "same-deposit", 7_000))
+        })
+        .collect();
+    let deposits: Vec<Res> = deposits
+        .into_iter()
+        .map(|t| t.join().expect("thread"))
+        .collect();
+    assert!(
+        deposits
+            .iter()
+            .all(|r| r.status == 201 && r.body == deposits[0].body),
+        "{deposits:?}"
+    );
+    assert_eq!(deposits.iter().filter(|r| !r.replayed).count(), 1);
+    assert_eq!(api.balance("w"), (7_000, 0));
+
+    let orders: Vec<_> = (0..16)
+        .map(|_| {
+            let api = api.clone();
+            std::thread::spawn(move || api.order(CHECKOUT, "same-order", "w", "gc-2", 3))
+        })
+        .collect();
+    let orders: Vec<Res> = orders
+        .into_iter()
+        .map(|t| t.join().expect("thread"))
+        .collect();
+    assert!(
+        orders
+            .iter()
+            .all(|r| r.status == 201 && r.body == orders[0].body),
+        "{orders:?}"
+    );
+    assert_eq!(api.balance("w"), (6_400, 0));
+    assert_eq!(api.stock("gc-2"), (7, 3));
+    api.reconciled();
+}
+
+#[test]
+fn issued_cards_balance_redeem_reverse_and_lookups_are_rate_limited() {
+    let dir = tmp();
+    let mut cfg = config();
+    cfg.lookup_per_code_prefix_burst = 12;
+    cfg.lookup_per_code_prefix_per_s = 1;
+    let api = Api::start_with(dir.path(), cfg);
+    api.sku("store-50", "issued", 5_000, Some(10));
+    api.wallet(CHECKOUT, "w", 20_000);
+    let order = api.order(CHECKOUT, "o-issued", "w", "store-50", 1);
+    assert_eq!(order.status, 201, "{order:?}");
+    let code = order.body["cards"][0]["code"]
+        .as_str()
+        .expect("code")
+        .to_owned();
+    let card_id = order.body["cards"][0]["card_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+
+    let bal = api.post("/v1/cards/balance", CHECKOUT, &json!({"code": code}));
+    assert_eq!(
+        (bal.status, bal.body["balance"]["amount_minor"].as_i64()),
+        (200, Some(5_000)),
+        "{bal:?}"
+    );
+    let redeem = |id: &str, minor: i64| {
+        api.post("/v1/redemptions", CHECKOUT, &json!({"redemption_id": id, "code": code, "amount": {"amount_minor": minor, "currency": "USD"}}))
+    };
+    let r1 = redeem("r-1", 1_500);
+    assert_eq!(
+        (r1.status, r1.body["card_id"].as_str()),
+        (201, Some(card_id.as_str())),
+        "{r1:?}"
+    );
+    let replay = redeem("r-1", 1_500);
+    assert_eq!(
+        (replay.status, &replay.body, replay.replayed),
+        (201, &r1.body, true)
+    );
+    redeem("r-1", 1_600).problem(409, "idempotency_conflict");
+    let over = redeem("r-2", 4_000);
+    over.problem(422, "insufficient_balance");
+    assert_eq!(
+        redeem("r-2", 4_000).body,
+        over.body,
+        "a recorded rejection replays"
+    );
+    let card = api.get(&format!("/v1/cards/{card_id}"), Some(CHECKOUT));
+    assert_eq!(card.body["balance"]["amount_minor"], 3_500);
+
+    let rev = api.post("/v1/redemptions/r-1/reversal", CHECKOUT, &json!({}));
+    assert_eq!(
+        (rev.status, rev.body["status"].as_str()),
+        (201, Some("reversed")),
+        "{rev:?}"
+    );
+    let rev2 = api.post("/v1/redemptions/r-1/reversal", CHECKOUT, &json!({}));
+    assert_eq!(
+        (rev2.status, &rev2.body, rev2.replayed),
+        (201, &rev.body, true)
+    );
+    api.post("/v1/redemptions/r-404/reversal", CHECKOUT, &json!({}))
+        .problem(404, "redemption_not_found");
+    api.post("/v1/redemptions/r-1/reversal", CHECKOUT2, &json!({}))
+        .problem(404, "redemption_not_found");
+    assert_eq!(
+        api.get(&format!("/v1/cards/{card_id}"), Some(CHECKOUT))
+            .body["balance"]["amount_minor"],
+        5_000
+    );
+
+    // Guessing codes: unknown codes are 404, and a prefix runs out of attempts quickly.
+    let mut statuses = Vec::new();
+    for i in 0..20 {
+        let guess = format!("{}{i:04}", &code[..4]);
+        let r = api.post("/v1/cards/balance", CHECKOUT, &json!({"code": guess}));
+        if r.status == 429 {
+            assert!(
+                r.retry_after
+                    .as_deref()
+                    .is_some_and(|s| s.parse::<u64>().is_ok_and(|n| n >= 1)),
+                "{r:?}"
+            );
+            r.problem(429, "rate_limited");
+        } else {
+            r.problem(404, "card_not_found");
+        }
+        statuses.push(r.status);
+    }
+    assert!(
+        statuses.contains(&404) && statuses.contains(&429),
+        "{statuses:?}"
+    );
+    api.reconciled();
+}
+
+#[test]
+fn admin_fx_patch_freeze_batch_stats_and_settlement() {
+    let dir = tmp();
+    let api = Api::start(dir.path());
+    api.sku("gc-eur", "supplier_code", 1_000, None);
+    let eur = json!({"sku_id": "eur-10", "brand": "Euro", "category": "travel", "kind": "supplier_code",
+        "face_value": {"fixed": {"amount_minor": 1000, "currency": "EUR"}}, "wholesale_discount": "0.10", "supplier_id": "supplier-1"});
+    assert_eq!(api.post("/v1/skus", ADMIN, &eur).status, 201);
+    assert!(
+        api.post("/v1/skus", ADMIN, &eur).replayed,
+        "an identical definition replays"
+    );
+    let mut other = eur.clone();
+    other["brand"] = json!("Changed");
+    api.post("/v1/skus", ADMIN, &other)
+        .problem(409, "sku_exists");
+    api.codes("gc-eur", "GCE", 5);
+    api.codes("eur-10", "EUR", 5);
+
+    let fx = json!({"rates": [{"base": "EUR", "quote": "USD", "mid": "1.10"}], "spread": "0.02"});
+    let put = api.call(
+        "PUT",
+        "/v1/fx/rates",
+        Some(ADMIN),
+        Some(&fx.to_string()),
+        &[],
+    );
+    assert_eq!(put.status, 200, "{put:?}");
+    assert_eq!(
+        api.get("/v1/fx/rates", Some(CHECKOUT)).body["rates"][0]["mid"],
+        "1.10"
+    );
+    let bad_fx = json!({"rates": [{"base": "EUR", "quote": "USD", "mid": 1.1}], "spread": "0.02"});
+    api.call(
+        "PUT",
+        "/v1/fx/rates",
+        Some(ADMIN),
+        Some(&bad_fx.to_string()),
+        &[],
+    )
+    .problem(400, "invalid_field");
+
+    api.wallet(CHECKOUT, "w", 100_000);
+    let mut eur_order = order_body("o-eur", "w", "eur-10", 1);
+    eur_order["pay_currency"] = json!("USD");
+    let r = api.post("/v1/orders", CHECKOUT, &eur_order);
+    assert_eq!(
+        (r.status, r.body["charged"]["amount_minor"].as_i64()),
+        (201, Some(1_122)),
+        "{r:?}"
+    );
+
+    // PATCH: pause, then orders are refused; immutable fields are unknown to PATCH.
+    let patch = |b: Value| {
+        api.call(
+            "PATCH",
+            "/v1/skus/gc-eur",
+            Some(ADMIN),
+            Some(&b.to_string()),
+            &[],
+        )
+    };
+    assert_eq!(patch(json!({"status": "paused"})).body["status"], "paused");
+    api.order(CHECKOUT, "o-paused", "w", "gc-eur", 1)
+        .problem(422, "sku_unavailable");
+    patch(json!({"kind": "issued"})).problem(400, "invalid_field");
+    assert_eq!(
+        patch(json!({"status": "active", "markup": "0.05"})).body["markup"],
+        "0.05"
+    );
+
+    // Batch: independent results.
+    let batch = json!({"orders": [order_body("b-1", "w", "gc-eur", 1), order_body("b-2", "w", "gc-eur", 50), order_body("b-3", "nope", "gc-eur", 1)]});
+    let r = api.post("/v1/orders/batch", CHECKOUT, &batch);
+    assert_eq!(r.status, 200, "{r:?}");
+    let statuses: Vec<u64> = r.body["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .filter_map(|x| x["status"].as_u64())
+        .collect();
+    assert_eq!(statuses, vec![201, 422, 404]);
+    assert_eq!(r.body["results"][1]["problem"]["code"], "out_of_stock");
+    assert_eq!(
+        r.body["results"][0]["order"]["charged"]["amount_minor"],
+        1_050
+    );
+
+    // A malformed order makes the whole batch a 400, and none of it reaches the engine.
+    let bad = json!({"orders": [order_body("b-4", "w", "gc-eur", 1), order_body("b 5", "w", "gc-eur", 1)]});
+    let r = api.post("/v1/orders/batch", CHECKOUT, &bad);
+    assert_eq!(
+        r.problem(400, "invalid_id").body["field"],
+        "orders[1].order_id"
+    );
+    api.get("/v1/orders/b-4", Some(CHECKOUT))
+        .problem(404, "order_not_found");
+
+    // Freeze: deposits and orders refused.
+    let freeze = api.call(
+        "PATCH",
+        "/v1/wallets/w",
+        Some(ADMIN),
+        Some(r#"{"frozen": true}"#),
+        &[],
+    );
+    assert_eq!(freeze.body["frozen"], true);
+    api.deposit(CHECKOUT, "w", "d-frozen", 100)
+        .problem(422, "wallet_frozen");
+    api.order(CHECKOUT, "o-frozen", "w", "gc-eur", 1)
+        .problem(422, "wallet_frozen");
+
+    let stats = api.get("/v1/admin/stats", Some(ADMIN));
+    assert_eq!(stats.status, 200, "{stats:?}");
+    assert_eq!(stats.body["by_sku"].as_array().map_or(0, Vec::len), 2);
+    assert!(
+        stats.body["fx_revenue"][0]["amount_minor"]
+            .as_i64()
+            .is_some_and(|v| v > 0),
+        "{stats:?}"
+    );
+    let s = api.post(
+        "/v1/admin/settlements",
+        ADMIN,
+        &json!({"period_id": "2026-11"}),
+    );
+    assert_eq!(s.status, 201, "{s:?}");
+    assert_eq!(s.body["suppliers"][0]["supplier_id"], "supplier-1");
+    assert_eq!(s.body["suppliers"][0]["cards"], 2);
+    assert_eq!(
+        s.body["suppliers"][0]["orders"]
+            .as_array()
+            .map_or(0, Vec::len),
+        2
+    );
+    api.reconciled();
+}
+
+#[test]
+fn overload_sheds_with_429_and_retry_after() {
+    let dir = tmp();
+    let mut cfg = config();
+    cfg.inflight_requests_max = 1;
+    let api = Arc::new(Api::start_with(dir.path(), cfg));
+    api.post("/v1/wallets", CHECKOUT, &json!({"wallet_id": "w"}));
+    let threads: Vec<_> = (0..64)
+        .map(|i| {
+            let api = api.clone();
+            std::thread::spawn(move || api.deposit(CHECKOUT, "w", &format!("d-{i}"), 1))
+        })
+        .collect();
+    let results: Vec<Res> = threads
+        .into_iter()
+        .map(|t| t.join().expect("thread"))
+        .collect();
+    let shed: Vec<&Res> = results.iter().filter(|r| r.status == 429).collect();
+    assert!(!shed.is_empty(), "a spike beyond the bound is shed");
+    for r in &shed {
+        r.problem(429, "overloaded");
+        assert_eq!(r.retry_after.as_deref(), Some("1"));
+    }
+    let ok = results.iter().filter(|r| r.status == 201).count();
+    assert_eq!(ok + shed.len(), 64);
+    assert_eq!(
+        api.balance("w").0,
+        ok as i64,
+        "shed requests changed nothing"
+    );
+}
+
+#[test]
+fn bodies_beyond_the_buffer_budget_are_shed_not_buffered() {
+    let dir = tmp();
+    let mut cfg = config();
+    cfg.body_bytes_max = 64 * 1024;
+    cfg.body_buffer_bytes_max = 16 * 1024;
+    let api = Api::start_with(dir.path(), cfg);
+    api.sku("gc-b", "supplier_code", 100, None);
+    // 20 KiB of codes: within the per-request limit, beyond what the server buffers at once.
+    let codes: Vec<String> = (0..1000).map(|i| format!("BUDGET-{i:08}")).collect();
+    let r = api.post("/v1/skus/gc-b/codes", SUPPLIER, &json!({ "codes": codes }));
+    r.problem(429, "overloaded");
+    assert_eq!(r.retry_after.as_deref(), Some("1"));
+    assert_eq!(api.stock("gc-b"), (0, 0));
+    api.codes("gc-b", "SMALL", 10);
+    assert_eq!(api.stock("gc-b"), (10, 0));
+}
+
+#[test]
+fn openapi_document_and_metrics() {
+    let dir = tmp();
+    let api = Api::start(dir.path());
+    api.sku("gc-m", "supplier_code", 500, None);
+    api.codes("gc-m", "MET", 2);
+    api.wallet(CHECKOUT, "w", 10_000);
+    assert_eq!(api.order(CHECKOUT, "o-m", "w", "gc-m", 1).status, 201);
+    api.order(CHECKOUT, "o-m2", "w", "gc-m", 5)
+        .problem(422, "out_of_stock");
+
+    let doc = api.get("/openapi.json", None);
+    assert_eq!(doc.status, 200);
+    assert!(
+        doc.body["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1")),
+        "{}",
+        doc.body["openapi"]
+    );
+    let paths = doc.body["paths"].as_object().expect("paths");
+    for p in [
+        "/v1/wallets",
+        "/v1/wallets/{wallet_id}",
+        "/v1/wallets/{wallet_id}/deposits",
+        "/v1/wallets/{wallet_id}/transactions",
+        "/v1/skus",
+        "/v1/skus/{sku_id}",
+        "/v1/skus/{sku_id}/codes",
+        "/v1/skus/{sku_id}/stock",
+        "/v1/orders",
+        "/v1/orders/batch",
+        "/v1/orders/{order_id}",
+        "/v1/cards/{card_id}",
+        "/v1/redemptions",
+        "/v1/redemptions/{redemption_id}/reversal",
+        "/v1/cards/balance",
+        "/v1/fx/rates",
+        "/v1/admin/stats",
+        "/v1/admin/settlements",
+        "/v1/admin/reconciliation",
+        "/metrics",
+        "/healthz",
+        "/readyz",
+        "/openapi.json",
+    ] {
+        assert!(
+            paths.contains_key(p),
+            "{p} missing from the OpenAPI document"
+        );
+    }
+    let place = &doc.body["paths"]["/v1/orders"]["post"]["responses"];
+    for s in [
+        "201", "400", "401", "403", "409", "413", "422", "429", "503",
+    ] {
+        assert!(place.get(s).is_some(), "POST /v1/orders documents {s}");
+    }
+    assert!(doc.body["components"]["schemas"]["Problem"].is_object());
+
+    let m = api.get("/metrics", None);
+    assert_eq!(m.status, 200);
+    assert!(m.content_type.starts_with("text/plain"));
+    for needle in [
+        "giftcard_http_requests_total{route=\"/v1/orders\",method=\"POST\",status=\"201\"}",
+        "giftcard_http_request_duration_seconds_bucket{",
+        "giftcard_orders_total{outcome=\"completed\"",
+        "giftcard_orders_total{outcome=\"rejected\",reason=\"out_of_stock\"}",
+        "giftcard_cards_sold_total{currency=\"USD\"}",
+        "giftcard_revenue_minor_units_total{currency=\"USD\"}",
+        "giftcard_shard_mailbox_depth{shard=\"0\"}",
+        "giftcard_sku_stock_available{sku=\"gc-m\"}",
+        "giftcard_wal_flush_seconds_bucket{",
+        "giftcard_wal_group_records_bucket{",
+        "giftcard_wal_written_bytes_total",
+        "giftcard_recovery_duration_seconds",
+    ] {
+        assert!(
+            m.text.contains(needle),
+            "metrics lack {needle}:\n{}",
+            m.text
+        );
+    }
+}

@@ -1,0 +1,261 @@
+//! Black-box harness for the HTTP tests: a real server on a free loopback port (in-process, its
+//! own actix system and engine on a temporary directory) and a small blocking client.
+#![allow(dead_code)]
+
+use giftcard_http::{hash_api_key, ApiKeyConfig, HttpConfig, Role, Server};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+pub const ADMIN: &str = "test-admin-key";
+pub const CHECKOUT: &str = "test-checkout-1-key";
+pub const CHECKOUT2: &str = "test-checkout-2-key";
+pub const SUPPLIER: &str = "test-supplier-1-key";
+pub const SUPPLIER2: &str = "test-supplier-2-key";
+
+/// The keys every test server knows.
+pub fn keys() -> Vec<ApiKeyConfig> {
+    let k = |key: &str, client: &str, role| ApiKeyConfig {
+        key_hash: hash_api_key(key),
+        client: client.into(),
+        role,
+    };
+    vec![
+        k(ADMIN, "admin", Role::Admin),
+        k(CHECKOUT, "checkout-1", Role::Checkout),
+        k(CHECKOUT2, "checkout-2", Role::Checkout),
+        k(SUPPLIER, "supplier-1", Role::Supplier),
+        k(SUPPLIER2, "supplier-2", Role::Supplier),
+    ]
+}
+
+/// A test configuration on a free port.
+pub fn config() -> HttpConfig {
+    HttpConfig::new("127.0.0.1:0", keys())
+}
+
+/// A running server and a client for it.
+pub struct Api {
+    pub base: String,
+    server: Option<Server>,
+    agent: ureq::Agent,
+}
+
+/// A response: status, JSON body (Null when not JSON), content type, headers of interest.
+#[derive(Debug)]
+pub struct Res {
+    pub status: u16,
+    pub body: Value,
+    pub content_type: String,
+    pub retry_after: Option<String>,
+    pub replayed: bool,
+    pub text: String,
+}
+
+impl Res {
+    /// Asserts an RFC 9457 problem with this status and code.
+    pub fn problem(&self, status: u16, code: &str) -> &Res {
+        assert_eq!(self.status, status, "{self:?}");
+        assert_eq!(self.content_type, "application/problem+json", "{self:?}");
+        assert_eq!(self.body["code"], code, "{self:?}");
+        assert_eq!(self.body["status"], status, "{self:?}");
+        assert!(
+            self.body["type"]
+                .as_str()
+                .is_some_and(|t| t.ends_with(code)),
+            "{self:?}"
+        );
+        assert!(
+            self.body["title"].is_string() && self.body["detail"].is_string(),
+            "{self:?}"
+        );
+        self
+    }
+}
+
+impl Api {
+    /// Starts a server on `dir` with 2 shards and waits until it is ready.
+    pub fn start(dir: &Path) -> Api {
+        Api::start_with(dir, config())
+    }
+
+    pub fn start_with(dir: &Path, cfg: HttpConfig) -> Api {
+        let server = giftcard_http::start(cfg, giftcard_shard::EngineConfig::new(dir, 2))
+            .expect("server starts");
+        let api = Api::connect(server);
+        api.wait_ready();
+        api
+    }
+
+    /// A client for a started server (not waiting for readiness).
+    pub fn connect(server: Server) -> Api {
+        let agent = ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(60))
+            .max_idle_connections_per_host(64)
+            .build();
+        Api {
+            base: format!("http://{}", server.addr),
+            server: Some(server),
+            agent,
+        }
+    }
+
+    pub fn wait_ready(&self) {
+        let started = Instant::now();
+        while self.get("/readyz", None).status != 200 {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "server never became ready"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Stops gracefully (drain, journal flush) and waits.
+    pub fn stop(mut self) {
+        if let Some(s) = self.server.take() {
+            s.stop().expect("server stops cleanly");
+        }
+    }
+
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Res {
+        let mut req = self.agent.request(method, &format!("{}{path}", self.base));
+        if let Some(k) = key {
+            req = req.set("Authorization", &format!("Bearer {k}"));
+        }
+        for (h, v) in headers {
+            req = req.set(h, v);
+        }
+        let result = match body {
+            Some(b) => req.set("Content-Type", "application/json").send_string(b),
+            None => req.call(),
+        };
+        let res = match result {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{method} {path}: {e}"),
+        };
+        let status = res.status();
+        let content_type = res.header("content-type").unwrap_or("").to_owned();
+        let retry_after = res.header("retry-after").map(str::to_owned);
+        let replayed = res.header("idempotent-replayed") == Some("true");
+        let text = res.into_string().unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Res {
+            status,
+            body,
+            content_type,
+            retry_after,
+            replayed,
+            text,
+        }
+    }
+
+    pub fn get(&self, path: &str, key: Option<&str>) -> Res {
+        self.call("GET", path, key, None, &[])
+    }
+
+    pub fn post(&self, path: &str, key: &str, body: &Value) -> Res {
+        self.call("POST", path, Some(key), Some(&body.to_string()), &[])
+    }
+
+    pub fn post_raw(&self, path: &str, key: &str, body: &str) -> Res {
+        self.call("POST", path, Some(key), Some(body), &[])
+    }
+
+    // ---- scenario steps ----
+
+    /// Defines a fixed-denomination USD SKU of supplier-1.
+    pub fn sku(&self, id: &str, kind: &str, face_minor: i64, issue_cap: Option<u64>) {
+        let body = json!({
+            "sku_id": id, "brand": "Acme", "category": "retail", "kind": kind,
+            "face_value": {"fixed": {"amount_minor": face_minor, "currency": "USD"}},
+            "wholesale_discount": "0.15", "supplier_id": "supplier-1", "regions": ["US"], "issue_cap": issue_cap,
+        });
+        assert_eq!(self.post("/v1/skus", ADMIN, &body).status, 201);
+    }
+
+    /// Uploads `n` codes named after `prefix` as supplier-1.
+    pub fn codes(&self, sku: &str, prefix: &str, n: usize) {
+        let codes: Vec<String> = (0..n).map(|i| format!("{prefix}-{i:06}")).collect();
+        let r = self.post(
+            &format!("/v1/skus/{sku}/codes"),
+            SUPPLIER,
+            &json!({ "codes": codes }),
+        );
+        assert_eq!(r.status, 201, "{r:?}");
+    }
+
+    /// Creates a wallet for `key`'s client and deposits `minor` USD.
+    pub fn wallet(&self, key: &str, id: &str, minor: i64) {
+        let r = self.post("/v1/wallets", key, &json!({ "wallet_id": id }));
+        assert_eq!(r.status, 201, "{r:?}");
+        let r = self.deposit(key, id, "initial", minor);
+        assert_eq!(r.status, 201, "{r:?}");
+    }
+
+    pub fn deposit(&self, key: &str, wallet: &str, id: &str, minor: i64) -> Res {
+        let body = json!({ "deposit_id": id, "amount": {"amount_minor": minor, "currency": "USD"}, "reference": "psp-ref" });
+        self.post(&format!("/v1/wallets/{wallet}/deposits"), key, &body)
+    }
+
+    pub fn order(&self, key: &str, order_id: &str, wallet: &str, sku: &str, qty: u32) -> Res {
+        self.post("/v1/orders", key, &order_body(order_id, wallet, sku, qty))
+    }
+
+    /// (available, held) USD of a wallet, read as admin.
+    pub fn balance(&self, wallet: &str) -> (i64, i64) {
+        let r = self.get(&format!("/v1/wallets/{wallet}"), Some(ADMIN));
+        assert_eq!(r.status, 200, "{r:?}");
+        let usd = r.body["balances"]
+            .as_array()
+            .and_then(|b| b.iter().find(|b| b["currency"] == "USD").cloned());
+        usd.map_or((0, 0), |b| {
+            (
+                b["available"]["amount_minor"].as_i64().unwrap_or(0),
+                b["held"]["amount_minor"].as_i64().unwrap_or(0),
+            )
+        })
+    }
+
+    /// (available, sold) codes of a SKU.
+    pub fn stock(&self, sku: &str) -> (u64, u64) {
+        let r = self.get(&format!("/v1/skus/{sku}/stock"), Some(ADMIN));
+        assert_eq!(r.status, 200, "{r:?}");
+        (
+            r.body["available"].as_u64().unwrap_or(0),
+            r.body["sold"].as_u64().unwrap_or(0),
+        )
+    }
+
+    /// Asserts the live reconciliation holds.
+    pub fn reconciled(&self) {
+        let r = self.get("/v1/admin/reconciliation", Some(ADMIN));
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(r.body["ok"], true, "{r:?}");
+        for l in r.body["ledger"].as_array().cloned().unwrap_or_default() {
+            assert_eq!(l["sum_minor"], 0, "ledger sums to zero per currency: {l}");
+        }
+    }
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        if let Some(s) = self.server.take() {
+            let _ = s.stop();
+        }
+    }
+}
+
+pub fn order_body(order_id: &str, wallet: &str, sku: &str, qty: u32) -> Value {
+    json!({
+        "order_id": order_id, "wallet_id": wallet, "items": [{"sku_id": sku, "quantity": qty}],
+        "region": "US", "delivery": {"channel": "email", "recipient": "buyer@example.com"},
+    })
+}
