@@ -132,6 +132,9 @@ fn catalog_wallet_deposit_order_flow_with_replays() {
         card.body["balance"].is_null(),
         "supplier codes carry no stored value"
     );
+    // Another client cannot read the card, not even its masked code.
+    api.get(&format!("/v1/cards/{card_id}"), Some(CHECKOUT2))
+        .problem(404, "card_not_found");
     api.get("/v1/cards/12345", Some(CHECKOUT))
         .problem(404, "card_not_found");
     api.get("/v1/cards/not-a-number", Some(CHECKOUT))

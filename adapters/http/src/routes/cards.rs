@@ -60,6 +60,10 @@ pub async fn get_card(
     let QueryAnswer::Card(card) = state.ask(Query::Card { card: id }).await? else {
         return Err(ApiError::Unavailable);
     };
+    // A card belongs to the client whose order bought it; to anyone else it does not exist.
+    if !who.caller().admin && card.order.client.as_str() != who.client {
+        return Err(ApiError::Rejected(Rejection::CardNotFound, None));
+    }
     Ok(reply(StatusCode::OK, &card_view(&state, id, &card)?, false))
 }
 
