@@ -328,6 +328,11 @@ impl Engine {
         self.sync_counter.load(Ordering::Acquire)
     }
 
+    /// The counter behind [`Engine::syncs`], for reading inside a reply callback.
+    pub fn sync_counter(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.sync_counter.clone()
+    }
+
     /// Whether the journal failed (the engine then refuses all work).
     pub fn failed(&self) -> bool {
         self.writer_shared.failed.load(Ordering::Acquire)

@@ -117,7 +117,7 @@ pub fn recover(wal: &mut Wal, shard_count: u16, checkpoint_after: u64, retain_fo
     let mut frames = Vec::new();
     let mut frame = FrameBuilder::new();
     let mut settle = |states: &mut [ShardState], shard: ShardId, ev: Event| {
-        if frame.len() > giftcard_wal::FRAME_BYTES_MAX - 4096 {
+        if frame.len() + 512 > giftcard_wal::FRAME_BYTES_MAX {
             frames.push(std::mem::take(&mut frame).finish());
         }
         let st = &mut states[usize::from(shard.0)];

@@ -83,7 +83,7 @@ fn write_group(wal: &mut Wal, pending: &mut Vec<WriteMsg>, shared: &WriterShared
     for m in pending.iter_mut() {
         if let WriteMsg::Batch(b) = m {
             for (lsn, ev) in &b.events {
-                if frame.len() >= FRAME_BYTES_MAX - 4096 {
+                if frame.len() + 512 > FRAME_BYTES_MAX {
                     frames.push(std::mem::take(&mut frame).finish());
                 }
                 frame.push_with(b.shard.0, lsn.0, |buf| codec::encode_into(buf, ev));

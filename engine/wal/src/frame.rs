@@ -11,8 +11,16 @@
 /// The only frame version written today.
 pub const FRAME_VERSION: u8 = 1;
 
-/// Frames are closed before they reach this size, below sled's blob threshold (~128 KiB).
-pub const FRAME_BYTES_MAX: usize = 96 * 1024;
+/// Frames are closed once they reach this size. sled 0.34 writes any log item above
+/// segment_size / 4 (128 KiB by default) as a separate blob file that it never syncs, and the
+/// item is not the value but the tree node holding it: a leaf holds up to 16 keys before it
+/// splits, so a consolidated leaf of 16 frames must stay below 128 KiB. Measured here: frames of
+/// 96 KiB left dozens of unsynced blob files after a 100k-order run; 7 KiB frames leave none.
+pub const FRAME_BYTES_MAX: usize = 7 * 1024;
+
+/// Largest single record a frame holds (one event; a bulk order of 10,000 cards is the biggest).
+/// A frame with such a record exceeds `FRAME_BYTES_MAX`; the writer syncs any blob it causes.
+pub const RECORD_BYTES_MAX: usize = 4 << 20;
 
 const HEADER: usize = 1 + 4 + 4;
 

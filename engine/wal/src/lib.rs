@@ -7,15 +7,18 @@
 //!
 //! Why the extra `fdatasync`: sled 0.34's `flush` makes its log stable with `sync_file_range`,
 //! which flushes neither the device cache nor file metadata. We call `fdatasync` on sled's data
-//! file after every flush. Frames stay below [`FRAME_BYTES_MAX`] because sled writes values of
-//! about 128 KiB or more as separate blob files without any sync.
+//! file after every flush. Frames stay below [`FRAME_BYTES_MAX`] because sled writes log items
+//! (tree nodes) above 128 KiB as separate blob files without any sync; should one appear anyway
+//! (a single huge record, such as a bulk order of thousands of issued cards), the writer syncs
+//! every new blob file and the blob directory before the data file, so a reply never depends on
+//! an unsynced blob.
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used)]
 
 mod frame;
 mod snapshot;
 
-pub use frame::{decode_frame, FrameBuilder, FrameError, Record, FRAME_BYTES_MAX, FRAME_VERSION};
+pub use frame::{decode_frame, FrameBuilder, FrameError, Record, FRAME_BYTES_MAX, FRAME_VERSION, RECORD_BYTES_MAX};
 pub use snapshot::{decode_snapshot, read_snapshot, write_snapshot, SnapshotError};
 
 use std::fs::File;
@@ -71,6 +74,9 @@ pub struct Wal {
     dir: PathBuf,
     next_seq: u64,
     syncs: Arc<AtomicU64>,
+    /// Blob files already synced (sled removes blobs it no longer needs; we forget those).
+    synced_blobs: std::collections::HashSet<std::ffi::OsString>,
+    blob_syncs: Arc<AtomicU64>,
 }
 
 /// A cheap handle for reading side data (sealed codes, metadata) from other threads.
@@ -139,7 +145,18 @@ impl Wal {
             _ => 0,
         };
         let next_seq = last_frame.max(truncated) + 1;
-        Ok(Wal { db, data_file, dir: dir.to_path_buf(), next_seq, syncs: Arc::new(AtomicU64::new(0)) })
+        let mut wal = Wal {
+            db,
+            data_file,
+            dir: dir.to_path_buf(),
+            next_seq,
+            syncs: Arc::new(AtomicU64::new(0)),
+            synced_blobs: Default::default(),
+            blob_syncs: Arc::new(AtomicU64::new(0)),
+        };
+        // Blobs left by an earlier run may never have been synced; sync them once now.
+        wal.sync_new_blobs()?;
+        Ok(wal)
     }
 
     /// The data directory.
@@ -171,7 +188,6 @@ impl Wal {
             batch.insert(k.as_slice(), v.as_slice());
         }
         for f in frames {
-            debug_assert!(f.len() <= FRAME_BYTES_MAX + 64, "frame above the blob threshold");
             batch.insert(&frame_key(self.next_seq)[..], f.as_slice());
             self.next_seq += 1;
         }
@@ -180,9 +196,50 @@ impl Wal {
         Ok(self.next_seq - 1)
     }
 
-    /// sled flush, then a real `fdatasync` of its data file.
+    /// How many blob files sled wrote that the journal had to sync (zero when frames are sized right).
+    pub fn blob_sync_counter(&self) -> Arc<AtomicU64> {
+        self.blob_syncs.clone()
+    }
+
+    /// Syncs every blob file sled wrote since the last call, then the blob directory.
+    fn sync_new_blobs(&mut self) -> Result<(), WalError> {
+        let blobs = self.dir.join("journal").join("blobs");
+        let entries = match std::fs::read_dir(&blobs) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => return Err(WalError::Io { op: "read blob dir", path: blobs, source }),
+        };
+        let mut present = std::collections::HashSet::new();
+        let mut synced_any = false;
+        for entry in entries {
+            let entry = entry.map_err(|source| WalError::Io { op: "read blob dir", path: blobs.clone(), source })?;
+            let name = entry.file_name();
+            if !self.synced_blobs.contains(&name) {
+                let path = entry.path();
+                match File::open(&path) {
+                    Ok(f) => f.sync_all().map_err(|source| WalError::Io { op: "fsync blob", path: path.clone(), source })?,
+                    // sled may remove an obsolete blob between listing and opening.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(source) => return Err(WalError::Io { op: "open blob", path, source }),
+                }
+                self.blob_syncs.fetch_add(1, Ordering::Relaxed);
+                synced_any = true;
+            }
+            present.insert(name);
+        }
+        if synced_any {
+            File::open(&blobs)
+                .and_then(|d| d.sync_all())
+                .map_err(|source| WalError::Io { op: "fsync blob dir", path: blobs.clone(), source })?;
+        }
+        self.synced_blobs = present;
+        Ok(())
+    }
+
+    /// sled flush, any new blob files, then a real `fdatasync` of its data file.
     fn sync(&mut self) -> Result<(), WalError> {
         self.db.flush().map_err(storage("flush"))?;
+        self.sync_new_blobs()?;
         self.data_file
             .sync_data()
             .map_err(|source| WalError::Io { op: "fdatasync", path: self.dir.join("journal/db"), source })?;
@@ -302,6 +359,42 @@ mod tests {
         assert_eq!(seen, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec(), b"d".to_vec()]);
         assert_eq!(wal.reader().get(b"cx").unwrap(), Some(b"v".to_vec()));
         assert_eq!(wal.next_seq(), 4);
+    }
+
+    #[test]
+    fn full_size_frames_never_become_unsynced_blobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::open(dir.path(), &WalOptions::default()).unwrap();
+        let payload = [9u8; 100];
+        let mut lsn = 0;
+        for _ in 0..40 {
+            let mut frames = Vec::new();
+            let mut f = FrameBuilder::new();
+            for _ in 0..1_000 {
+                if f.len() >= FRAME_BYTES_MAX {
+                    frames.push(std::mem::take(&mut f).finish());
+                }
+                lsn += 1;
+                f.push(0, lsn, &payload);
+            }
+            frames.push(f.finish());
+            wal.append_group(&frames, &[]).unwrap();
+        }
+        let blobs = std::fs::read_dir(dir.path().join("journal/blobs")).map(|d| d.count()).unwrap_or(0);
+        assert_eq!(blobs, 0, "frames of FRAME_BYTES_MAX went to sled blob files");
+        assert_eq!(wal.blob_sync_counter().load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn an_oversized_record_is_written_as_a_blob_and_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::open(dir.path(), &WalOptions::default()).unwrap();
+        let big = vec![3u8; 300 * 1024];
+        wal.append_group(&[frame(&[(0, 1, &big)])], &[]).unwrap();
+        assert!(wal.blob_sync_counter().load(Ordering::Relaxed) >= 1, "the blob sled wrote was synced");
+        let mut n = 0;
+        wal.replay(0, |f| n += f.records[0].payload.len()).unwrap();
+        assert_eq!(n, big.len());
     }
 
     #[test]
