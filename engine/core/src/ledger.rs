@@ -36,7 +36,7 @@ fn post(out: &mut Vec<Posting>, account: Account, minor: i64, ccy: Currency) {
 
 /// The postings an event makes, balanced per currency.
 pub fn postings(event: &Event) -> Vec<Posting> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(if matches!(event, Event::OrderCompleted(_)) { 8 } else { 2 });
     match event {
         Event::Deposited { wallet, amount, .. } => {
             post(&mut out, Account::Funding(amount.currency()), -amount.minor(), amount.currency());

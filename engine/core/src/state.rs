@@ -276,11 +276,17 @@ pub struct ShardState {
     #[serde(serialize_with = "sorted")]
     pub sales: HashMap<SkuId, SkuSales>,
     /// Ledger accounts other than wallets and cards (those live on the wallet and card).
-    pub ledger: BTreeMap<Account, i64>,
+    #[serde(serialize_with = "sorted")]
+    pub ledger: HashMap<Account, i64>,
     /// Owed to each supplier since the last settlement close on this shard.
     pub unsettled: BTreeMap<SupplierId, SupplierDue>,
     /// Time of the last applied event that carries one (the shard's clock for history).
     pub last_at: UnixMillis,
+    /// Unit prices of fixed-denomination SKUs, derived from the catalog when a SKU is defined
+    /// (decimal pricing is a visible share of an order's cost). Not serialized: rebuilt by
+    /// `rebuild_derived` after a snapshot is loaded; `price` recomputes on a miss.
+    #[serde(skip)]
+    pub fixed_prices: HashMap<SkuId, UnitPrice>,
 }
 
 /// A priced order, before stock is taken.
@@ -312,10 +318,16 @@ impl ShardState {
             holds: HashMap::default(),
             redemptions: HashMap::default(),
             sales: HashMap::default(),
-            ledger: BTreeMap::new(),
+            ledger: HashMap::default(),
             unsettled: BTreeMap::new(),
             last_at: UnixMillis(0),
+            fixed_prices: HashMap::default(),
         }
+    }
+
+    /// Rebuilds what is derived from the state and not serialized (after loading a snapshot).
+    pub fn rebuild_derived(&mut self) {
+        self.fixed_prices = self.skus.values().filter_map(|s| Some((s.id.clone(), s.unit_price(None).ok()?))).collect();
     }
 
     /// Where a wallet lives.
@@ -552,7 +564,11 @@ impl ShardState {
             if item.quantity == 0 {
                 return Err(Rejection::QuantityOutOfRange);
             }
-            let UnitPrice { face, price, cost } = sku.unit_price(item.amount_minor)?;
+            let cached = if item.amount_minor.is_none() { self.fixed_prices.get(&sku.id).copied() } else { None };
+            let UnitPrice { face, price, cost } = match cached {
+                Some(p) => p,
+                None => sku.unit_price(item.amount_minor)?,
+            };
             let total = price.checked_mul(item.quantity)?;
             let (line_charged, at_mid) = if sku.currency == pay {
                 (total, total)
@@ -584,12 +600,13 @@ impl ShardState {
 
     /// Takes stock and codes for a priced plan. Stock sufficiency was checked by the caller.
     fn fill(&self, req: &OrderRequest, plan: Plan, captured_hold: Option<Money>, ctx: &Ctx) -> CompletedOrder {
-        let mut taken: BTreeMap<&SkuId, Vec<SlotRange>> =
+        // Usually one SKU: a short vector beats a map here.
+        let mut taken: Vec<(&SkuId, Vec<SlotRange>)> =
             plan.needs.iter().map(|(sku, n)| (sku, self.pools.get(sku).map(|p| p.peek(*n)).unwrap_or_default())).collect();
         let mut fresh = req.fresh_codes.iter();
         let mut lines = Vec::with_capacity(plan.lines.len());
         for (mut line, qty) in plan.lines {
-            if let Some(ranges) = taken.get_mut(&line.sku) {
+            if let Some((_, ranges)) = taken.iter_mut().find(|(sku, _)| **sku == line.sku) {
                 line.slots = split_off_front(ranges, u64::from(qty));
             }
             if line.issued {
@@ -692,11 +709,18 @@ impl ShardState {
         for p in postings(event) {
             match p.account {
                 Account::Wallet(..) | Account::Card(_) => {}
-                account => *self.ledger.entry(account).or_default() += p.amount.minor(),
+                account => match self.ledger.get_mut(&account) {
+                    Some(v) => *v += p.amount.minor(),
+                    None => drop(self.ledger.insert(account, p.amount.minor())),
+                },
             }
         }
         match event {
             Event::SkuDefined(sku) => {
+                match sku.unit_price(None) {
+                    Ok(p) => drop(self.fixed_prices.insert(sku.id.clone(), p)),
+                    Err(_) => drop(self.fixed_prices.remove(&sku.id)),
+                }
                 self.skus.insert(sku.id.clone(), sku.clone());
             }
             Event::FxSet(fx) => self.fx = fx.clone(),

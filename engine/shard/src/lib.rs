@@ -733,5 +733,7 @@ fn merge_totals(replies: Vec<Reply>) -> Reply {
 
 /// Decodes one shard's state bytes as produced by [`Engine::state_bytes`].
 pub fn codec_state(bytes: &[u8]) -> Result<state::ShardState, String> {
-    bincode::deserialize(bytes).map_err(|e| e.to_string())
+    let mut st: state::ShardState = bincode::deserialize(bytes).map_err(|e| e.to_string())?;
+    st.rebuild_derived();
+    Ok(st)
 }

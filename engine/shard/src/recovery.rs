@@ -24,7 +24,11 @@ fn decode_snapshot(bytes: &[u8]) -> Result<Vec<ShardState>, OpenError> {
     let parts: Vec<Vec<u8>> = bincode::deserialize(bytes).map_err(|e| OpenError::Decode(format!("snapshot: {e}")))?;
     parts
         .iter()
-        .map(|p| bincode::deserialize(p).map_err(|e| OpenError::Decode(format!("snapshot shard: {e}"))))
+        .map(|p| {
+            let mut st: ShardState = bincode::deserialize(p).map_err(|e| OpenError::Decode(format!("snapshot shard: {e}")))?;
+            st.rebuild_derived();
+            Ok(st)
+        })
         .collect()
 }
 

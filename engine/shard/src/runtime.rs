@@ -90,6 +90,8 @@ pub struct Shard {
 /// What one pass over the mailbox produced.
 struct Pass {
     batch: WriteBatch,
+    /// The frame being filled; full frames move to `batch.frames`.
+    frame: giftcard_wal::FrameBuilder,
     out: Vec<(ShardId, PeerMsg)>,
 }
 
@@ -120,15 +122,25 @@ impl Shard {
             if !self.wait(&rt) {
                 break;
             }
-            let mut pass = Pass { batch: self.empty_batch(), out: Vec::new() };
+            // Size the pass's vectors from what is waiting: growing vectors of large events and
+            // replies by doubling was a visible share of the per-order cost.
+            let waiting = (self.client_rx.len() + self.peer_rx.len() + rt.deferred.len()).min(self.batch_max) + 1;
+            let mut pass = Pass { batch: self.empty_batch(waiting), frame: giftcard_wal::FrameBuilder::new(), out: Vec::new() };
             rt.now = UnixMillis(wall_clock_ms().max(rt.now.0));
             self.drain(&mut rt, &mut pass);
             self.finish(pass);
         }
     }
 
-    fn empty_batch(&self) -> WriteBatch {
-        WriteBatch { shard: self.state.shard, events: Vec::new(), side: Vec::new(), replies: Vec::new(), upload_ticket: None }
+    fn empty_batch(&self, capacity: usize) -> WriteBatch {
+        WriteBatch {
+            shard: self.state.shard,
+            frames: Vec::new(),
+            records: 0,
+            side: Vec::new(),
+            replies: Vec::with_capacity(capacity),
+            upload_ticket: None,
+        }
     }
 
     /// Blocks until some mailbox has a message. False when the shard should stop.
@@ -179,8 +191,11 @@ impl Shard {
     }
 
     fn finish(&mut self, pass: Pass) {
-        let Pass { batch, out } = pass;
-        if !batch.events.is_empty() || !batch.replies.is_empty() || !batch.side.is_empty() {
+        let Pass { mut batch, frame, out } = pass;
+        if !frame.is_empty() {
+            batch.frames.push(frame.finish());
+        }
+        if !batch.frames.is_empty() || !batch.replies.is_empty() || !batch.side.is_empty() {
             // If the writer is gone the engine is shutting down; the replies drop unanswered.
             let _ = self.writer.send(WriteMsg::Batch(batch));
         }
@@ -220,7 +235,11 @@ impl Shard {
                     }
                 }
             }
-            pass.batch.events.push((lsn, ev));
+            if pass.frame.len() + 512 > giftcard_wal::FRAME_BYTES_MAX {
+                pass.batch.frames.push(std::mem::take(&mut pass.frame).finish());
+            }
+            pass.frame.push_with(self.state.shard.0, lsn.0, |buf| crate::codec::encode_into(buf, &ev));
+            pass.batch.records += 1;
         }
     }
 
