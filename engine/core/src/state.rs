@@ -64,6 +64,8 @@ impl Wallet {
         let idx = match self.balances.iter().position(|(c, _)| *c == ccy) {
             Some(i) => i,
             None => {
+                // Most wallets hold one currency: no growth slack for a million of them.
+                self.balances.reserve_exact(1);
                 self.balances.push((ccy, Balance::default()));
                 self.balances.sort_unstable_by_key(|(c, _)| *c);
                 self.balances.iter().position(|(c, _)| *c == ccy).unwrap_or(0)
@@ -851,7 +853,12 @@ impl ShardState {
 
     fn record(&mut self, wallet: &WalletId, lsn: Lsn, kind: TxKind, amount: Money, reference: &std::sync::Arc<str>) {
         let at = self.last_at;
-        self.wallet_mut(wallet).history.push(TxEntry { seq: lsn.0, at, kind, amount, reference: reference.clone() });
+        let history = &mut self.wallet_mut(wallet).history;
+        if history.capacity() == 0 {
+            // Many wallets see one deposit and little else: start without growth slack.
+            history.reserve_exact(1);
+        }
+        history.push(TxEntry { seq: lsn.0, at, kind, amount, reference: reference.clone() });
     }
 
     fn wallet_mut(&mut self, wallet: &WalletId) -> &mut Wallet {
