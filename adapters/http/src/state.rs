@@ -108,6 +108,34 @@ impl AppState {
         }
     }
 
+    /// A read that completes a request already admitted and answered by the engine (the cards of
+    /// an order just placed): it takes no in-flight slot and waits out a full engine mailbox
+    /// instead of answering 429, so a durable order is never reported as refused. (The load tool
+    /// caught completed orders answered 429 when this read re-entered the admission bound.)
+    pub async fn ask_follow_up(&self, q: Query) -> Result<QueryAnswer, ApiError> {
+        let engine = self.engine()?;
+        let mut delay = std::time::Duration::from_millis(1);
+        for _ in 0..16 {
+            let (tx, rx) = oneshot::channel::<Reply>();
+            engine.query(
+                q.clone(),
+                Box::new(move |r| {
+                    let _ = tx.send(r);
+                }),
+            );
+            match rx.await.map_err(|_| ApiError::Unavailable)? {
+                Err(giftcard_shard::EngineError::Overloaded) => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_millis(200));
+                }
+                Ok(Outcome::Query(a)) => return Ok(a),
+                Ok(_) => return Err(ApiError::Unavailable),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ApiError::Unavailable)
+    }
+
     /// Runs one engine call with an in-flight slot held until its reply arrives.
     pub async fn bridge(
         &self,

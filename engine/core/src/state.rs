@@ -947,7 +947,7 @@ impl ShardState {
             s.revenue_minor += line.unit_price.minor() * i64::from(line.quantity);
             s.margin_minor += (line.unit_price.minor() - line.unit_cost.minor()) * i64::from(line.quantity);
         }
-        self.next_card_seq = self.next_card_seq.max((seq & ((1 << 48) - 1)) as u64);
+        self.next_card_seq = self.next_card_seq.max(seq & ((1 << 48) - 1));
         let outcome = OrderOutcome::Completed { charged: order.charged, first_card: order.first_card, cards };
         let rec = OrderRecord {
             fingerprint: order.fingerprint,

@@ -158,7 +158,7 @@ pub async fn order_view(
         } => (*charged, *first_card, *cards),
     };
     let QueryAnswer::Cards(found) = state
-        .ask(Query::Cards {
+        .ask_follow_up(Query::Cards {
             first: first_card,
             count,
         })
