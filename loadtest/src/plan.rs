@@ -273,7 +273,9 @@ impl Scale {
         } else {
             0
         };
-        let plain = (ops * uniform / f64::from(skus.max(1)) * 1.2).ceil() as u64 + 16;
+        // Bulk orders arrive in lumps: a few extra per SKU cover the luck of small runs.
+        let lumps = 16 + 8 * u64::from(if mix.bulk > 0 { mix.bulk_quantity } else { 1 });
+        let plain = (ops * uniform / f64::from(skus.max(1)) * 1.2).ceil() as u64 + lumps;
         let per_hot = if hot_skus > 0 {
             (ops * hot / f64::from(hot_skus) * 1.2).ceil() as u64 + plain
         } else {
