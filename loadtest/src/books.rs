@@ -13,7 +13,21 @@ pub struct BooksCheck {
     pub before: Books,
     pub after: Books,
     pub seen: OrderCounts,
+    /// What the target holds for the orders that were shed or failed.
+    pub lookup: Lookup,
     pub differences: Vec<String>,
+}
+
+/// The after-run lookup of orders answered 429 (shed) or with an unknown effect.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Lookup {
+    pub shed_checked: u64,
+    /// Shed orders the target holds anyway: the 429 was not the whole truth.
+    pub shed_but_recorded: u64,
+    pub unknown_checked: u64,
+    pub unknown_recorded: u64,
+    /// A few order numbers of shed orders the target holds.
+    pub examples: Vec<u64>,
 }
 
 impl BooksCheck {
@@ -24,7 +38,7 @@ impl BooksCheck {
 }
 
 /// Compares the books before and after a run with the answers the tool counted.
-pub fn check(before: Books, after: Books, seen: OrderCounts) -> BooksCheck {
+pub fn check(before: Books, after: Books, seen: OrderCounts, lookup: Lookup) -> BooksCheck {
     let mut differences: Vec<String> = after
         .violations
         .iter()
@@ -49,10 +63,17 @@ pub fn check(before: Books, after: Books, seen: OrderCounts) -> BooksCheck {
     } else if cards < i128::from(seen.cards) {
         differences.push(format!("cards: the target issued {cards} new cards, fewer than the {} completed orders carried", seen.cards));
     }
+    if lookup.shed_but_recorded > 0 {
+        differences.push(format!(
+            "{} of {} orders answered 429 (shed) are held by the target anyway, e.g. order numbers {:?}: a shed answer must mean no effect",
+            lookup.shed_but_recorded, lookup.shed_checked, lookup.examples
+        ));
+    }
     BooksCheck {
         before,
         after,
         seen,
+        lookup,
         differences,
     }
 }
@@ -60,6 +81,10 @@ pub fn check(before: Books, after: Books, seen: OrderCounts) -> BooksCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn check_without_lookup(before: Books, after: Books, seen: OrderCounts) -> BooksCheck {
+        check(before, after, seen, Lookup::default())
+    }
 
     fn books(orders: u64, cards: u64) -> Books {
         Books {
@@ -81,12 +106,12 @@ mod tests {
 
     #[test]
     fn matching_books_pass() {
-        assert!(check(books(10, 100), books(25, 112), seen(12, 3, 0, 12)).ok());
+        assert!(check_without_lookup(books(10, 100), books(25, 112), seen(12, 3, 0, 12)).ok());
     }
 
     #[test]
     fn one_order_missing_from_the_books_fails() {
-        let c = check(books(10, 100), books(24, 111), seen(12, 3, 0, 12));
+        let c = check_without_lookup(books(10, 100), books(24, 111), seen(12, 3, 0, 12));
         assert_eq!(c.differences.len(), 2, "{:?}", c.differences);
         assert!(
             c.differences[0].contains("holds 14 new orders"),
@@ -97,20 +122,38 @@ mod tests {
 
     #[test]
     fn one_order_too_many_in_the_books_fails() {
-        assert!(!check(books(0, 0), books(16, 12), seen(12, 3, 0, 12)).ok());
+        assert!(!check_without_lookup(books(0, 0), books(16, 12), seen(12, 3, 0, 12)).ok());
     }
 
     #[test]
     fn unknown_outcomes_widen_the_order_bound_only_upward() {
-        assert!(check(books(0, 0), books(17, 13), seen(12, 3, 2, 12)).ok());
-        assert!(!check(books(0, 0), books(18, 13), seen(12, 3, 2, 12)).ok());
-        assert!(!check(books(0, 0), books(14, 13), seen(12, 3, 2, 12)).ok());
+        assert!(check_without_lookup(books(0, 0), books(17, 13), seen(12, 3, 2, 12)).ok());
+        assert!(!check_without_lookup(books(0, 0), books(18, 13), seen(12, 3, 2, 12)).ok());
+        assert!(!check_without_lookup(books(0, 0), books(14, 13), seen(12, 3, 2, 12)).ok());
+    }
+
+    #[test]
+    fn a_shed_order_the_target_holds_fails_the_run() {
+        let lookup = Lookup {
+            shed_checked: 7,
+            shed_but_recorded: 1,
+            examples: vec![42],
+            ..Lookup::default()
+        };
+        let c = check(books(0, 0), books(16, 13), seen(12, 3, 0, 12), lookup);
+        assert!(
+            c.differences
+                .iter()
+                .any(|d| d.contains("1 of 7 orders answered 429")),
+            "{:?}",
+            c.differences
+        );
     }
 
     #[test]
     fn target_violations_fail_the_run() {
         let mut after = books(1, 1);
         after.violations.push("ledger does not balance".into());
-        assert!(!check(books(0, 0), after, seen(1, 0, 0, 1)).ok());
+        assert!(!check_without_lookup(books(0, 0), after, seen(1, 0, 0, 1)).ok());
     }
 }

@@ -11,6 +11,9 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// Shed or unknown orders remembered for the after-run lookup, at most.
+const UNCERTAIN_ORDERS_MAX: usize = 50_000;
+
 /// Highest latency the histograms hold: one minute; anything slower is clamped to it.
 const LATENCY_US_MAX: u64 = 60_000_000;
 
@@ -55,6 +58,8 @@ struct Inner {
     seconds: Vec<Second>,
     outcomes: BTreeMap<String, u64>,
     orders: OrderCounts,
+    /// (order number, whether it was shed) of orders whose answer promised no effect or none.
+    uncertain: Vec<(u64, bool)>,
     done: u64,
     errors: u64,
     shed: u64,
@@ -97,6 +102,7 @@ impl Recorder {
             seconds: Vec::new(),
             outcomes: BTreeMap::new(),
             orders: OrderCounts::default(),
+            uncertain: Vec::new(),
             done: 0,
             errors: 0,
             shed: 0,
@@ -153,7 +159,12 @@ impl Recorder {
         g.shed += u64::from(shed);
         g.errors += u64::from(error);
         *g.outcomes.entry(outcome.key()).or_default() += 1;
-        if matches!(op, Op::Order { .. }) {
+        if let Op::Order { order_no, .. } = op {
+            if matches!(outcome, Outcome::Shed | Outcome::Failed(_))
+                && g.uncertain.len() < UNCERTAIN_ORDERS_MAX
+            {
+                g.uncertain.push((*order_no, shed));
+            }
             let o = &mut g.orders;
             match outcome {
                 Outcome::Completed { cards } => {
@@ -165,6 +176,14 @@ impl Recorder {
                 Outcome::Failed(_) => o.unknown += 1,
             }
         }
+    }
+
+    /// Orders answered shed (`true`) or failed (`false`), to look up after the run.
+    pub fn uncertain_orders(&self) -> Vec<(u64, bool)> {
+        self.inner
+            .lock()
+            .map(|g| g.uncertain.clone())
+            .unwrap_or_default()
     }
 
     /// Answers so far, errors, shed, and p99 in microseconds (for the progress line).

@@ -1,7 +1,7 @@
 //! One run against one target from set-up to verdict, and the report of it: a text table for
 //! people, JSON for machines, and the comparison table when several targets ran the same plan.
 
-use crate::books::{self, BooksCheck};
+use crate::books::{self, BooksCheck, Lookup};
 use crate::driver::{self, Mode};
 use crate::plan::{Mix, OpGen, Scale, Shape};
 use crate::record::{Recorder, Summary};
@@ -81,7 +81,8 @@ pub async fn run(
     let elapsed = driver::drive(target.clone(), ops, mode, rec.clone(), progress).await;
     let summary = rec.summary(elapsed)?;
     let after = target.books().await?;
-    let books = books::check(before, after, summary.orders);
+    let lookup = look_up(&target, rec.uncertain_orders()).await?;
+    let books = books::check(before, after, summary.orders, lookup);
     Ok(RunReport {
         target: target.describe(),
         target_kind: target.kind().into(),
@@ -95,6 +96,27 @@ pub async fn run(
         summary,
         books,
     })
+}
+
+/// Asks the target what became of every order answered shed or failed.
+async fn look_up(target: &Target, orders: Vec<(u64, bool)>) -> Result<Lookup> {
+    let mut l = Lookup::default();
+    for (order_no, shed) in orders {
+        let held = target.lookup(order_no).await?.is_some();
+        if shed {
+            l.shed_checked += 1;
+            if held {
+                l.shed_but_recorded += 1;
+                if l.examples.len() < 5 {
+                    l.examples.push(order_no);
+                }
+            }
+        } else {
+            l.unknown_checked += 1;
+            l.unknown_recorded += u64::from(held);
+        }
+    }
+    Ok(l)
 }
 
 fn commit() -> String {
@@ -217,6 +239,13 @@ pub fn text(r: &RunReport) -> String {
         b.after.cards as i128 - b.before.cards as i128,
         b.seen.cards
     );
+    if b.lookup.shed_checked + b.lookup.unknown_checked > 0 {
+        let _ = writeln!(
+            out,
+            "looked up  {} shed orders: {} held by the target anyway; {} with unknown effect: {} held",
+            b.lookup.shed_checked, b.lookup.shed_but_recorded, b.lookup.unknown_checked, b.lookup.unknown_recorded
+        );
+    }
     out
 }
 
@@ -289,6 +318,7 @@ mod tests {
                 violations: vec![],
             },
             summary.orders,
+            Lookup::default(),
         );
         RunReport {
             target: "test target".into(),

@@ -237,6 +237,33 @@ impl Http {
             .map(String::as_str)
     }
 
+    pub async fn lookup(&self, order_no: u64) -> Result<Option<Outcome>> {
+        let a = self
+            .call(
+                Method::GET,
+                &format!("/v1/orders/{}", self.id("o", order_no)),
+                CHECKOUT_KEY,
+                None,
+            )
+            .await?;
+        match a.status.as_u16() {
+            404 => Ok(None),
+            200 => Ok(Some(classify(
+                &Op::Order {
+                    order_no,
+                    wallet: 0,
+                    sku: 0,
+                    quantity: 0,
+                },
+                &a,
+            ))),
+            s => bail!(
+                "GET /v1/orders answered {s}: {}",
+                String::from_utf8_lossy(&a.body)
+            ),
+        }
+    }
+
     pub async fn books(&self) -> Result<Books> {
         let a = self
             .call(Method::GET, "/v1/admin/reconciliation", ADMIN_KEY, None)

@@ -113,6 +113,21 @@ impl InProcess {
         cards.get(i as usize % cards.len().max(1)).copied()
     }
 
+    pub async fn lookup(&self, order_no: u64) -> Result<Option<Outcome>> {
+        let key = scenario::order(order_no, 0, 0, 1).key;
+        let engine = self.engine.clone();
+        match tokio::task::spawn_blocking(move || engine.ask(Query::Order { key }))
+            .await?
+            .map_err(|e| anyhow!("order lookup: {e}"))?
+        {
+            QueryAnswer::Order(rec) => Ok(Some(match rec.outcome {
+                OrderOutcome::Completed { cards, .. } => Outcome::Completed { cards },
+                OrderOutcome::Rejected(r) => Outcome::Rejected(r.code().into()),
+            })),
+            _ => Ok(None),
+        }
+    }
+
     pub async fn books(&self) -> Result<Books> {
         let engine = self.engine.clone();
         let report = tokio::task::spawn_blocking(move || engine.reconcile())

@@ -134,6 +134,17 @@ impl Target {
         }
     }
 
+    /// What the target holds for order `order_no` of this run: its outcome, or `None` if it
+    /// has no such order.
+    pub async fn lookup(&self, order_no: u64) -> Result<Option<Outcome>> {
+        match self {
+            Target::InProcess(t) => t.lookup(order_no).await,
+            Target::Http(t) => t.lookup(order_no).await,
+            Target::Postgres(t) => t.lookup(order_no).await,
+            Target::Sleep(_) => Ok(None),
+        }
+    }
+
     /// The target's books now.
     pub async fn books(&self) -> Result<Books> {
         match self {

@@ -246,6 +246,22 @@ impl Postgres {
         }
     }
 
+    pub async fn lookup(&self, order_no: u64) -> Result<Option<Outcome>> {
+        let c = self.conns[0].lock().await;
+        let row =
+            c.0.query_opt(
+                "SELECT outcome, quantity FROM purchase WHERE order_id = $1",
+                &[&format!("o-{order_no}")],
+            )
+            .await?;
+        Ok(row.map(|r| match r.get::<_, String>(0).as_str() {
+            "completed" => Outcome::Completed {
+                cards: r.get::<_, i32>(1) as u32,
+            },
+            other => Outcome::Rejected(other.to_owned()),
+        }))
+    }
+
     pub async fn books(&self) -> Result<Books> {
         let c = self.conns[0].lock().await;
         let row = c.0.query_one("SELECT (SELECT count(*) FROM purchase), (SELECT count(*) FROM code WHERE order_id IS NOT NULL)", &[]).await?;
