@@ -66,7 +66,7 @@ struct Args {
     /// Closed loop (maximum throughput): back-to-back requests from --concurrency workers.
     #[arg(long)]
     closed: bool,
-    /// Closed-loop workers against the engine (in-process or HTTP).
+    /// Closed-loop workers against the in-process engine (over HTTP: one per connection).
     #[arg(long, default_value_t = 256)]
     concurrency: usize,
     /// Closed-loop workers and connections against PostgreSQL (8 was its best in the peer runs).
@@ -79,7 +79,7 @@ struct Args {
     /// (and the wait counts in latency).
     #[arg(long, default_value_t = 200_000)]
     inflight_max: usize,
-    /// HTTP connections.
+    /// HTTP connections (and closed-loop workers over HTTP).
     #[arg(long, default_value_t = 64)]
     connections: usize,
     #[arg(long, default_value_t = 10_000)]
@@ -202,8 +202,12 @@ async fn run(args: Args) -> Result<()> {
             target.describe(),
             plan.ops_max
         );
+        // A closed-loop worker per connection for the networked targets: more workers than
+        // connections would only queue inside the tool.
         let workers = if peer {
             args.peer_concurrency
+        } else if spec.starts_with("http") {
+            args.connections
         } else {
             args.concurrency
         };
