@@ -86,6 +86,16 @@ struct Args {
     wallets: u32,
     #[arg(long, default_value_t = 1_000)]
     skus: u32,
+    /// Codes loaded per SKU (hot SKUs too); default: sized from the plan with 20% headroom, so
+    /// a run measures the engine and not stock-outs. Set it low to measure out-of-stock paths.
+    #[arg(long)]
+    codes_per_sku: Option<u64>,
+    /// Each wallet's initial deposit, in minor units (USD).
+    #[arg(long, default_value_t = 1_000_000_000)]
+    deposit_minor: i64,
+    /// Issued cards bought during set-up for redemptions and balance inquiries.
+    #[arg(long, default_value_t = 2_000)]
+    cards: u32,
     /// Shards of the in-process engine (0: one per core).
     #[arg(long, default_value_t = 0)]
     shards: u16,
@@ -164,9 +174,18 @@ async fn run(args: Args) -> Result<()> {
         .name
         .clone()
         .unwrap_or_else(|| format!("{:?}", args.profile).to_lowercase());
+    let mut scale = Scale::for_plan(&mix, ops, args.wallets, args.skus);
+    if let Some(codes) = args.codes_per_sku {
+        scale.codes_per_sku = codes;
+        scale.codes_per_hot_sku = codes;
+    }
+    scale.deposit_minor = args.deposit_minor;
+    if scale.cards > 0 {
+        scale.cards = args.cards.max(1);
+    }
     let plan = Plan {
         profile: name.clone(),
-        scale: Scale::for_plan(&mix, ops, args.wallets, args.skus),
+        scale,
         mix,
         shape,
         workers: args.concurrency,

@@ -259,7 +259,14 @@ pub fn comparison(reports: &[RunReport]) -> String {
     let _ = writeln!(
         out,
         "{:<10} {:>12} {:>12} {:>10} {:>10} {:>10} {:>12} {:>10}",
-        "target", "completed/s", "answered/s", "p50 ms", "p99 ms", "max ms", "x peer tput", "books"
+        "target",
+        "completed/s",
+        "answered/s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        format!("x {}", base.target_kind),
+        "books"
     );
     for r in reports {
         let s = &r.summary;
@@ -399,6 +406,7 @@ mod tests {
         peer.summary.completed_per_s = 50.0;
         let t = comparison(&[fast, peer]);
         assert!(t.contains("100.0x"), "{t}");
+        assert!(t.contains("x postgres"), "{t}");
         assert!(t.contains("1.0x"), "{t}");
     }
 }
