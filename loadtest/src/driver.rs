@@ -40,7 +40,7 @@ pub async fn drive(
         Mode::Open {
             offsets,
             inflight_max,
-        } => open_loop(target, ops, &offsets, inflight_max, &rec).await,
+        } => open_loop(target, ops, offsets, inflight_max, &rec).await,
         Mode::Closed {
             workers,
             ops: n,
@@ -55,31 +55,39 @@ pub async fn drive(
     elapsed
 }
 
+/// The scheduler runs on its own OS thread and sleeps with `std::thread::sleep` (nanosleep,
+/// tens of microseconds late at most) rather than on Tokio's 1 ms timer wheel, which would
+/// send every request up to a millisecond late and charge that to the target.
 async fn open_loop(
     target: Arc<Target>,
-    ops: impl Iterator<Item = Op>,
-    offsets: &[Duration],
+    ops: impl Iterator<Item = Op> + Send + 'static,
+    offsets: Arc<Vec<Duration>>,
     inflight_max: usize,
     rec: &Arc<Recorder>,
 ) {
     let gate = Arc::new(Semaphore::new(inflight_max.max(1)));
-    let start = rec.start();
-    for (op, offset) in ops.zip(offsets) {
-        let intended = start + *offset;
-        if intended > Instant::now() {
-            tokio::time::sleep_until(intended.into()).await;
+    let (rt, gate2, rec2) = (tokio::runtime::Handle::current(), gate.clone(), rec.clone());
+    let scheduler = tokio::task::spawn_blocking(move || {
+        let start = rec2.start();
+        for (op, offset) in ops.zip(offsets.iter()) {
+            let intended = start + *offset;
+            let now = Instant::now();
+            if intended > now {
+                std::thread::sleep(intended - now);
+            }
+            rec2.offered(intended);
+            let Ok(permit) = rt.block_on(gate2.clone().acquire_owned()) else {
+                break;
+            };
+            let (target, rec) = (target.clone(), rec2.clone());
+            rt.spawn(async move {
+                let outcome = target.exec(&op).await;
+                rec.record(&op, intended, Instant::now(), &outcome);
+                drop(permit);
+            });
         }
-        rec.offered(intended);
-        let Ok(permit) = gate.clone().acquire_owned().await else {
-            break;
-        };
-        let (target, rec) = (target.clone(), rec.clone());
-        tokio::spawn(async move {
-            let outcome = target.exec(&op).await;
-            rec.record(&op, intended, Instant::now(), &outcome);
-            drop(permit);
-        });
-    }
+    });
+    let _ = scheduler.await;
     // Every permit back means every request answered.
     let _ = gate.acquire_many(inflight_max.max(1) as u32).await;
 }
