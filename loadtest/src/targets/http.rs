@@ -14,13 +14,16 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, Semaphore};
 
 const ADMIN_KEY: &str = "dev-admin-key";
 const CHECKOUT_KEY: &str = "dev-checkout-key";
 /// A request that takes longer than this counts as failed with an unknown effect.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// A connection idle longer than this is replaced before use (servers close idle keep-alive
+/// connections after a few seconds; actix-web's default is 5 s).
+const IDLE_REUSE_MAX: Duration = Duration::from_secs(2);
 /// Set-up requests in flight at once.
 const SETUP_CONCURRENCY: usize = 64;
 /// Codes per upload request (the API takes at most 50,000).
@@ -29,7 +32,7 @@ const ISSUED_SKUS: u32 = 10;
 
 struct Inner {
     authority: String,
-    conns: Vec<Mutex<Option<SendRequest<Full<Bytes>>>>>,
+    conns: Vec<Mutex<Option<(SendRequest<Full<Bytes>>, Instant)>>>,
     next: AtomicUsize,
     run: String,
     cards: OnceLock<Vec<String>>,
@@ -129,11 +132,12 @@ impl Http {
     ) -> Result<Answer> {
         let slot = self.0.next.fetch_add(1, Ordering::Relaxed) % self.0.conns.len();
         let mut conn = self.0.conns[slot].lock().await;
-        let send = match conn.as_mut() {
-            Some(s) if !s.is_closed() => s,
-            _ => conn.insert(self.connect().await?),
-        };
-        send.ready().await.context("connection not ready")?;
+        // A connection idle for long may be closed by the server's keep-alive timer just as we
+        // write to it, and then whether the server read the order is unknown: open a fresh one.
+        let reuse = matches!(conn.as_ref(), Some((s, used)) if !s.is_closed() && used.elapsed() < IDLE_REUSE_MAX);
+        if !reuse {
+            *conn = Some((self.connect().await?, Instant::now()));
+        }
         let mut req = Request::builder()
             .method(method)
             .uri(path)
@@ -148,11 +152,34 @@ impl Http {
             }
             None => Full::new(Bytes::new()),
         };
-        let resp = match send.send_request(req.body(body)?).await {
-            Ok(r) => r,
-            Err(e) => {
-                *conn = None;
-                return Err(e.into());
+        let mut req = req.body(body)?;
+        let mut fresh_tried = !reuse;
+        let resp = loop {
+            let Some((send, used)) = conn.as_mut() else {
+                bail!("no connection");
+            };
+            *used = Instant::now();
+            let sent = match send.ready().await {
+                Ok(()) => send.try_send_request(req).await,
+                Err(e) => {
+                    *conn = None;
+                    return Err(e.into());
+                }
+            };
+            match sent {
+                Ok(r) => break r,
+                Err(mut e) => {
+                    *conn = None;
+                    // Not written to the socket at all: safe to send again, once, elsewhere.
+                    match e.take_message() {
+                        Some(back) if !fresh_tried => {
+                            req = back;
+                            fresh_tried = true;
+                            *conn = Some((self.connect().await?, Instant::now()));
+                        }
+                        _ => return Err(e.into_error().into()),
+                    }
+                }
             }
         };
         let status = resp.status();
