@@ -30,9 +30,12 @@ const SETUP_CONCURRENCY: usize = 64;
 const CODES_PER_UPLOAD: u64 = 20_000;
 const ISSUED_SKUS: u32 = 10;
 
+/// A keep-alive connection and when it was last used.
+type Conn = (SendRequest<Full<Bytes>>, Instant);
+
 struct Inner {
     authority: String,
-    conns: Vec<Mutex<Option<(SendRequest<Full<Bytes>>, Instant)>>>,
+    conns: Vec<Mutex<Option<Conn>>>,
     next: AtomicUsize,
     run: String,
     cards: OnceLock<Vec<String>>,
