@@ -518,3 +518,49 @@ fn classify(op: &Op, a: &Answer) -> Outcome {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, body: &str) -> Answer {
+        Answer {
+            status: StatusCode::from_u16(status).unwrap(),
+            body: Bytes::from(body.to_owned()),
+        }
+    }
+
+    const ORDER: Op = Op::Order {
+        order_no: 1,
+        wallet: 0,
+        sku: 0,
+        quantity: 2,
+    };
+
+    #[test]
+    fn a_completed_order_counts_its_cards() {
+        let body = r#"{"order_id":"o","status":"completed","wallet_id":"w","charged":null,"reason":null,
+            "cards":[{"card_id":"1","sku_id":"s","code":"A","face_value":{}},{"card_id":"2","sku_id":"s","code":"B","face_value":{}}]}"#;
+        assert_eq!(
+            classify(&ORDER, &answer(201, body)),
+            Outcome::Completed { cards: 2 }
+        );
+    }
+
+    #[test]
+    fn only_422_is_a_recorded_rejection_and_429_is_shed() {
+        assert_eq!(
+            classify(&ORDER, &answer(422, r#"{"code":"out_of_stock"}"#)),
+            Outcome::Rejected("out_of_stock".into())
+        );
+        assert_eq!(classify(&ORDER, &answer(429, "")), Outcome::Shed);
+        assert_eq!(
+            classify(&ORDER, &answer(404, r#"{"code":"wallet_not_found"}"#)),
+            Outcome::Failed("404_wallet_not_found".into())
+        );
+        assert_eq!(
+            classify(&ORDER, &answer(503, "")),
+            Outcome::Failed("503_http_503".into())
+        );
+    }
+}
