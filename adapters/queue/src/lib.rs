@@ -19,6 +19,7 @@ pub mod orders;
 pub mod outbox;
 pub mod reports;
 pub mod streams;
+pub mod testkit;
 pub mod wire;
 
 pub use config::QueueConfig;
