@@ -907,7 +907,10 @@ fn delivery_reports_count_attempts_give_up_and_list_failed_cards() {
     )
     .problem(403, "forbidden");
     let r = report(&ok_card, "delivered");
-    assert_eq!((r.status, r.body["delivery"].as_str()), (200, Some("delivered")));
+    assert_eq!(
+        (r.status, r.body["delivery"].as_str()),
+        (200, Some("delivered"))
+    );
     assert_eq!(report(&ok_card, "failed").body["delivery"], "unchanged");
 
     // The default allows 5 attempts: four failures retry, the fifth gives up.

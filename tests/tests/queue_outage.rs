@@ -18,7 +18,9 @@ async fn publish_retrying(js: &async_nats::jetstream::Context, id: &str, body: V
         let sent = js
             .send_publish(
                 format!("giftcard.orders.{CLIENT}"),
-                async_nats::jetstream::message::PublishMessage::build().payload(body.clone().into()).message_id(id),
+                async_nats::jetstream::message::PublishMessage::build()
+                    .payload(body.clone().into())
+                    .message_id(id),
             )
             .await;
         if let Ok(ack) = sent {
@@ -26,7 +28,10 @@ async fn publish_retrying(js: &async_nats::jetstream::Context, id: &str, body: V
                 return;
             }
         }
-        assert!(started.elapsed() < Duration::from_secs(15), "cannot publish {id} after the restart");
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "cannot publish {id} after the restart"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -45,7 +50,12 @@ async fn a_nats_restart_mid_stream_loses_nothing_and_http_keeps_serving() {
     const N: usize = 100;
     for i in 0..N / 2 {
         let id = format!("q-{i}");
-        publish_retrying(&js, &id, order_json(&id, &format!("w-{}", i % 4), "sku-0", 1, "email")).await;
+        publish_retrying(
+            &js,
+            &id,
+            order_json(&id, &format!("w-{}", i % 4), "sku-0", 1, "email"),
+        )
+        .await;
     }
     wait_for(&js, "GIFTCARD_RESULTS", ">", WAIT, |r| r.len() >= 10).await;
     nats.kill();
@@ -56,7 +66,10 @@ async fn a_nats_restart_mid_stream_loses_nothing_and_http_keeps_serving() {
         order.channel = giftcard_core::DeliveryChannel::Webhook;
         order.recipient = "https://example.com/hook".into();
         match engine.call(giftcard_core::Command::PlaceOrder(Box::new(order))) {
-            Ok(giftcard_shard::Outcome::Order { outcome: giftcard_core::OrderOutcome::Completed { .. }, .. }) => {}
+            Ok(giftcard_shard::Outcome::Order {
+                outcome: giftcard_core::OrderOutcome::Completed { .. },
+                ..
+            }) => {}
             other => panic!("engine stopped serving during the outage: {other:?}"),
         }
     }
@@ -64,11 +77,19 @@ async fn a_nats_restart_mid_stream_loses_nothing_and_http_keeps_serving() {
     let _nats = NatsServer::start_on(port, store.path());
     for i in N / 2..N {
         let id = format!("q-{i}");
-        publish_retrying(&js, &id, order_json(&id, &format!("w-{}", i % 4), "sku-0", 1, "email")).await;
+        publish_retrying(
+            &js,
+            &id,
+            order_json(&id, &format!("w-{}", i % 4), "sku-0", 1, "email"),
+        )
+        .await;
     }
 
     let results = wait_for(&js, "GIFTCARD_RESULTS", ">", WAIT, |r| r.len() >= N).await;
-    let answered: BTreeSet<_> = results.iter().map(|r| r.payload["order_id"].as_str().unwrap().to_owned()).collect();
+    let answered: BTreeSet<_> = results
+        .iter()
+        .map(|r| r.payload["order_id"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(answered.len(), N, "every order has its result");
     assert_eq!(results.len(), N, "one result per order");
     assert!(results.iter().all(|r| r.payload["status"] == "completed"));
@@ -80,17 +101,31 @@ async fn a_nats_restart_mid_stream_loses_nothing_and_http_keeps_serving() {
     assert_eq!(events.len(), want, "every event once");
     let ids: BTreeSet<_> = events.iter().map(|e| e.msg_id.clone().unwrap()).collect();
     assert_eq!(ids.len(), want);
-    assert_eq!(events.iter().filter(|e| e.subject == "giftcard.delivery.webhook").count(), 20);
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.subject == "giftcard.delivery.webhook")
+            .count(),
+        20
+    );
     // In order per shard: a shard's order events appear in lsn order.
     let mut last: BTreeMap<u64, u64> = BTreeMap::new();
-    for e in events.iter().filter(|e| e.subject.starts_with("giftcard.order.")) {
-        let (shard, lsn) = (e.payload["shard"].as_u64().unwrap(), e.payload["lsn"].as_u64().unwrap());
+    for e in events
+        .iter()
+        .filter(|e| e.subject.starts_with("giftcard.order."))
+    {
+        let (shard, lsn) = (
+            e.payload["shard"].as_u64().unwrap(),
+            e.payload["lsn"].as_u64().unwrap(),
+        );
         let prev = last.insert(shard, lsn).unwrap_or(0);
         assert!(lsn > prev, "shard {shard}: lsn {lsn} after {prev}");
     }
     // Exactly once: 120 codes sold, each wallet charged for its own orders.
     assert_eq!(stock(&engine, "sku-0"), 500 - (N as u64 + 20));
-    let spent: i64 = (0..4).map(|w| 1_000_000 - balance(&engine, &format!("w-{w}"))).sum();
+    let spent: i64 = (0..4)
+        .map(|w| 1_000_000 - balance(&engine, &format!("w-{w}")))
+        .sum();
     assert_eq!(spent, (N as i64 + 20) * 2500);
     adapter.stop();
 }

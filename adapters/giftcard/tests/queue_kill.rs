@@ -52,7 +52,11 @@ fn order_body(i: usize) -> Vec<u8> {
 
 async fn results_count(js: &async_nats::jetstream::Context) -> usize {
     match js.get_stream("GIFTCARD_RESULTS").await {
-        Ok(mut s) => s.info().await.map(|i| i.state.messages as usize).unwrap_or(0),
+        Ok(mut s) => s
+            .info()
+            .await
+            .map(|i| i.state.messages as usize)
+            .unwrap_or(0),
         Err(_) => 0,
     }
 }
@@ -60,17 +64,32 @@ async fn results_count(js: &async_nats::jetstream::Context) -> usize {
 async fn wait_results(js: &async_nats::jetstream::Context, at_least: usize, timeout: Duration) {
     let started = Instant::now();
     while results_count(js).await < at_least {
-        assert!(started.elapsed() < timeout, "only {} of {at_least} results after {timeout:?}", results_count(js).await);
+        assert!(
+            started.elapsed() < timeout,
+            "only {} of {at_least} results after {timeout:?}",
+            results_count(js).await
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_stream_gives_every_order_one_effect_and_every_event_once() {
-    let (store, data) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+    let (store, data) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
     {
         let engine = Engine::open(engine_config(data.path())).expect("engine");
-        let ds = DataSet { wallets: 4, skus: 1, codes_per_sku: CODES, deposit_minor: 10_000_000, kind: SkuKind::SupplierCode, face_minor: 2500, code_prefix: String::new() };
+        let ds = DataSet {
+            wallets: 4,
+            skus: 1,
+            codes_per_sku: CODES,
+            deposit_minor: 10_000_000,
+            kind: SkuKind::SupplierCode,
+            face_minor: 2500,
+            code_prefix: String::new(),
+        };
         scenario::load(&engine, &ds).expect("data set");
     }
     let nats = NatsServer::start(store.path());
@@ -90,8 +109,14 @@ async fn sigkill_mid_stream_gives_every_order_one_effect_and_every_event_once() 
         tokio::spawn(async move {
             for i in 0..ORDERS {
                 let id = format!("checkout-1.k-{i}");
-                let msg = async_nats::jetstream::message::PublishMessage::build().payload(order_body(i).into()).message_id(&id);
-                js.send_publish("giftcard.orders.checkout-1", msg).await.expect("publish").await.expect("stored");
+                let msg = async_nats::jetstream::message::PublishMessage::build()
+                    .payload(order_body(i).into())
+                    .message_id(&id);
+                js.send_publish("giftcard.orders.checkout-1", msg)
+                    .await
+                    .expect("publish")
+                    .await
+                    .expect("stored");
                 // Paced, so both kills land while orders are still flowing.
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
@@ -105,7 +130,10 @@ async fn sigkill_mid_stream_gives_every_order_one_effect_and_every_event_once() 
         wait_results(&js, kill_at, Duration::from_secs(20)).await;
         child.kill().expect("SIGKILL");
         child.wait().expect("reap");
-        eprintln!("round {round}: killed after {} results", results_count(&js).await);
+        eprintln!(
+            "round {round}: killed after {} results",
+            results_count(&js).await
+        );
         child = serve(data.path(), &nats.url());
     }
     publisher.await.expect("publisher");
@@ -113,9 +141,15 @@ async fn sigkill_mid_stream_gives_every_order_one_effect_and_every_event_once() 
 
     // Results: one per order (a replay after the kill carries the same id), all completed.
     let results = read_stream(&js, "GIFTCARD_RESULTS", ">").await;
-    let answered: BTreeSet<_> = results.iter().map(|r| r.payload["order_id"].as_str().expect("order id").to_owned()).collect();
+    let answered: BTreeSet<_> = results
+        .iter()
+        .map(|r| r.payload["order_id"].as_str().expect("order id").to_owned())
+        .collect();
     assert_eq!((results.len(), answered.len()), (ORDERS, ORDERS));
-    assert!(results.iter().all(|r| r.payload["status"] == "completed"), "every order completes");
+    assert!(
+        results.iter().all(|r| r.payload["status"] == "completed"),
+        "every order completes"
+    );
 
     // Events: each order's completion and delivery exactly once in the stream.
     let want = ORDERS * 2;
@@ -127,7 +161,10 @@ async fn sigkill_mid_stream_gives_every_order_one_effect_and_every_event_once() 
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let ids: BTreeSet<_> = events.iter().map(|e| e.msg_id.clone().expect("event id")).collect();
+    let ids: BTreeSet<_> = events
+        .iter()
+        .map(|e| e.msg_id.clone().expect("event id"))
+        .collect();
     assert_eq!(ids.len(), events.len(), "no event twice");
     assert_eq!(events.len(), want, "every event in the stream");
 
@@ -137,10 +174,15 @@ async fn sigkill_mid_stream_gives_every_order_one_effect_and_every_event_once() 
     let engine = Engine::open(engine_config(data.path())).expect("recovery");
     let mut charged = 0;
     for i in 0..ORDERS {
-        let key = OrderKey { client: ClientId::new("checkout-1"), order_id: OrderId::new(&format!("k-{i}")) };
+        let key = OrderKey {
+            client: ClientId::new("checkout-1"),
+            order_id: OrderId::new(&format!("k-{i}")),
+        };
         match engine.ask(Query::Order { key }).expect("order query") {
             QueryAnswer::Order(rec) => match rec.outcome {
-                OrderOutcome::Completed { charged: c, cards, .. } => {
+                OrderOutcome::Completed {
+                    charged: c, cards, ..
+                } => {
                     assert_eq!(cards, 1);
                     charged += c.minor();
                 }
@@ -150,8 +192,19 @@ async fn sigkill_mid_stream_gives_every_order_one_effect_and_every_event_once() 
         }
     }
     assert_eq!(charged, ORDERS as i64 * 2500);
-    let QueryAnswer::Stock { available, sold } = engine.ask(Query::Stock { sku: scenario::sku_id(0) }).expect("stock") else { panic!("stock") };
-    assert_eq!((available, sold), (CODES - ORDERS as u64, ORDERS as u64), "one code per order, once");
+    let QueryAnswer::Stock { available, sold } = engine
+        .ask(Query::Stock {
+            sku: scenario::sku_id(0),
+        })
+        .expect("stock")
+    else {
+        panic!("stock")
+    };
+    assert_eq!(
+        (available, sold),
+        (CODES - ORDERS as u64, ORDERS as u64),
+        "one code per order, once"
+    );
     let report = engine.reconcile().expect("reconcile");
     assert!(report.ok(), "invariants: {:?}", report.violations);
 }

@@ -11,7 +11,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Where `nats-server` is looked for, in order, after `$NATS_SERVER`.
-const NATS_SERVER_PATHS: &[&str] = &["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"];
+const NATS_SERVER_PATHS: &[&str] = &[
+    "/usr/sbin/nats-server",
+    "/usr/bin/nats-server",
+    "/usr/local/bin/nats-server",
+];
 
 /// The `nats-server` binary: `$NATS_SERVER`, then `PATH`, then the Debian location.
 /// Panics with a message naming the missing binary: tests that need NATS never skip silently.
@@ -20,9 +24,15 @@ pub fn nats_server_binary() -> PathBuf {
         return PathBuf::from(p);
     }
     let on_path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join("nats-server")).collect::<Vec<_>>())
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("nats-server"))
+                .collect::<Vec<_>>()
+        })
         .unwrap_or_default();
-    let candidates = on_path.into_iter().chain(NATS_SERVER_PATHS.iter().map(PathBuf::from));
+    let candidates = on_path
+        .into_iter()
+        .chain(NATS_SERVER_PATHS.iter().map(PathBuf::from));
     for c in candidates {
         if c.is_file() {
             return c;
@@ -65,7 +75,11 @@ impl NatsServer {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let server = NatsServer { child: Some(child), port, store_dir: store_dir.to_owned() };
+        let server = NatsServer {
+            child: Some(child),
+            port,
+            store_dir: store_dir.to_owned(),
+        };
         server.wait_listening();
         server
     }
@@ -78,7 +92,11 @@ impl NatsServer {
     fn wait_listening(&self) {
         let started = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(10), "nats-server did not listen on {} within 10 s", self.port);
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "nats-server did not listen on {} within 10 s",
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -123,13 +141,22 @@ pub async fn read_stream(js: &Context, stream: &str, filter: &str) -> Vec<Stored
         .expect("ephemeral consumer");
     let mut out = Vec::new();
     loop {
-        let mut batch = consumer.fetch().max_messages(1000).messages().await.expect("fetch");
+        let mut batch = consumer
+            .fetch()
+            .max_messages(1000)
+            .messages()
+            .await
+            .expect("fetch");
         let mut got = 0;
         while let Some(Ok(m)) = batch.next().await {
             got += 1;
             out.push(Stored {
                 subject: m.subject.to_string(),
-                msg_id: m.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")).map(|v| v.to_string()),
+                msg_id: m
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get("Nats-Msg-Id"))
+                    .map(|v| v.to_string()),
                 payload: serde_json::from_slice(&m.payload).unwrap_or(serde_json::Value::Null),
             });
         }
@@ -140,14 +167,24 @@ pub async fn read_stream(js: &Context, stream: &str, filter: &str) -> Vec<Stored
 }
 
 /// Polls `read_stream` until `done` holds for what is stored, or panics after `timeout`.
-pub async fn wait_for(js: &Context, stream: &str, filter: &str, timeout: Duration, done: impl Fn(&[Stored]) -> bool) -> Vec<Stored> {
+pub async fn wait_for(
+    js: &Context,
+    stream: &str,
+    filter: &str,
+    timeout: Duration,
+    done: impl Fn(&[Stored]) -> bool,
+) -> Vec<Stored> {
     let started = Instant::now();
     loop {
         let got = read_stream(js, stream, filter).await;
         if done(&got) {
             return got;
         }
-        assert!(started.elapsed() < timeout, "timed out after {timeout:?} waiting on {stream} {filter}: have {} messages", got.len());
+        assert!(
+            started.elapsed() < timeout,
+            "timed out after {timeout:?} waiting on {stream} {filter}: have {} messages",
+            got.len()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -57,13 +57,19 @@ pub fn start_adapter(nats: &NatsServer, engine: &Arc<Engine>) -> QueueAdapter {
 
 /// A JetStream context of a test client.
 pub async fn client(nats: &NatsServer) -> Context {
-    let c = async_nats::connect(nats.url()).await.expect("test client connects");
+    let c = async_nats::connect(nats.url())
+        .await
+        .expect("test client connects");
     jetstream::new(c)
 }
 
 /// The body of `POST /v1/orders`.
 pub fn order_json(order_id: &str, wallet: &str, sku: &str, qty: u32, channel: &str) -> Vec<u8> {
-    let recipient = if channel == "none" { "" } else { "buyer@example.com" };
+    let recipient = if channel == "none" {
+        ""
+    } else {
+        "buyer@example.com"
+    };
     serde_json::to_vec(&json!({
         "order_id": order_id,
         "wallet_id": wallet,
@@ -94,15 +100,25 @@ pub async fn publish(js: &Context, client: &str, msg_id: &str, body: Vec<u8>) ->
 /// Waits until the engine's streams exist (the adapter creates them once connected).
 pub async fn wait_streams(js: &Context) {
     let started = std::time::Instant::now();
-    while js.get_stream("GIFTCARD_EVENTS").await.is_err() || js.get_stream("GIFTCARD_ORDERS").await.is_err() {
-        assert!(started.elapsed() < std::time::Duration::from_secs(10), "the adapter did not create its streams");
+    while js.get_stream("GIFTCARD_EVENTS").await.is_err()
+        || js.get_stream("GIFTCARD_ORDERS").await.is_err()
+    {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the adapter did not create its streams"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
 
 /// Available codes of a SKU.
 pub fn stock(engine: &Engine, sku: &str) -> u64 {
-    match engine.ask(giftcard_shard::Query::Stock { sku: giftcard_core::SkuId::new(sku) }).expect("stock") {
+    match engine
+        .ask(giftcard_shard::Query::Stock {
+            sku: giftcard_core::SkuId::new(sku),
+        })
+        .expect("stock")
+    {
         giftcard_shard::QueryAnswer::Stock { available, .. } => available,
         other => panic!("{other:?}"),
     }
@@ -110,7 +126,10 @@ pub fn stock(engine: &Engine, sku: &str) -> u64 {
 
 /// A wallet's available USD balance in minor units.
 pub fn balance(engine: &Engine, wallet: &str) -> i64 {
-    let q = giftcard_shard::Query::Wallet { caller: scenario::caller(), wallet: giftcard_core::WalletId::new(wallet) };
+    let q = giftcard_shard::Query::Wallet {
+        caller: scenario::caller(),
+        wallet: giftcard_core::WalletId::new(wallet),
+    };
     match engine.ask(q).expect("wallet") {
         giftcard_shard::QueryAnswer::Wallet(w) => w.balances.iter().map(|(_, b)| b.available).sum(),
         other => panic!("{other:?}"),
