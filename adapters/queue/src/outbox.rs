@@ -138,9 +138,19 @@ async fn publish_all(js: &Context, messages: &[OutMsg], stop: &AtomicBool) -> bo
     }
 }
 
+/// Acks outstanding at once: the client's ack permits are bounded (5000 by default), so a
+/// frame of a huge bulk order must not take them all before awaiting any.
+const PUBLISH_WINDOW: usize = 1_024;
+
 async fn try_publish(js: &Context, messages: &[OutMsg]) -> Result<(), String> {
-    let mut acks = Vec::with_capacity(messages.len());
+    let mut acks: std::collections::VecDeque<async_nats::jetstream::context::PublishAckFuture> =
+        std::collections::VecDeque::with_capacity(PUBLISH_WINDOW);
     for m in messages {
+        if acks.len() >= PUBLISH_WINDOW {
+            if let Some(ack) = acks.pop_front() {
+                ack.await.map_err(|e| e.to_string())?;
+            }
+        }
         let ack = js
             .send_publish(
                 m.subject.clone(),
@@ -150,7 +160,7 @@ async fn try_publish(js: &Context, messages: &[OutMsg]) -> Result<(), String> {
             )
             .await
             .map_err(|e| e.to_string())?;
-        acks.push(ack);
+        acks.push_back(ack);
     }
     for ack in acks {
         ack.await.map_err(|e| e.to_string())?;
