@@ -6,10 +6,11 @@
 //!   each in the engine (durable, fsynced), stores its result on `giftcard.results.{client}`
 //!   and double-acks; the outbox publishes the order events meanwhile. Timed until N results.
 //!
-//! Both runs use the same nats-server (spawned here with its own store) and the same client
-//! settings; the ratio engine/bare is printed.
+//! Both use the same nats-server (spawned here with its own store) and the same client
+//! settings. The machine is shared, so the two alternate for ROUNDS rounds (fresh streams and a
+//! fresh engine each round) and the medians and their ratio are printed.
 //!
-//! `cargo run --release -p giftcard-queue --example queue_bench -- [ORDERS] [CHANNEL]`
+//! `cargo run --release -p giftcard-queue --example queue_bench -- [ORDERS] [CHANNEL] [ROUNDS]`
 
 use async_nats::jetstream::consumer::{pull, AckPolicy};
 use async_nats::jetstream::message::PublishMessage;
@@ -56,7 +57,19 @@ async fn publish_all(js: &Context, subject: &str, n: usize, channel: &str) {
     }
 }
 
-async fn bare(js: &Context, n: usize, channel: &str) -> Duration {
+/// `writes_per_message`: 0 for the bare pipeline; 2 to also store a result and an event per
+/// message (the JetStream writes the engine path makes, without the engine).
+async fn bare(js: &Context, n: usize, channel: &str, writes_per_message: usize) -> Duration {
+    let _ = js.delete_stream("BENCH_BARE").await;
+    let _ = js.delete_stream("BENCH_BARE_OUT").await;
+    js.get_or_create_stream(jetstream::stream::Config {
+        name: "BENCH_BARE_OUT".into(),
+        subjects: vec!["bench.out.>".into()],
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    })
+    .await
+    .expect("stream");
     let stream = js
         .get_or_create_stream(jetstream::stream::Config {
             name: "BENCH_BARE".into(),
@@ -96,7 +109,15 @@ async fn bare(js: &Context, n: usize, channel: &str) -> Duration {
     for _ in 0..n {
         let permit = inflight.clone().acquire_owned().await.expect("permit");
         let m = messages.next().await.expect("message").expect("message");
+        let js = js.clone();
         tasks.push(tokio::spawn(async move {
+            for w in 0..writes_per_message {
+                let id = format!("{}-{w}", m.info().map(|i| i.stream_sequence).unwrap_or(0));
+                let out = PublishMessage::build().payload(m.payload.clone()).message_id(id);
+                if let Ok(ack) = js.send_publish(format!("bench.out.{w}"), out).await {
+                    let _ = ack.await;
+                }
+            }
             let _ = m.double_ack().await;
             drop(permit);
         }));
@@ -148,7 +169,15 @@ async fn with_engine(js: &Context, url: &str, n: usize, channel: &str) -> Durati
     publisher.await.expect("publisher");
     adapter.stop();
     engine.shutdown();
+    for s in ["GIFTCARD_ORDERS", "GIFTCARD_RESULTS", "GIFTCARD_EVENTS"] {
+        let _ = js.delete_stream(s).await;
+    }
     elapsed
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -159,11 +188,26 @@ async fn main() {
     let store = tempfile::tempdir().expect("tempdir");
     let nats = NatsServer::start(store.path());
     let js = jetstream::new(async_nats::connect(nats.url()).await.expect("connect"));
-    let bare_t = bare(&js, n, &channel).await;
-    let engine_t = with_engine(&js, &nats.url(), n, &channel).await;
+    let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(3).max(1);
     let rate = |t: Duration| n as f64 / t.as_secs_f64();
-    println!("orders: {n}, delivery channel: {channel}");
-    println!("bare JetStream publish -> consume -> double ack: {:>9.0} msgs/s ({:.2} s)", rate(bare_t), bare_t.as_secs_f64());
-    println!("engine path publish -> engine -> result -> ack:   {:>9.0} orders/s ({:.2} s)", rate(engine_t), engine_t.as_secs_f64());
-    println!("ratio engine/bare: {:.0}%", 100.0 * rate(engine_t) / rate(bare_t));
+    let (mut bares, mut equivalents, mut engines) = (Vec::new(), Vec::new(), Vec::new());
+    println!("orders: {n}, delivery channel: {channel}, rounds: {rounds}");
+    for round in 0..rounds {
+        let b = rate(bare(&js, n, &channel, 0).await);
+        let q = rate(bare(&js, n, &channel, 2).await);
+        let e = rate(with_engine(&js, &nats.url(), n, &channel).await);
+        println!(
+            "round {round}: bare {b:>8.0} msgs/s, bare+2 writes {q:>8.0} msgs/s, engine {e:>8.0} orders/s, engine/bare {:.0}%, engine/bare+2 {:.0}%",
+            100.0 * e / b,
+            100.0 * e / q
+        );
+        bares.push(b);
+        equivalents.push(q);
+        engines.push(e);
+    }
+    let (b, q, e) = (median(bares), median(equivalents), median(engines));
+    println!("median bare JetStream publish -> consume -> double ack:        {b:>8.0} msgs/s");
+    println!("median bare + result and event stored per message (no engine): {q:>8.0} msgs/s");
+    println!("median engine path publish -> engine -> result -> ack:          {e:>8.0} orders/s");
+    println!("ratio of medians engine/bare: {:.0}%, engine/(bare + 2 writes): {:.0}%", 100.0 * e / b, 100.0 * e / q);
 }
