@@ -317,3 +317,60 @@ async fn an_overloaded_engine_slows_the_consumer_and_every_order_is_placed_once(
     assert_eq!(ids(&events).into_iter().collect::<BTreeSet<_>>().len(), N);
     adapter.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_order_gets_one_delivery_event_per_card() {
+    // More cards than the client's 5000 outstanding publish acks: the outbox must not stall.
+    const CARDS: u32 = 6_000;
+    let (store, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let nats = NatsServer::start(store.path());
+    let engine = open_engine(data.path(), 4096);
+    load(&engine, u64::from(CARDS));
+    let top_up = giftcard_core::Command::Deposit {
+        caller: giftcard_shard::scenario::caller(),
+        wallet: giftcard_core::WalletId::new("w-2"),
+        deposit_id: giftcard_core::RequestId::new("bulk-funds"),
+        amount: giftcard_core::Money::new(20_000_000, giftcard_shard::scenario::usd()),
+        reference: "bulk".into(),
+        fingerprint: [7; 16],
+    };
+    engine.call(top_up).expect("deposit");
+    let adapter = start_adapter(&nats, &engine);
+    let js = client(&nats).await;
+    wait_streams(&js).await;
+    let body = order_json("bulk-1", "w-2", "sku-1", CARDS, "webhook");
+    assert!(publish(&js, CLIENT, "checkout-1.bulk-1", body).await);
+    let results = wait_for(&js, "GIFTCARD_RESULTS", ">", WAIT, |r| !r.is_empty()).await;
+    assert_eq!(
+        results[0].payload["card_count"], CARDS,
+        "{:?}",
+        results[0].payload
+    );
+    let started = std::time::Instant::now();
+    let deliveries = loop {
+        let info = js
+            .get_stream("GIFTCARD_EVENTS")
+            .await
+            .unwrap()
+            .info()
+            .await
+            .unwrap()
+            .state
+            .messages;
+        if info > u64::from(CARDS) || started.elapsed() > Duration::from_secs(25) {
+            break read_stream(&js, "GIFTCARD_EVENTS", "giftcard.delivery.webhook").await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(deliveries.len(), CARDS as usize);
+    let distinct: BTreeSet<_> = deliveries
+        .iter()
+        .map(|d| d.payload["card_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(distinct.len(), CARDS as usize);
+    assert!(deliveries
+        .iter()
+        .enumerate()
+        .all(|(i, d)| d.payload["batch_index"] == i && d.payload["batch_count"] == CARDS));
+    adapter.stop();
+}
