@@ -27,7 +27,11 @@ use std::time::{Duration, Instant};
 const WALLETS: u32 = 1_000;
 
 fn order(i: usize, channel: &str) -> Vec<u8> {
-    let recipient = if channel == "none" { "" } else { "buyer@example.com" };
+    let recipient = if channel == "none" {
+        ""
+    } else {
+        "buyer@example.com"
+    };
     serde_json::to_vec(&serde_json::json!({
         "order_id": format!("b-{i}"),
         "wallet_id": format!("w-{}", i as u32 % WALLETS),
@@ -45,7 +49,11 @@ async fn publish_all(js: &Context, subject: &str, n: usize, channel: &str) {
         let msg = PublishMessage::build()
             .payload(order(i, channel).into())
             .message_id(format!("b-{i}"));
-        acks.push_back(js.send_publish(subject.to_owned(), msg).await.expect("publish"));
+        acks.push_back(
+            js.send_publish(subject.to_owned(), msg)
+                .await
+                .expect("publish"),
+        );
         if acks.len() >= 4_096 {
             if let Some(a) = acks.pop_front() {
                 a.await.expect("stored");
@@ -113,7 +121,9 @@ async fn bare(js: &Context, n: usize, channel: &str, writes_per_message: usize) 
         tasks.push(tokio::spawn(async move {
             for w in 0..writes_per_message {
                 let id = format!("{}-{w}", m.info().map(|i| i.stream_sequence).unwrap_or(0));
-                let out = PublishMessage::build().payload(m.payload.clone()).message_id(id);
+                let out = PublishMessage::build()
+                    .payload(m.payload.clone())
+                    .message_id(id);
                 if let Ok(ack) = js.send_publish(format!("bench.out.{w}"), out).await {
                     let _ = ack.await;
                 }
@@ -160,7 +170,9 @@ async fn with_engine(js: &Context, url: &str, n: usize, channel: &str) -> Durati
     let publisher = {
         let js = js.clone();
         let channel = channel.to_owned();
-        tokio::spawn(async move { publish_all(&js, "giftcard.orders.checkout-1", n, &channel).await })
+        tokio::spawn(
+            async move { publish_all(&js, "giftcard.orders.checkout-1", n, &channel).await },
+        )
     };
     while results(js).await < n as u64 {
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -209,5 +221,9 @@ async fn main() {
     println!("median bare JetStream publish -> consume -> double ack:        {b:>8.0} msgs/s");
     println!("median bare + result and event stored per message (no engine): {q:>8.0} msgs/s");
     println!("median engine path publish -> engine -> result -> ack:          {e:>8.0} orders/s");
-    println!("ratio of medians engine/bare: {:.0}%, engine/(bare + 2 writes): {:.0}%", 100.0 * e / b, 100.0 * e / q);
+    println!(
+        "ratio of medians engine/bare: {:.0}%, engine/(bare + 2 writes): {:.0}%",
+        100.0 * e / b,
+        100.0 * e / q
+    );
 }
