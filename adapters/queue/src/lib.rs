@@ -103,11 +103,17 @@ async fn run(cfg: QueueConfig, engine: Arc<Engine>, stop: Arc<AtomicBool>) {
     };
     let js = async_nats::jetstream::new(client.clone());
     // Streams are created once the broker answers; HTTP keeps serving meanwhile.
-    while let Err(e) = streams::ensure(&js, &cfg).await {
+    while let Err(e) = until_stopped(&stop, streams::ensure(&js, &cfg))
+        .await
+        .unwrap_or(Ok(()))
+    {
         tracing::warn!(error = %e, "cannot set up JetStream streams yet; retrying");
         if sleep_unless(&stop, Duration::from_secs(1)).await {
             return;
         }
+    }
+    if stop.load(Ordering::Acquire) {
+        return;
     }
     tracing::info!("queue adapter running");
     let cfg = Arc::new(cfg);
@@ -179,6 +185,25 @@ async fn connect(cfg: &QueueConfig) -> Result<async_nats::Client, QueueError> {
     opts.connect(cfg.urls())
         .await
         .map_err(|e| QueueError::Connect(e.to_string()))
+}
+
+/// Runs `fut` unless the adapter stops first (None then), so a broker that does not answer
+/// never holds up shutdown.
+async fn until_stopped<T>(
+    stop: &AtomicBool,
+    fut: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    tokio::pin!(fut);
+    loop {
+        tokio::select! {
+            out = &mut fut => return Some(out),
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {
+                if stop.load(Ordering::Acquire) {
+                    return None;
+                }
+            }
+        }
+    }
 }
 
 /// Sleeps; true when the adapter is stopping.

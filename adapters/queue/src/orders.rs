@@ -10,7 +10,7 @@
 
 use crate::streams::{ORDERS_STREAM, ORDERS_SUBJECTS};
 use crate::wire::OrderResult;
-use crate::{ask, sleep_unless, submit, QueueConfig};
+use crate::{ask, sleep_unless, submit, until_stopped, QueueConfig};
 use async_nats::jetstream::consumer::{pull, AckPolicy};
 use async_nats::jetstream::message::{AckKind, PublishMessage};
 use async_nats::jetstream::{Context, Message};
@@ -46,9 +46,10 @@ pub async fn run(js: Context, engine: Arc<Engine>, cfg: Arc<QueueConfig>, stop: 
     let inflight = Arc::new(Semaphore::new(cfg.orders_inflight_max.max(1)));
     let paused_until = Arc::new(AtomicU64::new(0));
     while !stop.load(Ordering::Acquire) {
-        let mut messages = match subscribe(&js, &cfg).await {
-            Ok(m) => m,
-            Err(e) => {
+        let mut messages = match until_stopped(&stop, subscribe(&js, &cfg)).await {
+            None => break,
+            Some(Ok(m)) => m,
+            Some(Err(e)) => {
                 tracing::warn!(error = %e, "order consumer unavailable; retrying");
                 if sleep_unless(&stop, Duration::from_secs(1)).await {
                     break;
