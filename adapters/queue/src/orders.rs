@@ -197,7 +197,19 @@ async fn decide(
             true,
         )
     };
-    if let Err(e) = giftcard_http::input::id("subject client", &client) {
+    let checked = giftcard_http::input::id("subject client", &client).and_then(|c| {
+        // Results go to `giftcard.results.{client}`, which must be a valid subject too.
+        if c.split('.').any(str::is_empty) {
+            Err(ApiError::invalid(
+                "invalid_id",
+                "subject client",
+                "the client in the subject has an empty token",
+            ))
+        } else {
+            Ok(c)
+        }
+    });
+    if let Err(e) = checked {
         // No client to answer: the result goes to `giftcard.results._invalid` for operators.
         return Ok(invalid("_invalid", None, e));
     }
