@@ -882,3 +882,75 @@ fn openapi_document_and_metrics() {
         );
     }
 }
+
+#[test]
+fn delivery_reports_count_attempts_give_up_and_list_failed_cards() {
+    let dir = tmp();
+    let api = Api::start(dir.path());
+    api.sku("gc-25", "supplier_code", 2500, None);
+    api.codes("gc-25", "DLV", 5);
+    api.wallet(CHECKOUT, "w", 100_000);
+    let r = api.order(CHECKOUT, "o-d", "w", "gc-25", 2);
+    assert_eq!(r.status, 201, "{r:?}");
+    let ok_card = r.body["cards"][0]["card_id"].as_str().unwrap().to_owned();
+    let bad_card = r.body["cards"][1]["card_id"].as_str().unwrap().to_owned();
+    let report = |card: &str, status: &str| {
+        api.post(
+            &format!("/v1/deliveries/{card}/report"),
+            ADMIN,
+            &json!({ "status": status }),
+        )
+    };
+
+    // Only the delivery service (an admin key) reports.
+    api.post(
+        &format!("/v1/deliveries/{ok_card}/report"),
+        CHECKOUT,
+        &json!({"status": "delivered"}),
+    )
+    .problem(403, "forbidden");
+    let r = report(&ok_card, "delivered");
+    assert_eq!(
+        (r.status, r.body["delivery"].as_str()),
+        (200, Some("delivered"))
+    );
+    assert_eq!(report(&ok_card, "failed").body["delivery"], "unchanged");
+
+    // The default allows 5 attempts: four failures retry, the fifth gives up.
+    for attempt in 1..=4 {
+        let r = report(&bad_card, "failed");
+        assert_eq!(
+            (r.body["delivery"].as_str(), r.body["attempt"].as_u64()),
+            (Some("retrying"), Some(attempt)),
+            "{r:?}"
+        );
+    }
+    let r = report(&bad_card, "failed");
+    assert_eq!(
+        (r.body["delivery"].as_str(), r.body["attempt"].as_u64()),
+        (Some("gave_up"), Some(5))
+    );
+    let failed = api.get("/v1/admin/deliveries/failed", Some(ADMIN));
+    assert_eq!(failed.status, 200, "{failed:?}");
+    assert_eq!(failed.body["cards"].as_array().unwrap().len(), 1);
+    assert_eq!(failed.body["cards"][0]["card_id"], bad_card.as_str());
+    assert_eq!(failed.body["cards"][0]["order_id"], "o-d");
+    assert_eq!(failed.body["cards"][0]["failures"], 5);
+    api.get("/v1/admin/deliveries/failed", Some(CHECKOUT))
+        .problem(403, "forbidden");
+    api.get("/v1/admin/deliveries/failed?limit=0", Some(ADMIN))
+        .problem(400, "invalid_limit");
+
+    // Bad input changes nothing.
+    report("nope", "failed").problem(400, "invalid_id");
+    api.post_raw(
+        &format!("/v1/deliveries/{bad_card}/report"),
+        ADMIN,
+        r#"{"status":"lost"}"#,
+    )
+    .problem(400, "invalid_field");
+    report("999999", "failed").problem(404, "card_not_found");
+    let doc = api.get("/openapi.json", None).body;
+    assert!(doc["paths"]["/v1/deliveries/{card_id}/report"]["post"].is_object());
+    assert!(doc["paths"]["/v1/admin/deliveries/failed"]["get"].is_object());
+}

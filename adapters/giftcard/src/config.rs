@@ -35,13 +35,9 @@ pub struct EngineSection {
     pub hash_key: String,
 }
 
-/// `[nats]` (the queue adapter; off in the embedded default).
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NatsSection {
-    pub enabled: bool,
-    pub url: String,
-}
+/// `[nats]` (the queue adapter; off in the embedded default). Its settings are the queue
+/// adapter's own configuration type, documented there and in `config/default.toml`.
+pub type NatsSection = giftcard_queue::QueueConfig;
 
 /// Short names the product promises, mapped to their section and key.
 const ALIASES: &[(&str, &str, &str)] = &[("GIFTCARD_DATA_DIR", "engine", "data_dir"), ("GIFTCARD_SHARDS", "engine", "shards")];
@@ -99,6 +95,9 @@ impl Config {
         c.checkpoint_after_records = self.engine.checkpoint_after_records;
         c.seal_key = hex32(&self.engine.seal_key, "engine.seal_key")?;
         c.hash_key = hex32(&self.engine.hash_key, "engine.hash_key")?;
+        // The queue adapter publishes events from the journal: checkpoints must keep what it
+        // has not published yet.
+        c.outbox = self.nats.enabled;
         Ok(c)
     }
 }

@@ -32,7 +32,38 @@ pub fn run(cfg: Config) -> Result<()> {
         tracing::warn!("{msg}");
         eprintln!("WARNING: {msg}");
     }
-    let server = giftcard_http::start(cfg.http, engine_cfg).map_err(anyhow::Error::msg)?;
+    let mut http_cfg = cfg.http;
+    // One give-up rule for delivery reports, whether they come over HTTP or NATS.
+    http_cfg.delivery_attempts_max = cfg.nats.delivery_attempts_max;
+    let server = giftcard_http::start(http_cfg, engine_cfg).map_err(anyhow::Error::msg)?;
     println!("giftcard listening on http://{}", server.addr);
-    server.wait().map_err(anyhow::Error::msg)
+    let queue = if cfg.nats.enabled {
+        start_queue(&server, cfg.nats)?
+    } else {
+        None
+    };
+    let served = server.wait().map_err(anyhow::Error::msg);
+    if let Some(q) = queue {
+        q.stop();
+    }
+    served
+}
+
+/// Starts the queue adapter once recovery is done (HTTP answers `/healthz` meanwhile); None when
+/// the server stopped first.
+fn start_queue(
+    server: &giftcard_http::Server,
+    nats: giftcard_queue::QueueConfig,
+) -> Result<Option<giftcard_queue::QueueAdapter>> {
+    loop {
+        if let Some(engine) = server.engine() {
+            let adapter = giftcard_queue::QueueAdapter::start(nats, engine)?;
+            println!("giftcard queue adapter started");
+            return Ok(Some(adapter));
+        }
+        if server.finished() {
+            return Ok(None);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }

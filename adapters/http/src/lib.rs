@@ -80,6 +80,10 @@ pub struct HttpConfig {
     /// How long SIGTERM waits for in-flight requests before closing connections.
     #[serde(default = "defaults::shutdown_timeout_s")]
     pub shutdown_timeout_s: u64,
+    /// Failed delivery reports after which a card's delivery is given up (the binary copies
+    /// `[nats] delivery_attempts_max` here, so both report paths agree).
+    #[serde(default = "defaults::delivery_attempts_max")]
+    pub delivery_attempts_max: u8,
 }
 
 mod defaults {
@@ -110,6 +114,9 @@ mod defaults {
     pub fn shutdown_timeout_s() -> u64 {
         30
     }
+    pub fn delivery_attempts_max() -> u8 {
+        5
+    }
 }
 
 impl HttpConfig {
@@ -129,6 +136,7 @@ impl HttpConfig {
             rate_limit_keys_max: defaults::rate_limit_keys_max(),
             body_buffer_bytes_max: defaults::body_buffer_bytes_max(),
             shutdown_timeout_s: 5,
+            delivery_attempts_max: defaults::delivery_attempts_max(),
         }
     }
 }
@@ -148,9 +156,20 @@ pub struct Server {
     pub addr: SocketAddr,
     handle: ServerHandle,
     thread: Option<JoinHandle<Result<(), String>>>,
+    state: web::Data<AppState>,
 }
 
 impl Server {
+    /// The engine once recovery is done (other adapters, such as the queue, start on it).
+    pub fn engine(&self) -> Option<Arc<Engine>> {
+        self.state.ready_engine().cloned()
+    }
+
+    /// Whether the server stopped (recovery failed, or a signal).
+    pub fn finished(&self) -> bool {
+        !matches!(&self.thread, Some(t) if !t.is_finished())
+    }
+
     /// Waits until the server stops (SIGTERM, or recovery failed) and the journal is flushed.
     pub fn wait(mut self) -> Result<(), String> {
         match self.thread.take() {
@@ -181,6 +200,7 @@ pub type Opener = Box<dyn FnOnce() -> Result<Engine, String> + Send>;
 pub fn start_with(cfg: HttpConfig, open: Opener) -> Result<Server, String> {
     let metrics = metrics_http::install();
     let state = web::Data::new(AppState::new(&cfg, metrics)?);
+    let server_state = state.clone();
     let (tx, rx) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new()
         .name("giftcard-http".into())
@@ -191,6 +211,7 @@ pub fn start_with(cfg: HttpConfig, open: Opener) -> Result<Server, String> {
             addr,
             handle,
             thread: Some(thread),
+            state: server_state,
         }),
         Ok(Err(e)) => Err(e),
         Err(_) => Err(thread.join().map_or_else(

@@ -19,11 +19,12 @@ use utoipa::{Modify, OpenApi};
         routes::place_order, routes::place_batch, routes::get_order,
         routes::get_card, routes::card_balance, routes::redeem, routes::reverse,
         routes::put_fx, routes::get_fx, routes::stats, routes::close_settlement, routes::reconciliation,
+        routes::report_delivery, routes::failed_deliveries,
     ),
     components(schemas(Problem, MoneyDto)),
     modifiers(&Security, &Problems),
     tags(
-        (name = "wallets"), (name = "catalog"), (name = "orders"), (name = "cards"), (name = "fx"), (name = "admin"), (name = "ops"),
+        (name = "wallets"), (name = "catalog"), (name = "orders"), (name = "cards"), (name = "fx"), (name = "admin"), (name = "deliveries"), (name = "ops"),
     )
 )]
 pub struct ApiDoc;

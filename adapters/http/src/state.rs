@@ -24,6 +24,8 @@ pub struct AppState {
     /// Body buffer budget in KiB (see `HttpConfig::body_buffer_bytes_max`).
     pub body_budget_kib: std::sync::Arc<tokio::sync::Semaphore>,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Failed delivery reports after which a card's delivery is given up.
+    pub delivery_attempts_max: u8,
 }
 
 impl AppState {
@@ -57,6 +59,7 @@ impl AppState {
                 (cfg.body_buffer_bytes_max / 1024).max(1),
             )),
             metrics,
+            delivery_attempts_max: cfg.delivery_attempts_max,
         })
     }
 

@@ -500,3 +500,44 @@ pub struct ReconciliationView {
 pub struct HealthView {
     pub status: String,
 }
+
+// ---- deliveries ----
+
+/// What the delivery service saw for one attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatusDto {
+    Delivered,
+    Failed,
+}
+
+/// One delivery attempt's report.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryReportRequest {
+    pub status: DeliveryStatusDto,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct DeliveryReportView {
+    pub card_id: String,
+    /// delivered, retrying (the event is re-sent after a backoff), gave_up (listed for
+    /// operators), or unchanged (the delivery was already settled; the report changed nothing).
+    pub delivery: String,
+    /// Which attempt this report counted as (absent when unchanged).
+    pub attempt: Option<u8>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct FailedDeliveryView {
+    pub card_id: String,
+    pub sku_id: String,
+    pub client: String,
+    pub order_id: String,
+    pub failures: u8,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct FailedDeliveriesView {
+    pub cards: Vec<FailedDeliveryView>,
+}

@@ -4,6 +4,7 @@
 mod admin;
 mod cards;
 mod catalog;
+mod deliveries;
 mod ops;
 mod orders;
 mod wallets;
@@ -11,6 +12,7 @@ mod wallets;
 pub use admin::*;
 pub use cards::*;
 pub use catalog::*;
+pub use deliveries::*;
 pub use ops::*;
 pub use orders::*;
 pub use wallets::*;
@@ -148,6 +150,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 )
                 .service(
                     resource("/admin/reconciliation", "GET").route(web::get().to(reconciliation)),
+                )
+                .service(
+                    resource("/deliveries/{card_id}/report", "POST")
+                        .route(web::post().to(report_delivery)),
+                )
+                .service(
+                    resource("/admin/deliveries/failed", "GET")
+                        .route(web::get().to(failed_deliveries)),
                 ),
         )
         .default_service(web::to(|| async {

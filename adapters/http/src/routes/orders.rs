@@ -28,8 +28,9 @@ fn channel(c: ChannelDto) -> DeliveryChannel {
     }
 }
 
-/// Validates an order and builds the engine's request.
-fn order_request(
+/// Validates an order and builds the engine's request. Shared with the queue adapter, so an order
+/// sent over HTTP and over NATS with the same id and body is the same order (same fingerprint).
+pub fn order_request(
     who: &Principal,
     o: &OrderRequestDto,
     prefix: &str,
@@ -114,7 +115,16 @@ async fn check_amount_currencies(
     if o.items.iter().all(|i| i.amount.is_none()) {
         return Ok(());
     }
-    let skus = super::all_skus(state).await?;
+    amount_currencies_match(&super::all_skus(state).await?, o, prefix)
+}
+
+/// The check of [`check_amount_currencies`] against a catalog already read (the queue adapter
+/// shares it).
+pub fn amount_currencies_match(
+    skus: &[Sku],
+    o: &OrderRequestDto,
+    prefix: &str,
+) -> Result<(), ApiError> {
     for (i, item) in o.items.iter().enumerate() {
         let (Some(a), Some(sku)) = (
             &item.amount,

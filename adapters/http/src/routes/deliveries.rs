@@ -1,0 +1,129 @@
+//! Delivery lifecycle: the delivery service reports each card's delivery (`delivered` or
+//! `failed`); after `delivery_attempts_max` failures the card is given up and listed for operators.
+//! The queue adapter re-publishes a failed card's delivery event with backoff; this module only
+//! records reports and lists the given-up cards.
+
+use super::reply;
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::input::{self, JsonBody};
+use crate::state::AppState;
+use crate::wire::*;
+use crate::Role;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use giftcard_core::state::Delivery;
+use giftcard_core::*;
+use giftcard_shard::{Outcome, Query, QueryAnswer};
+use serde::Deserialize;
+
+/// The delivery service is an internal service: it reports with an admin key.
+const DELIVERY_ROLES: &[Role] = &[Role::Admin];
+
+/// Given-up cards one listing returns at most (per shard, before merging).
+const FAILED_LIMIT_MAX: u32 = 1_000;
+
+/// Records one delivery attempt's outcome for a card.
+#[utoipa::path(post, path = "/v1/deliveries/{card_id}/report", tag = "deliveries", params(("card_id" = String, Path, pattern = r"^[0-9]{1,19}$", min_length = 1, max_length = 19)), request_body = DeliveryReportRequest, responses((status = 200, body = DeliveryReportView)), security(("bearer" = [])))]
+pub async fn report_delivery(
+    who: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: JsonBody<DeliveryReportRequest>,
+) -> Result<HttpResponse, ApiError> {
+    who.require(DELIVERY_ROLES)?;
+    let card = CardId(input::digits("card_id", &path)?);
+    let body = body.parse()?;
+    let delivered = body.status == DeliveryStatusDto::Delivered;
+    let cmd = Command::ReportDelivery {
+        card,
+        delivered,
+        attempts_max: state.delivery_attempts_max,
+    };
+    let Outcome::Applied(events) = state.submit(cmd).await? else {
+        return Err(ApiError::Unavailable);
+    };
+    Ok(reply(
+        StatusCode::OK,
+        &delivery_report_view(card, &events),
+        false,
+    ))
+}
+
+/// What a report did, from the events it caused (none: the delivery was already settled).
+pub fn delivery_report_view(card: CardId, events: &[Event]) -> DeliveryReportView {
+    let reported = events.iter().find_map(|e| match e {
+        Event::DeliveryReported {
+            delivered,
+            attempt,
+            gave_up,
+            ..
+        } => Some((*delivered, *attempt, *gave_up)),
+        _ => None,
+    });
+    let (delivery, attempt) = match reported {
+        None => ("unchanged", None),
+        Some((true, a, _)) => ("delivered", Some(a)),
+        Some((false, a, true)) => ("gave_up", Some(a)),
+        Some((false, a, false)) => ("retrying", Some(a)),
+    };
+    DeliveryReportView {
+        card_id: card.0.to_string(),
+        delivery: delivery.into(),
+        attempt,
+    }
+}
+
+/// Paging of the given-up list.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct FailedParams {
+    /// 1 to 1000 per shard, default 100.
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+}
+
+/// Cards whose delivery failed every allowed attempt, for operators.
+#[utoipa::path(get, path = "/v1/admin/deliveries/failed", tag = "deliveries", params(FailedParams), responses((status = 200, body = FailedDeliveriesView)), security(("bearer" = [])))]
+pub async fn failed_deliveries(
+    who: Principal,
+    state: web::Data<AppState>,
+    q: web::Query<FailedParams>,
+) -> Result<HttpResponse, ApiError> {
+    who.require(&[Role::Admin])?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=FAILED_LIMIT_MAX).contains(&limit) {
+        return Err(ApiError::invalid(
+            "invalid_limit",
+            "limit",
+            "must be 1 to 1000",
+        ));
+    }
+    let QueryAnswer::CardList(cards) = state
+        .ask(Query::FailedDeliveries {
+            limit: limit as usize,
+        })
+        .await?
+    else {
+        return Err(ApiError::Unavailable);
+    };
+    let cards = cards
+        .into_iter()
+        .map(|(id, c)| FailedDeliveryView {
+            card_id: id.0.to_string(),
+            sku_id: c.sku.as_str().to_owned(),
+            client: c.order.client.as_str().to_owned(),
+            order_id: c.order.order_id.as_str().to_owned(),
+            failures: match c.delivery {
+                Delivery::GaveUp { failures } | Delivery::Pending { failures } => failures,
+                Delivery::NotRequired | Delivery::Delivered => 0,
+            },
+        })
+        .collect();
+    Ok(reply(
+        StatusCode::OK,
+        &FailedDeliveriesView { cards },
+        false,
+    ))
+}

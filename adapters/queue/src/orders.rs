@@ -1,0 +1,304 @@
+//! Orders in: a durable pull consumer on `GIFTCARD_ORDERS`. Each message's order goes through the
+//! same validation and engine command as `POST /v1/orders` (same fingerprint, so the same order
+//! id and body over HTTP and NATS is one order). A message is acked only after the engine's
+//! durable reply and the stored result; a redelivery or duplicate replays the recorded outcome
+//! and changes nothing. Poison messages get an `invalid` result and are terminated.
+//!
+//! Backpressure: at most `orders_inflight_max` messages are taken and unacked; past that the
+//! consumer stops pulling. An overloaded engine gets the message back (nak with delay) and the
+//! consumer pauses before pulling again, so nothing is buffered without bound.
+
+use crate::streams::{ORDERS_STREAM, ORDERS_SUBJECTS};
+use crate::wire::OrderResult;
+use crate::{ask, sleep_unless, submit, until_stopped, QueueConfig};
+use async_nats::jetstream::consumer::{pull, AckPolicy};
+use async_nats::jetstream::message::{AckKind, PublishMessage};
+use async_nats::jetstream::{Context, Message};
+use futures::StreamExt;
+use giftcard_core::{Command, OrderOutcome};
+use giftcard_http::auth::Principal;
+use giftcard_http::error::{problem_of, ApiError};
+use giftcard_http::wire::{MoneyView, OrderRequestDto};
+use giftcard_http::Role;
+use giftcard_shard::{Engine, EngineError, Outcome, Query, QueryAnswer};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+const SUBJECT_PREFIX: &str = "giftcard.orders.";
+/// How long an overloaded engine's message waits before redelivery, and the consumer before
+/// pulling again.
+const OVERLOAD_PAUSE: Duration = Duration::from_millis(200);
+
+/// What to do with a message once handled.
+enum Settle {
+    /// Result stored: ack (the outcome is durable).
+    Ack,
+    /// The message itself is wrong: terminate it, never redeliver.
+    Term,
+    /// Try again later (engine overloaded or stopping, broker refused the result).
+    Retry,
+}
+
+/// Pulls and handles orders until `stop`.
+pub async fn run(js: Context, engine: Arc<Engine>, cfg: Arc<QueueConfig>, stop: Arc<AtomicBool>) {
+    let inflight = Arc::new(Semaphore::new(cfg.orders_inflight_max.max(1)));
+    let paused_until = Arc::new(AtomicU64::new(0));
+    while !stop.load(Ordering::Acquire) {
+        let mut messages = match until_stopped(&stop, subscribe(&js, &cfg)).await {
+            None => break,
+            Some(Ok(m)) => m,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "order consumer unavailable; retrying");
+                if sleep_unless(&stop, Duration::from_secs(1)).await {
+                    break;
+                }
+                continue;
+            }
+        };
+        loop {
+            if stop.load(Ordering::Acquire) {
+                break;
+            }
+            // Backpressure: no permit, no pull.
+            let Ok(permit) = inflight.clone().acquire_owned().await else {
+                break;
+            };
+            let pause = paused_until
+                .load(Ordering::Acquire)
+                .saturating_sub(now_ms());
+            if pause > 0 {
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+            }
+            let next = tokio::time::timeout(Duration::from_millis(250), messages.next()).await;
+            let msg = match next {
+                Err(_) => continue,
+                Ok(None) => break,
+                Ok(Some(Err(e))) => {
+                    tracing::debug!(error = %e, "order stream hiccup");
+                    continue;
+                }
+                Ok(Some(Ok(m))) => m,
+            };
+            let (js, engine, paused) = (js.clone(), engine.clone(), paused_until.clone());
+            tokio::spawn(async move {
+                handle(&js, &engine, &msg, &paused).await;
+                drop(permit);
+            });
+        }
+    }
+    // Let in-flight orders finish (their acks) before the runtime goes.
+    let _ = tokio::time::timeout(
+        Duration::from_secs(10),
+        inflight.acquire_many(cfg.orders_inflight_max.max(1) as u32),
+    )
+    .await;
+}
+
+async fn subscribe(js: &Context, cfg: &QueueConfig) -> Result<pull::Stream, String> {
+    let stream = js
+        .get_stream(ORDERS_STREAM)
+        .await
+        .map_err(|e| e.to_string())?;
+    let consumer = stream
+        .get_or_create_consumer(
+            &cfg.consumer_name,
+            pull::Config {
+                durable_name: Some(cfg.consumer_name.clone()),
+                filter_subject: ORDERS_SUBJECTS.into(),
+                ack_policy: AckPolicy::Explicit,
+                ack_wait: Duration::from_secs(cfg.ack_wait_s.max(1)),
+                max_ack_pending: (cfg.orders_inflight_max + cfg.consumer_batch_max) as i64,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    consumer
+        .stream()
+        .max_messages_per_batch(cfg.consumer_batch_max.max(1))
+        .expires(Duration::from_secs(5))
+        .heartbeat(Duration::from_secs(2))
+        .messages()
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn handle(js: &Context, engine: &Engine, msg: &Message, paused_until: &AtomicU64) {
+    let seq = msg.info().map(|i| i.stream_sequence).unwrap_or(0);
+    let settle = match decide(engine, msg, seq).await {
+        Err(EngineError::Overloaded) => {
+            paused_until.store(
+                now_ms() + OVERLOAD_PAUSE.as_millis() as u64,
+                Ordering::Release,
+            );
+            metrics::counter!("giftcard_queue_orders_total", "outcome" => "overloaded")
+                .increment(1);
+            Settle::Retry
+        }
+        Err(_) => Settle::Retry,
+        Ok((client, result, id, term)) => match publish_result(js, &client, &result, &id).await {
+            Ok(()) => {
+                metrics::counter!("giftcard_queue_orders_total", "outcome" => result.status.clone())
+                    .increment(1);
+                if term {
+                    Settle::Term
+                } else {
+                    Settle::Ack
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot store an order result; the order is redelivered");
+                Settle::Retry
+            }
+        },
+    };
+    let acked = match settle {
+        Settle::Ack => msg.double_ack().await,
+        Settle::Term => msg.ack_with(AckKind::Term).await,
+        Settle::Retry => msg.ack_with(AckKind::Nak(Some(OVERLOAD_PAUSE))).await,
+    };
+    if let Err(e) = acked {
+        // The broker redelivers after ack_wait; the engine replays the recorded outcome then.
+        tracing::debug!(error = %e, seq, "ack not confirmed");
+    }
+}
+
+/// The result of one message: (client, result, result id, terminate), or an engine failure to
+/// retry on.
+async fn decide(
+    engine: &Engine,
+    msg: &Message,
+    seq: u64,
+) -> Result<(String, OrderResult, String, bool), EngineError> {
+    let client = msg
+        .subject
+        .as_str()
+        .strip_prefix(SUBJECT_PREFIX)
+        .unwrap_or("")
+        .to_owned();
+    let invalid = |client: &str, order_id: Option<String>, e: ApiError| {
+        metrics::counter!("giftcard_queue_orders_total", "outcome" => "invalid").increment(1);
+        (
+            client.to_owned(),
+            OrderResult {
+                client: client.to_owned(),
+                order_id,
+                status: "invalid".into(),
+                reason: None,
+                charged: None,
+                first_card_id: None,
+                card_count: 0,
+                replayed: false,
+                problem: Some(problem_of(&e)),
+            },
+            format!("invalid-{seq}"),
+            true,
+        )
+    };
+    let checked = giftcard_http::input::id("subject client", &client).and_then(|c| {
+        // Results go to `giftcard.results.{client}`, which must be a valid subject too.
+        if c.split('.').any(str::is_empty) {
+            Err(ApiError::invalid(
+                "invalid_id",
+                "subject client",
+                "the client in the subject has an empty token",
+            ))
+        } else {
+            Ok(c)
+        }
+    });
+    if let Err(e) = checked {
+        // No client to answer: the result goes to `giftcard.results._invalid` for operators.
+        return Ok(invalid("_invalid", None, e));
+    }
+    let dto: OrderRequestDto = match giftcard_http::input::json(&msg.payload) {
+        Ok(d) => d,
+        Err(e) => return Ok(invalid(&client, None, e)),
+    };
+    let who = Principal {
+        client: client.clone(),
+        role: Role::Checkout,
+    };
+    let order_id = dto.order_id.clone();
+    let req = match giftcard_http::routes::order_request(&who, &dto, "") {
+        Ok(r) => r,
+        Err(e) => return Ok(invalid(&client, Some(order_id), e)),
+    };
+    if dto.items.iter().any(|i| i.amount.is_some()) {
+        let QueryAnswer::Skus(skus) = ask(engine, Query::Skus).await? else {
+            return Err(EngineError::Storage);
+        };
+        if let Err(e) = giftcard_http::routes::amount_currencies_match(&skus, &dto, "") {
+            return Ok(invalid(&client, Some(order_id), e));
+        }
+    }
+    let mut result = OrderResult {
+        client: client.clone(),
+        order_id: Some(order_id.clone()),
+        status: "rejected".into(),
+        reason: None,
+        charged: None,
+        first_card_id: None,
+        card_count: 0,
+        replayed: false,
+        problem: None,
+    };
+    match submit(engine, Command::PlaceOrder(Box::new(req))).await {
+        Ok(Outcome::Order { outcome, replayed }) => {
+            result.replayed = replayed;
+            match outcome {
+                OrderOutcome::Completed {
+                    charged,
+                    first_card,
+                    cards,
+                } => {
+                    result.status = "completed".into();
+                    result.charged = Some(MoneyView::of(charged));
+                    result.first_card_id = Some(first_card.0.to_string());
+                    result.card_count = cards;
+                }
+                OrderOutcome::Rejected(r) => result.reason = Some(r.code().to_owned()),
+            }
+            // One id per order: a redelivery's result is the same message, dropped by the broker.
+            let id = format!("result-{client}-{order_id}");
+            Ok((client, result, id, false))
+        }
+        Ok(_) => Err(EngineError::Storage),
+        Err(EngineError::Rejected(r)) => {
+            // Refused without being recorded (e.g. the key was used with another body): a final
+            // answer for this message, keyed by the message so it does not shadow the order's.
+            result.reason = Some(r.code().to_owned());
+            let e = ApiError::Rejected(r, Some(order_id));
+            result.problem = Some(problem_of(&e));
+            Ok((client, result, format!("refused-{seq}"), false))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn publish_result(
+    js: &Context,
+    client: &str,
+    result: &OrderResult,
+    id: &str,
+) -> Result<(), String> {
+    let payload = serde_json::to_vec(result).map_err(|e| e.to_string())?;
+    let ack = js
+        .send_publish(
+            format!("giftcard.results.{client}"),
+            PublishMessage::build()
+                .payload(payload.into())
+                .message_id(id),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    ack.await.map(|_| ()).map_err(|e| e.to_string())
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

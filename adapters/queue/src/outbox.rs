@@ -1,0 +1,501 @@
+//! The outbox: reads durable journal frames after the published position, turns their events
+//! into messages (order outcome, one delivery per card, settlement per supplier, low stock), and
+//! publishes them with stable ids as `Nats-Msg-Id`, in journal order (so in order per shard), at
+//! least once. The position advances only after the broker acked every message of the frames;
+//! while the broker is away the journal holds the backlog (the engine keeps frames the outbox
+//! has not published), and publishing resumes where it stopped. After a crash a few frames may
+//! go out again; the stream's duplicate window drops them because their ids are the same.
+//!
+//! Failed deliveries are re-sent after an exponential backoff (`{card}-retry-{attempt}`). The
+//! pending retries live in memory: a restart forgets them (the delivery service's next report,
+//! or an operator, picks the card up; given-up cards are listed by the admin API).
+
+use crate::wire::*;
+use crate::{sleep_unless, QueueConfig};
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::Context;
+use giftcard_core::state::{Card, Delivery};
+use giftcard_core::*;
+use giftcard_http::wire::MoneyView;
+use giftcard_shard::{Engine, EngineError, JournalFrame, Query, QueryAnswer};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One message to publish.
+#[derive(Clone, Debug)]
+pub struct OutMsg {
+    pub subject: String,
+    pub id: String,
+    pub payload: Vec<u8>,
+}
+
+/// A failed card's delivery to re-send at `due_ms`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Retry {
+    due_ms: u64,
+    card: CardId,
+    /// The failed attempt this retry follows.
+    failed_attempt: u8,
+    shard: ShardId,
+    lsn: Lsn,
+}
+
+/// What the outbox remembers between passes (moved into blocking work and back).
+#[derive(Default)]
+struct Memory {
+    /// SKUs last seen below the low-stock threshold: one event per fall, not per sale.
+    low: HashMap<SkuId, bool>,
+}
+
+/// Publishes until `stop`, then once more what is durable (if the broker is there).
+pub async fn run(js: Context, engine: Arc<Engine>, cfg: Arc<QueueConfig>, stop: Arc<AtomicBool>) {
+    let mut cursor = engine.outbox_cursor();
+    let mut memory = Memory::default();
+    let mut retries: BinaryHeap<Reverse<Retry>> = BinaryHeap::new();
+    let mut idle = 0u32;
+    loop {
+        let stopping = stop.load(Ordering::Acquire);
+        publish_due_retries(&js, &engine, &cfg, &mut retries, &stop).await;
+        let (e, max) = (engine.clone(), cfg.outbox_frames_max.max(1));
+        let frames = match tokio::task::spawn_blocking(move || e.journal_after(cursor, max)).await {
+            Ok(Ok(f)) => f,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "outbox cannot read the journal");
+                if stopping || sleep_unless(&stop, Duration::from_secs(1)).await {
+                    break;
+                }
+                continue;
+            }
+            Err(_) => break,
+        };
+        let Some(last) = frames.last().map(|f| f.seq) else {
+            if stopping {
+                break;
+            }
+            // Idle: poll more slowly the longer nothing comes (1 ms up to 10 ms).
+            idle = (idle + 1).min(10);
+            tokio::time::sleep(Duration::from_millis(u64::from(idle))).await;
+            continue;
+        };
+        idle = 0;
+        let (e, c) = (engine.clone(), cfg.clone());
+        let built = tokio::task::spawn_blocking(move || {
+            let mut memory = memory;
+            let r = build(&e, &c, &frames, &mut memory);
+            (r, memory)
+        })
+        .await;
+        let Ok((built, back)) = built else { break };
+        memory = back;
+        let (messages, new_retries) = match built {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "outbox cannot read what it publishes; retrying");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if !publish_all(&js, &messages, &stop).await {
+            break;
+        }
+        cursor = last;
+        if let Err(e) = engine.set_outbox_cursor(cursor) {
+            tracing::error!(error = %e, "cannot store the outbox position");
+        }
+        metrics::counter!("giftcard_queue_events_published_total").increment(messages.len() as u64);
+        for r in new_retries {
+            retries.push(Reverse(r));
+        }
+        while retries.len() > cfg.delivery_retries_pending_max.max(1) {
+            // Bounded: the earliest retry goes out now rather than the heap growing.
+            if let Some(Reverse(mut r)) = retries.pop() {
+                r.due_ms = 0;
+                let _ = publish_retry(&js, &engine, r).await;
+            }
+        }
+    }
+}
+
+/// Publishes in order and waits for every ack; on failure waits and starts over with the same
+/// messages (the broker drops the ones it already has). False when stopped before success.
+async fn publish_all(js: &Context, messages: &[OutMsg], stop: &AtomicBool) -> bool {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match try_publish(js, messages).await {
+            Ok(()) => return true,
+            Err(e) => {
+                tracing::warn!(error = %e, "outbox publish failed; the journal keeps the backlog");
+                metrics::counter!("giftcard_queue_publish_failures_total").increment(1);
+                if sleep_unless(stop, delay).await {
+                    return false;
+                }
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+/// Acks outstanding at once: the client's ack permits are bounded (5000 by default), so a
+/// frame of a huge bulk order must not take them all before awaiting any.
+const PUBLISH_WINDOW: usize = 1_024;
+
+async fn try_publish(js: &Context, messages: &[OutMsg]) -> Result<(), String> {
+    let mut acks: std::collections::VecDeque<async_nats::jetstream::context::PublishAckFuture> =
+        std::collections::VecDeque::with_capacity(PUBLISH_WINDOW);
+    for m in messages {
+        if acks.len() >= PUBLISH_WINDOW {
+            if let Some(ack) = acks.pop_front() {
+                ack.await.map_err(|e| e.to_string())?;
+            }
+        }
+        let ack = js
+            .send_publish(
+                m.subject.clone(),
+                PublishMessage::build()
+                    .payload(m.payload.clone().into())
+                    .message_id(&m.id),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        acks.push_back(ack);
+    }
+    for ack in acks {
+        ack.await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+async fn publish_due_retries(
+    js: &Context,
+    engine: &Arc<Engine>,
+    cfg: &QueueConfig,
+    retries: &mut BinaryHeap<Reverse<Retry>>,
+    stop: &AtomicBool,
+) {
+    let now = now_ms();
+    while let Some(Reverse(r)) = retries.peek().copied() {
+        if r.due_ms > now || stop.load(Ordering::Acquire) {
+            return;
+        }
+        retries.pop();
+        if let Err(e) = publish_retry(js, engine, r).await {
+            tracing::warn!(error = %e, card = r.card.0, "delivery retry failed; trying again later");
+            retries.push(Reverse(Retry {
+                due_ms: now + cfg.delivery_backoff_ms.max(100),
+                ..r
+            }));
+            return;
+        }
+    }
+}
+
+async fn publish_retry(js: &Context, engine: &Arc<Engine>, r: Retry) -> Result<(), String> {
+    let e = engine.clone();
+    let msg = tokio::task::spawn_blocking(move || retry_message(&e, r))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    match msg {
+        Some(m) => try_publish(js, &[m]).await,
+        None => Ok(()),
+    }
+}
+
+/// The delivery event re-sent for a failed card, unless its delivery is settled meanwhile.
+fn retry_message(engine: &Engine, r: Retry) -> Result<Option<OutMsg>, EngineError> {
+    let QueryAnswer::Card(card) = ask(engine, Query::Card { card: r.card })? else {
+        return Ok(None);
+    };
+    if !matches!(card.delivery, Delivery::Pending { .. }) {
+        return Ok(None);
+    }
+    let QueryAnswer::Order(order) = ask(
+        engine,
+        Query::Order {
+            key: card.order.clone(),
+        },
+    )?
+    else {
+        return Ok(None);
+    };
+    let Some(channel) = channel_name(order.channel) else {
+        return Ok(None);
+    };
+    let mut ev = delivery_event(engine, r.card, &card, channel, &order.recipient)?;
+    ev.event_id = format!("{}-retry-{}", r.card.0, r.failed_attempt);
+    ev.shard = r.shard.0;
+    ev.lsn = r.lsn.0;
+    ev.attempt = r.failed_attempt.saturating_add(1);
+    Ok(Some(out(
+        format!("giftcard.delivery.{channel}"),
+        &ev.event_id.clone(),
+        &ev,
+    )))
+}
+
+/// Turns frames into messages (in journal order) and the retries their reports ask for.
+fn build(
+    engine: &Engine,
+    cfg: &QueueConfig,
+    frames: &[JournalFrame],
+    memory: &mut Memory,
+) -> Result<(Vec<OutMsg>, Vec<Retry>), EngineError> {
+    let mut msgs = Vec::new();
+    let mut retries = Vec::new();
+    for frame in frames {
+        // The last sale of each SKU in this frame, where a low-stock event is attached.
+        let mut sold: Vec<(SkuId, ShardId, Lsn)> = Vec::new();
+        for (shard, lsn, event) in &frame.events {
+            match event {
+                Event::OrderCompleted(o) => {
+                    completed(engine, *shard, *lsn, o, &mut msgs)?;
+                    for line in &o.lines {
+                        match sold.iter_mut().find(|(s, _, _)| *s == line.sku) {
+                            Some(e) => *e = (line.sku.clone(), *shard, *lsn),
+                            None => sold.push((line.sku.clone(), *shard, *lsn)),
+                        }
+                    }
+                }
+                Event::OrderRejected {
+                    key,
+                    wallet,
+                    reason,
+                    ..
+                } => {
+                    let ev = OrderRejectedEvent {
+                        event_id: format!("{}-{}", shard.0, lsn.0),
+                        shard: shard.0,
+                        lsn: lsn.0,
+                        client: key.client.as_str().to_owned(),
+                        order_id: key.order_id.as_str().to_owned(),
+                        wallet_id: wallet.as_str().to_owned(),
+                        reason: reason.code().to_owned(),
+                    };
+                    msgs.push(out("giftcard.order.rejected".into(), &ev.event_id, &ev));
+                }
+                Event::SettlementClosed { period_id, dues } => {
+                    settlement(engine, *shard, *lsn, period_id, dues, &mut msgs)
+                }
+                Event::DeliveryReported {
+                    card,
+                    delivered: false,
+                    attempt,
+                    gave_up: false,
+                } => retries.push(Retry {
+                    due_ms: now_ms() + cfg.retry_delay_ms(*attempt),
+                    card: *card,
+                    failed_attempt: *attempt,
+                    shard: *shard,
+                    lsn: *lsn,
+                }),
+                _ => {}
+            }
+        }
+        if cfg.low_stock_threshold > 0 {
+            for (sku, shard, lsn) in sold {
+                low_stock(engine, cfg, memory, sku, shard, lsn, &mut msgs)?;
+            }
+        }
+    }
+    Ok((msgs, retries))
+}
+
+fn completed(
+    engine: &Engine,
+    shard: ShardId,
+    lsn: Lsn,
+    o: &CompletedOrder,
+    msgs: &mut Vec<OutMsg>,
+) -> Result<(), EngineError> {
+    let count: u64 = o.lines.iter().map(|l| u64::from(l.quantity)).sum();
+    let channel = channel_name(o.channel);
+    let ev = OrderCompletedEvent {
+        event_id: format!("{}-{}", shard.0, lsn.0),
+        shard: shard.0,
+        lsn: lsn.0,
+        client: o.key.client.as_str().to_owned(),
+        order_id: o.key.order_id.as_str().to_owned(),
+        wallet_id: o.wallet.as_str().to_owned(),
+        charged: MoneyView::of(o.charged),
+        first_card_id: o.first_card.0.to_string(),
+        card_count: count,
+        lines: o
+            .lines
+            .iter()
+            .map(|l| LineEvent {
+                sku_id: l.sku.as_str().to_owned(),
+                supplier_id: l.supplier.as_str().to_owned(),
+                quantity: l.quantity,
+                face_value: MoneyView::of(l.face),
+                unit_price: MoneyView::of(l.unit_price),
+                charged: MoneyView::of(l.charged),
+            })
+            .collect(),
+        channel: channel.unwrap_or("none").to_owned(),
+        at_ms: o.at.0,
+    };
+    msgs.push(out("giftcard.order.completed".into(), &ev.event_id, &ev));
+    let Some(channel) = channel else {
+        return Ok(());
+    };
+    let QueryAnswer::Cards(cards) = ask(
+        engine,
+        Query::Cards {
+            first: o.first_card,
+            count: count as u32,
+        },
+    )?
+    else {
+        return Err(EngineError::Storage);
+    };
+    for (i, card) in cards.iter().enumerate() {
+        let id = CardId(o.first_card.0 + i as u64);
+        let mut ev = delivery_event(engine, id, card, channel, &o.recipient)?;
+        ev.event_id = format!("{}-{}-{i}", shard.0, lsn.0);
+        ev.shard = shard.0;
+        ev.lsn = lsn.0;
+        ev.batch_index = i as u64;
+        ev.batch_count = count;
+        msgs.push(out(
+            format!("giftcard.delivery.{channel}"),
+            &ev.event_id,
+            &ev,
+        ));
+    }
+    Ok(())
+}
+
+fn delivery_event(
+    engine: &Engine,
+    id: CardId,
+    card: &Card,
+    channel: &str,
+    recipient: &str,
+) -> Result<DeliveryEvent, EngineError> {
+    Ok(DeliveryEvent {
+        event_id: String::new(),
+        shard: 0,
+        lsn: 0,
+        client: card.order.client.as_str().to_owned(),
+        order_id: card.order.order_id.as_str().to_owned(),
+        card_id: id.0.to_string(),
+        sku_id: card.sku.as_str().to_owned(),
+        code: engine.reveal(card)?,
+        face_value: MoneyView::of(card.face),
+        channel: channel.to_owned(),
+        recipient: recipient.to_owned(),
+        batch_index: 0,
+        batch_count: 1,
+        attempt: 1,
+    })
+}
+
+fn settlement(
+    engine: &Engine,
+    shard: ShardId,
+    lsn: Lsn,
+    period_id: &RequestId,
+    dues: &[(SupplierId, SupplierDue)],
+    msgs: &mut Vec<OutMsg>,
+) {
+    for (supplier, due) in dues {
+        let ev = SettlementEvent {
+            event_id: format!("{}-{}-{}", shard.0, lsn.0, supplier.as_str()),
+            shard: shard.0,
+            shard_count: engine.shard_count(),
+            lsn: lsn.0,
+            period_id: period_id.as_str().to_owned(),
+            supplier_id: supplier.as_str().to_owned(),
+            cards: due.cards,
+            owed: due
+                .owed
+                .iter()
+                .map(|(c, minor)| MoneyView::of(Money::new(*minor, *c)))
+                .collect(),
+            orders: due
+                .orders
+                .iter()
+                .map(|k| OrderRefEvent {
+                    client: k.client.as_str().to_owned(),
+                    order_id: k.order_id.as_str().to_owned(),
+                })
+                .collect(),
+        };
+        let subject = format!("giftcard.settlement.{}", supplier.as_str());
+        msgs.push(out(subject, &ev.event_id, &ev));
+    }
+}
+
+fn low_stock(
+    engine: &Engine,
+    cfg: &QueueConfig,
+    memory: &mut Memory,
+    sku: SkuId,
+    shard: ShardId,
+    lsn: Lsn,
+    msgs: &mut Vec<OutMsg>,
+) -> Result<(), EngineError> {
+    let QueryAnswer::Stock { available, .. } = ask(engine, Query::Stock { sku: sku.clone() })?
+    else {
+        return Err(EngineError::Storage);
+    };
+    let low = available < cfg.low_stock_threshold;
+    let was_low = memory.low.insert(sku.clone(), low).unwrap_or(false);
+    if low && !was_low {
+        let ev = LowStockEvent {
+            event_id: format!("lowstock-{}-{}-{}", shard.0, lsn.0, sku.as_str()),
+            shard: shard.0,
+            lsn: lsn.0,
+            sku_id: sku.as_str().to_owned(),
+            available,
+            threshold: cfg.low_stock_threshold,
+        };
+        msgs.push(out(
+            "giftcard.inventory.low_stock".into(),
+            &ev.event_id,
+            &ev,
+        ));
+    }
+    Ok(())
+}
+
+/// A blocking query that waits out a short overload instead of failing the pass.
+fn ask(engine: &Engine, q: Query) -> Result<QueryAnswer, EngineError> {
+    let mut tries = 0;
+    loop {
+        match engine.ask(q.clone()) {
+            Err(EngineError::Overloaded) if tries < 100 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            r => return r,
+        }
+    }
+}
+
+fn out<T: serde::Serialize>(subject: String, id: &str, ev: &T) -> OutMsg {
+    OutMsg {
+        subject,
+        id: id.to_owned(),
+        // Serializing these plain structs cannot fail.
+        payload: serde_json::to_vec(ev).unwrap_or_default(),
+    }
+}
+
+fn channel_name(c: DeliveryChannel) -> Option<&'static str> {
+    match c {
+        DeliveryChannel::Email => Some("email"),
+        DeliveryChannel::Sms => Some("sms"),
+        DeliveryChannel::Webhook => Some("webhook"),
+        DeliveryChannel::None => None,
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

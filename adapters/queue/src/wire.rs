@@ -1,0 +1,129 @@
+//! JSON payloads the adapter publishes: order results and the outbound events. Converted from
+//! domain types by hand; money is `{amount_minor, currency}`. Every event names the shard and
+//! lsn it comes from, so a consumer can order a shard's events even across republishing.
+
+use giftcard_http::error::Problem;
+use giftcard_http::wire::MoneyView;
+use serde::{Deserialize, Serialize};
+
+/// The answer to one order message, on `giftcard.results.{client}`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OrderResult {
+    pub client: String,
+    /// Absent when the message was too malformed to carry one.
+    pub order_id: Option<String>,
+    /// `completed`, `rejected` (a business rule, `reason` says which) or `invalid` (the message
+    /// itself is wrong: `problem` says how; it is not retried).
+    pub status: String,
+    pub reason: Option<String>,
+    pub charged: Option<MoneyView>,
+    /// Cards are numbered `first_card_id`, `first_card_id + 1`, ... (`card_count` of them);
+    /// their codes travel in delivery events or come from `GET /v1/orders/{order_id}`.
+    pub first_card_id: Option<String>,
+    pub card_count: u32,
+    /// An answer recorded earlier for the same order (a redelivery or a duplicate).
+    pub replayed: bool,
+    pub problem: Option<Problem>,
+}
+
+/// One priced line of a completed order.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LineEvent {
+    pub sku_id: String,
+    pub supplier_id: String,
+    pub quantity: u32,
+    pub face_value: MoneyView,
+    pub unit_price: MoneyView,
+    pub charged: MoneyView,
+}
+
+/// `giftcard.order.completed`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OrderCompletedEvent {
+    pub event_id: String,
+    pub shard: u16,
+    pub lsn: u64,
+    pub client: String,
+    pub order_id: String,
+    pub wallet_id: String,
+    pub charged: MoneyView,
+    pub first_card_id: String,
+    pub card_count: u64,
+    pub lines: Vec<LineEvent>,
+    pub channel: String,
+    pub at_ms: u64,
+}
+
+/// `giftcard.order.rejected`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OrderRejectedEvent {
+    pub event_id: String,
+    pub shard: u16,
+    pub lsn: u64,
+    pub client: String,
+    pub order_id: String,
+    pub wallet_id: String,
+    pub reason: String,
+}
+
+/// `giftcard.delivery.{channel}`: one card to deliver, with its code. A bulk order's cards
+/// carry the same `order_id` and `batch_count`, and their `batch_index`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DeliveryEvent {
+    pub event_id: String,
+    pub shard: u16,
+    pub lsn: u64,
+    pub client: String,
+    pub order_id: String,
+    pub card_id: String,
+    pub sku_id: String,
+    pub code: String,
+    pub face_value: MoneyView,
+    pub channel: String,
+    pub recipient: String,
+    pub batch_index: u64,
+    pub batch_count: u64,
+    /// 1 for the first sending; a retry after a failed report carries the attempt it is.
+    pub attempt: u8,
+}
+
+/// An order a settlement covers.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OrderRefEvent {
+    pub client: String,
+    pub order_id: String,
+}
+
+/// `giftcard.settlement.{supplier}`: what one shard owes one supplier for a closed period. A
+/// supplier's total is the sum over the period's events of all `shard_count` shards.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SettlementEvent {
+    pub event_id: String,
+    pub shard: u16,
+    pub shard_count: u16,
+    pub lsn: u64,
+    pub period_id: String,
+    pub supplier_id: String,
+    pub cards: u64,
+    pub owed: Vec<MoneyView>,
+    pub orders: Vec<OrderRefEvent>,
+}
+
+/// `giftcard.inventory.low_stock`: a SKU's available codes fell below the threshold.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LowStockEvent {
+    pub event_id: String,
+    pub shard: u16,
+    pub lsn: u64,
+    pub sku_id: String,
+    pub available: u64,
+    pub threshold: u64,
+}
+
+/// A delivery report on `giftcard.deliveries.report` (the HTTP endpoint takes the same status).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryReportMessage {
+    pub card_id: String,
+    pub status: giftcard_http::wire::DeliveryStatusDto,
+}

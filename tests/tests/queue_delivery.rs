@@ -1,0 +1,129 @@
+//! Delivery lifecycle over NATS: the delivery service reports per card on
+//! `giftcard.deliveries.report`; a failure re-sends the card's delivery event after a backoff
+//! (`{card}-retry-{attempt}`), and after the last allowed attempt the card is given up and
+//! listed for operators.
+
+mod queue_common;
+
+use giftcard_queue::testkit::{read_stream, wait_for, NatsServer};
+use queue_common::*;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+async fn report(nc: &async_nats::Client, card: &str, status: &str) -> Value {
+    let body = serde_json::to_vec(&json!({"card_id": card, "status": status})).unwrap();
+    let reply = tokio::time::timeout(
+        Duration::from_secs(10),
+        nc.request("giftcard.deliveries.report", body.into()),
+    )
+    .await
+    .expect("report answered in time")
+    .expect("report answered");
+    serde_json::from_slice(&reply.payload).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_deliveries_are_retried_with_backoff_then_given_up() {
+    let (store, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let nats = NatsServer::start(store.path());
+    let engine = open_engine(data.path(), 4096);
+    load(&engine, 20);
+    let adapter = start_adapter(&nats, &engine);
+    let nc = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(nc.clone());
+    wait_streams(&js).await;
+
+    assert!(
+        publish(
+            &js,
+            CLIENT,
+            "d-1",
+            order_json("d-1", "w-0", "sku-0", 2, "email")
+        )
+        .await
+    );
+    let first = wait_for(
+        &js,
+        "GIFTCARD_EVENTS",
+        "giftcard.delivery.email",
+        Duration::from_secs(15),
+        |e| e.len() >= 2,
+    )
+    .await;
+    let (ok_card, bad_card) = (
+        first[0].payload["card_id"].as_str().unwrap(),
+        first[1].payload["card_id"].as_str().unwrap(),
+    );
+
+    assert_eq!(
+        report(&nc, ok_card, "delivered").await["delivery"],
+        "delivered"
+    );
+    let r = report(&nc, bad_card, "failed").await;
+    assert_eq!(
+        (r["delivery"].as_str(), r["attempt"].as_u64()),
+        (Some("retrying"), Some(1))
+    );
+    let events = wait_for(
+        &js,
+        "GIFTCARD_EVENTS",
+        "giftcard.delivery.email",
+        Duration::from_secs(10),
+        |e| e.len() >= 3,
+    )
+    .await;
+    assert_eq!(
+        events[2].msg_id.as_deref(),
+        Some(format!("{bad_card}-retry-1").as_str())
+    );
+    assert_eq!(events[2].payload["card_id"], bad_card);
+    assert_eq!(events[2].payload["attempt"], 2);
+    assert_eq!(events[2].payload["code"], first[1].payload["code"]);
+
+    assert_eq!(
+        report(&nc, bad_card, "failed").await["delivery"],
+        "retrying"
+    );
+    wait_for(
+        &js,
+        "GIFTCARD_EVENTS",
+        "giftcard.delivery.email",
+        Duration::from_secs(10),
+        |e| e.len() >= 4,
+    )
+    .await;
+    // The third failure is the last allowed (attempts_max = 3): given up, not re-sent.
+    let r = report(&nc, bad_card, "failed").await;
+    assert_eq!(
+        (r["delivery"].as_str(), r["attempt"].as_u64()),
+        (Some("gave_up"), Some(3))
+    );
+    assert_eq!(
+        report(&nc, bad_card, "delivered").await["delivery"],
+        "unchanged"
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        read_stream(&js, "GIFTCARD_EVENTS", "giftcard.delivery.email")
+            .await
+            .len(),
+        4
+    );
+    let giftcard_shard::QueryAnswer::CardList(failed) = engine
+        .ask(giftcard_shard::Query::FailedDeliveries { limit: 10 })
+        .unwrap()
+    else {
+        panic!("card list")
+    };
+    assert_eq!(
+        failed
+            .iter()
+            .map(|(id, _)| id.0.to_string())
+            .collect::<Vec<_>>(),
+        vec![bad_card.to_owned()]
+    );
+
+    let bad = report(&nc, "not-a-card", "failed").await;
+    assert_eq!(bad["problem"]["code"], "invalid_id");
+    adapter.stop();
+}
