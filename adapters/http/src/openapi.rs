@@ -56,6 +56,7 @@ const API_ERRORS: &[(&str, &str)] = &[
         "Idempotency key reused with a different request, or the object exists",
     ),
     ("413", "Request body too large"),
+    ("415", "Request body not sent as `application/json`"),
     (
         "422",
         "A business rule refused the request (`insufficient_funds`, `out_of_stock`, ...)",
