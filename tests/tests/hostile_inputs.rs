@@ -341,7 +341,10 @@ fn hostile_requests_get_the_documented_error_and_change_nothing() {
         // Content types.
         ("text/plain body", post("/v1/orders", CHECKOUT, &order_json(&fresh("ord"))).content_type(Some("text/plain")), problem(415, "unsupported_media_type")),
         ("form body", post("/v1/orders", CHECKOUT, &order_json(&fresh("ord"))).content_type(Some("application/x-www-form-urlencoded")), problem(415, "unsupported_media_type")),
-        ("missing content type", post("/v1/orders", CHECKOUT, &order_json(&fresh("ord"))).content_type(None), problem(415, "unsupported_media_type")),
+        // No declared type is read as JSON, as strictly as ever (raw HTTP clients send none):
+        // this zero deposit is refused for its amount, which shows it was parsed.
+        ("missing content type", deposit("0", r#""USD""#).content_type(None), problem_at(400, "invalid_amount", amount_field)),
+        ("JSON declared as text/json", deposit("1", r#""USD""#).content_type(Some("text/json")), problem(415, "unsupported_media_type")),
         // Tenancy and roles.
         ("order from another client's wallet", post("/v1/orders", CHECKOUT2, &order_json(&fresh("ord"))), problem(404, "wallet_not_found")),
         ("deposit into another client's wallet", post(&dep_path, CHECKOUT2, &json!({"deposit_id": fresh("dep"), "amount": {"amount_minor": 1, "currency": "USD"}, "reference": "psp"}).to_string()), problem(404, "wallet_not_found")),

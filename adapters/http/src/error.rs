@@ -45,7 +45,7 @@ pub enum ApiError {
     },
     #[error("request body exceeds {limit} bytes")]
     TooLarge { limit: usize },
-    #[error("send the body as Content-Type: application/json")]
+    #[error("the body must be JSON: send Content-Type: application/json (or none)")]
     UnsupportedMediaType,
     #[error("missing or unknown API key")]
     Unauthenticated,
