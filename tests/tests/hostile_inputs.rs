@@ -359,7 +359,7 @@ fn hostile_requests_get_the_documented_error_and_change_nothing() {
         ("no Authorization header", get(&format!("/v1/wallets/{WALLET}"), None), problem(401, "unauthenticated")),
         ("Basic instead of Bearer", get(&format!("/v1/wallets/{WALLET}"), None).header("Authorization", &format!("Basic {CHECKOUT}")), problem(401, "unauthenticated")),
         ("Bearer without a key", get(&format!("/v1/wallets/{WALLET}"), None).header("Authorization", "Bearer "), problem(401, "unauthenticated")),
-        ("lowercase bearer", get(&format!("/v1/wallets/{WALLET}"), None).header("Authorization", &format!("bearer{CHECKOUT}")), problem(401, "unauthenticated")),
+        ("scheme glued to the key", get(&format!("/v1/wallets/{WALLET}"), None).header("Authorization", &format!("bearer{CHECKOUT}")), problem(401, "unauthenticated")),
         ("oversized key", get(&format!("/v1/wallets/{WALLET}"), None).header("Authorization", &format!("Bearer {}", "k".repeat(10_000))), problem(401, "unauthenticated")),
         ("unauthenticated deposit", raw("POST", &dep_path, None, br#"{"deposit_id":"x","amount":{"amount_minor":1,"currency":"USD"},"reference":"psp"}"#), problem(401, "unauthenticated")),
         // Idempotency keys replayed with altered bodies.
