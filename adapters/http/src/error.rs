@@ -45,6 +45,8 @@ pub enum ApiError {
     },
     #[error("request body exceeds {limit} bytes")]
     TooLarge { limit: usize },
+    #[error("the body must be JSON: send Content-Type: application/json (or none)")]
+    UnsupportedMediaType,
     #[error("missing or unknown API key")]
     Unauthenticated,
     #[error("this key may not do that")]
@@ -94,6 +96,7 @@ impl ApiError {
         match self {
             ApiError::Invalid { code, .. } => code,
             ApiError::TooLarge { .. } => "payload_too_large",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::Unauthenticated => "unauthenticated",
             ApiError::Forbidden => "forbidden",
             ApiError::NotFound { code, .. } => code,
@@ -167,6 +170,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::Invalid { .. } => StatusCode::BAD_REQUEST,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,

@@ -6,12 +6,14 @@ use crate::error::ApiError;
 use actix_web::web::Bytes;
 use giftcard_core::{Currency, Money, AMOUNT_MINOR_MAX};
 use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
 
 /// Longest free-text field (brand, reference, recipient...).
 pub const TEXT_LEN_MAX: usize = 256;
 
 /// Parses a JSON body, naming the offending field on failure.
-pub fn json<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+pub fn json<T: DeserializeOwned + Serialize>(body: &[u8]) -> Result<T, ApiError> {
     if body.is_empty() {
         return Err(ApiError::Invalid {
             code: "malformed_json",
@@ -20,7 +22,7 @@ pub fn json<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
         });
     }
     let de = &mut serde_json::Deserializer::from_slice(body);
-    let value = serde_path_to_error::deserialize(de).map_err(|e| {
+    let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let code = if inner.is_syntax() || inner.is_eof() {
@@ -35,7 +37,56 @@ pub fn json<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
             field,
         }
     })?;
+    // Without this, `{...} garbage` or two documents back to back would be accepted as the
+    // first one: the body must be exactly one JSON value (whitespace around it is fine).
+    de.end().map_err(|e| ApiError::Invalid {
+        code: "malformed_json",
+        detail: e.to_string(),
+        field: None,
+    })?;
+    // serde lets a struct arrive as a positional array (`"amount": [2500, "USD"]`), an encoding
+    // the API does not document and a reader of the body would not expect: refuse it.
+    let sent: Value = serde_json::from_slice(body).map_err(|e| ApiError::Invalid {
+        code: "malformed_json",
+        detail: e.to_string(),
+        field: None,
+    })?;
+    let canonical = serde_json::to_value(&value).unwrap_or(Value::Null);
+    if let Some(path) = array_for_object(&sent, &canonical, String::new()) {
+        return Err(ApiError::Invalid {
+            code: "invalid_field",
+            detail: "invalid type: array, expected an object".into(),
+            field: (!path.is_empty()).then_some(path),
+        });
+    }
     Ok(value)
+}
+
+/// The path of the first array in `sent` where the parsed request, re-serialized as
+/// `canonical`, has an object. Walks only where both have containers, so its depth is the
+/// request type's, whatever the body's nesting.
+fn array_for_object(sent: &Value, canonical: &Value, path: String) -> Option<String> {
+    let nested = |v: &Value| v.is_array() || v.is_object();
+    match (sent, canonical) {
+        (Value::Array(_), Value::Object(_)) => Some(path),
+        (Value::Array(s), Value::Array(c)) => s
+            .iter()
+            .zip(c)
+            .enumerate()
+            .filter(|(_, (s, _))| nested(s))
+            .find_map(|(i, (s, c))| array_for_object(s, c, format!("{path}[{i}]"))),
+        (Value::Object(s), Value::Object(c)) => {
+            s.iter().filter(|(_, v)| nested(v)).find_map(|(k, v)| {
+                let at = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                c.get(k).and_then(|c| array_for_object(v, c, at))
+            })
+        }
+        _ => None,
+    }
 }
 
 /// Checks a client-chosen id: 1-64 of `A-Za-z0-9._:-`.
@@ -190,15 +241,41 @@ pub fn fingerprint<T: serde::Serialize>(canonical: &T) -> giftcard_core::Fingerp
 /// about the body's shape.
 pub struct JsonBody<T> {
     bytes: Bytes,
+    /// Whether the request said its body is JSON; checked in [`JsonBody::parse`], so after the
+    /// role check like everything else about the body.
+    json_media_type: bool,
     /// This body's share of the buffer budget, given back when the request is done.
     _budget: Option<tokio::sync::OwnedSemaphorePermit>,
     kind: std::marker::PhantomData<T>,
 }
 
-impl<T: DeserializeOwned> JsonBody<T> {
+impl<T: DeserializeOwned + Serialize> JsonBody<T> {
     /// Parses the body strictly with [`json`].
     pub fn parse(self) -> Result<T, ApiError> {
-        json(&self.bytes)
+        self.parse_with(json)
+    }
+
+    /// Parses the body with `parse` (a pure parser of the bytes) once its media type is JSON.
+    pub fn parse_with<U>(
+        self,
+        parse: impl FnOnce(&[u8]) -> Result<U, ApiError>,
+    ) -> Result<U, ApiError> {
+        if !self.json_media_type {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        parse(&self.bytes)
+    }
+}
+
+/// Whether a Content-Type names JSON: `application/json` or `application/<anything>+json`, with
+/// or without parameters. A body declared as text/plain, a form or anything else is refused
+/// rather than guessed at.
+pub fn is_json_media_type(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or_default();
+    let essence = essence.trim().to_ascii_lowercase();
+    match essence.split_once('/') {
+        Some(("application", sub)) => sub == "json" || sub.ends_with("+json"),
+        _ => false,
     }
 }
 
@@ -230,6 +307,12 @@ impl<T: DeserializeOwned + 'static> actix_web::FromRequest for JsonBody<T> {
             },
             None => None,
         };
+        let json_media_type = match req.headers().get(actix_web::http::header::CONTENT_TYPE) {
+            // A client that declares no type (raw HTTP clients, this repository's own tests)
+            // gets its body parsed as strictly as any JSON; only another declared type is 415.
+            None => true,
+            Some(v) => v.to_str().is_ok_and(is_json_media_type),
+        };
         let bytes = <Bytes as actix_web::FromRequest>::from_request(req, payload);
         Box::pin(async move {
             let bytes = bytes
@@ -244,6 +327,7 @@ impl<T: DeserializeOwned + 'static> actix_web::FromRequest for JsonBody<T> {
                 })?;
             Ok(JsonBody {
                 bytes,
+                json_media_type,
                 _budget: budget,
                 kind: std::marker::PhantomData,
             })
@@ -336,6 +420,80 @@ mod tests {
         );
         assert!(idempotency_key(Some("a"), Some("b"), "id").is_err());
         assert!(idempotency_key(None, None, "id").is_err());
+    }
+
+    #[test]
+    fn only_json_media_types_are_accepted() {
+        for ok in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON",
+            "application/problem+json",
+        ] {
+            assert!(is_json_media_type(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "text/plain",
+            "text/json",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "application/jsonp",
+        ] {
+            assert!(!is_json_media_type(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_body_is_exactly_one_json_value() {
+        let parse = |b: &'static [u8]| json::<crate::wire::CreateWallet>(&Bytes::from_static(b));
+        assert!(parse(b" {\"wallet_id\":\"w\"}\n").is_ok());
+        for bad in [
+            &b"{\"wallet_id\":\"w\"} garbage"[..],
+            b"{\"wallet_id\":\"w\"}{\"wallet_id\":\"v\"}",
+            b"{\"wallet_id\":\"w\"}]",
+        ] {
+            assert!(
+                matches!(
+                    parse(bad),
+                    Err(ApiError::Invalid {
+                        code: "malformed_json",
+                        ..
+                    })
+                ),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn structs_are_objects_never_positional_arrays() {
+        let deposit = |b: &'static str| json::<crate::wire::DepositRequest>(b.as_bytes());
+        assert!(deposit(
+            r#"{"deposit_id":"d","amount":{"amount_minor":1,"currency":"USD"},"reference":"r"}"#
+        )
+        .is_ok());
+        let e = deposit(r#"{"deposit_id":"d","amount":[1,"USD"],"reference":"r"}"#);
+        assert!(
+            matches!(e, Err(ApiError::Invalid { code: "invalid_field", field: Some(f), .. }) if f == "amount")
+        );
+        let e = deposit(r#"["d",{"amount_minor":1,"currency":"USD"},"r"]"#);
+        assert!(matches!(
+            e,
+            Err(ApiError::Invalid {
+                code: "invalid_field",
+                field: None,
+                ..
+            })
+        ));
+        let e = json::<crate::wire::OrderRequestDto>(
+            br#"{"order_id":"o","wallet_id":"w","items":[{"sku_id":"s","quantity":1},["s",2,null]],"region":"US","delivery":{"channel":"none"}}"#,
+        );
+        assert!(
+            matches!(&e, Err(ApiError::Invalid { field: Some(f), .. }) if f == "items[1]"),
+            "{e:?}"
+        );
     }
 
     #[test]

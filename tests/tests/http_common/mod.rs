@@ -157,6 +157,47 @@ impl Api {
         }
     }
 
+    /// Sends raw body bytes with the given Content-Type (none when `None`): for bodies that are
+    /// not valid UTF-8 or not JSON, which [`Api::call`] cannot send.
+    pub fn send_bytes(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: &[u8],
+        content_type: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Res {
+        let mut req = self.agent.request(method, &format!("{}{path}", self.base));
+        if let Some(k) = key {
+            req = req.set("Authorization", &format!("Bearer {k}"));
+        }
+        if let Some(ct) = content_type {
+            req = req.set("Content-Type", ct);
+        }
+        for (h, v) in headers {
+            req = req.set(h, v);
+        }
+        let res = match req.send_bytes(body) {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{method} {path}: {e}"),
+        };
+        let status = res.status();
+        let content_type = res.header("content-type").unwrap_or("").to_owned();
+        let retry_after = res.header("retry-after").map(str::to_owned);
+        let replayed = res.header("idempotent-replayed") == Some("true");
+        let text = res.into_string().unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Res {
+            status,
+            body,
+            content_type,
+            retry_after,
+            replayed,
+            text,
+        }
+    }
+
     pub fn get(&self, path: &str, key: Option<&str>) -> Res {
         self.call("GET", path, key, None, &[])
     }

@@ -109,6 +109,39 @@ async fn recorded(
     }
 }
 
+/// A redemption request that passed every check made before the rate limit and the engine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedemptionInput {
+    /// The idempotency key: the `Idempotency-Key` header or `redemption_id`.
+    pub redemption_id: String,
+    pub code: String,
+    pub amount: Money,
+    /// The amount as sent, which the request's fingerprint covers.
+    pub amount_dto: MoneyDto,
+}
+
+/// Parses and validates a redemption body from its bytes (with the `Idempotency-Key` header, if
+/// sent), without a server or an engine. Pure, so it can be fuzzed; [`redeem`] uses it.
+pub fn parse_redemption(
+    idempotency_header: Option<&str>,
+    body: &[u8],
+) -> Result<RedemptionInput, ApiError> {
+    let r: RedeemRequest = input::json(body)?;
+    let redemption_id = input::idempotency_key(
+        idempotency_header,
+        r.redemption_id.as_deref(),
+        "redemption_id",
+    )?;
+    code("code", &r.code)?;
+    let amount = input::money("amount", &r.amount)?;
+    Ok(RedemptionInput {
+        redemption_id,
+        code: r.code,
+        amount,
+        amount_dto: r.amount,
+    })
+}
+
 /// Redeems an amount from an issued card by its code. Idempotent by `redemption_id` (or
 /// `Idempotency-Key`); a replay answers as the first request did.
 #[utoipa::path(post, path = "/v1/redemptions", tag = "cards",
@@ -120,18 +153,11 @@ pub async fn redeem(
     body: JsonBody<RedeemRequest>,
 ) -> Result<HttpResponse, ApiError> {
     who.require(CARD_ROLES)?;
-    let body = body.parse()?;
-    let r = body;
-    let id = input::idempotency_key(
-        super::idempotency_header(&req)?,
-        r.redemption_id.as_deref(),
-        "redemption_id",
-    )?;
-    code("code", &r.code)?;
-    let amount = input::money("amount", &r.amount)?;
+    let r = body.parse_with(|bytes| parse_redemption(super::idempotency_header(&req)?, bytes))?;
+    let (id, amount) = (r.redemption_id, r.amount);
     state.limit_lookup(&who, &r.code)?;
     let hash = state.engine()?.vault().hash(&r.code);
-    let fingerprint = input::fingerprint(&(hash, &r.amount));
+    let fingerprint = input::fingerprint(&(hash, &r.amount_dto));
     let cmd = Command::Redeem {
         caller: who.caller(),
         redemption_id: RequestId::new(&id),

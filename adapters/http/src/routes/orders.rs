@@ -106,6 +106,14 @@ pub fn order_request(
     })
 }
 
+/// Parses and validates an order body from its bytes, without a server or an engine: exactly
+/// the checks `POST /v1/orders` makes before the order reaches the engine (`who` is the caller
+/// its key names). Pure, so it can be fuzzed.
+pub fn parse_order(who: &Principal, body: &[u8]) -> Result<OrderRequest, ApiError> {
+    let dto: OrderRequestDto = input::json(body)?;
+    order_request(who, &dto, "")
+}
+
 /// Open-denomination amounts must be in the SKU's currency; the engine takes minor units only.
 async fn check_amount_currencies(
     state: &AppState,

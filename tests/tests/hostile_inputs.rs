@@ -1,0 +1,480 @@
+//! A catalog of hostile and malformed requests against a real server (issue 6). Each case is one
+//! line: the request and the answer it must get (status, problem `code`, and `field` where the
+//! API names one). Around every case the books are read (wallet balances and history lengths,
+//! stock, card balances, ledger totals, sales) and must be unchanged: bad input changes nothing
+//! (PRODUCT.md §3.5). All cases run and every mismatch is reported at once.
+
+mod http_common;
+
+use http_common::*;
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+const WALLET: &str = "w1";
+const OTHER_WALLET: &str = "w2";
+const SKU: &str = "gc-25";
+const PAUSED_SKU: &str = "gc-paused";
+const ISSUED_SKU: &str = "store-50";
+const BODY_BYTES_MAX: usize = 64 << 10;
+
+/// A request to send.
+struct Req {
+    method: &'static str,
+    path: String,
+    key: Option<&'static str>,
+    body: Option<Vec<u8>>,
+    content_type: Option<&'static str>,
+    headers: Vec<(&'static str, String)>,
+}
+
+impl Req {
+    fn content_type(mut self, ct: Option<&'static str>) -> Req {
+        self.content_type = ct;
+        self
+    }
+
+    fn header(mut self, name: &'static str, value: &str) -> Req {
+        self.headers.push((name, value.to_owned()));
+        self
+    }
+
+    fn send(&self, api: &Api) -> Res {
+        let headers: Vec<(&str, &str)> =
+            self.headers.iter().map(|(h, v)| (*h, v.as_str())).collect();
+        match &self.body {
+            Some(b) => api.send_bytes(
+                self.method,
+                &self.path,
+                self.key,
+                b,
+                self.content_type,
+                &headers,
+            ),
+            None => api.call(self.method, &self.path, self.key, None, &headers),
+        }
+    }
+}
+
+/// What a hostile request must get.
+enum Expect {
+    /// A problem+json answer: status, code, and the `field` it names (`None`: names none).
+    Problem(u16, &'static str, Option<&'static str>),
+    /// The replay of an earlier answer (same key, same request): this status, replay header set.
+    Replay(u16),
+}
+
+fn problem(status: u16, code: &'static str) -> Expect {
+    Expect::Problem(status, code, None)
+}
+
+fn problem_at(status: u16, code: &'static str, field: &'static str) -> Expect {
+    Expect::Problem(status, code, Some(field))
+}
+
+fn raw(method: &'static str, path: &str, key: Option<&'static str>, body: &[u8]) -> Req {
+    Req {
+        method,
+        path: path.to_owned(),
+        key,
+        body: Some(body.to_vec()),
+        content_type: Some("application/json"),
+        headers: vec![],
+    }
+}
+
+fn post(path: &str, key: &'static str, body: &str) -> Req {
+    raw("POST", path, Some(key), body.as_bytes())
+}
+
+fn get(path: &str, key: Option<&'static str>) -> Req {
+    Req {
+        method: "GET",
+        path: path.to_owned(),
+        key,
+        body: None,
+        content_type: None,
+        headers: vec![],
+    }
+}
+
+/// A fresh id per case, so one wrongly accepted case cannot mask the next as a replay.
+fn fresh(prefix: &str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!("{prefix}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A deposit into w1 by its owner, with `amount_minor` and `currency` as raw JSON text.
+fn deposit(amount_minor: &str, currency: &str) -> Req {
+    let body = format!(
+        r#"{{"deposit_id":"{}","amount":{{"amount_minor":{amount_minor},"currency":{currency}}},"reference":"psp"}}"#,
+        fresh("dep")
+    );
+    post(&format!("/v1/wallets/{WALLET}/deposits"), CHECKOUT, &body)
+}
+
+/// An order of one line from w1 by its owner; `quantity` and `region` as given.
+fn order(sku: &str, quantity: &str, region: &str) -> Req {
+    let body = format!(
+        r#"{{"order_id":"{}","wallet_id":"{WALLET}","items":[{{"sku_id":"{sku}","quantity":{quantity}}}],"region":"{region}","delivery":{{"channel":"none"}}}}"#,
+        fresh("ord")
+    );
+    post("/v1/orders", CHECKOUT, &body)
+}
+
+/// An order whose `order_id` and `wallet_id` are the given JSON values (raw text).
+fn order_ids(order_id: &str, wallet_id: &str) -> Req {
+    let body = format!(
+        r#"{{"order_id":{order_id},"wallet_id":{wallet_id},"items":[{{"sku_id":"{SKU}","quantity":1}}],"region":"US","delivery":{{"channel":"none"}}}}"#
+    );
+    post("/v1/orders", CHECKOUT, &body)
+}
+
+fn create_wallet(wallet_id: &str) -> Req {
+    post(
+        "/v1/wallets",
+        CHECKOUT,
+        &json!({ "wallet_id": wallet_id }).to_string(),
+    )
+}
+
+fn redeem(id: &str, code: &str, amount_minor: i64) -> Req {
+    let body = json!({"redemption_id": id, "code": code, "amount": {"amount_minor": amount_minor, "currency": "USD"}});
+    post("/v1/redemptions", CHECKOUT, &body.to_string())
+}
+
+/// Everything a request could wrongly change, read as admin.
+#[derive(Debug, PartialEq)]
+struct Books {
+    wallets: Vec<Value>,
+    history_lens: Vec<usize>,
+    stock: Vec<Value>,
+    cards: Vec<Value>,
+    /// Reconciliation minus its order count: rejected orders are recorded (so a retry gets the
+    /// same answer) without touching money or stock.
+    reconciliation: Value,
+    stats: Value,
+}
+
+fn books(api: &Api, card_id: &str) -> Books {
+    let read = |path: &str| {
+        let r = api.get(path, Some(ADMIN));
+        assert_eq!(r.status, 200, "{path}: {r:?}");
+        r.body
+    };
+    let wallets = [WALLET, OTHER_WALLET];
+    let mut reconciliation = read("/v1/admin/reconciliation");
+    assert_eq!(reconciliation["ok"], true, "{reconciliation}");
+    if let Some(o) = reconciliation.as_object_mut() {
+        o.remove("orders");
+    }
+    Books {
+        wallets: wallets
+            .iter()
+            .map(|w| read(&format!("/v1/wallets/{w}")))
+            .collect(),
+        history_lens: wallets
+            .iter()
+            .map(|w| {
+                let page = read(&format!("/v1/wallets/{w}/transactions?limit=500"));
+                page["transactions"].as_array().map_or(0, Vec::len)
+            })
+            .collect(),
+        stock: [SKU, PAUSED_SKU, ISSUED_SKU]
+            .iter()
+            .map(|s| read(&format!("/v1/skus/{s}/stock")))
+            .collect(),
+        cards: vec![read(&format!("/v1/cards/{card_id}"))],
+        reconciliation,
+        stats: read("/v1/admin/stats"),
+    }
+}
+
+/// Sends each case with the books read around it; returns every mismatch.
+fn run(api: &Api, card_id: &str, cases: Vec<(&str, Req, Expect)>) -> Vec<String> {
+    let mut failures = Vec::new();
+    for (name, req, expect) in cases {
+        let before = books(api, card_id);
+        let res = req.send(api);
+        let after = books(api, card_id);
+        let mut fail = |what: String| failures.push(format!("{name}: {what}\n    got {res:?}"));
+        if before != after {
+            fail(format!(
+                "the books changed:\n    before {before:?}\n    after  {after:?}"
+            ));
+        }
+        match expect {
+            Expect::Problem(status, code, field) => {
+                let got = (
+                    res.status,
+                    res.content_type.as_str(),
+                    res.body["code"].as_str(),
+                    res.body["field"].as_str(),
+                );
+                let want = (status, "application/problem+json", Some(code), field);
+                if got != want {
+                    fail(format!("want {want:?}"));
+                }
+            }
+            Expect::Replay(status) => {
+                if (res.status, res.replayed) != (status, true) {
+                    fail(format!("want a replayed {status}"));
+                }
+            }
+        }
+    }
+    failures
+}
+
+struct Fixture {
+    api: Api,
+    card_id: String,
+    code: String,
+    _dir: tempfile::TempDir,
+}
+
+/// Two clients' wallets, an active, a paused and an issued SKU; one order, deposit and
+/// redemption (reversed) whose keys the cases replay with altered bodies.
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config();
+    cfg.body_bytes_max = BODY_BYTES_MAX;
+    let api = Api::start_with(dir.path(), cfg);
+    api.sku(SKU, "supplier_code", 2_500, None);
+    api.codes(SKU, "HOSTILE", 5);
+    api.sku(PAUSED_SKU, "supplier_code", 1_000, None);
+    api.codes(PAUSED_SKU, "PAUSED", 2);
+    let paused = json!({"status": "paused"}).to_string();
+    let r = api.call(
+        "PATCH",
+        &format!("/v1/skus/{PAUSED_SKU}"),
+        Some(ADMIN),
+        Some(&paused),
+        &[],
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    api.sku(ISSUED_SKU, "issued", 5_000, Some(10));
+    api.wallet(CHECKOUT, WALLET, 100_000);
+    api.wallet(CHECKOUT2, OTHER_WALLET, 50_000);
+    let r = api.order(CHECKOUT, "o-1", WALLET, SKU, 1);
+    assert_eq!(r.status, 201, "{r:?}");
+    let r = api.order(CHECKOUT, "o-issued", WALLET, ISSUED_SKU, 1);
+    assert_eq!(r.status, 201, "{r:?}");
+    let card = &r.body["cards"][0];
+    let code = card["code"].as_str().expect("code").to_owned();
+    let card_id = card["card_id"].as_str().expect("card id").to_owned();
+    assert_eq!(api.deposit(CHECKOUT, WALLET, "dep-1", 1_000).status, 201);
+    let r = redeem("r-1", &code, 1_000).send(&api);
+    assert_eq!(r.status, 201, "{r:?}");
+    let r = redeem("r-2", &code, 500).send(&api);
+    assert_eq!(r.status, 201, "{r:?}");
+    let r = api.post("/v1/redemptions/r-2/reversal", CHECKOUT, &json!({}));
+    assert_eq!(r.status, 201, "{r:?}");
+    Fixture {
+        api,
+        card_id,
+        code,
+        _dir: dir,
+    }
+}
+
+#[test]
+fn hostile_requests_get_the_documented_error_and_change_nothing() {
+    let fx = fixture();
+    let code = fx.code.as_str();
+    let dep_path = format!("/v1/wallets/{WALLET}/deposits");
+    let order_json = |id: &str| {
+        json!({"order_id": id, "wallet_id": WALLET, "items": [{"sku_id": SKU, "quantity": 1}],
+               "region": "US", "delivery": {"channel": "none"}})
+        .to_string()
+    };
+    let nested =
+        |open: &str, close: &str| format!("{}{}", open.repeat(10_000), close.repeat(10_000));
+    let amount_field = "amount.amount_minor";
+    let qty_field = "items[0].quantity";
+    #[rustfmt::skip]
+    let cases: Vec<(&str, Req, Expect)> = vec![
+        // Amounts: sign, zero, bound, i64 overflow, fractions, strings.
+        ("negative amount", deposit("-100", r#""USD""#), problem_at(400, "invalid_amount", amount_field)),
+        ("zero amount", deposit("0", r#""USD""#), problem_at(400, "invalid_amount", amount_field)),
+        ("amount above the bound", deposit("1000000000001", r#""USD""#), problem_at(400, "invalid_amount", amount_field)),
+        ("amount overflowing i64", deposit("9223372036854775808", r#""USD""#), problem_at(400, "invalid_field", amount_field)),
+        ("i64::MIN amount", deposit("-9223372036854775808", r#""USD""#), problem_at(400, "invalid_amount", amount_field)),
+        ("fractional amount", deposit("25.5", r#""USD""#), problem_at(400, "invalid_field", amount_field)),
+        ("exponent amount", deposit("2.5e3", r#""USD""#), problem_at(400, "invalid_field", amount_field)),
+        ("amount as a string", deposit(r#""2500""#, r#""USD""#), problem_at(400, "invalid_field", amount_field)),
+        ("negative redemption", redeem(&fresh("r"), code, -1), problem_at(400, "invalid_amount", amount_field)),
+        // Currencies.
+        ("lowercase currency", deposit("100", r#""usd""#), problem_at(400, "invalid_currency", "amount.currency")),
+        ("XXX currency", deposit("100", r#""XXX""#), problem_at(400, "invalid_currency", "amount.currency")),
+        ("two-letter currency", deposit("100", r#""US""#), problem_at(400, "invalid_currency", "amount.currency")),
+        ("currency as a number", deposit("100", "840"), problem_at(400, "invalid_field", "amount.currency")),
+        // Quantities.
+        ("quantity 0", order(SKU, "0", "US"), problem_at(400, "quantity_out_of_range", qty_field)),
+        ("quantity 10,001", order(SKU, "10001", "US"), problem_at(400, "quantity_out_of_range", qty_field)),
+        ("negative quantity", order(SKU, "-1", "US"), problem_at(400, "invalid_field", qty_field)),
+        ("quantity overflowing u32", order(SKU, "4294967297", "US"), problem_at(400, "invalid_field", qty_field)),
+        ("lines summing above 10,000 cards", post("/v1/orders", CHECKOUT, &json!({"order_id": fresh("ord"), "wallet_id": WALLET, "items": [{"sku_id": SKU, "quantity": 5_000}, {"sku_id": SKU, "quantity": 5_001}], "region": "US", "delivery": {"channel": "none"}}).to_string()), problem_at(400, "quantity_out_of_range", "items[1].quantity")),
+        // Size and shape of the body.
+        ("oversized body", post(&format!("/v1/skus/{SKU}/codes"), SUPPLIER, &json!({"codes": vec!["A".repeat(100); 1_000]}).to_string()), problem(413, "payload_too_large")),
+        // The strict decoder stops at the first value of the wrong type, so deep nesting is never
+        // walked (and serde_json's recursion limit of 128 stands behind it): a 400 naming where
+        // it stopped, in microseconds.
+        ("10,000 nested arrays", post("/v1/orders", CHECKOUT, &nested("[", "]")), problem_at(400, "invalid_field", "[0]")),
+        ("10,000 nested objects", post("/v1/orders", CHECKOUT, &nested(r#"{"a":"#, "}")), problem_at(400, "invalid_field", "a")),
+        ("10,000 nested arrays in a field", post("/v1/orders", CHECKOUT, &format!(r#"{{"order_id":"o","wallet_id":"w","items":{}}}"#, nested("[", "]"))), problem_at(400, "invalid_field", "items[0][0]")),
+        // Duplicate keys are refused (serde's derived structs reject a repeated field), so which
+        // value wins is never a question. `field` names the object holding the repeated key
+        // (none at the top level); the detail names the key.
+        ("duplicate amount key", post(&dep_path, CHECKOUT, &format!(r#"{{"deposit_id":"{}","amount":{{"amount_minor":1,"currency":"USD"}},"amount":{{"amount_minor":900000,"currency":"USD"}},"reference":"psp"}}"#, fresh("dep"))), problem(400, "invalid_field")),
+        ("duplicate nested key", post(&dep_path, CHECKOUT, &format!(r#"{{"deposit_id":"{}","amount":{{"amount_minor":1,"amount_minor":900000,"currency":"USD"}},"reference":"psp"}}"#, fresh("dep"))), problem_at(400, "invalid_field", "amount")),
+        ("duplicate wallet_id", post("/v1/orders", CHECKOUT, &format!(r#"{{"order_id":"{}","wallet_id":"{WALLET}","wallet_id":"{OTHER_WALLET}","items":[{{"sku_id":"{SKU}","quantity":1}}],"region":"US","delivery":{{"channel":"none"}}}}"#, fresh("ord"))), problem(400, "invalid_field")),
+        ("JSON null body", post("/v1/orders", CHECKOUT, "null"), problem(400, "invalid_field")),
+        ("array instead of an object", post("/v1/orders", CHECKOUT, &format!("[{}]", order_json(&fresh("ord")))), problem_at(400, "invalid_field", "[0]")),
+        ("null where an object belongs", post(&dep_path, CHECKOUT, &format!(r#"{{"deposit_id":"{}","amount":null,"reference":"psp"}}"#, fresh("dep"))), problem_at(400, "invalid_field", "amount")),
+        ("order as a positional array", post("/v1/orders", CHECKOUT, &format!(r#"["{}","{WALLET}",[["{SKU}",1,null]],"US",null,["none",""]]"#, fresh("ord"))), problem(400, "invalid_field")),
+        ("amount as a positional array", post(&dep_path, CHECKOUT, &format!(r#"{{"deposit_id":"{}","amount":[1000,"USD"],"reference":"psp"}}"#, fresh("dep"))), problem_at(400, "invalid_field", "amount")),
+        ("unknown extra field", post(&dep_path, CHECKOUT, &format!(r#"{{"deposit_id":"{}","amount":{{"amount_minor":1,"currency":"USD"}},"reference":"psp","bonus":1000}}"#, fresh("dep"))), problem_at(400, "invalid_field", "bonus")),
+        ("trailing garbage", post(&dep_path, CHECKOUT, &format!(r#"{{"deposit_id":"{}","amount":{{"amount_minor":1,"currency":"USD"}},"reference":"psp"}} garbage"#, fresh("dep"))), problem(400, "malformed_json")),
+        ("a second JSON document", post("/v1/orders", CHECKOUT, &format!("{}{}", order_json(&fresh("ord")), order_json(&fresh("ord")))), problem(400, "malformed_json")),
+        ("invalid UTF-8 in a string", raw("POST", &dep_path, Some(CHECKOUT), &[br#"{"deposit_id":"x","amount":{"amount_minor":1,"currency":"USD"},"reference":"ps"#.as_slice(), b"\xff\xfe", br#""}"#].concat()), problem_at(400, "malformed_json", "reference")),
+        ("empty body", post("/v1/orders", CHECKOUT, ""), problem(400, "malformed_json")),
+        // Content types.
+        ("text/plain body", post("/v1/orders", CHECKOUT, &order_json(&fresh("ord"))).content_type(Some("text/plain")), problem(415, "unsupported_media_type")),
+        ("form body", post("/v1/orders", CHECKOUT, &order_json(&fresh("ord"))).content_type(Some("application/x-www-form-urlencoded")), problem(415, "unsupported_media_type")),
+        // No declared type is read as JSON, as strictly as ever (raw HTTP clients send none):
+        // this zero deposit is refused for its amount, which shows it was parsed.
+        ("missing content type", deposit("0", r#""USD""#).content_type(None), problem_at(400, "invalid_amount", amount_field)),
+        ("JSON declared as text/json", deposit("1", r#""USD""#).content_type(Some("text/json")), problem(415, "unsupported_media_type")),
+        // Tenancy and roles.
+        ("order from another client's wallet", post("/v1/orders", CHECKOUT2, &order_json(&fresh("ord"))), problem(404, "wallet_not_found")),
+        ("deposit into another client's wallet", post(&dep_path, CHECKOUT2, &json!({"deposit_id": fresh("dep"), "amount": {"amount_minor": 1, "currency": "USD"}, "reference": "psp"}).to_string()), problem(404, "wallet_not_found")),
+        ("read another client's wallet", get(&format!("/v1/wallets/{WALLET}"), Some(CHECKOUT2)), problem(404, "wallet_not_found")),
+        ("read another client's history", get(&format!("/v1/wallets/{WALLET}/transactions"), Some(CHECKOUT2)), problem(404, "wallet_not_found")),
+        ("read another client's card", get(&format!("/v1/cards/{}", fx.card_id), Some(CHECKOUT2)), problem(404, "card_not_found")),
+        ("supplier uploads to another supplier's SKU", post(&format!("/v1/skus/{SKU}/codes"), SUPPLIER2, r#"{"codes":["EVIL-0001"]}"#), problem(403, "forbidden")),
+        ("supplier probes an unknown SKU", post("/v1/skus/nope/codes", SUPPLIER2, r#"{"codes":["EVIL-0001"]}"#), problem(403, "forbidden")),
+        ("checkout key reads reconciliation", get("/v1/admin/reconciliation", Some(CHECKOUT)), problem(403, "forbidden")),
+        ("checkout key closes a settlement", post("/v1/admin/settlements", CHECKOUT, r#"{"period_id":"p1"}"#), problem(403, "forbidden")),
+        ("checkout key defines a SKU", post("/v1/skus", CHECKOUT, "{}"), problem(403, "forbidden")),
+        ("no Authorization header", get(&format!("/v1/wallets/{WALLET}"), None), problem(401, "unauthenticated")),
+        ("Basic instead of Bearer", get(&format!("/v1/wallets/{WALLET}"), None).header("Authorization", &format!("Basic {CHECKOUT}")), problem(401, "unauthenticated")),
+        ("Bearer without a key", get(&format!("/v1/wallets/{WALLET}"), None).header("Authorization", "Bearer "), problem(401, "unauthenticated")),
+        ("scheme glued to the key", get(&format!("/v1/wallets/{WALLET}"), None).header("Authorization", &format!("bearer{CHECKOUT}")), problem(401, "unauthenticated")),
+        ("oversized key", get(&format!("/v1/wallets/{WALLET}"), None).header("Authorization", &format!("Bearer {}", "k".repeat(10_000))), problem(401, "unauthenticated")),
+        ("unauthenticated deposit", raw("POST", &dep_path, None, br#"{"deposit_id":"x","amount":{"amount_minor":1,"currency":"USD"},"reference":"psp"}"#), problem(401, "unauthenticated")),
+        // Idempotency keys replayed with altered bodies.
+        ("order key with another quantity", order_ids_qty("o-1", 2), problem(409, "idempotency_conflict")),
+        ("deposit key with another amount", post(&dep_path, CHECKOUT, r#"{"deposit_id":"dep-1","amount":{"amount_minor":1001,"currency":"USD"},"reference":"psp-ref"}"#), problem(409, "idempotency_conflict")),
+        ("deposit key with another reference", post(&dep_path, CHECKOUT, r#"{"deposit_id":"dep-1","amount":{"amount_minor":1000,"currency":"USD"},"reference":"other"}"#), problem(409, "idempotency_conflict")),
+        ("redemption key with another amount", redeem("r-1", code, 1_001), problem(409, "idempotency_conflict")),
+        ("header key disagreeing with the body", post(&dep_path, CHECKOUT, r#"{"deposit_id":"dep-9","amount":{"amount_minor":1,"currency":"USD"},"reference":"psp"}"#).header("Idempotency-Key", "dep-1"), problem_at(400, "idempotency_key_mismatch", "deposit_id")),
+        // Business rules.
+        ("redemption above the balance", redeem(&fresh("r"), code, 4_001), problem(422, "insufficient_balance")),
+        ("redemption with an unknown code", redeem(&fresh("r"), "NO-SUCH-CODE-0000", 1), problem(404, "card_not_found")),
+        ("reversal of a reversal", post("/v1/redemptions/r-2/reversal", CHECKOUT, "{}"), Expect::Replay(201)),
+        ("reversal of another client's redemption", post("/v1/redemptions/r-1/reversal", CHECKOUT2, "{}"), problem(404, "redemption_not_found")),
+        ("order for a paused SKU", order(PAUSED_SKU, "1", "US"), problem(422, "sku_unavailable")),
+        ("order from a disallowed region", order(SKU, "1", "FR"), problem(422, "region_not_allowed")),
+        // The engine answers an unknown SKU in an order like a paused one (GET /v1/skus/{id} is
+        // the place that says 404 sku_not_found).
+        ("order for an unknown SKU", order("no-such-sku", "1", "US"), problem(422, "sku_unavailable")),
+        // Ids: Unicode tricks, traversal, length, encodings.
+        ("RTL override in an id", order_ids(&json!(format!("o-1\u{202e}")).to_string(), &json!(WALLET).to_string()), problem_at(400, "invalid_id", "order_id")),
+        ("zero-width joiner in an id", order_ids(&json!(fresh("ord")).to_string(), &json!("w\u{200d}1").to_string()), problem_at(400, "invalid_id", "wallet_id")),
+        ("Cyrillic homoglyph in an id", order_ids(&json!(fresh("ord")).to_string(), &json!("w\u{0430}1").to_string()), problem_at(400, "invalid_id", "wallet_id")),
+        ("NUL byte in an id", order_ids(&json!(format!("{}\u{0}", fresh("ord"))).to_string(), &json!(WALLET).to_string()), problem_at(400, "invalid_id", "order_id")),
+        ("path traversal in an id", create_wallet("../../admin"), problem_at(400, "invalid_id", "wallet_id")),
+        ("65-character id", create_wallet(&"w".repeat(65)), problem_at(400, "invalid_id", "wallet_id")),
+        ("empty id", create_wallet(""), problem_at(400, "invalid_id", "wallet_id")),
+        ("id as a number", order_ids("12345", &json!(WALLET).to_string()), problem_at(400, "invalid_field", "order_id")),
+        ("Cyrillic homoglyph in a path id", get("/v1/wallets/w%D0%B01", Some(CHECKOUT)), problem_at(400, "invalid_id", "wallet_id")),
+        ("RTL override in a path id", get("/v1/wallets/w1%E2%80%AE", Some(CHECKOUT)), problem_at(400, "invalid_id", "wallet_id")),
+        ("NUL byte in a path id", get("/v1/wallets/w1%00", Some(CHECKOUT)), problem_at(400, "invalid_id", "wallet_id")),
+        ("percent-encoded slash in a path id", get(&format!("/v1/wallets/{WALLET}%2Ftransactions"), Some(CHECKOUT)), problem_at(400, "invalid_id", "wallet_id")),
+        ("encoded traversal in a path id", post("/v1/skus/..%2F..%2Fadmin/codes", SUPPLIER, r#"{"codes":["EVIL-0001"]}"#), problem_at(400, "invalid_id", "sku_id")),
+        ("65-character path id", get(&format!("/v1/orders/{}", "o".repeat(65)), Some(CHECKOUT)), problem_at(400, "invalid_id", "order_id")),
+        ("empty path id", get("/v1/wallets/", Some(CHECKOUT)), problem(404, "not_found")),
+        ("traversal in the Idempotency-Key", post(&dep_path, CHECKOUT, r#"{"amount":{"amount_minor":1,"currency":"USD"},"reference":"psp"}"#).header("Idempotency-Key", "../dep-1"), problem_at(400, "invalid_id", "deposit_id")),
+    ];
+    let count = cases.len();
+    assert!(count >= 40, "the catalog has {count} cases");
+    let failures = run(&fx.api, &fx.card_id, cases);
+    assert!(
+        failures.is_empty(),
+        "{} of {count} hostile cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    fx.api.reconciled();
+}
+
+/// The order o-1 of the fixture (1 × gc-25 from w1) with another quantity.
+fn order_ids_qty(order_id: &str, quantity: u32) -> Req {
+    post(
+        "/v1/orders",
+        CHECKOUT,
+        &order_body(order_id, WALLET, SKU, quantity).to_string(),
+    )
+}
+
+/// Guessing codes through balance inquiry: unknown codes all get the same 404, the client runs
+/// out of attempts, and from then on even a real code gets 429, so nothing tells which exist.
+#[test]
+fn code_enumeration_is_rate_limited_and_reveals_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config();
+    cfg.lookup_per_client_burst = 30;
+    cfg.lookup_per_client_per_s = 1;
+    let api = Api::start_with(dir.path(), cfg);
+    api.sku(ISSUED_SKU, "issued", 5_000, Some(10));
+    api.wallet(CHECKOUT, WALLET, 10_000);
+    let r = api.order(CHECKOUT, "o-issued", WALLET, ISSUED_SKU, 1);
+    assert_eq!(r.status, 201, "{r:?}");
+    let real = r.body["cards"][0]["code"]
+        .as_str()
+        .expect("code")
+        .to_owned();
+    let card_id = r.body["cards"][0]["card_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let balance =
+        |key: &str, code: &str| api.post("/v1/cards/balance", key, &json!({ "code": code }));
+    let before = api.get(&format!("/v1/cards/{card_id}"), Some(ADMIN)).body;
+
+    // Every guess has its own prefix, so only the per-client limit can stop it.
+    let mut not_found = Vec::new();
+    let mut limited = 0;
+    for i in 0..60 {
+        let r = balance(CHECKOUT2, &format!("{i:04}-GUESS-{i:08}"));
+        match r.status {
+            404 => not_found.push(r.problem(404, "card_not_found").body.clone()),
+            429 => {
+                r.problem(429, "rate_limited");
+                assert!(r.retry_after.is_some(), "{r:?}");
+                limited += 1;
+            }
+            _ => panic!("guess {i}: {r:?}"),
+        }
+        assert!(!r.text.contains("GUESS"), "the code is never echoed: {r:?}");
+    }
+    assert!(
+        (25..=35).contains(&not_found.len()),
+        "{} guesses answered",
+        not_found.len()
+    );
+    assert_eq!(limited, 60 - not_found.len());
+    assert!(
+        not_found.windows(2).all(|w| w[0] == w[1]),
+        "every unknown code gets the same answer"
+    );
+    // The guesser's real hit is refused the same way as its misses.
+    balance(CHECKOUT2, &real).problem(429, "rate_limited");
+    // Other clients are not locked out by one client's guessing.
+    assert_eq!(balance(CHECKOUT, &real).status, 200);
+    assert_eq!(
+        api.get(&format!("/v1/cards/{card_id}"), Some(ADMIN)).body,
+        before
+    );
+    api.reconciled();
+}
