@@ -40,7 +40,7 @@ pub fn place(engine: &Engine, order_id: &str, wallet: &str, sku: &str, qty: u32)
         fresh_codes: Vec::new(),
     };
     match engine.call(Command::PlaceOrder(Box::new(req)))? {
-        Outcome::Order { outcome, replayed } => Ok((outcome, replayed)),
+        Outcome::Order { outcome, replayed, .. } => Ok((outcome, replayed)),
         other => panic!("unexpected outcome {other:?}"),
     }
 }

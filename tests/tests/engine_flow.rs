@@ -26,6 +26,17 @@ fn orders_across_shards_sell_every_code_once_and_survive_restart() {
     let (outcome, _) = place(&engine, "o10", "w10", "sku-0", 1).unwrap();
     assert_eq!(outcome, OrderOutcome::Rejected(Rejection::OutOfStock));
     assert_eq!(balance(&engine, "w10"), (100_000, 0), "a rejected order changes nothing");
+    // A fresh completion carries its cards, so adapters need no second read; a replay does not.
+    let mut req = giftcard_shard::scenario::order(77, 0, 0, 1);
+    req.wallet = WalletId::new("w10");
+    engine.upload(SkuId::new("sku-0"), None, &["LATE-CODE-1".to_owned()]).unwrap();
+    for (replayed, expected) in [(false, 1), (true, 0)] {
+        match engine.call(Command::PlaceOrder(Box::new(req.clone()))).unwrap() {
+            Outcome::Order { replayed: r, cards, .. } => assert_eq!((r, cards.len()), (replayed, expected)),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(balance(&engine, "w10"), (97_500, 0), "charged once for the order and its replay");
     assert_eq!(balance(&engine, "w3"), (95_000, 0));
 
     // A retry replays; the same key with another body is a conflict.
@@ -36,7 +47,7 @@ fn orders_across_shards_sell_every_code_once_and_survive_restart() {
 
     let report = check_invariants(&engine);
     assert!(report.ok(), "{:?}", report.violations);
-    assert_eq!(report.cards, 20);
+    assert_eq!(report.cards, 21);
     let before = engine.state_bytes().unwrap();
     drop(engine);
 
@@ -47,7 +58,7 @@ fn orders_across_shards_sell_every_code_once_and_survive_restart() {
     drop(engine);
     let report = giftcard_shard::verify::verify_dir(dir.path(), None).unwrap();
     assert!(report.ok(), "{:?}", report.violations);
-    assert_eq!(report.orders, 11);
+    assert_eq!(report.orders, 12);
 }
 
 #[test]

@@ -99,7 +99,7 @@ fn order_req(wallet: u32, sku: u32, qty: u32, order_id: &str, eur: bool) -> Orde
 }
 
 fn note_cards(world: &mut World, reply: &Result<Outcome, EngineError>, sku: u32) {
-    if let Ok(Outcome::Order { outcome: OrderOutcome::Completed { first_card, cards, .. }, replayed: false }) = reply {
+    if let Ok(Outcome::Order { outcome: OrderOutcome::Completed { first_card, cards, .. }, replayed: false, .. }) = reply {
         if sku == 2 {
             world.issued_cards.extend((0..u64::from(*cards)).map(|i| CardId(first_card.0 + i)));
         }

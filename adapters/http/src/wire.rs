@@ -344,8 +344,8 @@ pub struct OrderView {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
-    /// 1 to 100 independent orders.
-    #[schema(min_items = 1, max_items = 100)]
+    /// 1 to 1,000 independent orders.
+    #[schema(min_items = 1, max_items = 1000)]
     pub orders: Vec<OrderRequestDto>,
 }
 

@@ -50,7 +50,9 @@ pub enum EngineError {
 pub enum Outcome {
     /// The command's events (empty for an idempotent replay of a deposit or redemption).
     Applied(Vec<Event>),
-    Order { outcome: OrderOutcome, replayed: bool },
+    /// `cards` holds the sold cards for a fresh completion (so the caller needs no second read),
+    /// and is empty for replays and rejections.
+    Order { outcome: OrderOutcome, replayed: bool, cards: Vec<Card> },
     Query(QueryAnswer),
 }
 

@@ -347,10 +347,11 @@ impl Shard {
             Decision::Events(evs) => {
                 let reply = order_reply(&evs);
                 self.commit(pass, evs);
+                let reply = self.with_cards(reply);
                 Self::reply(pass, to, reply);
             }
             Decision::Reject(r) => Self::reply(pass, to, Err(EngineError::Rejected(r))),
-            Decision::Replay(outcome) => Self::reply(pass, to, Ok(Outcome::Order { outcome, replayed: true })),
+            Decision::Replay(outcome) => Self::reply(pass, to, Ok(Outcome::Order { outcome, replayed: true, cards: Vec::new() })),
             Decision::Forward { claim, to: shard } => {
                 if let Some(c) = claim {
                     self.commit(pass, vec![c]);
@@ -404,10 +405,21 @@ impl Shard {
         }
         for w in waiters {
             let replayed = match &reply {
-                Ok(Outcome::Order { outcome, .. }) => Ok(Outcome::Order { outcome: outcome.clone(), replayed: true }),
+                Ok(Outcome::Order { outcome, .. }) => Ok(Outcome::Order { outcome: outcome.clone(), replayed: true, cards: Vec::new() }),
                 other => other.clone(),
             };
             Self::reply(pass, w, replayed);
+        }
+    }
+
+    /// Adds the cards a fresh completion sold, read from the state the order just changed.
+    fn with_cards(&self, reply: Reply) -> Reply {
+        match reply {
+            Ok(Outcome::Order { outcome: outcome @ OrderOutcome::Completed { first_card, cards: n, .. }, replayed: false, .. }) => {
+                let cards = (0..u64::from(n)).filter_map(|i| self.state.cards.get(&CardId(first_card.0 + i)).cloned()).collect();
+                Ok(Outcome::Order { outcome, replayed: false, cards })
+            }
+            other => other,
         }
     }
 
@@ -449,6 +461,7 @@ impl Shard {
             Decision::Events(evs) => {
                 let reply = order_reply(&evs);
                 self.commit(pass, evs);
+                let reply = self.with_cards(reply);
                 self.end_saga(pass, saga, reply);
             }
             Decision::NeedStock { missing, .. } => {
@@ -481,9 +494,12 @@ fn order_reply(evs: &[Event]) -> Reply {
         match ev {
             Event::OrderCompleted(o) => {
                 let cards = o.lines.iter().map(|l| l.quantity).sum();
-                return Ok(Outcome::Order { outcome: OrderOutcome::Completed { charged: o.charged, first_card: o.first_card, cards }, replayed: false });
+                let outcome = OrderOutcome::Completed { charged: o.charged, first_card: o.first_card, cards };
+                return Ok(Outcome::Order { outcome, replayed: false, cards: Vec::new() });
             }
-            Event::OrderRejected { reason, .. } => return Ok(Outcome::Order { outcome: OrderOutcome::Rejected(*reason), replayed: false }),
+            Event::OrderRejected { reason, .. } => {
+                return Ok(Outcome::Order { outcome: OrderOutcome::Rejected(*reason), replayed: false, cards: Vec::new() })
+            }
             _ => {}
         }
     }

@@ -9,11 +9,12 @@ use crate::wire::*;
 use crate::Role;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse, ResponseError};
+use giftcard_core::state::Card;
 use giftcard_core::*;
 use giftcard_shard::{Outcome, Query, QueryAnswer};
 
 /// Orders one batch request may carry.
-pub const BATCH_ORDERS_MAX: usize = 100;
+pub const BATCH_ORDERS_MAX: usize = 1_000;
 /// Lines one order may have.
 pub const ORDER_LINES_MAX: usize = 100;
 
@@ -157,6 +158,7 @@ pub async fn order_view(
     order_id: &str,
     wallet: &str,
     outcome: &OrderOutcome,
+    sold: Vec<Card>,
 ) -> Result<OrderView, ApiError> {
     let (charged, first_card, count) = match outcome {
         OrderOutcome::Rejected(r) => {
@@ -175,14 +177,20 @@ pub async fn order_view(
             cards,
         } => (*charged, *first_card, *cards),
     };
-    let QueryAnswer::Cards(found) = state
-        .ask_follow_up(Query::Cards {
-            first: first_card,
-            count,
-        })
-        .await?
-    else {
-        return Err(ApiError::Unavailable);
+    // A fresh completion carries its cards; a replay or a read fetches them.
+    let found = if sold.len() == count as usize {
+        sold
+    } else {
+        let QueryAnswer::Cards(found) = state
+            .ask_follow_up(Query::Cards {
+                first: first_card,
+                count,
+            })
+            .await?
+        else {
+            return Err(ApiError::Unavailable);
+        };
+        found
     };
     let engine = state.engine()?.clone();
     // Decrypting thousands of codes (and reading supplier codes from the store) is blocking work.
@@ -228,7 +236,7 @@ async fn place(
             ApiError::Rejected(r, None) => ApiError::Rejected(r, Some(o.order_id.clone())),
             e => e,
         })?;
-    let Outcome::Order { outcome, replayed } = outcome else {
+    let Outcome::Order { outcome, replayed, cards } = outcome else {
         return Err(ApiError::Unavailable);
     };
     crate::metrics_http::order_outcome(&outcome, replayed);
@@ -237,7 +245,7 @@ async fn place(
         return Err(ApiError::Rejected(r, Some(o.order_id.clone())));
     }
     Ok((
-        order_view(state, &o.order_id, &o.wallet_id, &outcome).await?,
+        order_view(state, &o.order_id, &o.wallet_id, &outcome, cards).await?,
         replayed,
     ))
 }
@@ -326,7 +334,7 @@ pub async fn get_order(
     match state.ask(Query::Order { key }).await? {
         QueryAnswer::Order(rec) => Ok(reply(
             StatusCode::OK,
-            &order_view(&state, id, rec.wallet.as_str(), &rec.outcome).await?,
+            &order_view(&state, id, rec.wallet.as_str(), &rec.outcome, Vec::new()).await?,
             false,
         )),
         _ => Err(ApiError::NotFound {

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# HTTP benchmark of issue 3, one server, one run: GET /healthz (the framework's ceiling here),
+# POST /v1/orders (one single-card order per request), POST /v1/orders/batch (1,000 orders per
+# request), all over keep-alive connections with wrk. Prints wrk's reports.
+#   benches/http.sh [SECONDS] [CODES]     (defaults 10 s, 2,000,000 codes)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs="${1:-10}"; codes="${2:-2000000}"
+cargo build --release -q -p giftcard
+data="$(mktemp -d)"
+port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+api="http://127.0.0.1:$port"
+GIFTCARD_DATA_DIR="$data" GIFTCARD_HTTP_ADDR="127.0.0.1:$port" ./target/release/giftcard serve > "$data.log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null; rm -rf "$data"' EXIT
+until curl -fsS "$api/readyz" >/dev/null 2>&1; do sleep 0.2; done
+admin='Authorization: Bearer dev-admin-key'; shop='Authorization: Bearer dev-checkout-key'; json='Content-Type: application/json'
+curl -fsS -X POST "$api/v1/skus" -H "$admin" -H "$json" -d '{"sku_id": "bench-25", "brand": "Bench", "category": "retail",
+  "kind": "supplier_code", "face_value": {"fixed": {"amount_minor": 2500, "currency": "USD"}},
+  "wholesale_discount": "0.15", "supplier_id": "supplier-1"}' >/dev/null
+python3 - "$api" "$codes" <<'PY'
+import json, sys, urllib.request
+api, codes = sys.argv[1], int(sys.argv[2])
+def post(path, body, key):
+    req = urllib.request.Request(api + path, json.dumps(body).encode(), {"Content-Type": "application/json", "Authorization": "Bearer " + key})
+    urllib.request.urlopen(req).read()
+for i in range(0, codes, 5000):
+    post("/v1/skus/bench-25/codes", {"codes": [f"BENCH-{c:010d}" for c in range(i, min(codes, i + 5000))]}, "dev-supplier-key")
+for w in range(100):
+    post("/v1/wallets", {"wallet_id": f"bw-{w}", "kyc_verified": True}, "dev-checkout-key")
+    post(f"/v1/wallets/bw-{w}/deposits", {"deposit_id": "fund", "amount": {"amount_minor": 10**12, "currency": "USD"}, "reference": "bench"}, "dev-checkout-key")
+PY
+echo "== GET /healthz"; wrk -t2 -c64 -d"${secs}s" --latency "$api/healthz"
+echo "== POST /v1/orders (one order per request)"; wrk -t2 -c64 -d"${secs}s" --latency -s benches/http/order.lua "$api"
+echo "== POST /v1/orders/batch (1,000 orders per request)"; wrk -t2 -c8 -d"${secs}s" --latency -s benches/http/batch.lua "$api"
+curl -fsS "$api/v1/skus/bench-25/stock" -H "$admin"; echo
