@@ -15,4 +15,4 @@ peak=$(python3 -c 'import json,sys; print(int(json.loads(sys.argv[1])["orders_pe
 run --scenario uniform --orders "$orders" --rate $((peak / 2))
 run --scenario bulk --orders $((orders / 500)) --skus 10
 run --scenario redeem --orders "$orders" --skus 10
-run --scenario uniform --orders "$orders" --recovery
+run --scenario uniform --orders 1000000 --recovery

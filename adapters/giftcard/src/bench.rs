@@ -129,13 +129,16 @@ fn dataset(args: &BenchArgs, per_order: u64) -> DataSet {
         0
     } else {
         let cards = args.orders * per_order;
-        // Hot SKUs take 9% of all orders each; size every pool for the hottest with headroom.
         let share = match args.scenario {
-            Scenario::HotSku => cards * 9 / 100,
+            // The cold SKUs share the 10% of orders not on the 10 hot ones.
+            Scenario::HotSku => cards / 10 / u64::from(args.skus.saturating_sub(10).max(1)),
             _ => cards / u64::from(args.skus.max(1)),
         };
         share + share / 5 + 16
     };
+    // Each hot SKU takes 9% of all orders.
+    let hot = args.scenario == Scenario::HotSku && args.codes_per_sku == 0;
+    let hot_codes = args.orders * per_order * 9 / 100;
     DataSet {
         wallets: args.wallets,
         skus: args.skus,
@@ -144,6 +147,8 @@ fn dataset(args: &BenchArgs, per_order: u64) -> DataSet {
         kind,
         face_minor: 2_500,
         code_prefix: format!("{}-", args.order_offset),
+        hot_skus: if hot { 10 } else { 0 },
+        hot_codes_per_sku: hot_codes + hot_codes / 5 + 16,
     }
 }
 

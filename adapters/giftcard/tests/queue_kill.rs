@@ -89,6 +89,8 @@ async fn sigkill_mid_stream_gives_every_order_one_effect_and_every_event_once() 
             kind: SkuKind::SupplierCode,
             face_minor: 2500,
             code_prefix: String::new(),
+            hot_skus: 0,
+            hot_codes_per_sku: 0,
         };
         scenario::load(&engine, &ds).expect("data set");
     }

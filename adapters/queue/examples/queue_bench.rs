@@ -160,6 +160,8 @@ async fn with_engine(js: &Context, url: &str, n: usize, channel: &str) -> Durati
         kind: SkuKind::SupplierCode,
         face_minor: 2500,
         code_prefix: String::new(),
+        hot_skus: 0,
+        hot_codes_per_sku: 0,
     };
     scenario::load(&engine, &ds).expect("data set");
     let adapter = QueueAdapter::start(QueueConfig::new(url), engine.clone()).expect("adapter");

@@ -123,6 +123,9 @@ pub struct DataSet {
     pub face_minor: i64,
     /// Distinguishes the codes of repeated loads into the same data directory.
     pub code_prefix: String,
+    /// The first `hot_skus` SKUs get `hot_codes_per_sku` codes instead (a hot-SKU workload).
+    pub hot_skus: u32,
+    pub hot_codes_per_sku: u64,
 }
 
 /// Submits many commands with a bounded number in flight, and fails on the first error other
@@ -176,9 +179,10 @@ pub fn load(engine: &Engine, ds: &DataSet) -> Result<(), EngineError> {
     if ds.kind == SkuKind::SupplierCode && ds.codes_per_sku > 0 {
         let chunk = 5_000u64;
         for i in 0..ds.skus {
+            let pool = if i < ds.hot_skus { ds.hot_codes_per_sku } else { ds.codes_per_sku };
             let mut start = 0;
-            while start < ds.codes_per_sku {
-                let end = (start + chunk).min(ds.codes_per_sku);
+            while start < pool {
+                let end = (start + chunk).min(pool);
                 let codes: Vec<String> = (start..end).map(|c| format!("CODE-{}{i:05}-{c:09}", ds.code_prefix)).collect();
                 ok(engine.upload(sku_id(i), None, &codes))?;
                 start = end;

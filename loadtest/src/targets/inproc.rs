@@ -169,6 +169,8 @@ fn load(engine: &Engine, scale: &Scale) -> Result<Vec<CodeHash>> {
         kind: SkuKind::SupplierCode,
         face_minor: scale.face_minor,
         code_prefix: "lt-".into(),
+        hot_skus: 0,
+        hot_codes_per_sku: 0,
     };
     scenario::load(engine, &ds).map_err(|e| anyhow!("loading the data set: {e}"))?;
     for sku in 0..scale.hot_skus {

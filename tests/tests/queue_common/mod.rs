@@ -35,6 +35,8 @@ pub fn load(engine: &Engine, codes_per_sku: u64) {
             kind: SkuKind::SupplierCode,
             face_minor: 2500,
             code_prefix: String::new(),
+            hot_skus: 0,
+            hot_codes_per_sku: 0,
         },
     )
     .expect("data set loads");
