@@ -31,6 +31,6 @@ for w in range(100):
     post(f"/v1/wallets/bw-{w}/deposits", {"deposit_id": "fund", "amount": {"amount_minor": 10**12, "currency": "USD"}, "reference": "bench"}, "dev-checkout-key")
 PY
 echo "== GET /healthz"; wrk -t2 -c64 -d"${secs}s" --latency "$api/healthz"
-echo "== POST /v1/orders (one order per request)"; wrk -t2 -c64 -d"${secs}s" --latency -s benches/http/order.lua "$api"
-echo "== POST /v1/orders/batch (1,000 orders per request)"; wrk -t2 -c8 -d"${secs}s" --latency -s benches/http/batch.lua "$api"
+echo "== POST /v1/orders (one order per request)"; wrk -t2 -c64 -d"${secs}s" --latency -s benches/http/orders.lua "$api"
+echo "== POST /v1/orders/batch (1,000 orders per request)"; BATCH=1000 wrk -t2 -c8 -d"${secs}s" --latency -s benches/http/orders.lua "$api"
 curl -fsS "$api/v1/skus/bench-25/stock" -H "$admin"; echo
