@@ -24,7 +24,11 @@ fn bench(c: &mut Criterion) {
             wal.append_group(&[f.finish()], &[]).expect("append")
         })
     });
-    let db = sled::Config::new().path(dir.path().join("plain")).flush_every_ms(None).open().expect("sled");
+    let db = sled::Config::new()
+        .path(dir.path().join("plain"))
+        .flush_every_ms(None)
+        .open()
+        .expect("sled");
     let mut key = 0u64;
     group.bench_function("key_per_record_flush", |b| {
         b.iter(|| {

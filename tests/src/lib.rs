@@ -12,7 +12,13 @@ pub fn open(dir: &Path, shards: u16) -> Engine {
 
 /// Creates and funds a wallet of the scenario client.
 pub fn funded_wallet(engine: &Engine, id: &str, minor: i64) {
-    engine.call(Command::CreateWallet { caller: caller(), wallet: WalletId::new(id), kyc_verified: true }).expect("wallet");
+    engine
+        .call(Command::CreateWallet {
+            caller: caller(),
+            wallet: WalletId::new(id),
+            kyc_verified: true,
+        })
+        .expect("wallet");
     engine
         .call(Command::Deposit {
             caller: caller(),
@@ -26,12 +32,25 @@ pub fn funded_wallet(engine: &Engine, id: &str, minor: i64) {
 }
 
 /// Places an order and returns its outcome.
-pub fn place(engine: &Engine, order_id: &str, wallet: &str, sku: &str, qty: u32) -> Result<(OrderOutcome, bool), EngineError> {
+pub fn place(
+    engine: &Engine,
+    order_id: &str,
+    wallet: &str,
+    sku: &str,
+    qty: u32,
+) -> Result<(OrderOutcome, bool), EngineError> {
     let req = OrderRequest {
-        key: OrderKey { client: client(), order_id: OrderId::new(order_id) },
+        key: OrderKey {
+            client: client(),
+            order_id: OrderId::new(order_id),
+        },
         admin: false,
         wallet: WalletId::new(wallet),
-        items: vec![OrderItem { sku: SkuId::new(sku), quantity: qty, amount_minor: None }],
+        items: vec![OrderItem {
+            sku: SkuId::new(sku),
+            quantity: qty,
+            amount_minor: None,
+        }],
         region: "US".into(),
         pay_currency: None,
         channel: DeliveryChannel::None,
@@ -40,14 +59,22 @@ pub fn place(engine: &Engine, order_id: &str, wallet: &str, sku: &str, qty: u32)
         fresh_codes: Vec::new(),
     };
     match engine.call(Command::PlaceOrder(Box::new(req)))? {
-        Outcome::Order { outcome, replayed, .. } => Ok((outcome, replayed)),
+        Outcome::Order {
+            outcome, replayed, ..
+        } => Ok((outcome, replayed)),
         other => panic!("unexpected outcome {other:?}"),
     }
 }
 
 /// The USD balance (available, held) of a wallet.
 pub fn balance(engine: &Engine, wallet: &str) -> (i64, i64) {
-    match engine.ask(Query::Wallet { caller: caller(), wallet: WalletId::new(wallet) }).expect("wallet query") {
+    match engine
+        .ask(Query::Wallet {
+            caller: caller(),
+            wallet: WalletId::new(wallet),
+        })
+        .expect("wallet query")
+    {
         QueryAnswer::Wallet(w) => {
             let b = w.balance(usd());
             (b.available, b.held)
@@ -58,8 +85,12 @@ pub fn balance(engine: &Engine, wallet: &str) -> (i64, i64) {
 
 /// Decodes every shard's state bytes and runs the invariant checker.
 pub fn check_invariants(engine: &Engine) -> giftcard_shard::verify::Report {
-    let states: Vec<giftcard_core::state::ShardState> =
-        engine.state_bytes().expect("states").iter().map(|b| bincode_decode(b)).collect();
+    let states: Vec<giftcard_core::state::ShardState> = engine
+        .state_bytes()
+        .expect("states")
+        .iter()
+        .map(|b| bincode_decode(b))
+        .collect();
     giftcard_shard::verify::check(&states, 0)
 }
 

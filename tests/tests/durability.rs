@@ -12,8 +12,16 @@ use std::sync::mpsc;
 fn a_real_sync_precedes_every_reply() {
     let dir = tempfile::tempdir().unwrap();
     let engine = open(dir.path(), 2);
-    engine.call(Command::DefineSku(sku(0, SkuKind::SupplierCode, 1_000))).unwrap();
-    engine.upload(SkuId::new("sku-0"), None, &(0..300).map(|i| format!("DUR-{i:05}")).collect::<Vec<_>>()).unwrap();
+    engine
+        .call(Command::DefineSku(sku(0, SkuKind::SupplierCode, 1_000)))
+        .unwrap();
+    engine
+        .upload(
+            SkuId::new("sku-0"),
+            None,
+            &(0..300).map(|i| format!("DUR-{i:05}")).collect::<Vec<_>>(),
+        )
+        .unwrap();
     for w in 0..4 {
         funded_wallet(&engine, &format!("w-{w}"), 100_000);
     }
@@ -25,16 +33,32 @@ fn a_real_sync_precedes_every_reply() {
         let req = order(i, (i % 4) as u32, 0, 1);
         let before = counter.load(Ordering::Acquire);
         let (tx, c) = (tx.clone(), counter.clone());
-        engine.submit(Command::PlaceOrder(Box::new(req)), Box::new(move |r| drop(tx.send((before, c.load(Ordering::Acquire), r)))));
+        engine.submit(
+            Command::PlaceOrder(Box::new(req)),
+            Box::new(move |r| drop(tx.send((before, c.load(Ordering::Acquire), r)))),
+        );
     }
     let mut rejected = 0;
     for _ in 0..n {
         let (before, at_reply, r) = rx.recv().unwrap();
-        assert!(at_reply > before, "a reply was released with no fdatasync since its submission");
-        if matches!(r, Ok(giftcard_shard::Outcome::Order { outcome: OrderOutcome::Rejected(_), .. })) {
+        assert!(
+            at_reply > before,
+            "a reply was released with no fdatasync since its submission"
+        );
+        if matches!(
+            r,
+            Ok(giftcard_shard::Outcome::Order {
+                outcome: OrderOutcome::Rejected(_),
+                ..
+            })
+        ) {
             rejected += 1;
         }
     }
     assert!(rejected > 0, "the run should include rejections");
-    assert!(engine.syncs() < n, "syncs are shared by groups ({} for {n} orders)", engine.syncs());
+    assert!(
+        engine.syncs() < n,
+        "syncs are shared by groups ({} for {n} orders)",
+        engine.syncs()
+    );
 }

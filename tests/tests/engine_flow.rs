@@ -11,38 +11,65 @@ use giftcard_tests::*;
 fn orders_across_shards_sell_every_code_once_and_survive_restart() {
     let dir = tempfile::tempdir().unwrap();
     let engine = open(dir.path(), 3);
-    engine.call(Command::DefineSku(sku(0, SkuKind::SupplierCode, 2500))).unwrap();
+    engine
+        .call(Command::DefineSku(sku(0, SkuKind::SupplierCode, 2500)))
+        .unwrap();
     let codes: Vec<String> = (0..20).map(|i| format!("SUPPLIER-CODE-{i:04}")).collect();
     engine.upload(SkuId::new("sku-0"), None, &codes).unwrap();
-    assert!(matches!(engine.upload(SkuId::new("sku-0"), None, &codes[..1]), Err(EngineError::DuplicateCodes(_))));
+    assert!(matches!(
+        engine.upload(SkuId::new("sku-0"), None, &codes[..1]),
+        Err(EngineError::DuplicateCodes(_))
+    ));
     for w in 0..11 {
         funded_wallet(&engine, &format!("w{w}"), 100_000);
     }
     for w in 0..10 {
-        let (outcome, replayed) = place(&engine, &format!("o{w}"), &format!("w{w}"), "sku-0", 2).unwrap();
-        assert!(matches!(outcome, OrderOutcome::Completed { cards: 2, charged, .. } if charged.minor() == 5000), "{outcome:?}");
+        let (outcome, replayed) =
+            place(&engine, &format!("o{w}"), &format!("w{w}"), "sku-0", 2).unwrap();
+        assert!(
+            matches!(outcome, OrderOutcome::Completed { cards: 2, charged, .. } if charged.minor() == 5000),
+            "{outcome:?}"
+        );
         assert!(!replayed);
     }
     let (outcome, _) = place(&engine, "o10", "w10", "sku-0", 1).unwrap();
     assert_eq!(outcome, OrderOutcome::Rejected(Rejection::OutOfStock));
-    assert_eq!(balance(&engine, "w10"), (100_000, 0), "a rejected order changes nothing");
+    assert_eq!(
+        balance(&engine, "w10"),
+        (100_000, 0),
+        "a rejected order changes nothing"
+    );
     // A fresh completion carries its cards, so adapters need no second read; a replay does not.
     let mut req = giftcard_shard::scenario::order(77, 0, 0, 1);
     req.wallet = WalletId::new("w10");
-    engine.upload(SkuId::new("sku-0"), None, &["LATE-CODE-1".to_owned()]).unwrap();
+    engine
+        .upload(SkuId::new("sku-0"), None, &["LATE-CODE-1".to_owned()])
+        .unwrap();
     for (replayed, expected) in [(false, 1), (true, 0)] {
-        match engine.call(Command::PlaceOrder(Box::new(req.clone()))).unwrap() {
-            Outcome::Order { replayed: r, cards, .. } => assert_eq!((r, cards.len()), (replayed, expected)),
+        match engine
+            .call(Command::PlaceOrder(Box::new(req.clone())))
+            .unwrap()
+        {
+            Outcome::Order {
+                replayed: r, cards, ..
+            } => assert_eq!((r, cards.len()), (replayed, expected)),
             other => panic!("{other:?}"),
         }
     }
-    assert_eq!(balance(&engine, "w10"), (97_500, 0), "charged once for the order and its replay");
+    assert_eq!(
+        balance(&engine, "w10"),
+        (97_500, 0),
+        "charged once for the order and its replay"
+    );
     assert_eq!(balance(&engine, "w3"), (95_000, 0));
 
     // A retry replays; the same key with another body is a conflict.
     let (again, replayed) = place(&engine, "o3", "w3", "sku-0", 2).unwrap();
     assert!(replayed && matches!(again, OrderOutcome::Completed { cards: 2, .. }));
-    assert_eq!(place(&engine, "o3", "w4", "sku-0", 2), Err(EngineError::Rejected(Rejection::IdempotencyConflict)));
+    assert_eq!(
+        place(&engine, "o3", "w4", "sku-0", 2),
+        Err(EngineError::Rejected(Rejection::IdempotencyConflict))
+    );
     assert_eq!(balance(&engine, "w3"), (95_000, 0));
 
     let report = check_invariants(&engine);
@@ -52,9 +79,16 @@ fn orders_across_shards_sell_every_code_once_and_survive_restart() {
     drop(engine);
 
     let engine = open(dir.path(), 3);
-    assert_eq!(engine.state_bytes().unwrap(), before, "replay rebuilds byte-identical state");
+    assert_eq!(
+        engine.state_bytes().unwrap(),
+        before,
+        "replay rebuilds byte-identical state"
+    );
     let (again, replayed) = place(&engine, "o3", "w3", "sku-0", 2).unwrap();
-    assert!(replayed && matches!(again, OrderOutcome::Completed { .. }), "the answer survives a restart");
+    assert!(
+        replayed && matches!(again, OrderOutcome::Completed { .. }),
+        "the answer survives a restart"
+    );
     drop(engine);
     let report = giftcard_shard::verify::verify_dir(dir.path(), None).unwrap();
     assert!(report.ok(), "{:?}", report.violations);
@@ -70,8 +104,19 @@ fn issued_cards_redeem_partially_and_reverse() {
     engine.call(Command::DefineSku(s)).unwrap();
     funded_wallet(&engine, "buyer", 20_000);
     let (outcome, _) = place(&engine, "i1", "buyer", "sku-1", 2).unwrap();
-    let OrderOutcome::Completed { first_card, cards: 2, .. } = outcome else { panic!("{outcome:?}") };
-    assert_eq!(place(&engine, "i2", "buyer", "sku-1", 2).unwrap().0, OrderOutcome::Rejected(Rejection::OutOfStock), "cap of 3");
+    let OrderOutcome::Completed {
+        first_card,
+        cards: 2,
+        ..
+    } = outcome
+    else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(
+        place(&engine, "i2", "buyer", "sku-1", 2).unwrap().0,
+        OrderOutcome::Rejected(Rejection::OutOfStock),
+        "cap of 3"
+    );
     let card = match engine.ask(Query::Card { card: first_card }).unwrap() {
         QueryAnswer::Card(c) => c,
         other => panic!("{other:?}"),
@@ -88,13 +133,32 @@ fn issued_cards_redeem_partially_and_reverse() {
         })
     };
     assert!(matches!(redeem("r1", 1500), Ok(Outcome::Applied(e)) if e.len() == 1));
-    assert!(matches!(redeem("r1", 1500), Ok(Outcome::Applied(e)) if e.is_empty()), "replay has no effect");
-    assert_eq!(redeem("r1", 1600).unwrap_err(), EngineError::Rejected(Rejection::IdempotencyConflict));
-    assert!(matches!(redeem("r2", 4000), Ok(Outcome::Applied(e)) if matches!(e[0], Event::RedemptionRejected { reason: Rejection::InsufficientBalance, .. })));
-    let reverse = |id: &str| engine.call(Command::ReverseRedemption { caller: caller(), redemption_id: RequestId::new(id) });
+    assert!(
+        matches!(redeem("r1", 1500), Ok(Outcome::Applied(e)) if e.is_empty()),
+        "replay has no effect"
+    );
+    assert_eq!(
+        redeem("r1", 1600).unwrap_err(),
+        EngineError::Rejected(Rejection::IdempotencyConflict)
+    );
+    assert!(
+        matches!(redeem("r2", 4000), Ok(Outcome::Applied(e)) if matches!(e[0], Event::RedemptionRejected { reason: Rejection::InsufficientBalance, .. }))
+    );
+    let reverse = |id: &str| {
+        engine.call(Command::ReverseRedemption {
+            caller: caller(),
+            redemption_id: RequestId::new(id),
+        })
+    };
     assert!(reverse("r1").is_ok());
-    assert_eq!(reverse("r1").unwrap_err(), EngineError::Rejected(Rejection::AlreadyReversed));
-    assert_eq!(reverse("nope").unwrap_err(), EngineError::Rejected(Rejection::RedemptionNotFound));
+    assert_eq!(
+        reverse("r1").unwrap_err(),
+        EngineError::Rejected(Rejection::AlreadyReversed)
+    );
+    assert_eq!(
+        reverse("nope").unwrap_err(),
+        EngineError::Rejected(Rejection::RedemptionNotFound)
+    );
     let card = match engine.ask(Query::Card { card: first_card }).unwrap() {
         QueryAnswer::Card(c) => c,
         other => panic!("{other:?}"),

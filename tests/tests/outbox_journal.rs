@@ -28,8 +28,16 @@ fn completed_orders(engine: &Engine, after: u64) -> Vec<String> {
 fn unpublished_frames_survive_checkpoints_and_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let engine = open_outbox(dir.path());
-    engine.call(Command::DefineSku(sku(0, SkuKind::SupplierCode, 1000))).unwrap();
-    engine.upload(SkuId::new("sku-0"), None, &(0..10).map(|i| format!("CODE-{i:04}")).collect::<Vec<_>>()).unwrap();
+    engine
+        .call(Command::DefineSku(sku(0, SkuKind::SupplierCode, 1000)))
+        .unwrap();
+    engine
+        .upload(
+            SkuId::new("sku-0"),
+            None,
+            &(0..10).map(|i| format!("CODE-{i:04}")).collect::<Vec<_>>(),
+        )
+        .unwrap();
     funded_wallet(&engine, "w", 100_000);
     place(&engine, "a", "w", "sku-0", 1).unwrap();
     let first = engine.journal_after(0, usize::MAX).unwrap();
@@ -38,12 +46,19 @@ fn unpublished_frames_survive_checkpoints_and_restarts() {
     place(&engine, "b", "w", "sku-0", 1).unwrap();
     place(&engine, "c", "w", "sku-0", 1).unwrap();
     engine.checkpoint().unwrap();
-    assert_eq!(completed_orders(&engine, published), vec!["b", "c"], "checkpoint kept what the outbox still needs");
+    assert_eq!(
+        completed_orders(&engine, published),
+        vec!["b", "c"],
+        "checkpoint kept what the outbox still needs"
+    );
     drop(engine);
 
     let engine = open_outbox(dir.path());
     assert_eq!(engine.outbox_cursor(), published);
-    assert_eq!(completed_orders(&engine, engine.outbox_cursor()), vec!["b", "c"]);
+    assert_eq!(
+        completed_orders(&engine, engine.outbox_cursor()),
+        vec!["b", "c"]
+    );
     let report = check_invariants(&engine);
     assert!(report.ok(), "{:?}", report.violations);
 }

@@ -16,13 +16,35 @@ const SKUS: u32 = 3; // sku-0, sku-1 supplier codes; sku-2 issued with a cap
 
 #[derive(Clone, Debug)]
 enum Step {
-    Deposit { wallet: u32, minor: i64, id: u8 },
-    Order { wallet: u32, sku: u32, qty: u32, id: u8, eur: bool },
+    Deposit {
+        wallet: u32,
+        minor: i64,
+        id: u8,
+    },
+    Order {
+        wallet: u32,
+        sku: u32,
+        qty: u32,
+        id: u8,
+        eur: bool,
+    },
     Burst(Vec<(u32, u32, u32)>),
-    Upload { sku: u32, n: u32 },
-    Freeze { wallet: u32, frozen: bool },
-    Redeem { nth_card: usize, minor: i64, id: u8 },
-    Reverse { id: u8 },
+    Upload {
+        sku: u32,
+        n: u32,
+    },
+    Freeze {
+        wallet: u32,
+        frozen: bool,
+    },
+    Redeem {
+        nth_card: usize,
+        minor: i64,
+        id: u8,
+    },
+    Reverse {
+        id: u8,
+    },
     Checkpoint,
     Restart,
 }
@@ -52,13 +74,22 @@ struct World {
 fn setup(dir: &Path, shards: u16) -> World {
     let engine = open(dir, shards);
     for i in 0..2 {
-        engine.call(Command::DefineSku(sku(i, SkuKind::SupplierCode, 1_000 + i64::from(i) * 500))).unwrap();
+        engine
+            .call(Command::DefineSku(sku(
+                i,
+                SkuKind::SupplierCode,
+                1_000 + i64::from(i) * 500,
+            )))
+            .unwrap();
     }
     let mut issued = sku(2, SkuKind::Issued, 2_500);
     issued.issue_cap = Some(12);
     engine.call(Command::DefineSku(issued)).unwrap();
     let eur = Currency::parse("EUR").unwrap();
-    let mut fx = FxTable { spread: Decimal::new(2, 2), ..FxTable::default() };
+    let mut fx = FxTable {
+        spread: Decimal::new(2, 2),
+        ..FxTable::default()
+    };
     fx.mid.insert((usd(), eur), Decimal::new(92, 2));
     engine.call(Command::SetFx(fx)).unwrap();
     for w in 0..WALLETS {
@@ -74,7 +105,13 @@ fn setup(dir: &Path, shards: u16) -> World {
             })
             .unwrap();
     }
-    World { engine: Some(engine), shards, uploads: 0, bursts: 0, issued_cards: Vec::new() }
+    World {
+        engine: Some(engine),
+        shards,
+        uploads: 0,
+        bursts: 0,
+        issued_cards: Vec::new(),
+    }
 }
 
 impl World {
@@ -85,10 +122,17 @@ impl World {
 
 fn order_req(wallet: u32, sku: u32, qty: u32, order_id: &str, eur: bool) -> OrderRequest {
     OrderRequest {
-        key: OrderKey { client: giftcard_shard::scenario::client(), order_id: OrderId::new(order_id) },
+        key: OrderKey {
+            client: giftcard_shard::scenario::client(),
+            order_id: OrderId::new(order_id),
+        },
         admin: false,
         wallet: WalletId::new(&format!("w{wallet}")),
-        items: vec![OrderItem { sku: SkuId::new(&format!("sku-{sku}")), quantity: qty, amount_minor: None }],
+        items: vec![OrderItem {
+            sku: SkuId::new(&format!("sku-{sku}")),
+            quantity: qty,
+            amount_minor: None,
+        }],
         region: "US".into(),
         pay_currency: eur.then(|| Currency::parse("EUR").unwrap()),
         channel: DeliveryChannel::Email,
@@ -99,9 +143,18 @@ fn order_req(wallet: u32, sku: u32, qty: u32, order_id: &str, eur: bool) -> Orde
 }
 
 fn note_cards(world: &mut World, reply: &Result<Outcome, EngineError>, sku: u32) {
-    if let Ok(Outcome::Order { outcome: OrderOutcome::Completed { first_card, cards, .. }, replayed: false, .. }) = reply {
+    if let Ok(Outcome::Order {
+        outcome: OrderOutcome::Completed {
+            first_card, cards, ..
+        },
+        replayed: false,
+        ..
+    }) = reply
+    {
         if sku == 2 {
-            world.issued_cards.extend((0..u64::from(*cards)).map(|i| CardId(first_card.0 + i)));
+            world
+                .issued_cards
+                .extend((0..u64::from(*cards)).map(|i| CardId(first_card.0 + i)));
         }
     }
 }
@@ -118,11 +171,39 @@ fn run(world: &mut World, dir: &Path, s: &Step) {
                 reference: "p".into(),
                 fingerprint: fingerprint(&minor.to_le_bytes()),
             });
-            assert!(matches!(r, Ok(_) | Err(EngineError::Rejected(Rejection::IdempotencyConflict | Rejection::WalletFrozen))), "{r:?}");
+            assert!(
+                matches!(
+                    r,
+                    Ok(_)
+                        | Err(EngineError::Rejected(
+                            Rejection::IdempotencyConflict | Rejection::WalletFrozen
+                        ))
+                ),
+                "{r:?}"
+            );
         }
-        Step::Order { wallet, sku, qty, id, eur } => {
-            let r = e.call(Command::PlaceOrder(Box::new(order_req(*wallet, *sku, *qty, &format!("o{id}"), *eur))));
-            assert!(matches!(r, Ok(Outcome::Order { .. }) | Err(EngineError::Rejected(Rejection::IdempotencyConflict))), "{r:?}");
+        Step::Order {
+            wallet,
+            sku,
+            qty,
+            id,
+            eur,
+        } => {
+            let r = e.call(Command::PlaceOrder(Box::new(order_req(
+                *wallet,
+                *sku,
+                *qty,
+                &format!("o{id}"),
+                *eur,
+            ))));
+            assert!(
+                matches!(
+                    r,
+                    Ok(Outcome::Order { .. })
+                        | Err(EngineError::Rejected(Rejection::IdempotencyConflict))
+                ),
+                "{r:?}"
+            );
             note_cards(world, &r, *sku);
         }
         Step::Burst(orders) => {
@@ -131,26 +212,59 @@ fn run(world: &mut World, dir: &Path, s: &Step) {
             for (i, (wallet, sku, qty)) in orders.iter().enumerate() {
                 let tx = tx.clone();
                 let sku_no = *sku;
-                let req = order_req(*wallet, *sku, *qty, &format!("b{}-{i}", world.bursts), false);
-                e.submit(Command::PlaceOrder(Box::new(req)), Box::new(move |r| drop(tx.send((r, sku_no)))));
+                let req = order_req(
+                    *wallet,
+                    *sku,
+                    *qty,
+                    &format!("b{}-{i}", world.bursts),
+                    false,
+                );
+                e.submit(
+                    Command::PlaceOrder(Box::new(req)),
+                    Box::new(move |r| drop(tx.send((r, sku_no)))),
+                );
             }
             for _ in orders {
                 let (r, sku) = rx.recv().unwrap();
-                assert!(matches!(r, Ok(Outcome::Order { replayed: false, .. })), "{r:?}");
+                assert!(
+                    matches!(
+                        r,
+                        Ok(Outcome::Order {
+                            replayed: false,
+                            ..
+                        })
+                    ),
+                    "{r:?}"
+                );
                 note_cards(world, &r, sku);
             }
         }
         Step::Upload { sku, n } => {
             world.uploads += 1;
-            let codes: Vec<String> = (0..*n).map(|i| format!("UP-{}-{i}", world.uploads)).collect();
-            e.upload(SkuId::new(&format!("sku-{sku}")), None, &codes).unwrap();
+            let codes: Vec<String> = (0..*n)
+                .map(|i| format!("UP-{}-{i}", world.uploads))
+                .collect();
+            e.upload(SkuId::new(&format!("sku-{sku}")), None, &codes)
+                .unwrap();
         }
         Step::Freeze { wallet, frozen } => {
-            e.call(Command::SetWalletFrozen { wallet: WalletId::new(&format!("w{wallet}")), frozen: *frozen }).unwrap();
+            e.call(Command::SetWalletFrozen {
+                wallet: WalletId::new(&format!("w{wallet}")),
+                frozen: *frozen,
+            })
+            .unwrap();
         }
-        Step::Redeem { nth_card, minor, id } => {
-            let Some(card) = world.issued_cards.get(*nth_card) else { return };
-            let QueryAnswer::Card(c) = e.ask(Query::Card { card: *card }).unwrap() else { panic!("card {card:?} missing") };
+        Step::Redeem {
+            nth_card,
+            minor,
+            id,
+        } => {
+            let Some(card) = world.issued_cards.get(*nth_card) else {
+                return;
+            };
+            let QueryAnswer::Card(c) = e.ask(Query::Card { card: *card }).unwrap() else {
+                panic!("card {card:?} missing")
+            };
             let hash = e.vault().hash(&e.reveal(&c).unwrap());
             let r = e.call(Command::Redeem {
                 caller: caller(),
@@ -159,12 +273,28 @@ fn run(world: &mut World, dir: &Path, s: &Step) {
                 amount: Money::new(*minor, usd()),
                 fingerprint: fingerprint(&[*id, *nth_card as u8]),
             });
-            assert!(matches!(r, Ok(Outcome::Applied(_)) | Err(EngineError::Rejected(Rejection::IdempotencyConflict))), "{r:?}");
+            assert!(
+                matches!(
+                    r,
+                    Ok(Outcome::Applied(_))
+                        | Err(EngineError::Rejected(Rejection::IdempotencyConflict))
+                ),
+                "{r:?}"
+            );
         }
         Step::Reverse { id } => {
-            let r = e.call(Command::ReverseRedemption { caller: caller(), redemption_id: RequestId::new(&format!("r{id}")) });
+            let r = e.call(Command::ReverseRedemption {
+                caller: caller(),
+                redemption_id: RequestId::new(&format!("r{id}")),
+            });
             assert!(
-                matches!(r, Ok(_) | Err(EngineError::Rejected(Rejection::RedemptionNotFound | Rejection::AlreadyReversed))),
+                matches!(
+                    r,
+                    Ok(_)
+                        | Err(EngineError::Rejected(
+                            Rejection::RedemptionNotFound | Rejection::AlreadyReversed
+                        ))
+                ),
                 "{r:?}"
             );
         }
@@ -176,7 +306,11 @@ fn run(world: &mut World, dir: &Path, s: &Step) {
             // The old engine must be gone (and its journal lock released) before the new one opens.
             drop(world.engine.take());
             world.engine = Some(open(dir, world.shards));
-            assert_eq!(world.engine().state_bytes().unwrap(), before, "restart changed the state");
+            assert_eq!(
+                world.engine().state_bytes().unwrap(),
+                before,
+                "restart changed the state"
+            );
         }
     }
 }

@@ -79,7 +79,10 @@ struct Tally {
 
 pub fn run(args: BenchArgs) -> Result<()> {
     let tmp = tempfile::tempdir()?;
-    let dir = args.data.clone().unwrap_or_else(|| tmp.path().to_path_buf());
+    let dir = args
+        .data
+        .clone()
+        .unwrap_or_else(|| tmp.path().to_path_buf());
     let shards = match args.shards {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get() as u16),
         n => n,
@@ -88,15 +91,26 @@ pub fn run(args: BenchArgs) -> Result<()> {
     cfg.checkpoint_after_records = u64::MAX;
     let engine = Engine::open(cfg.clone())?;
     let setup_started = Instant::now();
-    let per_order = if args.scenario == Scenario::Bulk { 1_000 } else { 1 };
+    let per_order = if args.scenario == Scenario::Bulk {
+        1_000
+    } else {
+        1
+    };
     let ds = dataset(&args, per_order);
     scenario::load(&engine, &ds).map_err(|e| anyhow::anyhow!("loading the data set: {e}"))?;
-    let codes = if args.scenario == Scenario::Redeem { redeem_setup(&engine, &args)? } else { Vec::new() };
+    let codes = if args.scenario == Scenario::Redeem {
+        redeem_setup(&engine, &args)?
+    } else {
+        Vec::new()
+    };
     let setup_secs = setup_started.elapsed().as_secs_f64();
     if args.ack_log {
         println!("ready");
     }
-    eprintln!("set-up done in {setup_secs:.1}s; running {} orders", args.orders);
+    eprintln!(
+        "set-up done in {setup_secs:.1}s; running {} orders",
+        args.orders
+    );
     let rss_after_setup = rss_mib();
 
     let tally = Arc::new(Tally {
@@ -116,13 +130,30 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if args.recovery {
         drop(engine);
         let reopened = Engine::open(cfg)?;
-        recovery = Some((reopened.recovery.duration.as_secs_f64(), reopened.recovery.records_replayed));
+        recovery = Some((
+            reopened.recovery.duration.as_secs_f64(),
+            reopened.recovery.records_replayed,
+        ));
     }
-    report(&args, shards, &tally, secs, setup_secs, syncs, rss_after_setup, rss, recovery)
+    report(
+        &args,
+        shards,
+        &tally,
+        secs,
+        setup_secs,
+        syncs,
+        rss_after_setup,
+        rss,
+        recovery,
+    )
 }
 
 fn dataset(args: &BenchArgs, per_order: u64) -> DataSet {
-    let kind = if args.scenario == Scenario::Redeem { SkuKind::Issued } else { SkuKind::SupplierCode };
+    let kind = if args.scenario == Scenario::Redeem {
+        SkuKind::Issued
+    } else {
+        SkuKind::SupplierCode
+    };
     let codes = if args.codes_per_sku > 0 {
         args.codes_per_sku
     } else if kind == SkuKind::Issued {
@@ -158,24 +189,52 @@ fn redeem_setup(engine: &Engine, args: &BenchArgs) -> Result<Vec<CodeHash>> {
     let mut hashes = Vec::new();
     let mut no = 0u64;
     while (hashes.len() as u64) < cards_wanted {
-        let req = scenario::order(u64::MAX - no, (no % u64::from(args.wallets)) as u32, (no % u64::from(args.skus)) as u32, 100);
+        let req = scenario::order(
+            u64::MAX - no,
+            (no % u64::from(args.wallets)) as u32,
+            (no % u64::from(args.skus)) as u32,
+            100,
+        );
         no += 1;
-        let Outcome::Order { outcome: OrderOutcome::Completed { first_card, cards, .. }, .. } =
-            engine.call(Command::PlaceOrder(Box::new(req))).map_err(|e| anyhow::anyhow!("{e}"))?
+        let Outcome::Order {
+            outcome: OrderOutcome::Completed {
+                first_card, cards, ..
+            },
+            ..
+        } = engine
+            .call(Command::PlaceOrder(Box::new(req)))
+            .map_err(|e| anyhow::anyhow!("{e}"))?
         else {
             bail!("setup order was not completed");
         };
-        let QueryAnswer::Cards(cs) = engine.ask(Query::Cards { first: first_card, count: cards }).map_err(|e| anyhow::anyhow!("{e}"))? else {
+        let QueryAnswer::Cards(cs) = engine
+            .ask(Query::Cards {
+                first: first_card,
+                count: cards,
+            })
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+        else {
             bail!("cards query failed");
         };
         for c in cs {
-            hashes.push(engine.vault().hash(&engine.reveal(&c).map_err(|e| anyhow::anyhow!("{e}"))?));
+            hashes.push(
+                engine
+                    .vault()
+                    .hash(&engine.reveal(&c).map_err(|e| anyhow::anyhow!("{e}"))?),
+            );
         }
     }
     Ok(hashes)
 }
 
-fn command(args: &BenchArgs, ds: &DataSet, ids: &scenario::IdCache, codes: &[CodeHash], i: u64, rng: &mut StdRng) -> Command {
+fn command(
+    args: &BenchArgs,
+    ds: &DataSet,
+    ids: &scenario::IdCache,
+    codes: &[CodeHash],
+    i: u64,
+    rng: &mut StdRng,
+) -> Command {
     match args.scenario {
         Scenario::Redeem => Command::Redeem {
             caller: scenario::caller(),
@@ -201,7 +260,13 @@ fn command(args: &BenchArgs, ds: &DataSet, ids: &scenario::IdCache, codes: &[Cod
     }
 }
 
-fn drive(engine: &Engine, args: &BenchArgs, ds: &DataSet, codes: &[CodeHash], tally: &Arc<Tally>) -> Result<()> {
+fn drive(
+    engine: &Engine,
+    args: &BenchArgs,
+    ds: &DataSet,
+    codes: &[CodeHash],
+    tally: &Arc<Tally>,
+) -> Result<()> {
     let mut rng = StdRng::seed_from_u64(args.seed);
     let sent = AtomicU64::new(0);
     let start = Instant::now();
@@ -227,12 +292,15 @@ fn drive(engine: &Engine, args: &BenchArgs, ds: &DataSet, codes: &[CodeHash], ta
         let t = tally.clone();
         sent.fetch_add(1, Ordering::Relaxed);
         let ack = args.ack_log.then_some(args.order_offset + i);
-        engine.submit(cmd, Box::new(move |r| {
-            if let Some(no) = ack {
-                log_ack(no, &r);
-            }
-            record(&t, intended, r)
-        }));
+        engine.submit(
+            cmd,
+            Box::new(move |r| {
+                if let Some(no) = ack {
+                    log_ack(no, &r);
+                }
+                record(&t, intended, r)
+            }),
+        );
     }
     while done(tally) < args.orders {
         std::thread::sleep(Duration::from_millis(1));
@@ -242,16 +310,33 @@ fn drive(engine: &Engine, args: &BenchArgs, ds: &DataSet, codes: &[CodeHash], ta
 
 fn log_ack(no: u64, r: &giftcard_shard::Reply) {
     match r {
-        Ok(Outcome::Order { outcome: OrderOutcome::Completed { first_card, cards, charged }, .. }) => {
-            println!("ack {no} completed {} {cards} {}", first_card.0, charged.minor())
+        Ok(Outcome::Order {
+            outcome:
+                OrderOutcome::Completed {
+                    first_card,
+                    cards,
+                    charged,
+                },
+            ..
+        }) => {
+            println!(
+                "ack {no} completed {} {cards} {}",
+                first_card.0,
+                charged.minor()
+            )
         }
-        Ok(Outcome::Order { outcome: OrderOutcome::Rejected(r), .. }) => println!("ack {no} rejected {}", r.code()),
+        Ok(Outcome::Order {
+            outcome: OrderOutcome::Rejected(r),
+            ..
+        }) => println!("ack {no} rejected {}", r.code()),
         _ => {}
     }
 }
 
 fn done(t: &Tally) -> u64 {
-    t.completed.load(Ordering::Relaxed) + t.rejected.load(Ordering::Relaxed) + t.failed.load(Ordering::Relaxed)
+    t.completed.load(Ordering::Relaxed)
+        + t.rejected.load(Ordering::Relaxed)
+        + t.failed.load(Ordering::Relaxed)
 }
 
 fn record(t: &Tally, intended: Instant, r: giftcard_shard::Reply) {
@@ -260,7 +345,10 @@ fn record(t: &Tally, intended: Instant, r: giftcard_shard::Reply) {
         let _ = h.record(us.max(1));
     }
     match r {
-        Ok(Outcome::Order { outcome: OrderOutcome::Completed { cards, .. }, .. }) => {
+        Ok(Outcome::Order {
+            outcome: OrderOutcome::Completed { cards, .. },
+            ..
+        }) => {
             t.cards.fetch_add(u64::from(cards), Ordering::Relaxed);
             t.completed.fetch_add(1, Ordering::Relaxed);
         }
@@ -276,13 +364,30 @@ fn record(t: &Tally, intended: Instant, r: giftcard_shard::Reply) {
 fn rss_mib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
         .map_or(0, |kb| kb / 1024)
 }
 
 #[allow(clippy::too_many_arguments)]
-fn report(args: &BenchArgs, shards: u16, t: &Tally, secs: f64, setup_secs: f64, syncs: u64, rss_setup: u64, rss: u64, recovery: Option<(f64, u64)>) -> Result<()> {
-    let h = t.hist.lock().map_err(|_| anyhow::anyhow!("histogram lock"))?;
+fn report(
+    args: &BenchArgs,
+    shards: u16,
+    t: &Tally,
+    secs: f64,
+    setup_secs: f64,
+    syncs: u64,
+    rss_setup: u64,
+    rss: u64,
+    recovery: Option<(f64, u64)>,
+) -> Result<()> {
+    let h = t
+        .hist
+        .lock()
+        .map_err(|_| anyhow::anyhow!("histogram lock"))?;
     let total = done(t);
     let v = serde_json::json!({
         "scenario": args.scenario.to_possible_value().map(|v| v.get_name().to_owned()),

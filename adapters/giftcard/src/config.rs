@@ -40,17 +40,24 @@ pub struct EngineSection {
 pub type NatsSection = giftcard_queue::QueueConfig;
 
 /// Short names the product promises, mapped to their section and key.
-const ALIASES: &[(&str, &str, &str)] = &[("GIFTCARD_DATA_DIR", "engine", "data_dir"), ("GIFTCARD_SHARDS", "engine", "shards")];
+const ALIASES: &[(&str, &str, &str)] = &[
+    ("GIFTCARD_DATA_DIR", "engine", "data_dir"),
+    ("GIFTCARD_SHARDS", "engine", "shards"),
+];
 
 /// Loads the file (or the embedded default) and applies the environment.
 pub fn load(file: Option<&Path>) -> Result<Config> {
     let text = match file {
-        Some(p) => std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        Some(p) => {
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?
+        }
         None => DEFAULT_TOML.to_owned(),
     };
     let mut value: toml::Table = toml::from_str(&text).context("parsing configuration")?;
     for (name, val) in std::env::vars() {
-        let Some(rest) = name.strip_prefix("GIFTCARD_") else { continue };
+        let Some(rest) = name.strip_prefix("GIFTCARD_") else {
+            continue;
+        };
         let (section, key) = match ALIASES.iter().find(|(n, _, _)| *n == name) {
             Some((_, s, k)) => ((*s).to_owned(), (*k).to_owned()),
             None => match rest.split_once('_') {
@@ -58,17 +65,27 @@ pub fn load(file: Option<&Path>) -> Result<Config> {
                 None => continue,
             },
         };
-        let Some(toml::Value::Table(t)) = value.get_mut(&section) else { continue };
+        let Some(toml::Value::Table(t)) = value.get_mut(&section) else {
+            continue;
+        };
         let typed = match t.get(&key) {
-            Some(toml::Value::Integer(_)) => toml::Value::Integer(val.parse().with_context(|| format!("{name} must be an integer"))?),
-            Some(toml::Value::Boolean(_)) => toml::Value::Boolean(val.parse().with_context(|| format!("{name} must be true or false"))?),
+            Some(toml::Value::Integer(_)) => toml::Value::Integer(
+                val.parse()
+                    .with_context(|| format!("{name} must be an integer"))?,
+            ),
+            Some(toml::Value::Boolean(_)) => toml::Value::Boolean(
+                val.parse()
+                    .with_context(|| format!("{name} must be true or false"))?,
+            ),
             Some(toml::Value::String(_)) => toml::Value::String(val),
             Some(_) => bail!("{name} cannot be set from the environment"),
             None => bail!("{name} names no setting ([{section}] has no {key})"),
         };
         t.insert(key, typed);
     }
-    let cfg: Config = toml::Value::Table(value).try_into().context("configuration has wrong or unknown fields")?;
+    let cfg: Config = toml::Value::Table(value)
+        .try_into()
+        .context("configuration has wrong or unknown fields")?;
     Ok(cfg)
 }
 
@@ -78,7 +95,9 @@ fn hex32(s: &str, what: &str) -> Result<[u8; 32]> {
         .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
         .collect::<Option<_>>()
         .with_context(|| format!("{what} must be hex"))?;
-    bytes.try_into().map_err(|_| anyhow::anyhow!("{what} must be 64 hex characters (32 bytes)"))
+    bytes
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("{what} must be 64 hex characters (32 bytes)"))
 }
 
 impl Config {

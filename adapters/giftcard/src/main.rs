@@ -20,7 +20,11 @@ use std::path::PathBuf;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "giftcard", version, about = "Durable sharded gift card transaction engine")]
+#[command(
+    name = "giftcard",
+    version,
+    about = "Durable sharded gift card transaction engine"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -65,7 +69,9 @@ fn main() -> Result<()> {
             let mut cfg = config::load(config.as_deref())?;
             cfg.engine.data_dir = data;
             let engine = giftcard_shard::Engine::open(cfg.engine_config()?)?;
-            let through = engine.checkpoint().map_err(|e| anyhow::anyhow!("checkpoint failed: {e}"))?;
+            let through = engine
+                .checkpoint()
+                .map_err(|e| anyhow::anyhow!("checkpoint failed: {e}"))?;
             println!("checkpoint written through frame {through}");
             Ok(())
         }
@@ -97,7 +103,14 @@ fn verify(data: PathBuf, json: bool) -> Result<()> {
         for v in &report.violations {
             println!("VIOLATION: {v}");
         }
-        println!("{}", if report.ok() { "all invariants hold" } else { "INVARIANTS VIOLATED" });
+        println!(
+            "{}",
+            if report.ok() {
+                "all invariants hold"
+            } else {
+                "INVARIANTS VIOLATED"
+            }
+        );
     }
     if !report.ok() {
         std::process::exit(1);

@@ -34,9 +34,30 @@ fn run_and_kill(dir: &Path, round: u64, kill_at: KillAt) -> Vec<Ack> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_giftcard"))
         .args(["bench", "--scenario", "uniform", "--data"])
         .arg(dir)
-        .args(["--shards", &SHARDS.to_string(), "--wallets", "40", "--skus", "4", "--codes-per-sku", "300"])
-        .args(["--orders", "1000000", "--window", "32", "--ack-log", "--json"])
-        .args(["--order-offset", &(round * 10_000_000).to_string(), "--seed", &round.to_string()])
+        .args([
+            "--shards",
+            &SHARDS.to_string(),
+            "--wallets",
+            "40",
+            "--skus",
+            "4",
+            "--codes-per-sku",
+            "300",
+        ])
+        .args([
+            "--orders",
+            "1000000",
+            "--window",
+            "32",
+            "--ack-log",
+            "--json",
+        ])
+        .args([
+            "--order-offset",
+            &(round * 10_000_000).to_string(),
+            "--seed",
+            &round.to_string(),
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -54,7 +75,10 @@ fn run_and_kill(dir: &Path, round: u64, kill_at: KillAt) -> Vec<Ack> {
             // A line cut by the kill has no newline: it was never fully acknowledged to us.
             if let Some(rest) = line.strip_suffix('\n').and_then(|l| l.strip_prefix("ack ")) {
                 let (no, outcome) = rest.split_once(' ').expect("ack line");
-                acks.push(Ack { order_no: no.parse().expect("order number"), outcome: outcome.to_owned() });
+                acks.push(Ack {
+                    order_no: no.parse().expect("order number"),
+                    outcome: outcome.to_owned(),
+                });
             }
             line.clear();
         }
@@ -63,7 +87,9 @@ fn run_and_kill(dir: &Path, round: u64, kill_at: KillAt) -> Vec<Ack> {
     let kill_after = match kill_at {
         KillAt::AfterStart(d) => d,
         KillAt::AfterReady(d) => {
-            ready_rx.recv_timeout(Duration::from_secs(120)).expect("child reports ready");
+            ready_rx
+                .recv_timeout(Duration::from_secs(120))
+                .expect("child reports ready");
             d
         }
     };
@@ -81,7 +107,11 @@ fn run_and_kill(dir: &Path, round: u64, kill_at: KillAt) -> Vec<Ack> {
 
 fn describe(outcome: &OrderOutcome) -> String {
     match outcome {
-        OrderOutcome::Completed { charged, first_card, cards } => format!("completed {} {cards} {}", first_card.0, charged.minor()),
+        OrderOutcome::Completed {
+            charged,
+            first_card,
+            cards,
+        } => format!("completed {} {cards} {}", first_card.0, charged.minor()),
         OrderOutcome::Rejected(r) => format!("rejected {}", r.code()),
     }
 }
@@ -89,19 +119,42 @@ fn describe(outcome: &OrderOutcome) -> String {
 fn check_recovered(dir: &Path, acks: &[Ack]) -> u64 {
     let engine = Engine::open(EngineConfig::new(dir, SHARDS)).expect("recovery");
     for ack in acks {
-        let key = OrderKey { client: ClientId::new("checkout-1"), order_id: OrderId::new(&format!("o-{}", ack.order_no)) };
+        let key = OrderKey {
+            client: ClientId::new("checkout-1"),
+            order_id: OrderId::new(&format!("o-{}", ack.order_no)),
+        };
         match engine.ask(Query::Order { key }).expect("order query") {
-            QueryAnswer::Order(rec) => assert_eq!(describe(&rec.outcome), ack.outcome, "order {} changed after recovery", ack.order_no),
-            other => panic!("acknowledged order {} is missing after recovery: {other:?}", ack.order_no),
+            QueryAnswer::Order(rec) => assert_eq!(
+                describe(&rec.outcome),
+                ack.outcome,
+                "order {} changed after recovery",
+                ack.order_no
+            ),
+            other => panic!(
+                "acknowledged order {} is missing after recovery: {other:?}",
+                ack.order_no
+            ),
         }
     }
     let report = engine.reconcile().expect("reconcile");
-    assert!(report.ok(), "invariants after recovery: {:?}", report.violations);
+    assert!(
+        report.ok(),
+        "invariants after recovery: {:?}",
+        report.violations
+    );
     assert_eq!(report.holds_in_flight, 0, "recovery left funds held");
     let rolled_back = engine.recovery.holds_rolled_back;
     drop(engine);
-    let out = Command::new(env!("CARGO_BIN_EXE_giftcard")).args(["verify", "--data"]).arg(dir).output().expect("run verify");
-    assert!(out.status.success(), "giftcard verify failed:\n{}", String::from_utf8_lossy(&out.stdout));
+    let out = Command::new(env!("CARGO_BIN_EXE_giftcard"))
+        .args(["verify", "--data"])
+        .arg(dir)
+        .output()
+        .expect("run verify");
+    assert!(
+        out.status.success(),
+        "giftcard verify failed:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     rolled_back
 }
 
@@ -123,5 +176,8 @@ fn every_acknowledged_order_survives_sigkill_exactly_once() {
         check_recovered(dir.path(), &acks);
     }
     eprintln!("{ROUNDS} kills, {total_acks} acknowledged orders checked");
-    assert!(rounds_with_acks >= ROUNDS * 3 / 4 - 1, "most kills should land while orders flow ({rounds_with_acks} of {ROUNDS} did)");
+    assert!(
+        rounds_with_acks >= ROUNDS * 3 / 4 - 1,
+        "most kills should land while orders flow ({rounds_with_acks} of {ROUNDS} did)"
+    );
 }

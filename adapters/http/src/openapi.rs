@@ -57,7 +57,10 @@ const API_ERRORS: &[(&str, &str)] = &[
         "Idempotency key reused with a different request, or the object exists",
     ),
     ("413", "Request body too large"),
-    ("415", "Request body declared as a media type other than JSON"),
+    (
+        "415",
+        "Request body declared as a media type other than JSON",
+    ),
     (
         "422",
         "A business rule refused the request (`insufficient_funds`, `out_of_stock`, ...)",

@@ -246,7 +246,9 @@ async fn decide(
         problem: None,
     };
     match submit(engine, Command::PlaceOrder(Box::new(req))).await {
-        Ok(Outcome::Order { outcome, replayed, .. }) => {
+        Ok(Outcome::Order {
+            outcome, replayed, ..
+        }) => {
             result.replayed = replayed;
             match outcome {
                 OrderOutcome::Completed {

@@ -90,9 +90,11 @@ impl Sku {
         let face = Money::new(face_minor, self.currency);
         let price = scale_half_even(face_minor, Decimal::ONE + self.markup, self.currency)?;
         let cost = match self.kind {
-            SkuKind::SupplierCode => {
-                scale_half_even(face_minor, Decimal::ONE - self.wholesale_discount, self.currency)?
-            }
+            SkuKind::SupplierCode => scale_half_even(
+                face_minor,
+                Decimal::ONE - self.wholesale_discount,
+                self.currency,
+            )?,
             SkuKind::Issued => face,
         };
         Ok(UnitPrice { face, price, cost })
@@ -135,9 +137,13 @@ impl FxTable {
 
     /// Converts what a card costs in its SKU's currency into what the payer is charged.
     pub fn convert_for_payer(&self, amount: Money, to: Currency) -> Result<Conversion, Rejection> {
-        let mid = self.mid_rate(amount.currency(), to).ok_or(Rejection::FxRateMissing)?;
+        let mid = self
+            .mid_rate(amount.currency(), to)
+            .ok_or(Rejection::FxRateMissing)?;
         let at_mid = convert(amount, to, mid)?;
-        let with_spread = mid.checked_mul(Decimal::ONE + self.spread).ok_or(Rejection::AmountOutOfRange)?;
+        let with_spread = mid
+            .checked_mul(Decimal::ONE + self.spread)
+            .ok_or(Rejection::AmountOutOfRange)?;
         let charged = convert(amount, to, with_spread)?;
         Ok(Conversion { at_mid, charged })
     }
@@ -171,29 +177,54 @@ mod tests {
 
     #[test]
     fn supplier_code_is_priced_at_face_with_wholesale_cost() {
-        let p = sku(SkuKind::SupplierCode, Denomination::Fixed(2500)).unit_price(None).unwrap();
-        assert_eq!((p.price.minor(), p.cost.minor(), p.face.minor()), (2500, 2125, 2500));
+        let p = sku(SkuKind::SupplierCode, Denomination::Fixed(2500))
+            .unit_price(None)
+            .unwrap();
+        assert_eq!(
+            (p.price.minor(), p.cost.minor(), p.face.minor()),
+            (2500, 2125, 2500)
+        );
     }
 
     #[test]
     fn open_denomination_needs_an_amount_in_range() {
-        let s = sku(SkuKind::Issued, Denomination::Open { min: 1000, max: 50000 });
+        let s = sku(
+            SkuKind::Issued,
+            Denomination::Open {
+                min: 1000,
+                max: 50000,
+            },
+        );
         assert_eq!(s.unit_price(None), Err(Rejection::InvalidDenomination));
         assert_eq!(s.unit_price(Some(999)), Err(Rejection::InvalidDenomination));
         assert_eq!(s.unit_price(Some(1234)).unwrap().cost.minor(), 1234);
         let fixed = sku(SkuKind::Issued, Denomination::Fixed(100));
-        assert_eq!(fixed.unit_price(Some(100)), Err(Rejection::InvalidDenomination));
+        assert_eq!(
+            fixed.unit_price(Some(100)),
+            Err(Rejection::InvalidDenomination)
+        );
     }
 
     #[test]
     fn fx_charges_mid_plus_spread_and_uses_inverse_pairs() {
         let eur = Currency::parse("EUR").unwrap();
-        let mut fx = FxTable { spread: Decimal::from_str("0.02").unwrap(), ..FxTable::default() };
-        fx.mid.insert((eur, usd()), Decimal::from_str("1.10").unwrap());
-        let c = fx.convert_for_payer(Money::new(10_000, eur), usd()).unwrap();
+        let mut fx = FxTable {
+            spread: Decimal::from_str("0.02").unwrap(),
+            ..FxTable::default()
+        };
+        fx.mid
+            .insert((eur, usd()), Decimal::from_str("1.10").unwrap());
+        let c = fx
+            .convert_for_payer(Money::new(10_000, eur), usd())
+            .unwrap();
         assert_eq!((c.at_mid.minor(), c.charged.minor()), (11_000, 11_220));
-        let back = fx.convert_for_payer(Money::new(11_000, usd()), eur).unwrap();
+        let back = fx
+            .convert_for_payer(Money::new(11_000, usd()), eur)
+            .unwrap();
         assert_eq!(back.at_mid.minor(), 10_000);
-        assert_eq!(fx.convert_for_payer(Money::new(1, usd()), Currency::parse("JPY").unwrap()), Err(Rejection::FxRateMissing));
+        assert_eq!(
+            fx.convert_for_payer(Money::new(1, usd()), Currency::parse("JPY").unwrap()),
+            Err(Rejection::FxRateMissing)
+        );
     }
 }

@@ -4,8 +4,8 @@
 
 use crate::catalog::{FxTable, Sku};
 use crate::{
-    Caller, CardId, ClientId, CodeHash, Currency, Fingerprint, Money, OrderKey, Rejection, RequestId,
-    ShardId, SkuId, SupplierId, UnixMillis, WalletId,
+    Caller, CardId, ClientId, CodeHash, Currency, Fingerprint, Money, OrderKey, Rejection,
+    RequestId, ShardId, SkuId, SupplierId, UnixMillis, WalletId,
 };
 use serde::{Deserialize, Serialize};
 
@@ -71,27 +71,77 @@ pub enum Command {
     /// Replace the FX table (replicated).
     SetFx(FxTable),
     /// Add `count` codes already written to the store at slots from `first_slot`; spread over shards.
-    AddCodes { sku: SkuId, supplier: Option<SupplierId>, first_slot: u64, count: u64, shard_count: u16 },
-    CreateWallet { caller: Caller, wallet: WalletId, kyc_verified: bool },
-    Deposit { caller: Caller, wallet: WalletId, deposit_id: RequestId, amount: Money, reference: String, fingerprint: Fingerprint },
-    SetWalletFrozen { wallet: WalletId, frozen: bool },
+    AddCodes {
+        sku: SkuId,
+        supplier: Option<SupplierId>,
+        first_slot: u64,
+        count: u64,
+        shard_count: u16,
+    },
+    CreateWallet {
+        caller: Caller,
+        wallet: WalletId,
+        kyc_verified: bool,
+    },
+    Deposit {
+        caller: Caller,
+        wallet: WalletId,
+        deposit_id: RequestId,
+        amount: Money,
+        reference: String,
+        fingerprint: Fingerprint,
+    },
+    SetWalletFrozen {
+        wallet: WalletId,
+        frozen: bool,
+    },
     /// Record at the order's home shard that the key is taken, before the wallet's shard acts.
-    ClaimOrder { key: OrderKey, fingerprint: Fingerprint, wallet_shard: ShardId },
+    ClaimOrder {
+        key: OrderKey,
+        fingerprint: Fingerprint,
+        wallet_shard: ShardId,
+    },
     PlaceOrder(Box<OrderRequest>),
     /// Give up to `want` codes of a SKU to a peer that ran short (saga step on the lender).
-    LendStock { sku: SkuId, want: u64, to: ShardId },
+    LendStock {
+        sku: SkuId,
+        want: u64,
+        to: ShardId,
+    },
     /// Take codes lent by a peer into the local pool (saga step on the borrower).
-    ReceiveStock { sku: SkuId, ranges: Vec<SlotRange>, from: ShardId },
+    ReceiveStock {
+        sku: SkuId,
+        ranges: Vec<SlotRange>,
+        from: ShardId,
+    },
     /// Roll back an order's funds hold (stock could not be found, or recovery found it in flight).
-    AbortOrder { key: OrderKey, reason: Rejection },
-    Redeem { caller: Caller, redemption_id: RequestId, code: CodeHash, amount: Money, fingerprint: Fingerprint },
-    ReverseRedemption { caller: Caller, redemption_id: RequestId },
+    AbortOrder {
+        key: OrderKey,
+        reason: Rejection,
+    },
+    Redeem {
+        caller: Caller,
+        redemption_id: RequestId,
+        code: CodeHash,
+        amount: Money,
+        fingerprint: Fingerprint,
+    },
+    ReverseRedemption {
+        caller: Caller,
+        redemption_id: RequestId,
+    },
     /// The delivery service's report on one card; after `attempts_max` failures the card's
     /// delivery is given up and listed for operators.
-    ReportDelivery { card: CardId, delivered: bool, attempts_max: u8 },
+    ReportDelivery {
+        card: CardId,
+        delivered: bool,
+        attempts_max: u8,
+    },
     /// Close the settlement period on this shard: everything owed to suppliers since the last
     /// close is totalled and reset. Sent to every shard; the adapter merges the shards' totals.
-    CloseSettlement { period_id: RequestId },
+    CloseSettlement {
+        period_id: RequestId,
+    },
 }
 
 /// What one shard owes one supplier for a settlement period.
@@ -146,36 +196,111 @@ pub enum Event {
     SkuDefined(Sku),
     FxSet(FxTable),
     /// Codes added to a SKU's pool, already split into per-shard slices (replicated).
-    CodesAdded { sku: SkuId, slices: Vec<(ShardId, SlotRange)> },
-    WalletCreated { wallet: WalletId, owner: ClientId, kyc_verified: bool },
-    Deposited { wallet: WalletId, deposit_id: RequestId, amount: Money, reference: String, fingerprint: Fingerprint, at: UnixMillis },
-    WalletFrozenSet { wallet: WalletId, frozen: bool },
-    OrderClaimed { key: OrderKey, fingerprint: Fingerprint, wallet_shard: ShardId },
-    FundsHeld { key: OrderKey, fingerprint: Fingerprint, wallet: WalletId, amount: Money },
+    CodesAdded {
+        sku: SkuId,
+        slices: Vec<(ShardId, SlotRange)>,
+    },
+    WalletCreated {
+        wallet: WalletId,
+        owner: ClientId,
+        kyc_verified: bool,
+    },
+    Deposited {
+        wallet: WalletId,
+        deposit_id: RequestId,
+        amount: Money,
+        reference: String,
+        fingerprint: Fingerprint,
+        at: UnixMillis,
+    },
+    WalletFrozenSet {
+        wallet: WalletId,
+        frozen: bool,
+    },
+    OrderClaimed {
+        key: OrderKey,
+        fingerprint: Fingerprint,
+        wallet_shard: ShardId,
+    },
+    FundsHeld {
+        key: OrderKey,
+        fingerprint: Fingerprint,
+        wallet: WalletId,
+        amount: Money,
+    },
     OrderCompleted(Box<CompletedOrder>),
-    OrderRejected { key: OrderKey, fingerprint: Fingerprint, wallet: WalletId, reason: Rejection, released_hold: Option<Money> },
+    OrderRejected {
+        key: OrderKey,
+        fingerprint: Fingerprint,
+        wallet: WalletId,
+        reason: Rejection,
+        released_hold: Option<Money>,
+    },
     /// A held order rolled back without an answer to the client; the key may be used afresh.
-    OrderAborted { key: OrderKey, wallet: WalletId, released_hold: Money },
-    StockLent { sku: SkuId, to: ShardId, ranges: Vec<SlotRange> },
-    StockReceived { sku: SkuId, from: ShardId, ranges: Vec<SlotRange> },
-    Redeemed { client: ClientId, redemption_id: RequestId, fingerprint: Fingerprint, card: CardId, amount: Money },
-    RedemptionRejected { client: ClientId, redemption_id: RequestId, fingerprint: Fingerprint, reason: Rejection },
-    RedemptionReversed { client: ClientId, redemption_id: RequestId, card: CardId, amount: Money },
-    SettlementClosed { period_id: RequestId, dues: Vec<(SupplierId, SupplierDue)> },
+    OrderAborted {
+        key: OrderKey,
+        wallet: WalletId,
+        released_hold: Money,
+    },
+    StockLent {
+        sku: SkuId,
+        to: ShardId,
+        ranges: Vec<SlotRange>,
+    },
+    StockReceived {
+        sku: SkuId,
+        from: ShardId,
+        ranges: Vec<SlotRange>,
+    },
+    Redeemed {
+        client: ClientId,
+        redemption_id: RequestId,
+        fingerprint: Fingerprint,
+        card: CardId,
+        amount: Money,
+    },
+    RedemptionRejected {
+        client: ClientId,
+        redemption_id: RequestId,
+        fingerprint: Fingerprint,
+        reason: Rejection,
+    },
+    RedemptionReversed {
+        client: ClientId,
+        redemption_id: RequestId,
+        card: CardId,
+        amount: Money,
+    },
+    SettlementClosed {
+        period_id: RequestId,
+        dues: Vec<(SupplierId, SupplierDue)>,
+    },
     /// A delivery attempt's result; `gave_up` when the attempts are exhausted.
-    DeliveryReported { card: CardId, delivered: bool, attempt: u8, gave_up: bool },
+    DeliveryReported {
+        card: CardId,
+        delivered: bool,
+        attempt: u8,
+        gave_up: bool,
+    },
 }
 
 impl Event {
     /// Replicated events change every shard's copy of the catalog, FX table or pools.
     pub fn is_replicated(&self) -> bool {
-        matches!(self, Event::SkuDefined(_) | Event::FxSet(_) | Event::CodesAdded { .. })
+        matches!(
+            self,
+            Event::SkuDefined(_) | Event::FxSet(_) | Event::CodesAdded { .. }
+        )
     }
 }
 
 /// The answer recorded for an order, replayed on retry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OrderOutcome {
-    Completed { charged: Money, first_card: CardId, cards: u32 },
+    Completed {
+        charged: Money,
+        first_card: CardId,
+        cards: u32,
+    },
     Rejected(Rejection),
 }

@@ -30,26 +30,63 @@ pub struct Posting {
 
 fn post(out: &mut Vec<Posting>, account: Account, minor: i64, ccy: Currency) {
     if minor != 0 {
-        out.push(Posting { account, amount: Money::new(minor, ccy) });
+        out.push(Posting {
+            account,
+            amount: Money::new(minor, ccy),
+        });
     }
 }
 
 /// The postings an event makes, balanced per currency.
 pub fn postings(event: &Event) -> Vec<Posting> {
-    let mut out = Vec::with_capacity(if matches!(event, Event::OrderCompleted(_)) { 8 } else { 2 });
+    let mut out = Vec::with_capacity(if matches!(event, Event::OrderCompleted(_)) {
+        8
+    } else {
+        2
+    });
     match event {
         Event::Deposited { wallet, amount, .. } => {
-            post(&mut out, Account::Funding(amount.currency()), -amount.minor(), amount.currency());
-            post(&mut out, Account::Wallet(wallet.clone(), amount.currency()), amount.minor(), amount.currency());
+            post(
+                &mut out,
+                Account::Funding(amount.currency()),
+                -amount.minor(),
+                amount.currency(),
+            );
+            post(
+                &mut out,
+                Account::Wallet(wallet.clone(), amount.currency()),
+                amount.minor(),
+                amount.currency(),
+            );
         }
         Event::OrderCompleted(order) => order_postings(order, &mut out),
         Event::Redeemed { card, amount, .. } => {
-            post(&mut out, Account::Card(*card), -amount.minor(), amount.currency());
-            post(&mut out, Account::Redeemed(amount.currency()), amount.minor(), amount.currency());
+            post(
+                &mut out,
+                Account::Card(*card),
+                -amount.minor(),
+                amount.currency(),
+            );
+            post(
+                &mut out,
+                Account::Redeemed(amount.currency()),
+                amount.minor(),
+                amount.currency(),
+            );
         }
         Event::RedemptionReversed { card, amount, .. } => {
-            post(&mut out, Account::Card(*card), amount.minor(), amount.currency());
-            post(&mut out, Account::Redeemed(amount.currency()), -amount.minor(), amount.currency());
+            post(
+                &mut out,
+                Account::Card(*card),
+                amount.minor(),
+                amount.currency(),
+            );
+            post(
+                &mut out,
+                Account::Redeemed(amount.currency()),
+                -amount.minor(),
+                amount.currency(),
+            );
         }
         _ => {}
     }
@@ -58,7 +95,12 @@ pub fn postings(event: &Event) -> Vec<Posting> {
 
 fn order_postings(order: &CompletedOrder, out: &mut Vec<Posting>) {
     let pay = order.charged.currency();
-    post(out, Account::Wallet(order.wallet.clone(), pay), -order.charged.minor(), pay);
+    post(
+        out,
+        Account::Wallet(order.wallet.clone(), pay),
+        -order.charged.minor(),
+        pay,
+    );
     let mut card = order.first_card.0;
     for line in &order.lines {
         let ccy = line.unit_price.currency();
@@ -66,8 +108,18 @@ fn order_postings(order: &CompletedOrder, out: &mut Vec<Posting>) {
         let price_total = line.unit_price.minor() * q;
         if ccy != pay {
             // The payer's currency comes in at mid plus spread; the SKU's currency goes out at price.
-            post(out, Account::FxClearing(pay), line.charged_at_mid.minor(), pay);
-            post(out, Account::RevenueFx(pay), line.charged.minor() - line.charged_at_mid.minor(), pay);
+            post(
+                out,
+                Account::FxClearing(pay),
+                line.charged_at_mid.minor(),
+                pay,
+            );
+            post(
+                out,
+                Account::RevenueFx(pay),
+                line.charged.minor() - line.charged_at_mid.minor(),
+                pay,
+            );
             post(out, Account::FxClearing(ccy), -price_total, ccy);
         }
         if line.issued {
@@ -75,11 +127,26 @@ fn order_postings(order: &CompletedOrder, out: &mut Vec<Posting>) {
                 post(out, Account::Card(CardId(card)), line.face.minor(), ccy);
                 card += 1;
             }
-            post(out, Account::RevenueMargin(ccy), (line.unit_price.minor() - line.face.minor()) * q, ccy);
+            post(
+                out,
+                Account::RevenueMargin(ccy),
+                (line.unit_price.minor() - line.face.minor()) * q,
+                ccy,
+            );
         } else {
             card += u64::from(line.quantity);
-            post(out, Account::SupplierPayable(line.supplier.clone(), ccy), line.unit_cost.minor() * q, ccy);
-            post(out, Account::RevenueMargin(ccy), (line.unit_price.minor() - line.unit_cost.minor()) * q, ccy);
+            post(
+                out,
+                Account::SupplierPayable(line.supplier.clone(), ccy),
+                line.unit_cost.minor() * q,
+                ccy,
+            );
+            post(
+                out,
+                Account::RevenueMargin(ccy),
+                (line.unit_price.minor() - line.unit_cost.minor()) * q,
+                ccy,
+            );
         }
     }
 }

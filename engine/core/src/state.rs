@@ -58,7 +58,11 @@ pub struct Wallet {
 impl Wallet {
     /// The balance of a currency (zero when the wallet never held it).
     pub fn balance(&self, ccy: Currency) -> Balance {
-        self.balances.iter().find(|(c, _)| *c == ccy).map(|(_, b)| *b).unwrap_or_default()
+        self.balances
+            .iter()
+            .find(|(c, _)| *c == ccy)
+            .map(|(_, b)| *b)
+            .unwrap_or_default()
     }
     fn balance_mut(&mut self, ccy: Currency) -> &mut Balance {
         let idx = match self.balances.iter().position(|(c, _)| *c == ccy) {
@@ -68,7 +72,10 @@ impl Wallet {
                 self.balances.reserve_exact(1);
                 self.balances.push((ccy, Balance::default()));
                 self.balances.sort_unstable_by_key(|(c, _)| *c);
-                self.balances.iter().position(|(c, _)| *c == ccy).unwrap_or(0)
+                self.balances
+                    .iter()
+                    .position(|(c, _)| *c == ccy)
+                    .unwrap_or(0)
             }
         };
         &mut self.balances[idx].1
@@ -111,7 +118,11 @@ impl Pool {
 
     /// Removes ranges that must lie within held ranges; a broken journal is a bug, not input.
     fn remove(&mut self, (start, end): SlotRange) {
-        let found = self.ranges.range(..=start).next_back().map(|(s, e)| (*s, *e));
+        let found = self
+            .ranges
+            .range(..=start)
+            .next_back()
+            .map(|(s, e)| (*s, *e));
         let (s, e) = match found {
             Some((s, e)) if e >= end => (s, e),
             _ => panic!("slot range {start}..{end} is not in the pool"),
@@ -142,10 +153,14 @@ pub enum Delivery {
     /// The order asked for no delivery (the buyer took the code from the response).
     NotRequired,
     /// Sent, no report yet, or failed `failures` times and being retried.
-    Pending { failures: u8 },
+    Pending {
+        failures: u8,
+    },
     Delivered,
     /// Failed every allowed attempt; listed for operators.
-    GaveUp { failures: u8 },
+    GaveUp {
+        failures: u8,
+    },
 }
 
 /// Where a card's code is kept.
@@ -242,7 +257,10 @@ pub enum Decision {
     /// The order belongs to the wallet's shard; journal `claim` (if any) here, then forward.
     Forward { claim: Option<Event>, to: ShardId },
     /// Local stock is short: journal the hold, then borrow `missing` from peers.
-    NeedStock { hold: Event, missing: Vec<(SkuId, u64)> },
+    NeedStock {
+        hold: Event,
+        missing: Vec<(SkuId, u64)>,
+    },
 }
 
 /// Everything one shard owns.
@@ -329,7 +347,11 @@ impl ShardState {
 
     /// Rebuilds what is derived from the state and not serialized (after loading a snapshot).
     pub fn rebuild_derived(&mut self) {
-        self.fixed_prices = self.skus.values().filter_map(|s| Some((s.id.clone(), s.unit_price(None).ok()?))).collect();
+        self.fixed_prices = self
+            .skus
+            .values()
+            .filter_map(|s| Some((s.id.clone(), s.unit_price(None).ok()?)))
+            .collect();
     }
 
     /// Where a wallet lives.
@@ -345,12 +367,24 @@ impl ShardState {
                 let ok = fx.spread >= rust_decimal::Decimal::ZERO
                     && fx.spread < rust_decimal::Decimal::ONE
                     && fx.mid.values().all(|r| *r > rust_decimal::Decimal::ZERO);
-                if ok { Decision::Events(vec![Event::FxSet(fx.clone())]) } else { Decision::Reject(Rejection::AmountOutOfRange) }
+                if ok {
+                    Decision::Events(vec![Event::FxSet(fx.clone())])
+                } else {
+                    Decision::Reject(Rejection::AmountOutOfRange)
+                }
             }
-            Command::AddCodes { sku, supplier, first_slot, count, shard_count } => {
-                self.decide_add_codes(sku, supplier.as_ref(), *first_slot, *count, *shard_count)
-            }
-            Command::CreateWallet { caller, wallet, kyc_verified } => {
+            Command::AddCodes {
+                sku,
+                supplier,
+                first_slot,
+                count,
+                shard_count,
+            } => self.decide_add_codes(sku, supplier.as_ref(), *first_slot, *count, *shard_count),
+            Command::CreateWallet {
+                caller,
+                wallet,
+                kyc_verified,
+            } => {
                 if self.wallets.contains_key(wallet) {
                     return Decision::Reject(Rejection::WalletExists);
                 }
@@ -360,35 +394,74 @@ impl ShardState {
                     kyc_verified: *kyc_verified,
                 }])
             }
-            Command::Deposit { caller, wallet, deposit_id, amount, reference, fingerprint } => {
-                self.decide_deposit(caller, wallet, deposit_id, *amount, reference, *fingerprint, ctx.now)
-            }
+            Command::Deposit {
+                caller,
+                wallet,
+                deposit_id,
+                amount,
+                reference,
+                fingerprint,
+            } => self.decide_deposit(
+                caller,
+                wallet,
+                deposit_id,
+                *amount,
+                reference,
+                *fingerprint,
+                ctx.now,
+            ),
             Command::SetWalletFrozen { wallet, frozen } => match self.wallets.get(wallet) {
                 None => Decision::Reject(Rejection::WalletNotFound),
-                Some(_) => Decision::Events(vec![Event::WalletFrozenSet { wallet: wallet.clone(), frozen: *frozen }]),
+                Some(_) => Decision::Events(vec![Event::WalletFrozenSet {
+                    wallet: wallet.clone(),
+                    frozen: *frozen,
+                }]),
             },
-            Command::ClaimOrder { key, fingerprint, wallet_shard } => Decision::Events(vec![Event::OrderClaimed {
+            Command::ClaimOrder {
+                key,
+                fingerprint,
+                wallet_shard,
+            } => Decision::Events(vec![Event::OrderClaimed {
                 key: key.clone(),
                 fingerprint: *fingerprint,
                 wallet_shard: *wallet_shard,
             }]),
             Command::PlaceOrder(req) => self.decide_order(req, ctx),
             Command::LendStock { sku, want, to } => self.decide_lend(sku, *want, *to),
-            Command::ReceiveStock { sku, ranges, from } => Decision::Events(vec![Event::StockReceived {
-                sku: sku.clone(),
-                from: *from,
-                ranges: ranges.clone(),
-            }]),
-            Command::AbortOrder { key, reason } => self.decide_abort(key, *reason),
-            Command::Redeem { caller, redemption_id, code, amount, fingerprint } => {
-                self.decide_redeem(caller, redemption_id, code, *amount, *fingerprint)
+            Command::ReceiveStock { sku, ranges, from } => {
+                Decision::Events(vec![Event::StockReceived {
+                    sku: sku.clone(),
+                    from: *from,
+                    ranges: ranges.clone(),
+                }])
             }
-            Command::ReverseRedemption { caller, redemption_id } => self.decide_reversal(caller, redemption_id),
-            Command::ReportDelivery { card, delivered, attempts_max } => self.decide_delivery(*card, *delivered, *attempts_max),
-            Command::CloseSettlement { period_id } => Decision::Events(vec![Event::SettlementClosed {
-                period_id: period_id.clone(),
-                dues: self.unsettled.iter().map(|(s, d)| (s.clone(), d.clone())).collect(),
-            }]),
+            Command::AbortOrder { key, reason } => self.decide_abort(key, *reason),
+            Command::Redeem {
+                caller,
+                redemption_id,
+                code,
+                amount,
+                fingerprint,
+            } => self.decide_redeem(caller, redemption_id, code, *amount, *fingerprint),
+            Command::ReverseRedemption {
+                caller,
+                redemption_id,
+            } => self.decide_reversal(caller, redemption_id),
+            Command::ReportDelivery {
+                card,
+                delivered,
+                attempts_max,
+            } => self.decide_delivery(*card, *delivered, *attempts_max),
+            Command::CloseSettlement { period_id } => {
+                Decision::Events(vec![Event::SettlementClosed {
+                    period_id: period_id.clone(),
+                    dues: self
+                        .unsettled
+                        .iter()
+                        .map(|(s, d)| (s.clone(), d.clone()))
+                        .collect(),
+                }])
+            }
         }
     }
 
@@ -399,21 +472,33 @@ impl ShardState {
         let existing = self.skus.get(&sku.id);
         if let Some(old) = existing {
             // Kind, currency and cap fix what was already sold and stocked; they never change.
-            if old.kind != sku.kind || old.currency != sku.currency || old.issue_cap != sku.issue_cap {
+            if old.kind != sku.kind
+                || old.currency != sku.currency
+                || old.issue_cap != sku.issue_cap
+            {
                 return Decision::Reject(Rejection::InvalidSku);
             }
         }
         let mut events = vec![Event::SkuDefined(sku.clone())];
         if let (None, Some(cap)) = (existing, sku.issue_cap) {
             // An issue cap becomes an allowance pool, spread like codes, so no shard serializes issuance.
-            if let Decision::Events(mut e) = self.decide_add_codes(&sku.id, None, self.next_slot, cap, self.shard_count) {
+            if let Decision::Events(mut e) =
+                self.decide_add_codes(&sku.id, None, self.next_slot, cap, self.shard_count)
+            {
                 events.append(&mut e);
             }
         }
         Decision::Events(events)
     }
 
-    fn decide_add_codes(&self, sku: &SkuId, supplier: Option<&SupplierId>, first: u64, count: u64, shards: u16) -> Decision {
+    fn decide_add_codes(
+        &self,
+        sku: &SkuId,
+        supplier: Option<&SupplierId>,
+        first: u64,
+        count: u64,
+        shards: u16,
+    ) -> Decision {
         if count == 0 || first < self.next_slot {
             return Decision::Reject(Rejection::QuantityOutOfRange);
         }
@@ -435,7 +520,10 @@ impl ShardState {
                 start += n;
             }
         }
-        Decision::Events(vec![Event::CodesAdded { sku: sku.clone(), slices }])
+        Decision::Events(vec![Event::CodesAdded {
+            sku: sku.clone(),
+            slices,
+        }])
     }
 
     fn owned_wallet(&self, caller: &Caller, wallet: &WalletId) -> Result<&Wallet, Rejection> {
@@ -447,13 +535,26 @@ impl ShardState {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn decide_deposit(&self, caller: &Caller, wallet: &WalletId, id: &RequestId, amount: Money, reference: &str, fp: Fingerprint, at: UnixMillis) -> Decision {
+    fn decide_deposit(
+        &self,
+        caller: &Caller,
+        wallet: &WalletId,
+        id: &RequestId,
+        amount: Money,
+        reference: &str,
+        fp: Fingerprint,
+        at: UnixMillis,
+    ) -> Decision {
         let w = match self.owned_wallet(caller, wallet) {
             Ok(w) => w,
             Err(r) => return Decision::Reject(r),
         };
         if let Some((seen, _)) = self.deposits.get(&(wallet.clone(), id.clone())) {
-            return if *seen == fp { Decision::Events(vec![]) } else { Decision::Reject(Rejection::IdempotencyConflict) };
+            return if *seen == fp {
+                Decision::Events(vec![])
+            } else {
+                Decision::Reject(Rejection::IdempotencyConflict)
+            };
         }
         if !(1..=AMOUNT_MINOR_MAX).contains(&amount.minor()) {
             return Decision::Reject(Rejection::AmountOutOfRange);
@@ -462,7 +563,10 @@ impl ShardState {
             return Decision::Reject(Rejection::WalletFrozen);
         }
         let b = w.balance(amount.currency());
-        if b.available.checked_add(amount.minor()).is_none_or(|v| v > AMOUNT_MINOR_MAX * 1000) {
+        if b.available
+            .checked_add(amount.minor())
+            .is_none_or(|v| v > AMOUNT_MINOR_MAX * 1000)
+        {
             return Decision::Reject(Rejection::AmountOutOfRange);
         }
         Decision::Events(vec![Event::Deposited {
@@ -479,7 +583,11 @@ impl ShardState {
     pub fn decide_order(&self, req: &OrderRequest, ctx: &Ctx) -> Decision {
         let key = &req.key;
         if let Some(rec) = self.orders.get(key) {
-            return if rec.fingerprint == req.fingerprint { Decision::Replay(rec.outcome.clone()) } else { Decision::Reject(Rejection::IdempotencyConflict) };
+            return if rec.fingerprint == req.fingerprint {
+                Decision::Replay(rec.outcome.clone())
+            } else {
+                Decision::Reject(Rejection::IdempotencyConflict)
+            };
         }
         let hold = self.holds.get(key);
         if let Some(h) = hold {
@@ -490,10 +598,19 @@ impl ShardState {
         let wallet_shard = self.wallet_shard(&req.wallet);
         if wallet_shard != self.shard {
             return match self.claims.get(key) {
-                Some((fp, _)) if *fp != req.fingerprint => Decision::Reject(Rejection::IdempotencyConflict),
-                Some((_, to)) => Decision::Forward { claim: None, to: *to },
+                Some((fp, _)) if *fp != req.fingerprint => {
+                    Decision::Reject(Rejection::IdempotencyConflict)
+                }
+                Some((_, to)) => Decision::Forward {
+                    claim: None,
+                    to: *to,
+                },
                 None => Decision::Forward {
-                    claim: Some(Event::OrderClaimed { key: key.clone(), fingerprint: req.fingerprint, wallet_shard }),
+                    claim: Some(Event::OrderClaimed {
+                        key: key.clone(),
+                        fingerprint: req.fingerprint,
+                        wallet_shard,
+                    }),
                     to: wallet_shard,
                 },
             };
@@ -524,7 +641,9 @@ impl ShardState {
         };
         let held = hold.map_or(0, |h| h.amount.minor());
         let bal = wallet.balance(plan.charged.currency());
-        if hold.is_some_and(|h| h.amount.currency() != plan.charged.currency()) || bal.available + held < plan.charged.minor() {
+        if hold.is_some_and(|h| h.amount.currency() != plan.charged.currency())
+            || bal.available + held < plan.charged.minor()
+        {
             return rejected(Rejection::InsufficientFunds);
         }
         let missing: Vec<(SkuId, u64)> = plan
@@ -538,20 +657,44 @@ impl ShardState {
         if !missing.is_empty() {
             // When already holding, the runtime does not journal `hold` again: it asks further peers.
             return Decision::NeedStock {
-                hold: Event::FundsHeld { key: key.clone(), fingerprint: req.fingerprint, wallet: req.wallet.clone(), amount: plan.charged },
+                hold: Event::FundsHeld {
+                    key: key.clone(),
+                    fingerprint: req.fingerprint,
+                    wallet: req.wallet.clone(),
+                    amount: plan.charged,
+                },
                 missing,
             };
         }
-        if req.fresh_codes.len() as u64 != plan.lines.iter().filter(|(l, _)| l.issued).map(|(l, _)| u64::from(l.quantity)).sum::<u64>() {
+        if req.fresh_codes.len() as u64
+            != plan
+                .lines
+                .iter()
+                .filter(|(l, _)| l.issued)
+                .map(|(l, _)| u64::from(l.quantity))
+                .sum::<u64>()
+        {
             return Decision::Reject(Rejection::QuantityOutOfRange);
         }
-        Decision::Events(vec![Event::OrderCompleted(Box::new(self.fill(req, plan, hold.map(|h| h.amount), ctx)))])
+        Decision::Events(vec![Event::OrderCompleted(Box::new(self.fill(
+            req,
+            plan,
+            hold.map(|h| h.amount),
+            ctx,
+        )))])
     }
 
     /// Prices every line and converts it to the pay currency.
     fn price(&self, req: &OrderRequest) -> Result<Plan, Rejection> {
-        let first_ccy = req.items.first().and_then(|i| self.skus.get(&i.sku)).map(|s| s.currency);
-        let pay = req.pay_currency.or(first_ccy).ok_or(Rejection::SkuUnavailable)?;
+        let first_ccy = req
+            .items
+            .first()
+            .and_then(|i| self.skus.get(&i.sku))
+            .map(|s| s.currency);
+        let pay = req
+            .pay_currency
+            .or(first_ccy)
+            .ok_or(Rejection::SkuUnavailable)?;
         let mut charged = Money::zero(pay);
         let mut lines = Vec::with_capacity(req.items.len());
         let mut needs: BTreeMap<SkuId, u64> = BTreeMap::new();
@@ -566,7 +709,11 @@ impl ShardState {
             if item.quantity == 0 {
                 return Err(Rejection::QuantityOutOfRange);
             }
-            let cached = if item.amount_minor.is_none() { self.fixed_prices.get(&sku.id).copied() } else { None };
+            let cached = if item.amount_minor.is_none() {
+                self.fixed_prices.get(&sku.id).copied()
+            } else {
+                None
+            };
             let UnitPrice { face, price, cost } = match cached {
                 Some(p) => p,
                 None => sku.unit_price(item.amount_minor)?,
@@ -597,14 +744,32 @@ impl ShardState {
             };
             lines.push((line, item.quantity));
         }
-        Ok(Plan { charged, lines, needs })
+        Ok(Plan {
+            charged,
+            lines,
+            needs,
+        })
     }
 
     /// Takes stock and codes for a priced plan. Stock sufficiency was checked by the caller.
-    fn fill(&self, req: &OrderRequest, plan: Plan, captured_hold: Option<Money>, ctx: &Ctx) -> CompletedOrder {
+    fn fill(
+        &self,
+        req: &OrderRequest,
+        plan: Plan,
+        captured_hold: Option<Money>,
+        ctx: &Ctx,
+    ) -> CompletedOrder {
         // Usually one SKU: a short vector beats a map here.
-        let mut taken: Vec<(&SkuId, Vec<SlotRange>)> =
-            plan.needs.iter().map(|(sku, n)| (sku, self.pools.get(sku).map(|p| p.peek(*n)).unwrap_or_default())).collect();
+        let mut taken: Vec<(&SkuId, Vec<SlotRange>)> = plan
+            .needs
+            .iter()
+            .map(|(sku, n)| {
+                (
+                    sku,
+                    self.pools.get(sku).map(|p| p.peek(*n)).unwrap_or_default(),
+                )
+            })
+            .collect();
         let mut fresh = req.fresh_codes.iter();
         let mut lines = Vec::with_capacity(plan.lines.len());
         for (mut line, qty) in plan.lines {
@@ -636,12 +801,22 @@ impl ShardState {
         // Lend at least what was asked and up to half of what we have, so a hot SKU's stock
         // drifts to the shards that sell it instead of being borrowed one code at a time.
         let give = have.min(want.max(have / 2));
-        let ranges = self.pools.get(sku).map(|p| p.peek(give)).unwrap_or_default();
-        Decision::Events(vec![Event::StockLent { sku: sku.clone(), to, ranges }])
+        let ranges = self
+            .pools
+            .get(sku)
+            .map(|p| p.peek(give))
+            .unwrap_or_default();
+        Decision::Events(vec![Event::StockLent {
+            sku: sku.clone(),
+            to,
+            ranges,
+        }])
     }
 
     fn decide_abort(&self, key: &OrderKey, reason: Rejection) -> Decision {
-        let Some(hold) = self.holds.get(key) else { return Decision::Events(vec![]) };
+        let Some(hold) = self.holds.get(key) else {
+            return Decision::Events(vec![]);
+        };
         if reason == Rejection::OutOfStock {
             return Decision::Events(vec![Event::OrderRejected {
                 key: key.clone(),
@@ -651,18 +826,42 @@ impl ShardState {
                 released_hold: Some(hold.amount),
             }]);
         }
-        Decision::Events(vec![Event::OrderAborted { key: key.clone(), wallet: hold.wallet.clone(), released_hold: hold.amount }])
+        Decision::Events(vec![Event::OrderAborted {
+            key: key.clone(),
+            wallet: hold.wallet.clone(),
+            released_hold: hold.amount,
+        }])
     }
 
-    fn decide_redeem(&self, caller: &Caller, id: &RequestId, code: &CodeHash, amount: Money, fp: Fingerprint) -> Decision {
+    fn decide_redeem(
+        &self,
+        caller: &Caller,
+        id: &RequestId,
+        code: &CodeHash,
+        amount: Money,
+        fp: Fingerprint,
+    ) -> Decision {
         let rkey = (caller.client.clone(), id.clone());
         if let Some(rec) = self.redemptions.get(&rkey) {
-            return if rec.fingerprint == fp { Decision::Events(vec![]) } else { Decision::Reject(Rejection::IdempotencyConflict) };
+            return if rec.fingerprint == fp {
+                Decision::Events(vec![])
+            } else {
+                Decision::Reject(Rejection::IdempotencyConflict)
+            };
         }
-        let Some(card_id) = self.code_index.get(code) else { return Decision::Reject(Rejection::CardNotFound) };
-        let Some(card) = self.cards.get(card_id) else { return Decision::Reject(Rejection::CardNotFound) };
+        let Some(card_id) = self.code_index.get(code) else {
+            return Decision::Reject(Rejection::CardNotFound);
+        };
+        let Some(card) = self.cards.get(card_id) else {
+            return Decision::Reject(Rejection::CardNotFound);
+        };
         let reject = |reason| {
-            Decision::Events(vec![Event::RedemptionRejected { client: caller.client.clone(), redemption_id: id.clone(), fingerprint: fp, reason }])
+            Decision::Events(vec![Event::RedemptionRejected {
+                client: caller.client.clone(),
+                redemption_id: id.clone(),
+                fingerprint: fp,
+                reason,
+            }])
         };
         if !(1..=AMOUNT_MINOR_MAX).contains(&amount.minor()) {
             return Decision::Reject(Rejection::AmountOutOfRange);
@@ -676,26 +875,49 @@ impl ShardState {
         if card.balance < amount.minor() {
             return reject(Rejection::InsufficientBalance);
         }
-        Decision::Events(vec![Event::Redeemed { client: caller.client.clone(), redemption_id: id.clone(), fingerprint: fp, card: *card_id, amount }])
+        Decision::Events(vec![Event::Redeemed {
+            client: caller.client.clone(),
+            redemption_id: id.clone(),
+            fingerprint: fp,
+            card: *card_id,
+            amount,
+        }])
     }
 
     fn decide_delivery(&self, card_id: CardId, delivered: bool, attempts_max: u8) -> Decision {
-        let Some(card) = self.cards.get(&card_id) else { return Decision::Reject(Rejection::CardNotFound) };
+        let Some(card) = self.cards.get(&card_id) else {
+            return Decision::Reject(Rejection::CardNotFound);
+        };
         let failures = match card.delivery {
             Delivery::Pending { failures } => failures,
             // Reports after the outcome is settled change nothing: the delivery service retries too.
-            Delivery::Delivered | Delivery::GaveUp { .. } | Delivery::NotRequired => return Decision::Events(vec![]),
+            Delivery::Delivered | Delivery::GaveUp { .. } | Delivery::NotRequired => {
+                return Decision::Events(vec![])
+            }
         };
         let attempt = failures.saturating_add(1);
         let gave_up = !delivered && attempt >= attempts_max.max(1);
-        Decision::Events(vec![Event::DeliveryReported { card: card_id, delivered, attempt, gave_up }])
+        Decision::Events(vec![Event::DeliveryReported {
+            card: card_id,
+            delivered,
+            attempt,
+            gave_up,
+        }])
     }
 
     fn decide_reversal(&self, caller: &Caller, id: &RequestId) -> Decision {
         match self.redemptions.get(&(caller.client.clone(), id.clone())) {
-            None | Some(RedemptionRecord { outcome: Err(_), .. }) => Decision::Reject(Rejection::RedemptionNotFound),
-            Some(RedemptionRecord { reversed: true, .. }) => Decision::Reject(Rejection::AlreadyReversed),
-            Some(RedemptionRecord { outcome: Ok((card, amount)), .. }) => Decision::Events(vec![Event::RedemptionReversed {
+            None
+            | Some(RedemptionRecord {
+                outcome: Err(_), ..
+            }) => Decision::Reject(Rejection::RedemptionNotFound),
+            Some(RedemptionRecord { reversed: true, .. }) => {
+                Decision::Reject(Rejection::AlreadyReversed)
+            }
+            Some(RedemptionRecord {
+                outcome: Ok((card, amount)),
+                ..
+            }) => Decision::Events(vec![Event::RedemptionReversed {
                 client: caller.client.clone(),
                 redemption_id: id.clone(),
                 card: *card,
@@ -706,7 +928,10 @@ impl ShardState {
 
     /// Applies one event. Cannot fail: a journal that does not fit the state is a bug.
     pub fn apply(&mut self, event: &Event, lsn: Lsn) {
-        debug_assert!(lsn > self.last_lsn || event.is_replicated() || lsn == Lsn(0), "lsn went backwards");
+        debug_assert!(
+            lsn > self.last_lsn || event.is_replicated() || lsn == Lsn(0),
+            "lsn went backwards"
+        );
         self.last_lsn = self.last_lsn.max(lsn);
         for p in postings(event) {
             match p.account {
@@ -736,40 +961,101 @@ impl ShardState {
                     }
                 }
             }
-            Event::WalletCreated { wallet, owner, kyc_verified } => {
-                let w = Wallet { owner: owner.clone(), frozen: false, kyc_verified: *kyc_verified, balances: Vec::new(), history: Vec::new() };
+            Event::WalletCreated {
+                wallet,
+                owner,
+                kyc_verified,
+            } => {
+                let w = Wallet {
+                    owner: owner.clone(),
+                    frozen: false,
+                    kyc_verified: *kyc_verified,
+                    balances: Vec::new(),
+                    history: Vec::new(),
+                };
                 self.wallets.insert(wallet.clone(), w);
             }
-            Event::Deposited { wallet, deposit_id, amount, fingerprint, at, .. } => {
+            Event::Deposited {
+                wallet,
+                deposit_id,
+                amount,
+                fingerprint,
+                at,
+                ..
+            } => {
                 self.last_at = self.last_at.max(*at);
                 self.record(wallet, lsn, TxKind::Deposit, *amount, &deposit_id.0);
                 let b = self.wallet_mut(wallet).balance_mut(amount.currency());
                 b.available += amount.minor();
                 b.ledger += amount.minor();
-                self.deposits.insert((wallet.clone(), deposit_id.clone()), (*fingerprint, *amount));
+                self.deposits.insert(
+                    (wallet.clone(), deposit_id.clone()),
+                    (*fingerprint, *amount),
+                );
             }
             Event::WalletFrozenSet { wallet, frozen } => self.wallet_mut(wallet).frozen = *frozen,
-            Event::OrderClaimed { key, fingerprint, wallet_shard } => {
-                self.claims.insert(key.clone(), (*fingerprint, *wallet_shard));
+            Event::OrderClaimed {
+                key,
+                fingerprint,
+                wallet_shard,
+            } => {
+                self.claims
+                    .insert(key.clone(), (*fingerprint, *wallet_shard));
             }
-            Event::FundsHeld { key, fingerprint, wallet, amount } => {
-                self.record(wallet, lsn, TxKind::Hold, Money::new(-amount.minor(), amount.currency()), &key.order_id.0);
+            Event::FundsHeld {
+                key,
+                fingerprint,
+                wallet,
+                amount,
+            } => {
+                self.record(
+                    wallet,
+                    lsn,
+                    TxKind::Hold,
+                    Money::new(-amount.minor(), amount.currency()),
+                    &key.order_id.0,
+                );
                 let b = self.wallet_mut(wallet).balance_mut(amount.currency());
                 b.available -= amount.minor();
                 b.held += amount.minor();
                 debug_assert!(b.available >= 0, "available went negative");
-                self.holds.insert(key.clone(), Hold { fingerprint: *fingerprint, wallet: wallet.clone(), amount: *amount });
+                self.holds.insert(
+                    key.clone(),
+                    Hold {
+                        fingerprint: *fingerprint,
+                        wallet: wallet.clone(),
+                        amount: *amount,
+                    },
+                );
             }
             Event::OrderCompleted(order) => {
                 self.last_at = self.last_at.max(order.at);
                 if let Some(h) = order.captured_hold {
-                    self.record(&order.wallet, lsn, TxKind::HoldReleased, h, &order.key.order_id.0);
+                    self.record(
+                        &order.wallet,
+                        lsn,
+                        TxKind::HoldReleased,
+                        h,
+                        &order.key.order_id.0,
+                    );
                 }
                 let charged = Money::new(-order.charged.minor(), order.charged.currency());
-                self.record(&order.wallet, lsn, TxKind::Purchase, charged, &order.key.order_id.0);
+                self.record(
+                    &order.wallet,
+                    lsn,
+                    TxKind::Purchase,
+                    charged,
+                    &order.key.order_id.0,
+                );
                 self.apply_completed(order)
             }
-            Event::OrderRejected { key, fingerprint, wallet, reason, released_hold } => {
+            Event::OrderRejected {
+                key,
+                fingerprint,
+                wallet,
+                reason,
+                released_hold,
+            } => {
                 if let Some(h) = released_hold {
                     self.record(wallet, lsn, TxKind::HoldReleased, *h, &key.order_id.0);
                     self.release(key, wallet, *h);
@@ -784,11 +1070,26 @@ impl ShardState {
                 };
                 self.orders.insert(key.clone(), rec);
             }
-            Event::OrderAborted { key, wallet, released_hold } => {
-                self.record(wallet, lsn, TxKind::HoldReleased, *released_hold, &key.order_id.0);
+            Event::OrderAborted {
+                key,
+                wallet,
+                released_hold,
+            } => {
+                self.record(
+                    wallet,
+                    lsn,
+                    TxKind::HoldReleased,
+                    *released_hold,
+                    &key.order_id.0,
+                );
                 self.release(key, wallet, *released_hold)
             }
-            Event::DeliveryReported { card, delivered, attempt, gave_up } => {
+            Event::DeliveryReported {
+                card,
+                delivered,
+                attempt,
+                gave_up,
+            } => {
                 let c = self.cards.get_mut(card).expect("reported card exists");
                 c.delivery = match (delivered, gave_up) {
                     (true, _) => Delivery::Delivered,
@@ -825,44 +1126,88 @@ impl ShardState {
                     pool.received += r.1 - r.0;
                 }
             }
-            Event::Redeemed { client, redemption_id, fingerprint, card, amount } => {
+            Event::Redeemed {
+                client,
+                redemption_id,
+                fingerprint,
+                card,
+                amount,
+            } => {
                 let c = self.cards.get_mut(card).expect("redeemed card exists");
                 c.balance -= amount.minor();
                 c.ledger -= amount.minor();
                 if c.balance == 0 {
                     c.status = CardStatus::Redeemed;
                 }
-                let rec = RedemptionRecord { fingerprint: *fingerprint, outcome: Ok((*card, *amount)), reversed: false };
-                self.redemptions.insert((client.clone(), redemption_id.clone()), rec);
+                let rec = RedemptionRecord {
+                    fingerprint: *fingerprint,
+                    outcome: Ok((*card, *amount)),
+                    reversed: false,
+                };
+                self.redemptions
+                    .insert((client.clone(), redemption_id.clone()), rec);
             }
-            Event::RedemptionRejected { client, redemption_id, fingerprint, reason } => {
-                let rec = RedemptionRecord { fingerprint: *fingerprint, outcome: Err(*reason), reversed: false };
-                self.redemptions.insert((client.clone(), redemption_id.clone()), rec);
+            Event::RedemptionRejected {
+                client,
+                redemption_id,
+                fingerprint,
+                reason,
+            } => {
+                let rec = RedemptionRecord {
+                    fingerprint: *fingerprint,
+                    outcome: Err(*reason),
+                    reversed: false,
+                };
+                self.redemptions
+                    .insert((client.clone(), redemption_id.clone()), rec);
             }
-            Event::RedemptionReversed { client, redemption_id, card, amount } => {
+            Event::RedemptionReversed {
+                client,
+                redemption_id,
+                card,
+                amount,
+            } => {
                 let c = self.cards.get_mut(card).expect("reversed card exists");
                 c.balance += amount.minor();
                 c.ledger += amount.minor();
                 c.status = CardStatus::Active;
-                if let Some(rec) = self.redemptions.get_mut(&(client.clone(), redemption_id.clone())) {
+                if let Some(rec) = self
+                    .redemptions
+                    .get_mut(&(client.clone(), redemption_id.clone()))
+                {
                     rec.reversed = true;
                 }
             }
         }
     }
 
-    fn record(&mut self, wallet: &WalletId, lsn: Lsn, kind: TxKind, amount: Money, reference: &std::sync::Arc<str>) {
+    fn record(
+        &mut self,
+        wallet: &WalletId,
+        lsn: Lsn,
+        kind: TxKind,
+        amount: Money,
+        reference: &std::sync::Arc<str>,
+    ) {
         let at = self.last_at;
         let history = &mut self.wallet_mut(wallet).history;
         if history.capacity() == 0 {
             // Many wallets see one deposit and little else: start without growth slack.
             history.reserve_exact(1);
         }
-        history.push(TxEntry { seq: lsn.0, at, kind, amount, reference: reference.clone() });
+        history.push(TxEntry {
+            seq: lsn.0,
+            at,
+            kind,
+            amount,
+            reference: reference.clone(),
+        });
     }
 
     fn wallet_mut(&mut self, wallet: &WalletId) -> &mut Wallet {
-        self.wallets.get_mut(wallet).expect("event names an existing wallet")
+        self.wallets
+            .get_mut(wallet)
+            .expect("event names an existing wallet")
     }
 
     fn release(&mut self, key: &OrderKey, wallet: &WalletId, amount: Money) {
@@ -885,7 +1230,11 @@ impl ShardState {
         self.holds.remove(&order.key);
         let mut seq = order.first_card.0;
         let mut cards = 0u32;
-        let delivery = if order.channel == DeliveryChannel::None { Delivery::NotRequired } else { Delivery::Pending { failures: 0 } };
+        let delivery = if order.channel == DeliveryChannel::None {
+            Delivery::NotRequired
+        } else {
+            Delivery::Pending { failures: 0 }
+        };
         for line in &order.lines {
             if !line.slots.is_empty() {
                 let pool = self.pools.entry(line.sku.clone()).or_default();
@@ -931,7 +1280,11 @@ impl ShardState {
                 let due = self.unsettled.entry(line.supplier.clone()).or_default();
                 due.cards += u64::from(line.quantity);
                 let owed = line.unit_cost.minor() * i64::from(line.quantity);
-                match due.owed.iter_mut().find(|(c, _)| *c == line.unit_cost.currency()) {
+                match due
+                    .owed
+                    .iter_mut()
+                    .find(|(c, _)| *c == line.unit_cost.currency())
+                {
                     Some(e) => e.1 += owed,
                     None => due.owed.push((line.unit_cost.currency(), owed)),
                 }
@@ -945,10 +1298,15 @@ impl ShardState {
             };
             s.cards += u64::from(line.quantity);
             s.revenue_minor += line.unit_price.minor() * i64::from(line.quantity);
-            s.margin_minor += (line.unit_price.minor() - line.unit_cost.minor()) * i64::from(line.quantity);
+            s.margin_minor +=
+                (line.unit_price.minor() - line.unit_cost.minor()) * i64::from(line.quantity);
         }
         self.next_card_seq = self.next_card_seq.max(seq & ((1 << 48) - 1));
-        let outcome = OrderOutcome::Completed { charged: order.charged, first_card: order.first_card, cards };
+        let outcome = OrderOutcome::Completed {
+            charged: order.charged,
+            first_card: order.first_card,
+            cards,
+        };
         let rec = OrderRecord {
             fingerprint: order.fingerprint,
             wallet: order.wallet.clone(),
@@ -993,11 +1351,18 @@ mod tests {
     }
 
     fn ctx_at(ms: u64) -> Ctx {
-        Ctx { now: UnixMillis(ms), lsn: Lsn(1), shard: ShardId(0) }
+        Ctx {
+            now: UnixMillis(ms),
+            lsn: Lsn(1),
+            shard: ShardId(0),
+        }
     }
 
     fn caller() -> Caller {
-        Caller { client: ClientId::new("c"), admin: false }
+        Caller {
+            client: ClientId::new("c"),
+            admin: false,
+        }
     }
 
     /// One shard (so every wallet lives here) with a supplier-code SKU of face 25.00 and `codes` codes.
@@ -1005,7 +1370,9 @@ mod tests {
         let mut s = ShardState::new(ShardId(0), 1);
         let mut lsn = 0;
         let mut apply = |s: &mut ShardState, d: Decision| {
-            let Decision::Events(evs) = d else { panic!("{d:?}") };
+            let Decision::Events(evs) = d else {
+                panic!("{d:?}")
+            };
             for e in evs {
                 lsn += 1;
                 s.apply(&e, Lsn(lsn));
@@ -1027,15 +1394,35 @@ mod tests {
         };
         let d = s.decide(&Command::DefineSku(sku), &ctx_at(1));
         apply(&mut s, d);
-        let d = s.decide(&Command::CreateWallet { caller: caller(), wallet: WalletId::new("w"), kyc_verified: true }, &ctx_at(1));
+        let d = s.decide(
+            &Command::CreateWallet {
+                caller: caller(),
+                wallet: WalletId::new("w"),
+                kyc_verified: true,
+            },
+            &ctx_at(1),
+        );
         apply(&mut s, d);
         if balance > 0 {
-            let dep = Command::Deposit { caller: caller(), wallet: WalletId::new("w"), deposit_id: RequestId::new("d"), amount: usd(balance), reference: "r".into(), fingerprint: [0; 16] };
+            let dep = Command::Deposit {
+                caller: caller(),
+                wallet: WalletId::new("w"),
+                deposit_id: RequestId::new("d"),
+                amount: usd(balance),
+                reference: "r".into(),
+                fingerprint: [0; 16],
+            };
             let d = s.decide(&dep, &ctx_at(1));
             apply(&mut s, d);
         }
         if codes > 0 {
-            let add = Command::AddCodes { sku: SkuId::new("s"), supplier: None, first_slot: 0, count: codes, shard_count: 1 };
+            let add = Command::AddCodes {
+                sku: SkuId::new("s"),
+                supplier: None,
+                first_slot: 0,
+                count: codes,
+                shard_count: 1,
+            };
             let d = s.decide(&add, &ctx_at(1));
             apply(&mut s, d);
         }
@@ -1044,10 +1431,17 @@ mod tests {
 
     fn order(qty: u32, region: &str, fp: u8) -> OrderRequest {
         OrderRequest {
-            key: OrderKey { client: ClientId::new("c"), order_id: OrderId::new("o1") },
+            key: OrderKey {
+                client: ClientId::new("c"),
+                order_id: OrderId::new("o1"),
+            },
             admin: false,
             wallet: WalletId::new("w"),
-            items: vec![OrderItem { sku: SkuId::new("s"), quantity: qty, amount_minor: None }],
+            items: vec![OrderItem {
+                sku: SkuId::new("s"),
+                quantity: qty,
+                amount_minor: None,
+            }],
             region: region.into(),
             pay_currency: None,
             channel: DeliveryChannel::None,
@@ -1078,14 +1472,20 @@ mod tests {
     #[test]
     fn order_outside_the_skus_regions_is_rejected() {
         let s = shard_with(100_000, 10);
-        assert_eq!(rejection(&s.decide_order(&order(1, "DE", 1), &ctx_at(5))), Some(Rejection::RegionNotAllowed));
+        assert_eq!(
+            rejection(&s.decide_order(&order(1, "DE", 1), &ctx_at(5))),
+            Some(Rejection::RegionNotAllowed)
+        );
     }
 
     #[test]
     fn short_local_stock_asks_for_a_hold_and_the_missing_codes() {
         let s = shard_with(100_000, 1);
         match s.decide_order(&order(3, "US", 1), &ctx_at(5)) {
-            Decision::NeedStock { hold: Event::FundsHeld { amount, .. }, missing } => {
+            Decision::NeedStock {
+                hold: Event::FundsHeld { amount, .. },
+                missing,
+            } => {
                 assert_eq!(amount, usd(7_500));
                 assert_eq!(missing, vec![(SkuId::new("s"), 2)]);
             }
@@ -1096,23 +1496,43 @@ mod tests {
     #[test]
     fn completed_order_debits_books_margin_and_replays() {
         let mut s = shard_with(100_000, 10);
-        let Decision::Events(evs) = s.decide_order(&order(2, "US", 1), &ctx_at(5)) else { panic!() };
+        let Decision::Events(evs) = s.decide_order(&order(2, "US", 1), &ctx_at(5)) else {
+            panic!()
+        };
         for e in &evs {
             s.apply(e, Lsn(100));
         }
         let b = s.wallets[&WalletId::new("w")].balance(Currency::parse("USD").unwrap());
         assert_eq!((b.available, b.held, b.ledger), (95_000, 0, 95_000));
-        assert_eq!(s.ledger[&Account::RevenueMargin(Currency::parse("USD").unwrap())], 750);
+        assert_eq!(
+            s.ledger[&Account::RevenueMargin(Currency::parse("USD").unwrap())],
+            750
+        );
         assert_eq!(s.pools[&SkuId::new("s")].available, 8);
-        assert!(matches!(s.decide_order(&order(2, "US", 1), &ctx_at(6)), Decision::Replay(OrderOutcome::Completed { cards: 2, .. })));
-        assert_eq!(s.decide_order(&order(2, "US", 2), &ctx_at(6)), Decision::Reject(Rejection::IdempotencyConflict));
+        assert!(matches!(
+            s.decide_order(&order(2, "US", 1), &ctx_at(6)),
+            Decision::Replay(OrderOutcome::Completed { cards: 2, .. })
+        ));
+        assert_eq!(
+            s.decide_order(&order(2, "US", 2), &ctx_at(6)),
+            Decision::Reject(Rejection::IdempotencyConflict)
+        );
     }
 
     #[test]
     fn frozen_wallet_cannot_buy() {
         let mut s = shard_with(100_000, 10);
-        s.apply(&Event::WalletFrozenSet { wallet: WalletId::new("w"), frozen: true }, Lsn(50));
-        assert_eq!(rejection(&s.decide_order(&order(1, "US", 1), &ctx_at(5))), Some(Rejection::WalletFrozen));
+        s.apply(
+            &Event::WalletFrozenSet {
+                wallet: WalletId::new("w"),
+                frozen: true,
+            },
+            Lsn(50),
+        );
+        assert_eq!(
+            rejection(&s.decide_order(&order(1, "US", 1), &ctx_at(5))),
+            Some(Rejection::WalletFrozen)
+        );
     }
 
     #[test]
@@ -1120,7 +1540,10 @@ mod tests {
         let s = shard_with(100_000, 10);
         let mut o = order(1, "US", 1);
         o.key.client = ClientId::new("intruder");
-        assert_eq!(s.decide_order(&o, &ctx_at(5)), Decision::Reject(Rejection::WalletNotFound));
+        assert_eq!(
+            s.decide_order(&o, &ctx_at(5)),
+            Decision::Reject(Rejection::WalletNotFound)
+        );
     }
 
     #[test]
@@ -1130,7 +1553,10 @@ mod tests {
         p.insert((30, 35));
         assert_eq!(p.peek(12), vec![(10, 20), (30, 32)]);
         p.remove((12, 15));
-        assert_eq!(p.ranges.iter().map(|(a, b)| (*a, *b)).collect::<Vec<_>>(), vec![(10, 12), (15, 20), (30, 35)]);
+        assert_eq!(
+            p.ranges.iter().map(|(a, b)| (*a, *b)).collect::<Vec<_>>(),
+            vec![(10, 12), (15, 20), (30, 35)]
+        );
         assert_eq!(p.available, 12);
     }
 }

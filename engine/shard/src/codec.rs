@@ -31,6 +31,9 @@ pub fn decode(payload: &[u8]) -> Result<Event, DecodeError> {
     }
     use bincode::Options;
     // Bounded: a hostile length prefix cannot make the decoder allocate more than the payload.
-    let opts = bincode::DefaultOptions::new().with_fixint_encoding().allow_trailing_bytes().with_limit(payload.len() as u64 * 4 + 1024);
+    let opts = bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .allow_trailing_bytes()
+        .with_limit(payload.len() as u64 * 4 + 1024);
     Ok(opts.deserialize(body)?)
 }

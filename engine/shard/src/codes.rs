@@ -29,7 +29,10 @@ pub struct UnsealError;
 impl CodeVault {
     /// A vault from a 32-byte sealing key and a 32-byte hashing key.
     pub fn new(seal_key: [u8; 32], hash_key: [u8; 32]) -> CodeVault {
-        CodeVault { cipher: ChaCha20Poly1305::new(Key::from_slice(&seal_key)), hash_key }
+        CodeVault {
+            cipher: ChaCha20Poly1305::new(Key::from_slice(&seal_key)),
+            hash_key,
+        }
     }
 
     /// The keyed hash of a code, as used for lookups and duplicate detection.
@@ -46,7 +49,10 @@ impl CodeVault {
         OsRng.fill_bytes(&mut nonce);
         let mut out = nonce.to_vec();
         // Encryption with a valid key and nonce cannot fail for inputs of this size.
-        let ct = self.cipher.encrypt(Nonce::from_slice(&nonce), code.as_bytes()).unwrap_or_default();
+        let ct = self
+            .cipher
+            .encrypt(Nonce::from_slice(&nonce), code.as_bytes())
+            .unwrap_or_default();
         out.extend_from_slice(&ct);
         out
     }
@@ -57,7 +63,10 @@ impl CodeVault {
             return Err(UnsealError);
         }
         let (nonce, ct) = sealed.split_at(12);
-        let plain = self.cipher.decrypt(Nonce::from_slice(nonce), ct).map_err(|_| UnsealError)?;
+        let plain = self
+            .cipher
+            .decrypt(Nonce::from_slice(nonce), ct)
+            .map_err(|_| UnsealError)?;
         String::from_utf8(plain).map_err(|_| UnsealError)
     }
 
@@ -66,7 +75,9 @@ impl CodeVault {
     pub fn generate_for_shard(&self, shard: ShardId, shard_count: u16) -> (String, FreshCode) {
         let mut rng = OsRng;
         loop {
-            let code: String = (0..ISSUED_CODE_LEN).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect();
+            let code: String = (0..ISSUED_CODE_LEN)
+                .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+                .collect();
             let hash = self.hash(&code);
             if shard_for(&hash, shard_count) == shard {
                 let sealed = self.seal(&code);
@@ -101,7 +112,10 @@ mod tests {
         t[14] ^= 1;
         assert!(v.unseal(&t).is_err());
         assert_ne!(v.seal("ABCD-1234"), s, "nonces differ");
-        assert!(!s.windows(4).any(|w| w == b"1234"), "code is not stored in clear");
+        assert!(
+            !s.windows(4).any(|w| w == b"1234"),
+            "code is not stored in clear"
+        );
     }
 
     #[test]

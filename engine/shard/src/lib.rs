@@ -52,7 +52,11 @@ pub enum Outcome {
     Applied(Vec<Event>),
     /// `cards` holds the sold cards for a fresh completion (so the caller needs no second read),
     /// and is empty for replays and rejections.
-    Order { outcome: OrderOutcome, replayed: bool, cards: Vec<Card> },
+    Order {
+        outcome: OrderOutcome,
+        replayed: bool,
+        cards: Vec<Card>,
+    },
     Query(QueryAnswer),
 }
 
@@ -66,23 +70,47 @@ pub type ReplyTo = Box<dyn FnOnce(Reply) + Send>;
 /// Read-only questions.
 #[derive(Clone, Debug)]
 pub enum Query {
-    Wallet { caller: Caller, wallet: WalletId },
-    Order { key: OrderKey },
-    Card { card: CardId },
-    CardByCode { hash: CodeHash },
-    Cards { first: CardId, count: u32 },
+    Wallet {
+        caller: Caller,
+        wallet: WalletId,
+    },
+    Order {
+        key: OrderKey,
+    },
+    Card {
+        card: CardId,
+    },
+    CardByCode {
+        hash: CodeHash,
+    },
+    Cards {
+        first: CardId,
+        count: u32,
+    },
     Skus,
     Fx,
     Totals,
     /// Available and sold codes of one SKU (summed over shards).
-    Stock { sku: SkuId },
+    Stock {
+        sku: SkuId,
+    },
     /// Cards whose delivery was given up, at most `limit` per shard.
-    FailedDeliveries { limit: usize },
+    FailedDeliveries {
+        limit: usize,
+    },
     /// A wallet's history from entry `after` (entries already seen; the history only grows), at most `limit`.
-    WalletHistory { caller: Caller, wallet: WalletId, after: u64, limit: usize },
+    WalletHistory {
+        caller: Caller,
+        wallet: WalletId,
+        after: u64,
+        limit: usize,
+    },
     /// The recorded answer of a client's redemption (asked of every shard), so an idempotent
     /// replay can return the original response.
-    Redemption { client: ClientId, redemption_id: RequestId },
+    Redemption {
+        client: ClientId,
+        redemption_id: RequestId,
+    },
 }
 
 /// Answers to queries.
@@ -97,7 +125,10 @@ pub enum QueryAnswer {
     Fx(FxTable),
     Totals(Box<ShardTotals>),
     /// (available, sold) codes.
-    Stock { available: u64, sold: u64 },
+    Stock {
+        available: u64,
+        sold: u64,
+    },
     History(Vec<state::TxEntry>),
     /// Cards, with their ids.
     CardList(Vec<(CardId, Card)>),
@@ -173,8 +204,12 @@ impl EngineConfig {
             shards: shards.max(1),
             mailbox_len_max: 65_536,
             batch_events_max: 4_096,
-            seal_key: *b"dev-seal-key-change-me-0123456789"[..32].try_into().unwrap_or(&[0u8; 32]),
-            hash_key: *b"dev-hash-key-change-me-0123456789"[..32].try_into().unwrap_or(&[0u8; 32]),
+            seal_key: *b"dev-seal-key-change-me-0123456789"[..32]
+                .try_into()
+                .unwrap_or(&[0u8; 32]),
+            hash_key: *b"dev-hash-key-change-me-0123456789"[..32]
+                .try_into()
+                .unwrap_or(&[0u8; 32]),
             cache_bytes: 64 << 20,
             checkpoint_after_records: 2_000_000,
             outbox: false,
@@ -251,19 +286,36 @@ pub enum OpenError {
 impl Engine {
     /// Recovers the data directory and starts the shards and the writer.
     pub fn open(cfg: EngineConfig) -> Result<Engine, OpenError> {
-        std::fs::create_dir_all(&cfg.data_dir).map_err(|e| OpenError::Dir(cfg.data_dir.clone(), e))?;
-        let mut wal = giftcard_wal::Wal::open(&cfg.data_dir, &giftcard_wal::WalOptions { cache_bytes: cfg.cache_bytes })?;
-        let (states, report) = recovery::recover(&mut wal, cfg.shards, cfg.checkpoint_after_records, cfg.outbox)?;
-        let outbox_floor = Arc::new(std::sync::atomic::AtomicU64::new(recovery::outbox_cursor(&wal.reader()).unwrap_or(0)));
+        std::fs::create_dir_all(&cfg.data_dir)
+            .map_err(|e| OpenError::Dir(cfg.data_dir.clone(), e))?;
+        let mut wal = giftcard_wal::Wal::open(
+            &cfg.data_dir,
+            &giftcard_wal::WalOptions {
+                cache_bytes: cfg.cache_bytes,
+            },
+        )?;
+        let (states, report) = recovery::recover(
+            &mut wal,
+            cfg.shards,
+            cfg.checkpoint_after_records,
+            cfg.outbox,
+        )?;
+        let outbox_floor = Arc::new(std::sync::atomic::AtomicU64::new(
+            recovery::outbox_cursor(&wal.reader()).unwrap_or(0),
+        ));
         let reader = wal.reader();
         let sync_counter = wal.sync_counter();
         let n = usize::from(cfg.shards);
         let (writer_tx, writer_rx) = bounded(n * 4);
         let writer_shared = Arc::new(WriterShared::default());
-        writer_shared.last_seq.store(wal.next_seq().saturating_sub(1), Ordering::Release);
+        writer_shared
+            .last_seq
+            .store(wal.next_seq().saturating_sub(1), Ordering::Release);
         let mut threads = Vec::new();
         let ws = writer_shared.clone();
-        threads.push(spawn("giftcard-wal", move || writer::run(wal, writer_rx, ws)));
+        threads.push(spawn("giftcard-wal", move || {
+            writer::run(wal, writer_rx, ws)
+        }));
         let quiesce = Arc::new(Quiesce::default());
         let stopping = Arc::new(AtomicBool::new(false));
         let vault = CodeVault::new(cfg.seal_key, cfg.hash_key);
@@ -273,7 +325,11 @@ impl Engine {
             let (ct, cr) = bounded(cfg.mailbox_len_max);
             let (pt, pr) = unbounded();
             let (xt, xr) = unbounded();
-            mailboxes.push(Mailbox { client: ct, peer: pt, control: xt });
+            mailboxes.push(Mailbox {
+                client: ct,
+                peer: pt,
+                control: xt,
+            });
             receivers.push((cr, pr, xr));
         }
         let depths: Vec<_> = (0..n).map(|_| Arc::new(AtomicUsize::new(0))).collect();
@@ -342,7 +398,10 @@ impl Engine {
 
     /// Client messages waiting in each shard's mailbox.
     pub fn mailbox_depths(&self) -> Vec<usize> {
-        self.depths.iter().map(|d| d.load(Ordering::Relaxed)).collect()
+        self.depths
+            .iter()
+            .map(|d| d.load(Ordering::Relaxed))
+            .collect()
     }
 
     /// Where a command goes first.
@@ -350,9 +409,9 @@ impl Engine {
         let n = self.shard_count;
         match cmd {
             Command::DefineSku(_) | Command::SetFx(_) | Command::AddCodes { .. } => ShardId(0),
-            Command::CreateWallet { wallet, .. } | Command::Deposit { wallet, .. } | Command::SetWalletFrozen { wallet, .. } => {
-                shard_for(wallet.as_str().as_bytes(), n)
-            }
+            Command::CreateWallet { wallet, .. }
+            | Command::Deposit { wallet, .. }
+            | Command::SetWalletFrozen { wallet, .. } => shard_for(wallet.as_str().as_bytes(), n),
             Command::PlaceOrder(req) => order_home(&req.key, n),
             Command::ClaimOrder { key, .. } | Command::AbortOrder { key, .. } => order_home(key, n),
             Command::Redeem { code, .. } => shard_for(code, n),
@@ -363,9 +422,10 @@ impl Engine {
                     ShardId(0)
                 }
             }
-            Command::LendStock { .. } | Command::ReceiveStock { .. } | Command::ReverseRedemption { .. } | Command::CloseSettlement { .. } => {
-                ShardId(0)
-            }
+            Command::LendStock { .. }
+            | Command::ReceiveStock { .. }
+            | Command::ReverseRedemption { .. }
+            | Command::CloseSettlement { .. } => ShardId(0),
         }
     }
 
@@ -393,7 +453,9 @@ impl Engine {
     fn deliver(&self, shard: ShardId, msg: ClientMsg) {
         if let Err((e, msg)) = self.send(shard, msg) {
             match msg {
-                ClientMsg::Command(_, to) | ClientMsg::Query(_, to) | ClientMsg::Upload(_, to) => to(Err(e)),
+                ClientMsg::Command(_, to) | ClientMsg::Query(_, to) | ClientMsg::Upload(_, to) => {
+                    to(Err(e))
+                }
             }
         }
     }
@@ -420,9 +482,12 @@ impl Engine {
     /// Asks a query of the shard that knows, or of all shards for totals and orders.
     pub fn query(&self, q: Query, reply: ReplyTo) {
         let n = self.shard_count;
-        let one = |s: ShardId, q: Query, reply: ReplyTo| self.deliver(s, ClientMsg::Query(q, reply));
+        let one =
+            |s: ShardId, q: Query, reply: ReplyTo| self.deliver(s, ClientMsg::Query(q, reply));
         match &q {
-            Query::Wallet { wallet, .. } | Query::WalletHistory { wallet, .. } => one(shard_for(wallet.as_str().as_bytes(), n), q, reply),
+            Query::Wallet { wallet, .. } | Query::WalletHistory { wallet, .. } => {
+                one(shard_for(wallet.as_str().as_bytes(), n), q, reply)
+            }
             Query::Card { card } | Query::Cards { first: card, .. } => {
                 if card.shard().0 >= n {
                     return reply(Err(EngineError::Rejected(Rejection::CardNotFound)));
@@ -451,16 +516,39 @@ impl Engine {
     }
 
     /// Uploads supplier codes (hashed and sealed here, on the caller's thread).
-    pub fn upload_codes(&self, sku: SkuId, supplier: Option<SupplierId>, codes: &[String], reply: ReplyTo) {
-        let codes = codes.iter().map(|c| (self.vault.hash(c), self.vault.seal(c))).collect();
-        self.deliver(ShardId(0), ClientMsg::Upload(Upload { sku, supplier, codes }, reply));
+    pub fn upload_codes(
+        &self,
+        sku: SkuId,
+        supplier: Option<SupplierId>,
+        codes: &[String],
+        reply: ReplyTo,
+    ) {
+        let codes = codes
+            .iter()
+            .map(|c| (self.vault.hash(c), self.vault.seal(c)))
+            .collect();
+        self.deliver(
+            ShardId(0),
+            ClientMsg::Upload(
+                Upload {
+                    sku,
+                    supplier,
+                    codes,
+                },
+                reply,
+            ),
+        );
     }
 
     /// Reads and decrypts the codes of cards (for the buyer's response and delivery).
     pub fn reveal(&self, card: &Card) -> Result<String, EngineError> {
         let sealed = match &card.code {
             state::CodeRef::Sealed(s) => s.clone(),
-            state::CodeRef::Slot(slot) => self.reader.get(&slot_key(*slot)).map_err(|_| EngineError::Storage)?.ok_or(EngineError::Storage)?,
+            state::CodeRef::Slot(slot) => self
+                .reader
+                .get(&slot_key(*slot))
+                .map_err(|_| EngineError::Storage)?
+                .ok_or(EngineError::Storage)?,
         };
         self.vault.unseal(&sealed).map_err(|_| EngineError::Storage)
     }
@@ -504,7 +592,10 @@ impl Engine {
     }
 
     fn paused<T>(&self, f: impl FnOnce() -> Result<T, EngineError>) -> Result<T, EngineError> {
-        let _one_at_a_time = self.checkpoint_lock.lock().map_err(|_| EngineError::Storage)?;
+        let _one_at_a_time = self
+            .checkpoint_lock
+            .lock()
+            .map_err(|_| EngineError::Storage)?;
         let (ack_tx, ack_rx) = unbounded();
         for m in &self.mailboxes {
             let _ = m.control.send(Control::Pause(ack_tx.clone()));
@@ -521,7 +612,9 @@ impl Engine {
 
     fn wait_quiescent(&self) -> Result<(), EngineError> {
         let started = Instant::now();
-        while self.quiesce.in_flight.load(Ordering::Acquire) != 0 || self.quiesce.open_sagas.load(Ordering::Acquire) != 0 {
+        while self.quiesce.in_flight.load(Ordering::Acquire) != 0
+            || self.quiesce.open_sagas.load(Ordering::Acquire) != 0
+        {
             if started.elapsed() > Duration::from_secs(30) {
                 return Err(EngineError::Overloaded);
             }
@@ -535,7 +628,9 @@ impl Engine {
         for m in &self.mailboxes {
             let _ = m.control.send(Control::Snapshot(tx.clone()));
         }
-        let mut parts: Vec<(ShardId, Vec<u8>)> = (0..self.mailboxes.len()).filter_map(|_| rx.recv().ok()).collect();
+        let mut parts: Vec<(ShardId, Vec<u8>)> = (0..self.mailboxes.len())
+            .filter_map(|_| rx.recv().ok())
+            .collect();
         parts.sort_by_key(|(s, _)| *s);
         parts
     }
@@ -545,16 +640,32 @@ impl Engine {
         self.wait_quiescent()?;
         let parts = self.collect_states();
         let (mark_tx, mark_rx) = bounded(1);
-        self.writer.send(WriteMsg::Mark(mark_tx)).map_err(|_| EngineError::Stopping)?;
+        self.writer
+            .send(WriteMsg::Mark(mark_tx))
+            .map_err(|_| EngineError::Stopping)?;
         let through = mark_rx.recv().map_err(|_| EngineError::Stopping)?;
         let state = recovery::encode_snapshot(parts.into_iter().map(|(_, b)| b).collect());
-        let truncate = if self.outbox { self.outbox_floor.load(Ordering::Acquire).min(through) } else { through };
+        let truncate = if self.outbox {
+            self.outbox_floor.load(Ordering::Acquire).min(through)
+        } else {
+            through
+        };
         let (done_tx, done_rx) = bounded(1);
-        self.writer.send(WriteMsg::Checkpoint { through, truncate, state, done: done_tx }).map_err(|_| EngineError::Stopping)?;
-        done_rx.recv().map_err(|_| EngineError::Stopping)?.map_err(|e| {
-            tracing::error!(error = %e, "checkpoint failed");
-            EngineError::Storage
-        })?;
+        self.writer
+            .send(WriteMsg::Checkpoint {
+                through,
+                truncate,
+                state,
+                done: done_tx,
+            })
+            .map_err(|_| EngineError::Stopping)?;
+        done_rx
+            .recv()
+            .map_err(|_| EngineError::Stopping)?
+            .map_err(|e| {
+                tracing::error!(error = %e, "checkpoint failed");
+                EngineError::Storage
+            })?;
         metrics::histogram!("giftcard_checkpoint_seconds").record(started.elapsed().as_secs_f64());
         Ok(through)
     }
@@ -562,7 +673,11 @@ impl Engine {
     /// Stops taking work, lets shards finish what they hold, waits for the journal, and joins.
     pub fn shutdown(&self) {
         self.stopping.store(true, Ordering::Release);
-        let threads: Vec<_> = self.threads.lock().map(|mut t| t.drain(..).collect()).unwrap_or_default();
+        let threads: Vec<_> = self
+            .threads
+            .lock()
+            .map(|mut t| t.drain(..).collect())
+            .unwrap_or_default();
         let mut iter = threads.into_iter();
         let writer = iter.next();
         for t in iter {
@@ -577,15 +692,26 @@ impl Engine {
 
     /// Checks every invariant over all shards at a quiescent point: the live reconciliation.
     pub fn reconcile(&self) -> Result<verify::Report, EngineError> {
-        let states: Vec<state::ShardState> =
-            self.state_bytes()?.iter().map(|b| codec_state(b)).collect::<Result<_, _>>().map_err(|_| EngineError::Storage)?;
+        let states: Vec<state::ShardState> = self
+            .state_bytes()?
+            .iter()
+            .map(|b| codec_state(b))
+            .collect::<Result<_, _>>()
+            .map_err(|_| EngineError::Storage)?;
         Ok(verify::check(&states, 0))
     }
 
     /// Reads the journal for the outbox: events of durable frames after `after_seq`.
-    pub fn journal_after(&self, after_seq: u64, max_frames: usize) -> Result<Vec<JournalFrame>, EngineError> {
+    pub fn journal_after(
+        &self,
+        after_seq: u64,
+        max_frames: usize,
+    ) -> Result<Vec<JournalFrame>, EngineError> {
         let through = self.writer_shared.last_seq.load(Ordering::Acquire);
-        let frames = self.reader.frames_after(after_seq, through, max_frames).map_err(|_| EngineError::Storage)?;
+        let frames = self
+            .reader
+            .frames_after(after_seq, through, max_frames)
+            .map_err(|_| EngineError::Storage)?;
         frames
             .into_iter()
             .map(|f| {
@@ -610,7 +736,9 @@ impl Engine {
     /// little earlier and the broker's duplicate window drops the repeats.
     pub fn set_outbox_cursor(&self, seq: u64) -> Result<(), EngineError> {
         self.outbox_floor.fetch_max(seq, Ordering::AcqRel);
-        self.reader.put_meta_lazy(recovery::OUTBOX_CURSOR_META, &seq.to_le_bytes()).map_err(|_| EngineError::Storage)
+        self.reader
+            .put_meta_lazy(recovery::OUTBOX_CURSOR_META, &seq.to_le_bytes())
+            .map_err(|_| EngineError::Storage)
     }
 
     /// Mailbox capacity per shard.
@@ -627,7 +755,10 @@ impl Drop for Engine {
 
 fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
     // Thread creation fails only when the OS is out of resources; nothing can run then.
-    std::thread::Builder::new().name(name.to_owned()).spawn(f).expect("spawn engine thread")
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(f)
+        .expect("spawn engine thread")
 }
 
 /// The shard that holds an order key's idempotency claim.
@@ -653,7 +784,14 @@ struct FanState {
 
 impl FanOut {
     fn new(n: u16, reply: ReplyTo, combine: fn(Vec<Reply>) -> Reply) -> FanOut {
-        FanOut { inner: Arc::new(Mutex::new(FanState { left: n, replies: Vec::new(), reply: Some(reply), combine })) }
+        FanOut {
+            inner: Arc::new(Mutex::new(FanState {
+                left: n,
+                replies: Vec::new(),
+                reply: Some(reply),
+                combine,
+            })),
+        }
     }
 
     fn part(&self) -> ReplyTo {
@@ -677,10 +815,14 @@ fn pick_found(replies: Vec<Reply>) -> Reply {
     let mut fallback = None;
     for r in replies {
         match r {
-            Ok(Outcome::Query(QueryAnswer::Missing)) => fallback = fallback.or(Some(Ok(Outcome::Query(QueryAnswer::Missing)))),
+            Ok(Outcome::Query(QueryAnswer::Missing)) => {
+                fallback = fallback.or(Some(Ok(Outcome::Query(QueryAnswer::Missing))))
+            }
             Ok(o) => return Ok(o),
             Err(EngineError::Rejected(Rejection::RedemptionNotFound)) => {
-                fallback = fallback.or(Some(Err(EngineError::Rejected(Rejection::RedemptionNotFound))))
+                fallback = fallback.or(Some(Err(EngineError::Rejected(
+                    Rejection::RedemptionNotFound,
+                ))))
             }
             Err(e) => fallback = Some(Err(e)),
         }
@@ -715,7 +857,10 @@ fn merge_stock(replies: Vec<Reply>) -> Reply {
     let (mut available, mut sold) = (0, 0);
     for r in replies {
         match r? {
-            Outcome::Query(QueryAnswer::Stock { available: a, sold: s }) => {
+            Outcome::Query(QueryAnswer::Stock {
+                available: a,
+                sold: s,
+            }) => {
                 available += a;
                 sold += s;
             }

@@ -10,7 +10,9 @@ pub fn answer(state: &ShardState, q: Query) -> Result<QueryAnswer, EngineError> 
     let not_found = |r| Err(EngineError::Rejected(r));
     match q {
         Query::Wallet { caller, wallet } => match state.wallets.get(&wallet) {
-            Some(w) if caller.admin || w.owner == caller.client => Ok(QueryAnswer::Wallet(Box::new(w.clone()))),
+            Some(w) if caller.admin || w.owner == caller.client => {
+                Ok(QueryAnswer::Wallet(Box::new(w.clone())))
+            }
             _ => not_found(Rejection::WalletNotFound),
         },
         Query::Order { key } => match state.orders.get(&key) {
@@ -21,12 +23,23 @@ pub fn answer(state: &ShardState, q: Query) -> Result<QueryAnswer, EngineError> 
             Some(c) => Ok(QueryAnswer::Card(Box::new(c.clone()))),
             None => not_found(Rejection::CardNotFound),
         },
-        Query::CardByCode { hash } => match state.code_index.get(&hash).and_then(|id| state.cards.get(id).map(|c| (*id, c))) {
+        Query::CardByCode { hash } => match state
+            .code_index
+            .get(&hash)
+            .and_then(|id| state.cards.get(id).map(|c| (*id, c)))
+        {
             Some((id, c)) => Ok(QueryAnswer::CardWithId(id, Box::new(c.clone()))),
             None => not_found(Rejection::CardNotFound),
         },
         Query::Cards { first, count } => {
-            let cards = (0..u64::from(count)).filter_map(|i| state.cards.get(&giftcard_core::CardId(first.0 + i)).cloned()).collect();
+            let cards = (0..u64::from(count))
+                .filter_map(|i| {
+                    state
+                        .cards
+                        .get(&giftcard_core::CardId(first.0 + i))
+                        .cloned()
+                })
+                .collect();
             Ok(QueryAnswer::Cards(cards))
         }
         Query::Skus => {
@@ -40,7 +53,9 @@ pub fn answer(state: &ShardState, q: Query) -> Result<QueryAnswer, EngineError> 
             let mut v: Vec<_> = state
                 .cards
                 .iter()
-                .filter(|(_, c)| matches!(c.delivery, giftcard_core::state::Delivery::GaveUp { .. }))
+                .filter(|(_, c)| {
+                    matches!(c.delivery, giftcard_core::state::Delivery::GaveUp { .. })
+                })
                 .map(|(id, c)| (*id, c.clone()))
                 .collect();
             v.sort_by_key(|(id, _)| *id);
@@ -49,16 +64,31 @@ pub fn answer(state: &ShardState, q: Query) -> Result<QueryAnswer, EngineError> 
         }
         Query::Stock { sku } => match (state.skus.contains_key(&sku), state.pools.get(&sku)) {
             (false, _) => not_found(Rejection::SkuNotFound),
-            (true, p) => Ok(QueryAnswer::Stock { available: p.map_or(0, |p| p.available), sold: p.map_or(0, |p| p.sold) }),
+            (true, p) => Ok(QueryAnswer::Stock {
+                available: p.map_or(0, |p| p.available),
+                sold: p.map_or(0, |p| p.sold),
+            }),
         },
-        Query::WalletHistory { caller, wallet, after, limit } => match state.wallets.get(&wallet) {
+        Query::WalletHistory {
+            caller,
+            wallet,
+            after,
+            limit,
+        } => match state.wallets.get(&wallet) {
             Some(w) if caller.admin || w.owner == caller.client => {
-                let start = usize::try_from(after).unwrap_or(usize::MAX).min(w.history.len());
-                Ok(QueryAnswer::History(w.history[start..].iter().take(limit).cloned().collect()))
+                let start = usize::try_from(after)
+                    .unwrap_or(usize::MAX)
+                    .min(w.history.len());
+                Ok(QueryAnswer::History(
+                    w.history[start..].iter().take(limit).cloned().collect(),
+                ))
             }
             _ => not_found(Rejection::WalletNotFound),
         },
-        Query::Redemption { client, redemption_id } => match state.redemptions.get(&(client, redemption_id)) {
+        Query::Redemption {
+            client,
+            redemption_id,
+        } => match state.redemptions.get(&(client, redemption_id)) {
             Some(rec) => Ok(QueryAnswer::Redemption(Box::new(rec.clone()))),
             None => Ok(QueryAnswer::Missing),
         },
@@ -84,7 +114,9 @@ pub fn totals(state: &ShardState) -> ShardTotals {
     }
     for (id, w) in &state.wallets {
         for (ccy, b) in &w.balances {
-            *t.ledger.entry(Account::Wallet(id.clone(), *ccy)).or_default() += b.ledger;
+            *t.ledger
+                .entry(Account::Wallet(id.clone(), *ccy))
+                .or_default() += b.ledger;
         }
     }
     for c in state.cards.values() {

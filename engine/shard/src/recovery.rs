@@ -21,11 +21,13 @@ pub fn encode_snapshot(parts: Vec<Vec<u8>>) -> Vec<u8> {
 }
 
 fn decode_snapshot(bytes: &[u8]) -> Result<Vec<ShardState>, OpenError> {
-    let parts: Vec<Vec<u8>> = bincode::deserialize(bytes).map_err(|e| OpenError::Decode(format!("snapshot: {e}")))?;
+    let parts: Vec<Vec<u8>> =
+        bincode::deserialize(bytes).map_err(|e| OpenError::Decode(format!("snapshot: {e}")))?;
     parts
         .iter()
         .map(|p| {
-            let mut st: ShardState = bincode::deserialize(p).map_err(|e| OpenError::Decode(format!("snapshot shard: {e}")))?;
+            let mut st: ShardState = bincode::deserialize(p)
+                .map_err(|e| OpenError::Decode(format!("snapshot shard: {e}")))?;
             st.rebuild_derived();
             Ok(st)
         })
@@ -36,16 +38,27 @@ fn decode_snapshot(bytes: &[u8]) -> Result<Vec<ShardState>, OpenError> {
 type Transit = BTreeMap<(ShardId, ShardId, SkuId), Vec<SlotRange>>;
 
 /// Rebuilds the shards' states from snapshot and journal, without settling anything in flight.
-pub fn replay(wal: &mut Wal, shard_count: u16, report: &mut RecoveryReport) -> Result<(Vec<ShardState>, Transit), OpenError> {
-    let mut states = match giftcard_wal::read_snapshot(wal.dir()).map_err(|e| OpenError::Decode(e.to_string()))? {
+pub fn replay(
+    wal: &mut Wal,
+    shard_count: u16,
+    report: &mut RecoveryReport,
+) -> Result<(Vec<ShardState>, Transit), OpenError> {
+    let mut states = match giftcard_wal::read_snapshot(wal.dir())
+        .map_err(|e| OpenError::Decode(e.to_string()))?
+    {
         Some((through, bytes)) => {
             report.snapshot_through = through;
             decode_snapshot(&bytes)?
         }
-        None => (0..shard_count).map(|s| ShardState::new(ShardId(s), shard_count)).collect(),
+        None => (0..shard_count)
+            .map(|s| ShardState::new(ShardId(s), shard_count))
+            .collect(),
     };
     if states.len() != usize::from(shard_count) {
-        return Err(OpenError::ShardCount { found: states.len() as u16, configured: shard_count });
+        return Err(OpenError::ShardCount {
+            found: states.len() as u16,
+            configured: shard_count,
+        });
     }
     let mut transit = Transit::new();
     let mut failure = None;
@@ -54,8 +67,18 @@ pub fn replay(wal: &mut Wal, shard_count: u16, report: &mut RecoveryReport) -> R
         for rec in frame.records {
             report.records_replayed += 1;
             match codec::decode(&rec.payload) {
-                Ok(ev) => apply_replayed(&mut states, &mut transit, ShardId(rec.shard), Lsn(rec.lsn), &ev),
-                Err(e) => failure = failure.take().or(Some(format!("frame {} lsn {}: {e}", frame.seq, rec.lsn))),
+                Ok(ev) => apply_replayed(
+                    &mut states,
+                    &mut transit,
+                    ShardId(rec.shard),
+                    Lsn(rec.lsn),
+                    &ev,
+                ),
+                Err(e) => {
+                    failure = failure
+                        .take()
+                        .or(Some(format!("frame {} lsn {}: {e}", frame.seq, rec.lsn)))
+                }
             }
         }
     })?;
@@ -66,7 +89,13 @@ pub fn replay(wal: &mut Wal, shard_count: u16, report: &mut RecoveryReport) -> R
     }
 }
 
-fn apply_replayed(states: &mut [ShardState], transit: &mut Transit, shard: ShardId, lsn: Lsn, ev: &Event) {
+fn apply_replayed(
+    states: &mut [ShardState],
+    transit: &mut Transit,
+    shard: ShardId,
+    lsn: Lsn,
+    ev: &Event,
+) {
     if usize::from(shard.0) >= states.len() {
         panic!("journal names shard {} of {}", shard.0, states.len());
     }
@@ -79,7 +108,10 @@ fn apply_replayed(states: &mut [ShardState], transit: &mut Transit, shard: Shard
     }
     match ev {
         Event::StockLent { sku, to, ranges } if !ranges.is_empty() => {
-            transit.entry((shard, *to, sku.clone())).or_default().extend(ranges.iter().copied());
+            transit
+                .entry((shard, *to, sku.clone()))
+                .or_default()
+                .extend(ranges.iter().copied());
         }
         Event::StockReceived { sku, from, ranges } => {
             if let Some(v) = transit.get_mut(&(*from, shard, sku.clone())) {
@@ -105,13 +137,21 @@ pub fn outbox_cursor(reader: &giftcard_wal::WalReader) -> Option<u64> {
 
 /// Recovers a data directory. With `retain_for_outbox`, frames the outbox has not published yet
 /// are kept when the post-recovery checkpoint truncates the journal.
-pub fn recover(wal: &mut Wal, shard_count: u16, checkpoint_after: u64, retain_for_outbox: bool) -> Result<(Vec<ShardState>, RecoveryReport), OpenError> {
+pub fn recover(
+    wal: &mut Wal,
+    shard_count: u16,
+    checkpoint_after: u64,
+    retain_for_outbox: bool,
+) -> Result<(Vec<ShardState>, RecoveryReport), OpenError> {
     let started = Instant::now();
     match wal.meta(SHARD_COUNT_META)? {
         Some(b) if b.len() == 2 => {
             let found = u16::from_le_bytes([b[0], b[1]]);
             if found != shard_count {
-                return Err(OpenError::ShardCount { found, configured: shard_count });
+                return Err(OpenError::ShardCount {
+                    found,
+                    configured: shard_count,
+                });
             }
         }
         _ => wal.set_meta(SHARD_COUNT_META, &shard_count.to_le_bytes())?,
@@ -136,11 +176,23 @@ pub fn recover(wal: &mut Wal, shard_count: u16, checkpoint_after: u64, retain_fo
         }
     }
     for i in 0..states.len() {
-        let mut holds: Vec<_> = states[i].holds.iter().map(|(k, h)| (k.clone(), h.wallet.clone(), h.amount)).collect();
+        let mut holds: Vec<_> = states[i]
+            .holds
+            .iter()
+            .map(|(k, h)| (k.clone(), h.wallet.clone(), h.amount))
+            .collect();
         holds.sort_by(|a, b| a.0.cmp(&b.0));
         for (key, wallet, amount) in holds {
             report.holds_rolled_back += 1;
-            settle(&mut states, ShardId(i as u16), Event::OrderAborted { key, wallet, released_hold: amount });
+            settle(
+                &mut states,
+                ShardId(i as u16),
+                Event::OrderAborted {
+                    key,
+                    wallet,
+                    released_hold: amount,
+                },
+            );
         }
     }
     if !frame.is_empty() {
@@ -151,8 +203,15 @@ pub fn recover(wal: &mut Wal, shard_count: u16, checkpoint_after: u64, retain_fo
     }
     if report.records_replayed > checkpoint_after {
         let through = wal.next_seq().saturating_sub(1);
-        let truncate = if retain_for_outbox { outbox_cursor(&wal.reader()).unwrap_or(0) } else { through };
-        let parts = states.iter().map(|s| bincode::serialize(s).unwrap_or_default()).collect();
+        let truncate = if retain_for_outbox {
+            outbox_cursor(&wal.reader()).unwrap_or(0)
+        } else {
+            through
+        };
+        let parts = states
+            .iter()
+            .map(|s| bincode::serialize(s).unwrap_or_default())
+            .collect();
         wal.checkpoint(through, truncate, &encode_snapshot(parts))?;
     }
     report.duration = started.elapsed();

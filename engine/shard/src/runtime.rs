@@ -33,8 +33,18 @@ pub enum PeerMsg {
     Order(Box<OrderRequest>, ReplyTo),
     /// A replicated event journaled by shard 0: apply it, do not journal it again.
     Replicate(Event),
-    LendRequest { sku: SkuId, want: u64, from: ShardId, saga: OrderKey },
-    LendReply { sku: SkuId, ranges: Vec<event::SlotRange>, from: ShardId, saga: OrderKey },
+    LendRequest {
+        sku: SkuId,
+        want: u64,
+        from: ShardId,
+        saga: OrderKey,
+    },
+    LendReply {
+        sku: SkuId,
+        ranges: Vec<event::SlotRange>,
+        from: ShardId,
+        saga: OrderKey,
+    },
 }
 
 /// Control of the shard by the engine.
@@ -124,8 +134,14 @@ impl Shard {
             }
             // Size the pass's vectors from what is waiting: growing vectors of large events and
             // replies by doubling was a visible share of the per-order cost.
-            let waiting = (self.client_rx.len() + self.peer_rx.len() + rt.deferred.len()).min(self.batch_max) + 1;
-            let mut pass = Pass { batch: self.empty_batch(waiting), frame: giftcard_wal::FrameBuilder::new(), out: Vec::new() };
+            let waiting = (self.client_rx.len() + self.peer_rx.len() + rt.deferred.len())
+                .min(self.batch_max)
+                + 1;
+            let mut pass = Pass {
+                batch: self.empty_batch(waiting),
+                frame: giftcard_wal::FrameBuilder::new(),
+                out: Vec::new(),
+            };
             rt.now = UnixMillis(wall_clock_ms().max(rt.now.0));
             self.drain(&mut rt, &mut pass);
             self.finish(pass);
@@ -145,10 +161,16 @@ impl Shard {
 
     /// Blocks until some mailbox has a message. False when the shard should stop.
     fn wait(&self, rt: &Runtime) -> bool {
-        if !self.peer_rx.is_empty() || !self.control_rx.is_empty() || (!rt.paused && (!self.client_rx.is_empty() || !rt.deferred.is_empty())) {
+        if !self.peer_rx.is_empty()
+            || !self.control_rx.is_empty()
+            || (!rt.paused && (!self.client_rx.is_empty() || !rt.deferred.is_empty()))
+        {
             return true;
         }
-        if self.stopping.load(Ordering::Acquire) && rt.sagas.is_empty() && self.quiesce.in_flight.load(Ordering::Acquire) == 0 {
+        if self.stopping.load(Ordering::Acquire)
+            && rt.sagas.is_empty()
+            && self.quiesce.in_flight.load(Ordering::Acquire) == 0
+        {
             return false;
         }
         let mut sel = Select::new();
@@ -191,7 +213,11 @@ impl Shard {
     }
 
     fn finish(&mut self, pass: Pass) {
-        let Pass { mut batch, frame, out } = pass;
+        let Pass {
+            mut batch,
+            frame,
+            out,
+        } = pass;
         if !frame.is_empty() {
             batch.frames.push(frame.finish());
         }
@@ -220,7 +246,11 @@ impl Shard {
     }
 
     fn ctx(&self, rt: &Runtime) -> Ctx {
-        Ctx { now: rt.now, lsn: Lsn(self.state.last_lsn.0 + 1), shard: self.state.shard }
+        Ctx {
+            now: rt.now,
+            lsn: Lsn(self.state.last_lsn.0 + 1),
+            shard: self.state.shard,
+        }
     }
 
     /// Applies and journals events decided here; replicated ones also go to every other shard.
@@ -236,9 +266,13 @@ impl Shard {
                 }
             }
             if pass.frame.len() + 512 > giftcard_wal::FRAME_BYTES_MAX {
-                pass.batch.frames.push(std::mem::take(&mut pass.frame).finish());
+                pass.batch
+                    .frames
+                    .push(std::mem::take(&mut pass.frame).finish());
             }
-            pass.frame.push_with(self.state.shard.0, lsn.0, |buf| crate::codec::encode_into(buf, &ev));
+            pass.frame.push_with(self.state.shard.0, lsn.0, |buf| {
+                crate::codec::encode_into(buf, &ev)
+            });
             pass.batch.records += 1;
         }
     }
@@ -285,7 +319,11 @@ impl Shard {
         let mut seen = HashSet::with_capacity(up.codes.len());
         let mut duplicates = Vec::new();
         for (i, (hash, _)) in up.codes.iter().enumerate() {
-            let stored = self.reader.get(&crate::index_key(hash)).map_err(|_| EngineError::Storage)?.is_some();
+            let stored = self
+                .reader
+                .get(&crate::index_key(hash))
+                .map_err(|_| EngineError::Storage)?
+                .is_some();
             if !seen.insert(*hash) || rt.pending_set.contains(hash) || stored {
                 duplicates.push(i);
             }
@@ -312,7 +350,10 @@ impl Shard {
         for (i, (hash, sealed)) in up.codes.into_iter().enumerate() {
             let slot = first_slot + i as u64;
             pass.batch.side.push((crate::slot_key(slot), sealed));
-            pass.batch.side.push((crate::index_key(&hash).to_vec(), slot.to_be_bytes().to_vec()));
+            pass.batch.side.push((
+                crate::index_key(&hash).to_vec(),
+                slot.to_be_bytes().to_vec(),
+            ));
             rt.pending_set.insert(hash);
             hashes.push(hash);
         }
@@ -321,13 +362,23 @@ impl Shard {
         Ok(Outcome::Applied(evs))
     }
 
-    fn order(&mut self, rt: &mut Runtime, pass: &mut Pass, mut req: Box<OrderRequest>, to: ReplyTo) {
+    fn order(
+        &mut self,
+        rt: &mut Runtime,
+        pass: &mut Pass,
+        mut req: Box<OrderRequest>,
+        to: ReplyTo,
+    ) {
         if let Some(s) = rt.sagas.get_mut(&req.key) {
             // The same order is waiting for stock here: answer both when it settles.
             if s.req.fingerprint == req.fingerprint {
                 s.waiters.push(to);
             } else {
-                Self::reply(pass, to, Err(EngineError::Rejected(Rejection::IdempotencyConflict)));
+                Self::reply(
+                    pass,
+                    to,
+                    Err(EngineError::Rejected(Rejection::IdempotencyConflict)),
+                );
             }
             return;
         }
@@ -336,11 +387,22 @@ impl Shard {
             let issued: u64 = req
                 .items
                 .iter()
-                .filter(|i| self.state.skus.get(&i.sku).is_some_and(|s| s.kind == SkuKind::Issued))
+                .filter(|i| {
+                    self.state
+                        .skus
+                        .get(&i.sku)
+                        .is_some_and(|s| s.kind == SkuKind::Issued)
+                })
                 .map(|i| u64::from(i.quantity))
                 .sum();
             if issued <= u64::from(ORDER_CARDS_MAX) && !self.state.orders.contains_key(&req.key) {
-                req.fresh_codes = (0..issued).map(|_| self.vault.generate_for_shard(self.state.shard, self.state.shard_count).1).collect();
+                req.fresh_codes = (0..issued)
+                    .map(|_| {
+                        self.vault
+                            .generate_for_shard(self.state.shard, self.state.shard_count)
+                            .1
+                    })
+                    .collect();
             }
         }
         match self.state.decide_order(&req, &self.ctx(rt)) {
@@ -351,7 +413,15 @@ impl Shard {
                 Self::reply(pass, to, reply);
             }
             Decision::Reject(r) => Self::reply(pass, to, Err(EngineError::Rejected(r))),
-            Decision::Replay(outcome) => Self::reply(pass, to, Ok(Outcome::Order { outcome, replayed: true, cards: Vec::new() })),
+            Decision::Replay(outcome) => Self::reply(
+                pass,
+                to,
+                Ok(Outcome::Order {
+                    outcome,
+                    replayed: true,
+                    cards: Vec::new(),
+                }),
+            ),
             Decision::Forward { claim, to: shard } => {
                 if let Some(c) = claim {
                     self.commit(pass, vec![c]);
@@ -363,7 +433,12 @@ impl Shard {
                 let n = self.state.shard_count;
                 let me = self.state.shard.0;
                 let peers: VecDeque<ShardId> = (1..n).map(|i| ShardId((me + i) % n)).collect();
-                let mut saga = Saga { req, waiters: vec![to], peers, outstanding: 0 };
+                let mut saga = Saga {
+                    req,
+                    waiters: vec![to],
+                    peers,
+                    outstanding: 0,
+                };
                 self.quiesce.open_sagas.fetch_add(1, Ordering::AcqRel);
                 self.ask_next_peer(pass, &mut saga, missing);
                 self.settle_or_keep(rt, pass, saga);
@@ -373,10 +448,20 @@ impl Shard {
 
     /// Asks the next peer for every missing SKU. False if no peer is left.
     fn ask_next_peer(&self, pass: &mut Pass, saga: &mut Saga, missing: Vec<(SkuId, u64)>) -> bool {
-        let Some(peer) = saga.peers.pop_front() else { return false };
+        let Some(peer) = saga.peers.pop_front() else {
+            return false;
+        };
         for (sku, want) in missing {
             saga.outstanding += 1;
-            pass.out.push((peer, PeerMsg::LendRequest { sku, want, from: self.state.shard, saga: saga.req.key.clone() }));
+            pass.out.push((
+                peer,
+                PeerMsg::LendRequest {
+                    sku,
+                    want,
+                    from: self.state.shard,
+                    saga: saga.req.key.clone(),
+                },
+            ));
         }
         true
     }
@@ -387,7 +472,10 @@ impl Shard {
             rt.sagas.insert(saga.req.key.clone(), saga);
             return;
         }
-        let abort = Command::AbortOrder { key: saga.req.key.clone(), reason: Rejection::OutOfStock };
+        let abort = Command::AbortOrder {
+            key: saga.req.key.clone(),
+            reason: Rejection::OutOfStock,
+        };
         let evs = match self.state.decide(&abort, &self.ctx(rt)) {
             Decision::Events(evs) => evs,
             _ => Vec::new(),
@@ -405,7 +493,11 @@ impl Shard {
         }
         for w in waiters {
             let replayed = match &reply {
-                Ok(Outcome::Order { outcome, .. }) => Ok(Outcome::Order { outcome: outcome.clone(), replayed: true, cards: Vec::new() }),
+                Ok(Outcome::Order { outcome, .. }) => Ok(Outcome::Order {
+                    outcome: outcome.clone(),
+                    replayed: true,
+                    cards: Vec::new(),
+                }),
                 other => other.clone(),
             };
             Self::reply(pass, w, replayed);
@@ -415,9 +507,24 @@ impl Shard {
     /// Adds the cards a fresh completion sold, read from the state the order just changed.
     fn with_cards(&self, reply: Reply) -> Reply {
         match reply {
-            Ok(Outcome::Order { outcome: outcome @ OrderOutcome::Completed { first_card, cards: n, .. }, replayed: false, .. }) => {
-                let cards = (0..u64::from(n)).filter_map(|i| self.state.cards.get(&CardId(first_card.0 + i)).cloned()).collect();
-                Ok(Outcome::Order { outcome, replayed: false, cards })
+            Ok(Outcome::Order {
+                outcome:
+                    outcome @ OrderOutcome::Completed {
+                        first_card,
+                        cards: n,
+                        ..
+                    },
+                replayed: false,
+                ..
+            }) => {
+                let cards = (0..u64::from(n))
+                    .filter_map(|i| self.state.cards.get(&CardId(first_card.0 + i)).cloned())
+                    .collect();
+                Ok(Outcome::Order {
+                    outcome,
+                    replayed: false,
+                    cards,
+                })
             }
             other => other,
         }
@@ -427,8 +534,17 @@ impl Shard {
         match msg {
             PeerMsg::Order(req, to) => self.order(rt, pass, req, to),
             PeerMsg::Replicate(ev) => self.state.apply(&ev, Lsn(0)),
-            PeerMsg::LendRequest { sku, want, from, saga } => {
-                let cmd = Command::LendStock { sku: sku.clone(), want, to: from };
+            PeerMsg::LendRequest {
+                sku,
+                want,
+                from,
+                saga,
+            } => {
+                let cmd = Command::LendStock {
+                    sku: sku.clone(),
+                    want,
+                    to: from,
+                };
                 let mut ranges = Vec::new();
                 if let Decision::Events(evs) = self.state.decide(&cmd, &self.ctx(rt)) {
                     if let Some(Event::StockLent { ranges: r, .. }) = evs.first() {
@@ -438,13 +554,28 @@ impl Shard {
                         self.commit(pass, evs);
                     }
                 }
-                pass.out.push((from, PeerMsg::LendReply { sku, ranges, from: self.state.shard, saga }));
+                pass.out.push((
+                    from,
+                    PeerMsg::LendReply {
+                        sku,
+                        ranges,
+                        from: self.state.shard,
+                        saga,
+                    },
+                ));
             }
-            PeerMsg::LendReply { sku, ranges, from, saga } => {
+            PeerMsg::LendReply {
+                sku,
+                ranges,
+                from,
+                saga,
+            } => {
                 if !ranges.is_empty() {
                     self.commit(pass, vec![Event::StockReceived { sku, from, ranges }]);
                 }
-                let Some(mut s) = rt.sagas.remove(&saga) else { return };
+                let Some(mut s) = rt.sagas.remove(&saga) else {
+                    return;
+                };
                 s.outstanding -= 1;
                 if s.outstanding > 0 {
                     rt.sagas.insert(saga, s);
@@ -469,7 +600,10 @@ impl Shard {
                 self.settle_or_keep(rt, pass, saga);
             }
             Decision::Reject(r) => {
-                let abort = Command::AbortOrder { key: saga.req.key.clone(), reason: r };
+                let abort = Command::AbortOrder {
+                    key: saga.req.key.clone(),
+                    reason: r,
+                };
                 if let Decision::Events(evs) = self.state.decide(&abort, &self.ctx(rt)) {
                     self.commit(pass, evs);
                 }
@@ -494,11 +628,23 @@ fn order_reply(evs: &[Event]) -> Reply {
         match ev {
             Event::OrderCompleted(o) => {
                 let cards = o.lines.iter().map(|l| l.quantity).sum();
-                let outcome = OrderOutcome::Completed { charged: o.charged, first_card: o.first_card, cards };
-                return Ok(Outcome::Order { outcome, replayed: false, cards: Vec::new() });
+                let outcome = OrderOutcome::Completed {
+                    charged: o.charged,
+                    first_card: o.first_card,
+                    cards,
+                };
+                return Ok(Outcome::Order {
+                    outcome,
+                    replayed: false,
+                    cards: Vec::new(),
+                });
             }
             Event::OrderRejected { reason, .. } => {
-                return Ok(Outcome::Order { outcome: OrderOutcome::Rejected(*reason), replayed: false, cards: Vec::new() })
+                return Ok(Outcome::Order {
+                    outcome: OrderOutcome::Rejected(*reason),
+                    replayed: false,
+                    cards: Vec::new(),
+                })
             }
             _ => {}
         }
@@ -507,7 +653,9 @@ fn order_reply(evs: &[Event]) -> Reply {
 }
 
 fn wall_clock_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Answers for read-only queries.

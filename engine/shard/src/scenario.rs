@@ -21,7 +21,10 @@ pub fn client() -> ClientId {
 
 /// An admin caller acting for the scenario client.
 pub fn caller() -> Caller {
-    Caller { client: client(), admin: false }
+    Caller {
+        client: client(),
+        admin: false,
+    }
 }
 
 /// The id of the i-th scenario SKU.
@@ -61,7 +64,15 @@ pub fn fingerprint(bytes: &[u8]) -> Fingerprint {
 
 /// An order of `qty` cards of one SKU.
 pub fn order(order_no: u64, wallet: u32, sku: u32, qty: u32) -> OrderRequest {
-    order_with(order_no, wallet_id(wallet), sku_id(sku), wallet, sku, qty, client())
+    order_with(
+        order_no,
+        wallet_id(wallet),
+        sku_id(sku),
+        wallet,
+        sku,
+        qty,
+        client(),
+    )
 }
 
 /// Ids built once and shared by every order of a run, so a load generator spends its time on
@@ -75,17 +86,32 @@ pub struct IdCache {
 impl IdCache {
     /// Ids of the first `wallets` wallets and `skus` SKUs.
     pub fn new(wallets: u32, skus: u32) -> IdCache {
-        IdCache { wallets: (0..wallets).map(wallet_id).collect(), skus: (0..skus).map(sku_id).collect(), client: client() }
+        IdCache {
+            wallets: (0..wallets).map(wallet_id).collect(),
+            skus: (0..skus).map(sku_id).collect(),
+            client: client(),
+        }
     }
 
     /// The same order as [`order`], from cached ids.
     pub fn order(&self, order_no: u64, wallet: u32, sku: u32, qty: u32) -> OrderRequest {
-        let (w, s) = (self.wallets[wallet as usize].clone(), self.skus[sku as usize].clone());
+        let (w, s) = (
+            self.wallets[wallet as usize].clone(),
+            self.skus[sku as usize].clone(),
+        );
         order_with(order_no, w, s, wallet, sku, qty, self.client.clone())
     }
 }
 
-fn order_with(order_no: u64, wallet_id: WalletId, sku_id: SkuId, wallet: u32, sku: u32, qty: u32, client: ClientId) -> OrderRequest {
+fn order_with(
+    order_no: u64,
+    wallet_id: WalletId,
+    sku_id: SkuId,
+    wallet: u32,
+    sku: u32,
+    qty: u32,
+    client: ClientId,
+) -> OrderRequest {
     let order_id = OrderId::new(&order_number(order_no));
     let mut fp_src = [0u8; 16];
     fp_src[..4].copy_from_slice(&wallet.to_le_bytes());
@@ -95,7 +121,11 @@ fn order_with(order_no: u64, wallet_id: WalletId, sku_id: SkuId, wallet: u32, sk
         key: OrderKey { client, order_id },
         admin: false,
         wallet: wallet_id,
-        items: vec![OrderItem { sku: sku_id, quantity: qty, amount_minor: None }],
+        items: vec![OrderItem {
+            sku: sku_id,
+            quantity: qty,
+            amount_minor: None,
+        }],
         region: "US".into(),
         pay_currency: None,
         channel: DeliveryChannel::None,
@@ -130,11 +160,20 @@ pub struct DataSet {
 
 /// Submits many commands with a bounded number in flight, and fails on the first error other
 /// than `tolerate` (so a load into an existing data directory can skip what is already there).
-pub fn submit_all(engine: &Engine, cmds: impl Iterator<Item = Command>, window: usize) -> Result<(), EngineError> {
+pub fn submit_all(
+    engine: &Engine,
+    cmds: impl Iterator<Item = Command>,
+    window: usize,
+) -> Result<(), EngineError> {
     submit_tolerant(engine, cmds, window, None)
 }
 
-fn submit_tolerant(engine: &Engine, cmds: impl Iterator<Item = Command>, window: usize, tolerate: Option<Rejection>) -> Result<(), EngineError> {
+fn submit_tolerant(
+    engine: &Engine,
+    cmds: impl Iterator<Item = Command>,
+    window: usize,
+    tolerate: Option<Rejection>,
+) -> Result<(), EngineError> {
     let check = |r: Reply| match r {
         Err(EngineError::Rejected(x)) if Some(x) == tolerate => Ok(()),
         other => other.map(drop),
@@ -165,7 +204,11 @@ pub fn load(engine: &Engine, ds: &DataSet) -> Result<(), EngineError> {
     for i in 0..ds.skus {
         ok(engine.call(Command::DefineSku(sku(i, ds.kind, ds.face_minor))))?;
     }
-    let creates = (0..ds.wallets).map(|i| Command::CreateWallet { caller: caller(), wallet: wallet_id(i), kyc_verified: true });
+    let creates = (0..ds.wallets).map(|i| Command::CreateWallet {
+        caller: caller(),
+        wallet: wallet_id(i),
+        kyc_verified: true,
+    });
     submit_tolerant(engine, creates, 4096, Some(Rejection::WalletExists))?;
     let deposits = (0..ds.wallets).map(|i| Command::Deposit {
         caller: caller(),
@@ -179,11 +222,17 @@ pub fn load(engine: &Engine, ds: &DataSet) -> Result<(), EngineError> {
     if ds.kind == SkuKind::SupplierCode && ds.codes_per_sku > 0 {
         let chunk = 5_000u64;
         for i in 0..ds.skus {
-            let pool = if i < ds.hot_skus { ds.hot_codes_per_sku } else { ds.codes_per_sku };
+            let pool = if i < ds.hot_skus {
+                ds.hot_codes_per_sku
+            } else {
+                ds.codes_per_sku
+            };
             let mut start = 0;
             while start < pool {
                 let end = (start + chunk).min(pool);
-                let codes: Vec<String> = (start..end).map(|c| format!("CODE-{}{i:05}-{c:09}", ds.code_prefix)).collect();
+                let codes: Vec<String> = (start..end)
+                    .map(|c| format!("CODE-{}{i:05}-{c:09}", ds.code_prefix))
+                    .collect();
                 ok(engine.upload(sku_id(i), None, &codes))?;
                 start = end;
             }

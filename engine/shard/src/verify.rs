@@ -32,11 +32,19 @@ impl Report {
 
 /// Replays a data directory offline (the engine must not be running on it) and checks it.
 pub fn verify_dir(dir: &Path, shard_count: Option<u16>) -> Result<Report, String> {
-    let mut wal = giftcard_wal::Wal::open(dir, &giftcard_wal::WalOptions::default()).map_err(|e| format!("open journal: {e}"))?;
-    let n = match (shard_count, wal.meta("shard_count").map_err(|e| e.to_string())?) {
+    let mut wal = giftcard_wal::Wal::open(dir, &giftcard_wal::WalOptions::default())
+        .map_err(|e| format!("open journal: {e}"))?;
+    let n = match (
+        shard_count,
+        wal.meta("shard_count").map_err(|e| e.to_string())?,
+    ) {
         (_, Some(b)) if b.len() == 2 => u16::from_le_bytes([b[0], b[1]]),
         (Some(n), _) => n,
-        (None, _) => return Err("data directory has no shard count: is it a giftcard data directory?".into()),
+        (None, _) => {
+            return Err(
+                "data directory has no shard count: is it a giftcard data directory?".into(),
+            )
+        }
     };
     let mut rr = RecoveryReport::default();
     let (states, transit) = recovery::replay(&mut wal, n, &mut rr).map_err(|e| e.to_string())?;
@@ -49,7 +57,10 @@ pub fn verify_dir(dir: &Path, shard_count: Option<u16>) -> Result<Report, String
 /// Checks every invariant across a set of shard states. `in_transit` is the number of codes lent
 /// and not yet received (zero once recovery or quiescence settled them).
 pub fn check(states: &[ShardState], in_transit: u64) -> Report {
-    let mut r = Report { shards: states.len(), ..Report::default() };
+    let mut r = Report {
+        shards: states.len(),
+        ..Report::default()
+    };
     let mut sums: BTreeMap<Currency, i128> = BTreeMap::new();
     let mut seen_slots: HashSet<u64> = HashSet::new();
     let mut per_sku: BTreeMap<SkuId, [u64; 5]> = BTreeMap::new();
@@ -60,13 +71,17 @@ pub fn check(states: &[ShardState], in_transit: u64) -> Report {
         for (account, v) in &st.ledger {
             match account_currency(account) {
                 Some(ccy) => *sums.entry(ccy).or_default() += i128::from(*v),
-                None => r.violations.push(format!("shard {}: per-card account {account:?} in the aggregate ledger", st.shard.0)),
+                None => r.violations.push(format!(
+                    "shard {}: per-card account {account:?} in the aggregate ledger",
+                    st.shard.0
+                )),
             }
         }
     }
     for (ccy, sum) in sums {
         if sum != 0 {
-            r.violations.push(format!("ledger does not balance in {ccy}: sum is {sum}"));
+            r.violations
+                .push(format!("ledger does not balance in {ccy}: sum is {sum}"));
         }
     }
     let mut lent_total = 0;
@@ -75,18 +90,25 @@ pub fn check(states: &[ShardState], in_transit: u64) -> Report {
         lent_total += lent;
         received_total += received;
         if sold > added {
-            r.violations.push(format!("sku {sku:?} sold {sold} codes but received only {added}"));
+            r.violations.push(format!(
+                "sku {sku:?} sold {sold} codes but received only {added}"
+            ));
         }
     }
     if lent_total != received_total + in_transit {
-        r.violations.push(format!("stock lent ({lent_total}) != received ({received_total}) + in transit ({in_transit})"));
+        r.violations.push(format!(
+            "stock lent ({lent_total}) != received ({received_total}) + in transit ({in_transit})"
+        ));
     }
     r
 }
 
 fn account_currency(a: &Account) -> Option<Currency> {
     match a {
-        Account::Wallet(_, c) | Account::Funding(c) | Account::SupplierPayable(_, c) | Account::RevenueMargin(c) => Some(*c),
+        Account::Wallet(_, c)
+        | Account::Funding(c)
+        | Account::SupplierPayable(_, c)
+        | Account::RevenueMargin(c) => Some(*c),
         Account::RevenueFx(c) | Account::FxClearing(c) | Account::Redeemed(c) => Some(*c),
         // Card accounts are summed from the cards themselves, never kept in the aggregate ledger.
         Account::Card(_) => None,
@@ -96,31 +118,51 @@ fn account_currency(a: &Account) -> Option<Currency> {
 fn check_wallets(st: &ShardState, r: &mut Report, sums: &mut BTreeMap<Currency, i128>) {
     let mut held_by_hold: HashMap<(&WalletId, Currency), i64> = HashMap::new();
     for h in st.holds.values() {
-        *held_by_hold.entry((&h.wallet, h.amount.currency())).or_default() += h.amount.minor();
+        *held_by_hold
+            .entry((&h.wallet, h.amount.currency()))
+            .or_default() += h.amount.minor();
     }
     r.holds_in_flight += st.holds.len();
     r.wallets += st.wallets.len();
     for (id, w) in &st.wallets {
         if st.wallet_shard(id) != st.shard {
-            r.violations.push(format!("wallet {id:?} is on shard {} but belongs on {}", st.shard.0, st.wallet_shard(id).0));
+            r.violations.push(format!(
+                "wallet {id:?} is on shard {} but belongs on {}",
+                st.shard.0,
+                st.wallet_shard(id).0
+            ));
         }
         for (ccy, b) in &w.balances {
             if b.available < 0 || b.held < 0 {
-                r.violations.push(format!("wallet {id:?} {ccy}: negative balance (available {}, held {})", b.available, b.held));
+                r.violations.push(format!(
+                    "wallet {id:?} {ccy}: negative balance (available {}, held {})",
+                    b.available, b.held
+                ));
             }
             if b.available + b.held != b.ledger {
-                r.violations.push(format!("wallet {id:?} {ccy}: available {} + held {} != ledger {}", b.available, b.held, b.ledger));
+                r.violations.push(format!(
+                    "wallet {id:?} {ccy}: available {} + held {} != ledger {}",
+                    b.available, b.held, b.ledger
+                ));
             }
             let holds = held_by_hold.get(&(id, *ccy)).copied().unwrap_or(0);
             if holds != b.held {
-                r.violations.push(format!("wallet {id:?} {ccy}: held {} but open holds total {holds}", b.held));
+                r.violations.push(format!(
+                    "wallet {id:?} {ccy}: held {} but open holds total {holds}",
+                    b.held
+                ));
             }
             *sums.entry(*ccy).or_default() += i128::from(b.ledger);
         }
     }
 }
 
-fn check_pools(st: &ShardState, r: &mut Report, seen: &mut HashSet<u64>, per_sku: &mut BTreeMap<SkuId, [u64; 5]>) {
+fn check_pools(
+    st: &ShardState,
+    r: &mut Report,
+    seen: &mut HashSet<u64>,
+    per_sku: &mut BTreeMap<SkuId, [u64; 5]>,
+) {
     for (sku, p) in &st.pools {
         let in_ranges: u64 = p.ranges.iter().map(|(s, e)| e - s).sum();
         if in_ranges != p.available || p.available + p.lent + p.sold != p.added + p.received {
@@ -138,31 +180,54 @@ fn check_pools(st: &ShardState, r: &mut Report, seen: &mut HashSet<u64>, per_sku
         for (s, end) in &p.ranges {
             for slot in *s..*end {
                 if !seen.insert(slot) {
-                    r.violations.push(format!("code slot {slot} is in two places (sku {sku:?})"));
+                    r.violations
+                        .push(format!("code slot {slot} is in two places (sku {sku:?})"));
                 }
             }
         }
     }
 }
 
-fn check_cards_and_orders(st: &ShardState, r: &mut Report, sums: &mut BTreeMap<Currency, i128>, seen: &mut HashSet<u64>) {
+fn check_cards_and_orders(
+    st: &ShardState,
+    r: &mut Report,
+    sums: &mut BTreeMap<Currency, i128>,
+    seen: &mut HashSet<u64>,
+) {
     r.cards += st.cards.len();
     for (id, c) in &st.cards {
         if id.shard() != st.shard {
-            r.violations.push(format!("card {} is on shard {} but its id says {}", id.0, st.shard.0, id.shard().0));
+            r.violations.push(format!(
+                "card {} is on shard {} but its id says {}",
+                id.0,
+                st.shard.0,
+                id.shard().0
+            ));
         }
         match &c.code {
             CodeRef::Slot(slot) => {
                 if !seen.insert(*slot) {
-                    r.violations.push(format!("code slot {slot} sold twice or also unsold (card {})", id.0));
+                    r.violations.push(format!(
+                        "code slot {slot} sold twice or also unsold (card {})",
+                        id.0
+                    ));
                 }
             }
             CodeRef::Sealed(_) => {
                 if c.balance != c.ledger || c.balance < 0 || c.balance > c.face.minor() {
-                    r.violations.push(format!("card {}: balance {} ledger {} face {}", id.0, c.balance, c.ledger, c.face.minor()));
+                    r.violations.push(format!(
+                        "card {}: balance {} ledger {} face {}",
+                        id.0,
+                        c.balance,
+                        c.ledger,
+                        c.face.minor()
+                    ));
                 }
                 if (c.status == CardStatus::Redeemed) != (c.balance == 0) {
-                    r.violations.push(format!("card {}: status {:?} with balance {}", id.0, c.status, c.balance));
+                    r.violations.push(format!(
+                        "card {}: status {:?} with balance {}",
+                        id.0, c.status, c.balance
+                    ));
                 }
             }
         }
@@ -171,16 +236,26 @@ fn check_cards_and_orders(st: &ShardState, r: &mut Report, sums: &mut BTreeMap<C
     let mut cards_in_orders = 0u64;
     for (key, rec) in &st.orders {
         r.orders += 1;
-        if let OrderOutcome::Completed { first_card, cards, .. } = rec.outcome {
+        if let OrderOutcome::Completed {
+            first_card, cards, ..
+        } = rec.outcome
+        {
             cards_in_orders += u64::from(cards);
             for i in 0..u64::from(cards) {
                 if !st.cards.contains_key(&CardId(first_card.0 + i)) {
-                    r.violations.push(format!("order {key:?}: card {} is missing", first_card.0 + i));
+                    r.violations.push(format!(
+                        "order {key:?}: card {} is missing",
+                        first_card.0 + i
+                    ));
                 }
             }
         }
     }
     if cards_in_orders != st.cards.len() as u64 {
-        r.violations.push(format!("shard {}: orders account for {cards_in_orders} cards, {} exist", st.shard.0, st.cards.len()));
+        r.violations.push(format!(
+            "shard {}: orders account for {cards_in_orders} cards, {} exist",
+            st.shard.0,
+            st.cards.len()
+        ));
     }
 }

@@ -33,7 +33,12 @@ pub enum WriteMsg {
     /// Answer with the last frame's sequence once everything sent before is durable.
     Mark(Sender<u64>),
     /// Write a snapshot through the marked frame and truncate the journal.
-    Checkpoint { through: u64, truncate: u64, state: Vec<u8>, done: Sender<Result<(), String>> },
+    Checkpoint {
+        through: u64,
+        truncate: u64,
+        state: Vec<u8>,
+        done: Sender<Result<(), String>>,
+    },
     /// Finish the current group and close the journal.
     Stop,
 }
@@ -62,7 +67,8 @@ pub fn run(mut wal: Wal, rx: Receiver<WriteMsg>, shared: Arc<WriterShared>) {
                 Ok(m) => {
                     stop |= matches!(m, WriteMsg::Stop);
                     if let WriteMsg::Batch(b) = &m {
-                        bytes += b.frames.iter().map(Vec::len).sum::<usize>() + b.side.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+                        bytes += b.frames.iter().map(Vec::len).sum::<usize>()
+                            + b.side.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
                     }
                     pending.push(m);
                 }
@@ -74,7 +80,9 @@ pub fn run(mut wal: Wal, rx: Receiver<WriteMsg>, shared: Arc<WriterShared>) {
             break;
         }
     }
-    shared.last_seq.store(wal.next_seq().saturating_sub(1), Ordering::Release);
+    shared
+        .last_seq
+        .store(wal.next_seq().saturating_sub(1), Ordering::Release);
 }
 
 fn write_group(wal: &mut Wal, pending: &mut Vec<WriteMsg>, shared: &WriterShared) {
@@ -100,7 +108,8 @@ fn write_group(wal: &mut Wal, pending: &mut Vec<WriteMsg>, shared: &WriterShared
         match wal.append_group(&frames, &side) {
             Ok(seq) => {
                 shared.last_seq.store(seq, Ordering::Release);
-                metrics::histogram!("giftcard_wal_flush_seconds").record(started.elapsed().as_secs_f64());
+                metrics::histogram!("giftcard_wal_flush_seconds")
+                    .record(started.elapsed().as_secs_f64());
                 metrics::histogram!("giftcard_wal_group_records").record(records as f64);
                 metrics::counter!("giftcard_wal_written_bytes_total").increment(bytes as u64);
                 true
@@ -119,14 +128,28 @@ fn write_group(wal: &mut Wal, pending: &mut Vec<WriteMsg>, shared: &WriterShared
         match m {
             WriteMsg::Batch(b) => {
                 for (reply_to, reply) in b.replies {
-                    reply_to(if ok { reply } else { Err(crate::EngineError::Storage) });
+                    reply_to(if ok {
+                        reply
+                    } else {
+                        Err(crate::EngineError::Storage)
+                    });
                 }
             }
             WriteMsg::Mark(tx) => {
                 let _ = tx.send(wal.next_seq().saturating_sub(1));
             }
-            WriteMsg::Checkpoint { through, truncate, state, done } => {
-                let r = if ok { wal.checkpoint(through, truncate, &state).map_err(|e| e.to_string()) } else { Err("journal failed".into()) };
+            WriteMsg::Checkpoint {
+                through,
+                truncate,
+                state,
+                done,
+            } => {
+                let r = if ok {
+                    wal.checkpoint(through, truncate, &state)
+                        .map_err(|e| e.to_string())
+                } else {
+                    Err("journal failed".into())
+                };
                 let _ = done.send(r);
             }
             WriteMsg::Stop => {}

@@ -141,7 +141,11 @@ pub fn decode_frame(frame: &[u8]) -> Result<Vec<Record>, FrameError> {
         let lsn = u64::from_le_bytes(le(&mut rest)?);
         let len = u32::from_le_bytes(le(&mut rest)?) as usize;
         let payload = take(&mut rest, len)?.to_vec();
-        records.push(Record { shard, lsn, payload });
+        records.push(Record {
+            shard,
+            lsn,
+            payload,
+        });
     }
     if !rest.is_empty() {
         return Err(FrameError::Trailing(rest.len()));
@@ -161,13 +165,19 @@ mod tests {
         let f = b.finish();
         assert_eq!(decode_frame(&f).unwrap().len(), 2);
         for cut in 0..f.len() {
-            assert!(decode_frame(&f[..cut]).is_err(), "cut at {cut} was accepted");
+            assert!(
+                decode_frame(&f[..cut]).is_err(),
+                "cut at {cut} was accepted"
+            );
         }
         for i in 0..f.len() {
             for bit in 0..8 {
                 let mut g = f.clone();
                 g[i] ^= 1 << bit;
-                assert!(decode_frame(&g).is_err(), "flip at byte {i} bit {bit} was accepted");
+                assert!(
+                    decode_frame(&g).is_err(),
+                    "flip at byte {i} bit {bit} was accepted"
+                );
             }
         }
     }

@@ -18,7 +18,10 @@
 mod frame;
 mod snapshot;
 
-pub use frame::{decode_frame, FrameBuilder, FrameError, Record, FRAME_BYTES_MAX, FRAME_VERSION, RECORD_BYTES_MAX};
+pub use frame::{
+    decode_frame, FrameBuilder, FrameError, Record, FRAME_BYTES_MAX, FRAME_VERSION,
+    RECORD_BYTES_MAX,
+};
 pub use snapshot::{decode_snapshot, read_snapshot, write_snapshot, SnapshotError};
 
 use std::fs::File;
@@ -36,9 +39,18 @@ const TRUNCATED_META: &str = "truncated_through";
 #[derive(Debug, thiserror::Error)]
 pub enum WalError {
     #[error("sled failed during {op}")]
-    Storage { op: &'static str, #[source] source: sled::Error },
+    Storage {
+        op: &'static str,
+        #[source]
+        source: sled::Error,
+    },
     #[error("file operation {op} failed on {path}")]
-    Io { op: &'static str, path: PathBuf, #[source] source: std::io::Error },
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("frame {seq} is corrupt and is not the last frame: {reason}")]
     Corrupt { seq: u64, reason: FrameError },
 }
@@ -56,7 +68,9 @@ pub struct WalOptions {
 
 impl Default for WalOptions {
     fn default() -> Self {
-        WalOptions { cache_bytes: 64 << 20 }
+        WalOptions {
+            cache_bytes: 64 << 20,
+        }
     }
 }
 
@@ -88,18 +102,31 @@ pub struct WalReader {
 impl WalReader {
     /// Reads a side entry.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, WalError> {
-        Ok(self.db.get(key).map_err(storage("get"))?.map(|v| v.to_vec()))
+        Ok(self
+            .db
+            .get(key)
+            .map_err(storage("get"))?
+            .map(|v| v.to_vec()))
     }
 
     /// Up to `max_frames` frames after `after_seq`, in order: how the outbox follows the journal.
     /// Only frames the writer has made durable are visible to a reader that is told their number
     /// (see `WriterShared::last_seq`); a frame that fails its checksum ends the read with an error.
-    pub fn frames_after(&self, after_seq: u64, through_seq: u64, max_frames: usize) -> Result<Vec<ReplayedFrame>, WalError> {
+    pub fn frames_after(
+        &self,
+        after_seq: u64,
+        through_seq: u64,
+        max_frames: usize,
+    ) -> Result<Vec<ReplayedFrame>, WalError> {
         let mut out = Vec::new();
         if through_seq <= after_seq {
             return Ok(out);
         }
-        for kv in self.db.range(frame_key(after_seq + 1)..=frame_key(through_seq)).take(max_frames) {
+        for kv in self
+            .db
+            .range(frame_key(after_seq + 1)..=frame_key(through_seq))
+            .take(max_frames)
+        {
             let (k, v) = kv.map_err(storage("read frames"))?;
             let seq = frame_seq(&k);
             let records = decode_frame(&v).map_err(|reason| WalError::Corrupt { seq, reason })?;
@@ -111,13 +138,19 @@ impl WalReader {
     /// Stores a small metadata value. Not synced by itself: the next group flush covers it, so it
     /// suits positions that may safely fall back a little after a crash (the outbox cursor).
     pub fn put_meta_lazy(&self, name: &str, value: &[u8]) -> Result<(), WalError> {
-        self.db.insert(meta_key(name), value).map_err(storage("meta put"))?;
+        self.db
+            .insert(meta_key(name), value)
+            .map_err(storage("meta put"))?;
         Ok(())
     }
 
     /// Reads a metadata value.
     pub fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, WalError> {
-        Ok(self.db.get(meta_key(name)).map_err(storage("meta get"))?.map(|v| v.to_vec()))
+        Ok(self
+            .db
+            .get(meta_key(name))
+            .map_err(storage("meta get"))?
+            .map(|v| v.to_vec()))
     }
 }
 
@@ -133,14 +166,21 @@ impl Wal {
             .open()
             .map_err(storage("open"))?;
         let data_path = path.join("db");
-        let data_file = File::open(&data_path).map_err(|source| WalError::Io { op: "open", path: data_path, source })?;
+        let data_file = File::open(&data_path).map_err(|source| WalError::Io {
+            op: "open",
+            path: data_path,
+            source,
+        })?;
         let last_frame = match db.scan_prefix([FRAME_PREFIX]).next_back() {
             Some(kv) => frame_seq(&kv.map_err(storage("scan"))?.0),
             None => 0,
         };
         // After a truncation no frame may be left; numbering must still go on past the snapshot,
         // or new frames would sort below it and be skipped by replay.
-        let truncated = match db.get(meta_key(TRUNCATED_META)).map_err(storage("meta get"))? {
+        let truncated = match db
+            .get(meta_key(TRUNCATED_META))
+            .map_err(storage("meta get"))?
+        {
             Some(v) if v.len() == 8 => u64::from_le_bytes(v.as_ref().try_into().unwrap_or([0; 8])),
             _ => 0,
         };
@@ -166,7 +206,9 @@ impl Wal {
 
     /// A handle for reads from other threads.
     pub fn reader(&self) -> WalReader {
-        WalReader { db: self.db.clone() }
+        WalReader {
+            db: self.db.clone(),
+        }
     }
 
     /// How many `fdatasync`s have completed: lets tests prove a sync precedes every reply.
@@ -181,10 +223,17 @@ impl Wal {
 
     /// Writes frames and side entries atomically, then makes them durable. Returns the sequence
     /// number of the last frame written.
-    pub fn append_group(&mut self, frames: &[Vec<u8>], side: &[(Vec<u8>, Vec<u8>)]) -> Result<u64, WalError> {
+    pub fn append_group(
+        &mut self,
+        frames: &[Vec<u8>],
+        side: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<u64, WalError> {
         let mut batch = sled::Batch::default();
         for (k, v) in side {
-            debug_assert!(k.first() != Some(&FRAME_PREFIX), "side key collides with frames");
+            debug_assert!(
+                k.first() != Some(&FRAME_PREFIX),
+                "side key collides with frames"
+            );
             batch.insert(k.as_slice(), v.as_slice());
         }
         for f in frames {
@@ -207,20 +256,40 @@ impl Wal {
         let entries = match std::fs::read_dir(&blobs) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(source) => return Err(WalError::Io { op: "read blob dir", path: blobs, source }),
+            Err(source) => {
+                return Err(WalError::Io {
+                    op: "read blob dir",
+                    path: blobs,
+                    source,
+                })
+            }
         };
         let mut present = std::collections::HashSet::new();
         let mut synced_any = false;
         for entry in entries {
-            let entry = entry.map_err(|source| WalError::Io { op: "read blob dir", path: blobs.clone(), source })?;
+            let entry = entry.map_err(|source| WalError::Io {
+                op: "read blob dir",
+                path: blobs.clone(),
+                source,
+            })?;
             let name = entry.file_name();
             if !self.synced_blobs.contains(&name) {
                 let path = entry.path();
                 match File::open(&path) {
-                    Ok(f) => f.sync_all().map_err(|source| WalError::Io { op: "fsync blob", path: path.clone(), source })?,
+                    Ok(f) => f.sync_all().map_err(|source| WalError::Io {
+                        op: "fsync blob",
+                        path: path.clone(),
+                        source,
+                    })?,
                     // sled may remove an obsolete blob between listing and opening.
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                    Err(source) => return Err(WalError::Io { op: "open blob", path, source }),
+                    Err(source) => {
+                        return Err(WalError::Io {
+                            op: "open blob",
+                            path,
+                            source,
+                        })
+                    }
                 }
                 self.blob_syncs.fetch_add(1, Ordering::Relaxed);
                 synced_any = true;
@@ -230,7 +299,11 @@ impl Wal {
         if synced_any {
             File::open(&blobs)
                 .and_then(|d| d.sync_all())
-                .map_err(|source| WalError::Io { op: "fsync blob dir", path: blobs.clone(), source })?;
+                .map_err(|source| WalError::Io {
+                    op: "fsync blob dir",
+                    path: blobs.clone(),
+                    source,
+                })?;
         }
         self.synced_blobs = present;
         Ok(())
@@ -240,18 +313,27 @@ impl Wal {
     fn sync(&mut self) -> Result<(), WalError> {
         self.db.flush().map_err(storage("flush"))?;
         self.sync_new_blobs()?;
-        self.data_file
-            .sync_data()
-            .map_err(|source| WalError::Io { op: "fdatasync", path: self.dir.join("journal/db"), source })?;
+        self.data_file.sync_data().map_err(|source| WalError::Io {
+            op: "fdatasync",
+            path: self.dir.join("journal/db"),
+            source,
+        })?;
         self.syncs.fetch_add(1, Ordering::Release);
         Ok(())
     }
 
     /// Reads every frame after `after_seq`, in order. A corrupt last frame (a torn write) is
     /// removed and replay ends before it; a corrupt frame followed by good ones is an error.
-    pub fn replay(&mut self, after_seq: u64, mut f: impl FnMut(ReplayedFrame)) -> Result<u64, WalError> {
+    pub fn replay(
+        &mut self,
+        after_seq: u64,
+        mut f: impl FnMut(ReplayedFrame),
+    ) -> Result<u64, WalError> {
         let mut last = after_seq;
-        let mut iter = self.db.range(frame_key(after_seq + 1)..frame_key(u64::MAX)).peekable();
+        let mut iter = self
+            .db
+            .range(frame_key(after_seq + 1)..frame_key(u64::MAX))
+            .peekable();
         while let Some(kv) = iter.next() {
             let (k, v) = kv.map_err(storage("replay"))?;
             let seq = frame_seq(&k);
@@ -287,20 +369,34 @@ impl Wal {
 
     /// Reads a metadata value.
     pub fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, WalError> {
-        Ok(self.db.get(meta_key(name)).map_err(storage("meta get"))?.map(|v| v.to_vec()))
+        Ok(self
+            .db
+            .get(meta_key(name))
+            .map_err(storage("meta get"))?
+            .map(|v| v.to_vec()))
     }
 
     /// Writes a metadata value durably.
     pub fn set_meta(&mut self, name: &str, value: &[u8]) -> Result<(), WalError> {
-        self.db.insert(meta_key(name), value).map_err(storage("meta set"))?;
+        self.db
+            .insert(meta_key(name), value)
+            .map_err(storage("meta set"))?;
         self.sync()
     }
 
     /// Writes a snapshot file that covers every frame up to `through_seq`, then truncates the
     /// frames up to `truncate_seq` (at most `through_seq`; lower while an outbox still needs them).
-    pub fn checkpoint(&mut self, through_seq: u64, truncate_seq: u64, state: &[u8]) -> Result<(), WalError> {
-        write_snapshot(&self.dir, through_seq, state)
-            .map_err(|e| WalError::Io { op: "write snapshot", path: self.dir.clone(), source: e.into_io() })?;
+    pub fn checkpoint(
+        &mut self,
+        through_seq: u64,
+        truncate_seq: u64,
+        state: &[u8],
+    ) -> Result<(), WalError> {
+        write_snapshot(&self.dir, through_seq, state).map_err(|e| WalError::Io {
+            op: "write snapshot",
+            path: self.dir.clone(),
+            source: e.into_io(),
+        })?;
         if truncate_seq > 0 {
             self.truncate_through(truncate_seq.min(through_seq))?;
         }
@@ -348,15 +444,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let mut wal = Wal::open(dir.path(), &WalOptions::default()).unwrap();
-            wal.append_group(&[frame(&[(0, 1, b"a"), (1, 1, b"b")])], &[]).unwrap();
-            wal.append_group(&[frame(&[(0, 2, b"c")]), frame(&[(1, 2, b"d")])], &[(b"cx".to_vec(), b"v".to_vec())]).unwrap();
+            wal.append_group(&[frame(&[(0, 1, b"a"), (1, 1, b"b")])], &[])
+                .unwrap();
+            wal.append_group(
+                &[frame(&[(0, 2, b"c")]), frame(&[(1, 2, b"d")])],
+                &[(b"cx".to_vec(), b"v".to_vec())],
+            )
+            .unwrap();
             assert_eq!(wal.sync_counter().load(Ordering::Acquire), 2);
         }
         let mut wal = Wal::open(dir.path(), &WalOptions::default()).unwrap();
         let mut seen = Vec::new();
-        let last = wal.replay(0, |f| seen.extend(f.records.into_iter().map(|r| r.payload))).unwrap();
+        let last = wal
+            .replay(0, |f| seen.extend(f.records.into_iter().map(|r| r.payload)))
+            .unwrap();
         assert_eq!(last, 3);
-        assert_eq!(seen, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec(), b"d".to_vec()]);
+        assert_eq!(
+            seen,
+            vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec(), b"d".to_vec()]
+        );
         assert_eq!(wal.reader().get(b"cx").unwrap(), Some(b"v".to_vec()));
         assert_eq!(wal.next_seq(), 4);
     }
@@ -380,8 +486,13 @@ mod tests {
             frames.push(f.finish());
             wal.append_group(&frames, &[]).unwrap();
         }
-        let blobs = std::fs::read_dir(dir.path().join("journal/blobs")).map(|d| d.count()).unwrap_or(0);
-        assert_eq!(blobs, 0, "frames of FRAME_BYTES_MAX went to sled blob files");
+        let blobs = std::fs::read_dir(dir.path().join("journal/blobs"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        assert_eq!(
+            blobs, 0,
+            "frames of FRAME_BYTES_MAX went to sled blob files"
+        );
         assert_eq!(wal.blob_sync_counter().load(Ordering::Relaxed), 0);
     }
 
@@ -391,7 +502,10 @@ mod tests {
         let mut wal = Wal::open(dir.path(), &WalOptions::default()).unwrap();
         let big = vec![3u8; 300 * 1024];
         wal.append_group(&[frame(&[(0, 1, &big)])], &[]).unwrap();
-        assert!(wal.blob_sync_counter().load(Ordering::Relaxed) >= 1, "the blob sled wrote was synced");
+        assert!(
+            wal.blob_sync_counter().load(Ordering::Relaxed) >= 1,
+            "the blob sled wrote was synced"
+        );
         let mut n = 0;
         wal.replay(0, |f| n += f.records[0].payload.len()).unwrap();
         assert_eq!(n, big.len());
@@ -403,7 +517,8 @@ mod tests {
         let mut wal = Wal::open(dir.path(), &WalOptions::default()).unwrap();
         let mut torn = frame(&[(0, 2, b"xyz")]);
         torn.truncate(torn.len() - 1);
-        wal.append_group(&[frame(&[(0, 1, b"a")]), torn], &[]).unwrap();
+        wal.append_group(&[frame(&[(0, 1, b"a")]), torn], &[])
+            .unwrap();
         let mut n = 0;
         assert_eq!(wal.replay(0, |f| n += f.records.len()).unwrap(), 1);
         assert_eq!(n, 1);
@@ -412,8 +527,12 @@ mod tests {
         let mut flipped = frame(&[(0, 2, b"b")]);
         let last = flipped.len() - 1;
         flipped[last] ^= 0xff;
-        wal.append_group(&[flipped, frame(&[(0, 3, b"c")])], &[]).unwrap();
-        assert!(matches!(wal.replay(0, |_| {}), Err(WalError::Corrupt { seq: 2, .. })));
+        wal.append_group(&[flipped, frame(&[(0, 3, b"c")])], &[])
+            .unwrap();
+        assert!(matches!(
+            wal.replay(0, |_| {}),
+            Err(WalError::Corrupt { seq: 2, .. })
+        ));
     }
 
     #[test]
@@ -439,7 +558,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let mut wal = Wal::open(dir.path(), &WalOptions::default()).unwrap();
-            wal.append_group(&[frame(&[(0, 1, b"a")]), frame(&[(0, 2, b"b")])], &[]).unwrap();
+            wal.append_group(&[frame(&[(0, 1, b"a")]), frame(&[(0, 2, b"b")])], &[])
+                .unwrap();
             wal.checkpoint(2, 2, b"s").unwrap();
         }
         let mut wal = Wal::open(dir.path(), &WalOptions::default()).unwrap();

@@ -236,7 +236,12 @@ async fn place(
             ApiError::Rejected(r, None) => ApiError::Rejected(r, Some(o.order_id.clone())),
             e => e,
         })?;
-    let Outcome::Order { outcome, replayed, cards } = outcome else {
+    let Outcome::Order {
+        outcome,
+        replayed,
+        cards,
+    } = outcome
+    else {
         return Err(ApiError::Unavailable);
     };
     crate::metrics_http::order_outcome(&outcome, replayed);
