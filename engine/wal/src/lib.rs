@@ -158,13 +158,7 @@ impl Wal {
     /// Opens (or creates) the journal under `dir/journal`.
     pub fn open(dir: &Path, opts: &WalOptions) -> Result<Wal, WalError> {
         let path = dir.join("journal");
-        let db = sled::Config::new()
-            .path(&path)
-            .cache_capacity(opts.cache_bytes)
-            // We flush ourselves, once per group; a background flusher would only add syncs.
-            .flush_every_ms(None)
-            .open()
-            .map_err(storage("open"))?;
+        let db = open_sled(&path, opts)?;
         let data_path = path.join("db");
         let data_file = File::open(&data_path).map_err(|source| WalError::Io {
             op: "open",
@@ -406,6 +400,30 @@ impl Wal {
     /// Bytes the store occupies on disk.
     pub fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+/// Opens sled, waiting a little for the file lock: a process (or engine) that just closed the
+/// directory may still be releasing it from sled's background threads. Seen in CI: a reopen
+/// right after a close failed with "could not acquire lock" on a loaded machine.
+fn open_sled(path: &Path, opts: &WalOptions) -> Result<sled::Db, WalError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let opened = sled::Config::new()
+            .path(path)
+            .cache_capacity(opts.cache_bytes)
+            // We flush ourselves, once per group; a background flusher would only add syncs.
+            .flush_every_ms(None)
+            .open();
+        match opened {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other.map_err(storage("open")),
+        }
     }
 }
 
