@@ -1,7 +1,7 @@
 //! Shared helpers for the integration tests.
 
 use giftcard_core::*;
-use giftcard_shard::scenario::{caller, client, fingerprint, usd};
+use giftcard_shard::scenario::{caller, fingerprint, usd};
 use giftcard_shard::{Engine, EngineConfig, EngineError, Outcome, Query, QueryAnswer};
 use std::path::Path;
 
@@ -39,25 +39,12 @@ pub fn place(
     sku: &str,
     qty: u32,
 ) -> Result<(OrderOutcome, bool), EngineError> {
-    let req = OrderRequest {
-        key: OrderKey {
-            client: client(),
-            order_id: OrderId::new(order_id),
-        },
-        admin: false,
-        wallet: WalletId::new(wallet),
-        items: vec![OrderItem {
-            sku: SkuId::new(sku),
-            quantity: qty,
-            amount_minor: None,
-        }],
-        region: "US".into(),
-        pay_currency: None,
-        channel: DeliveryChannel::None,
-        recipient: String::new(),
-        fingerprint: fingerprint(format!("{wallet}/{sku}/{qty}").as_bytes()),
-        fresh_codes: Vec::new(),
-    };
+    // The scenario's single-line order, with this test's ids and a body-derived fingerprint.
+    let mut req = giftcard_shard::scenario::order(0, 0, 0, qty);
+    req.key.order_id = OrderId::new(order_id);
+    req.wallet = WalletId::new(wallet);
+    req.items[0].sku = SkuId::new(sku);
+    req.fingerprint = fingerprint(format!("{wallet}/{sku}/{qty}").as_bytes());
     match engine.call(Command::PlaceOrder(Box::new(req)))? {
         Outcome::Order {
             outcome, replayed, ..
