@@ -45,8 +45,13 @@ impl CodeVault {
 
     /// Encrypts a code: nonce (12 bytes) followed by ciphertext and tag.
     pub fn seal(&self, code: &str) -> Vec<u8> {
+        self.seal_with(&mut OsRng, code)
+    }
+
+    /// [`CodeVault::seal`] with the nonce drawn from `rng` (a seeded one in the simulator).
+    pub fn seal_with(&self, rng: &mut dyn RngCore, code: &str) -> Vec<u8> {
         let mut nonce = [0u8; 12];
-        OsRng.fill_bytes(&mut nonce);
+        rng.fill_bytes(&mut nonce);
         let mut out = nonce.to_vec();
         // Encryption with a valid key and nonce cannot fail for inputs of this size.
         let ct = self
@@ -73,14 +78,24 @@ impl CodeVault {
     /// A fresh issued-card code whose hash places it on `shard`, so the card can live with the
     /// wallet that bought it and still be found by code. Returns the clear code too, once.
     pub fn generate_for_shard(&self, shard: ShardId, shard_count: u16) -> (String, FreshCode) {
-        let mut rng = OsRng;
+        self.generate_for_shard_with(&mut OsRng, shard, shard_count)
+    }
+
+    /// [`CodeVault::generate_for_shard`] drawing from `rng` (the OS's CSPRNG in production; a
+    /// seeded generator in the simulator, so a seed replays exactly).
+    pub fn generate_for_shard_with(
+        &self,
+        rng: &mut dyn RngCore,
+        shard: ShardId,
+        shard_count: u16,
+    ) -> (String, FreshCode) {
         loop {
             let code: String = (0..ISSUED_CODE_LEN)
                 .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
                 .collect();
             let hash = self.hash(&code);
             if shard_for(&hash, shard_count) == shard {
-                let sealed = self.seal(&code);
+                let sealed = self.seal_with(rng, &code);
                 return (code, FreshCode { hash, sealed });
             }
         }
@@ -107,7 +122,7 @@ mod tests {
     fn seal_round_trips_and_rejects_tampering() {
         let v = CodeVault::new([7; 32], [9; 32]);
         let s = v.seal("ABCD-1234");
-        assert_eq!(v.unseal(&s).unwrap(), "ABCD-1234");
+        assert_eq!(v.unseal(&s).expect("unseals"), "ABCD-1234");
         let mut t = s.clone();
         t[14] ^= 1;
         assert!(v.unseal(&t).is_err());

@@ -334,17 +334,20 @@ impl Engine {
         }
         let depths: Vec<_> = (0..n).map(|_| Arc::new(AtomicUsize::new(0))).collect();
         for (i, (state, (cr, pr, xr))) in states.into_iter().zip(receivers).enumerate() {
-            let shard = Shard {
+            let core = runtime::ShardCore::new(
                 state,
-                vault: vault.clone(),
+                vault.clone(),
+                Box::new(reader.clone()),
+                writer_shared.clone(),
+                quiesce.clone(),
+            );
+            let shard = Shard {
+                core,
                 client_rx: cr,
                 peer_rx: pr,
                 control_rx: xr,
                 peers: mailboxes.clone(),
                 writer: writer_tx.clone(),
-                writer_shared: writer_shared.clone(),
-                quiesce: quiesce.clone(),
-                reader: reader.clone(),
                 batch_max: cfg.batch_events_max,
                 stopping: stopping.clone(),
                 depth: depths[i].clone(),
@@ -406,27 +409,7 @@ impl Engine {
 
     /// Where a command goes first.
     pub fn route(&self, cmd: &Command) -> ShardId {
-        let n = self.shard_count;
-        match cmd {
-            Command::DefineSku(_) | Command::SetFx(_) | Command::AddCodes { .. } => ShardId(0),
-            Command::CreateWallet { wallet, .. }
-            | Command::Deposit { wallet, .. }
-            | Command::SetWalletFrozen { wallet, .. } => shard_for(wallet.as_str().as_bytes(), n),
-            Command::PlaceOrder(req) => order_home(&req.key, n),
-            Command::ClaimOrder { key, .. } | Command::AbortOrder { key, .. } => order_home(key, n),
-            Command::Redeem { code, .. } => shard_for(code, n),
-            Command::ReportDelivery { card, .. } => {
-                if card.shard().0 < n {
-                    card.shard()
-                } else {
-                    ShardId(0)
-                }
-            }
-            Command::LendStock { .. }
-            | Command::ReceiveStock { .. }
-            | Command::ReverseRedemption { .. }
-            | Command::CloseSettlement { .. } => ShardId(0),
-        }
+        route(cmd, self.shard_count)
     }
 
     // The refused message comes back by value so its reply can be answered; boxing it would
@@ -759,6 +742,31 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
         .name(name.to_owned())
         .spawn(f)
         .expect("spawn engine thread")
+}
+
+/// The shard a command goes to first, for `n` shards. Reversals and settlement closes are asked
+/// of every shard by [`Engine::submit`]; this names shard 0 for them.
+pub fn route(cmd: &Command, n: u16) -> ShardId {
+    match cmd {
+        Command::DefineSku(_) | Command::SetFx(_) | Command::AddCodes { .. } => ShardId(0),
+        Command::CreateWallet { wallet, .. }
+        | Command::Deposit { wallet, .. }
+        | Command::SetWalletFrozen { wallet, .. } => shard_for(wallet.as_str().as_bytes(), n),
+        Command::PlaceOrder(req) => order_home(&req.key, n),
+        Command::ClaimOrder { key, .. } | Command::AbortOrder { key, .. } => order_home(key, n),
+        Command::Redeem { code, .. } => shard_for(code, n),
+        Command::ReportDelivery { card, .. } => {
+            if card.shard().0 < n {
+                card.shard()
+            } else {
+                ShardId(0)
+            }
+        }
+        Command::LendStock { .. }
+        | Command::ReceiveStock { .. }
+        | Command::ReverseRedemption { .. }
+        | Command::CloseSettlement { .. } => ShardId(0),
+    }
 }
 
 /// The shard that holds an order key's idempotency claim.

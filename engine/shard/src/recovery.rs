@@ -20,7 +20,8 @@ pub fn encode_snapshot(parts: Vec<Vec<u8>>) -> Vec<u8> {
     bincode::serialize(&parts).unwrap_or_default()
 }
 
-fn decode_snapshot(bytes: &[u8]) -> Result<Vec<ShardState>, OpenError> {
+/// Decodes a snapshot body into the shards' states.
+pub fn decode_snapshot(bytes: &[u8]) -> Result<Vec<ShardState>, OpenError> {
     let parts: Vec<Vec<u8>> =
         bincode::deserialize(bytes).map_err(|e| OpenError::Decode(format!("snapshot: {e}")))?;
     parts
@@ -35,7 +36,7 @@ fn decode_snapshot(bytes: &[u8]) -> Result<Vec<ShardState>, OpenError> {
 }
 
 /// Stock lent and not yet received, by (lender, borrower, sku).
-type Transit = BTreeMap<(ShardId, ShardId, SkuId), Vec<SlotRange>>;
+pub type Transit = BTreeMap<(ShardId, ShardId, SkuId), Vec<SlotRange>>;
 
 /// Rebuilds the shards' states from snapshot and journal, without settling anything in flight.
 pub fn replay(
@@ -62,31 +63,35 @@ pub fn replay(
     }
     let mut transit = Transit::new();
     let mut failure = None;
-    let last = wal.replay(report.snapshot_through, |frame| {
-        report.frames_replayed += 1;
-        for rec in frame.records {
-            report.records_replayed += 1;
-            match codec::decode(&rec.payload) {
-                Ok(ev) => apply_replayed(
-                    &mut states,
-                    &mut transit,
-                    ShardId(rec.shard),
-                    Lsn(rec.lsn),
-                    &ev,
-                ),
-                Err(e) => {
-                    failure = failure
-                        .take()
-                        .or(Some(format!("frame {} lsn {}: {e}", frame.seq, rec.lsn)))
-                }
-            }
+    wal.replay(report.snapshot_through, |frame| {
+        if failure.is_none() {
+            failure =
+                replay_frame(&mut states, &mut transit, report, frame.seq, frame.records).err();
         }
     })?;
-    let _ = last;
     match failure {
         Some(f) => Err(OpenError::Decode(f)),
         None => Ok((states, transit)),
     }
+}
+
+/// Applies one journal frame's records to the shards' states (replicated events to every shard)
+/// and tracks stock in transit. Shared by recovery and the simulator.
+pub fn replay_frame(
+    states: &mut [ShardState],
+    transit: &mut Transit,
+    report: &mut RecoveryReport,
+    seq: u64,
+    records: Vec<giftcard_wal::Record>,
+) -> Result<(), String> {
+    report.frames_replayed += 1;
+    for rec in records {
+        report.records_replayed += 1;
+        let ev =
+            codec::decode(&rec.payload).map_err(|e| format!("frame {seq} lsn {}: {e}", rec.lsn))?;
+        apply_replayed(states, transit, ShardId(rec.shard), Lsn(rec.lsn), &ev);
+    }
+    Ok(())
 }
 
 fn apply_replayed(
@@ -158,46 +163,7 @@ pub fn recover(
     }
     let mut report = RecoveryReport::default();
     let (mut states, transit) = replay(wal, shard_count, &mut report)?;
-    let mut frames = Vec::new();
-    let mut frame = FrameBuilder::new();
-    let mut settle = |states: &mut [ShardState], shard: ShardId, ev: Event| {
-        if frame.len() + 512 > giftcard_wal::FRAME_BYTES_MAX {
-            frames.push(std::mem::take(&mut frame).finish());
-        }
-        let st = &mut states[usize::from(shard.0)];
-        let lsn = Lsn(st.last_lsn.0 + 1);
-        st.apply(&ev, lsn);
-        frame.push_with(shard.0, lsn.0, |buf| codec::encode_into(buf, &ev));
-    };
-    for ((from, to, sku), ranges) in transit {
-        if !ranges.is_empty() {
-            report.transfers_completed += 1;
-            settle(&mut states, to, Event::StockReceived { sku, from, ranges });
-        }
-    }
-    for i in 0..states.len() {
-        let mut holds: Vec<_> = states[i]
-            .holds
-            .iter()
-            .map(|(k, h)| (k.clone(), h.wallet.clone(), h.amount))
-            .collect();
-        holds.sort_by(|a, b| a.0.cmp(&b.0));
-        for (key, wallet, amount) in holds {
-            report.holds_rolled_back += 1;
-            settle(
-                &mut states,
-                ShardId(i as u16),
-                Event::OrderAborted {
-                    key,
-                    wallet,
-                    released_hold: amount,
-                },
-            );
-        }
-    }
-    if !frame.is_empty() {
-        frames.push(frame.finish());
-    }
+    let frames = settle(&mut states, transit, &mut report);
     if !frames.is_empty() {
         wal.append_group(&frames, &[])?;
     }
@@ -217,4 +183,55 @@ pub fn recover(
     report.duration = started.elapsed();
     metrics::gauge!("giftcard_recovery_duration_seconds").set(report.duration.as_secs_f64());
     Ok((states, report))
+}
+
+/// Settles what was in flight after a replay: stock in transit is delivered, funds held for
+/// unfinished orders are released. Applies the settling events and returns them as frames to
+/// journal before any shard starts. Shared by recovery and the simulator.
+pub fn settle(
+    states: &mut [ShardState],
+    transit: Transit,
+    report: &mut RecoveryReport,
+) -> Vec<Vec<u8>> {
+    let mut frames = Vec::new();
+    let mut frame = FrameBuilder::new();
+    let mut journal = |states: &mut [ShardState], shard: ShardId, ev: Event| {
+        if frame.len() + 512 > giftcard_wal::FRAME_BYTES_MAX {
+            frames.push(std::mem::take(&mut frame).finish());
+        }
+        let st = &mut states[usize::from(shard.0)];
+        let lsn = Lsn(st.last_lsn.0 + 1);
+        st.apply(&ev, lsn);
+        frame.push_with(shard.0, lsn.0, |buf| codec::encode_into(buf, &ev));
+    };
+    for ((from, to, sku), ranges) in transit {
+        if !ranges.is_empty() {
+            report.transfers_completed += 1;
+            journal(states, to, Event::StockReceived { sku, from, ranges });
+        }
+    }
+    for i in 0..states.len() {
+        let mut holds: Vec<_> = states[i]
+            .holds
+            .iter()
+            .map(|(k, h)| (k.clone(), h.wallet.clone(), h.amount))
+            .collect();
+        holds.sort_by(|a, b| a.0.cmp(&b.0));
+        for (key, wallet, amount) in holds {
+            report.holds_rolled_back += 1;
+            journal(
+                states,
+                ShardId(i as u16),
+                Event::OrderAborted {
+                    key,
+                    wallet,
+                    released_hold: amount,
+                },
+            );
+        }
+    }
+    if !frame.is_empty() {
+        frames.push(frame.finish());
+    }
+    frames
 }

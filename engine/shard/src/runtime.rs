@@ -1,6 +1,11 @@
 //! A shard actor: one thread that owns one `ShardState`, drains its mailboxes in batches, decides
 //! and applies, hands the batch's events and replies to the writer, and only then sends messages
 //! to peers, so every message a peer acts on is journaled before what the peer journals about it.
+//!
+//! The logic lives in [`ShardCore`], which knows nothing of threads or channels: it takes one
+//! message at a time and writes what it decided into a [`Pass`] (frames and replies for the
+//! writer, messages for peers). [`Shard`] drives it on a thread over crossbeam channels; the
+//! deterministic simulator (`crate::sim`) drives the same core step by step under faults.
 
 use crate::codes::CodeVault;
 use crate::writer::{WriteBatch, WriteMsg, WriterShared};
@@ -8,6 +13,7 @@ use crate::{EngineError, Outcome, Query, QueryAnswer, Reply, ReplyTo};
 use crossbeam_channel::{Receiver, Select, Sender};
 use giftcard_core::state::Decision;
 use giftcard_core::*;
+use rand::RngCore;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -80,35 +86,31 @@ struct Saga {
     outstanding: usize,
 }
 
-/// Everything a shard thread owns.
-pub struct Shard {
+/// Where a shard looks up whether a code is already stored (supplier uploads must not repeat a
+/// code). The journal's code index in production; a map in the simulator.
+pub trait StoredCodes: Send {
+    fn contains(&self, hash: &CodeHash) -> Result<bool, EngineError>;
+}
+
+impl StoredCodes for giftcard_wal::WalReader {
+    fn contains(&self, hash: &CodeHash) -> Result<bool, EngineError> {
+        self.get(&crate::index_key(hash))
+            .map(|v| v.is_some())
+            .map_err(|_| EngineError::Storage)
+    }
+}
+
+/// One shard's logic: its state, the sagas it has open, and the bookkeeping of uploads. No
+/// thread, channel, clock or disk: time is set by the driver, stored codes are looked up through
+/// [`StoredCodes`], and issued codes are drawn from `code_rng`.
+pub struct ShardCore {
     pub state: ShardState,
-    pub vault: CodeVault,
-    pub client_rx: Receiver<ClientMsg>,
-    pub peer_rx: Receiver<PeerMsg>,
-    pub control_rx: Receiver<Control>,
-    pub peers: Vec<Mailbox>,
-    pub writer: Sender<WriteMsg>,
-    pub writer_shared: Arc<WriterShared>,
-    pub quiesce: Arc<Quiesce>,
-    pub reader: giftcard_wal::WalReader,
-    pub batch_max: usize,
-    pub stopping: Arc<AtomicBool>,
-    pub depth: Arc<AtomicUsize>,
-}
-
-/// What one pass over the mailbox produced.
-struct Pass {
-    batch: WriteBatch,
-    /// The frame being filled; full frames move to `batch.frames`.
-    frame: giftcard_wal::FrameBuilder,
-    out: Vec<(ShardId, PeerMsg)>,
-}
-
-struct Runtime {
+    vault: CodeVault,
+    code_rng: Box<dyn RngCore + Send>,
+    stored: Box<dyn StoredCodes>,
+    writer_shared: Arc<WriterShared>,
+    quiesce: Arc<Quiesce>,
     sagas: HashMap<OrderKey, Saga>,
-    paused: bool,
-    deferred: VecDeque<ClientMsg>,
     now: UnixMillis,
     /// Shard 0 only: code hashes uploaded but perhaps not yet visible in the store.
     pending_codes: VecDeque<(u64, Vec<CodeHash>)>,
@@ -116,67 +118,96 @@ struct Runtime {
     upload_tickets: u64,
 }
 
+/// What one pass over the mailbox produced: frames and replies for the writer, then messages
+/// for peers, which may only be sent after the batch is handed to the writer.
+pub struct Pass {
+    pub batch: WriteBatch,
+    /// The frame being filled; full frames move to `batch.frames`.
+    frame: giftcard_wal::FrameBuilder,
+    pub out: Vec<(ShardId, PeerMsg)>,
+}
+
+impl Pass {
+    /// An empty pass for `shard`, with room for `capacity` replies.
+    pub fn new(shard: ShardId, capacity: usize) -> Pass {
+        Pass {
+            batch: WriteBatch {
+                shard,
+                frames: Vec::new(),
+                records: 0,
+                side: Vec::new(),
+                replies: Vec::with_capacity(capacity),
+                upload_ticket: None,
+            },
+            frame: giftcard_wal::FrameBuilder::new(),
+            out: Vec::new(),
+        }
+    }
+
+    /// The finished batch (`None` when there is nothing for the writer) and the peer messages.
+    pub fn finish(self) -> (Option<WriteBatch>, Vec<(ShardId, PeerMsg)>) {
+        let Pass {
+            mut batch,
+            frame,
+            out,
+        } = self;
+        if !frame.is_empty() {
+            batch.frames.push(frame.finish());
+        }
+        let work = !batch.frames.is_empty() || !batch.replies.is_empty() || !batch.side.is_empty();
+        (work.then_some(batch), out)
+    }
+}
+
+/// Everything a shard thread owns.
+pub struct Shard {
+    pub core: ShardCore,
+    pub client_rx: Receiver<ClientMsg>,
+    pub peer_rx: Receiver<PeerMsg>,
+    pub control_rx: Receiver<Control>,
+    pub peers: Vec<Mailbox>,
+    pub writer: Sender<WriteMsg>,
+    pub batch_max: usize,
+    pub stopping: Arc<AtomicBool>,
+    pub depth: Arc<AtomicUsize>,
+}
+
 impl Shard {
     /// Runs the actor until its client channel closes and peers are quiet.
     pub fn run(mut self) {
-        let mut rt = Runtime {
-            sagas: HashMap::new(),
-            paused: false,
-            deferred: VecDeque::new(),
-            now: UnixMillis(0),
-            pending_codes: VecDeque::new(),
-            pending_set: HashSet::new(),
-            upload_tickets: 0,
-        };
+        let mut paused = false;
         loop {
-            if !self.wait(&rt) {
+            if !self.wait(paused) {
                 break;
             }
             // Size the pass's vectors from what is waiting: growing vectors of large events and
             // replies by doubling was a visible share of the per-order cost.
-            let waiting = (self.client_rx.len() + self.peer_rx.len() + rt.deferred.len())
-                .min(self.batch_max)
-                + 1;
-            let mut pass = Pass {
-                batch: self.empty_batch(waiting),
-                frame: giftcard_wal::FrameBuilder::new(),
-                out: Vec::new(),
-            };
-            rt.now = UnixMillis(wall_clock_ms().max(rt.now.0));
-            self.drain(&mut rt, &mut pass);
+            let waiting = (self.client_rx.len() + self.peer_rx.len()).min(self.batch_max) + 1;
+            let mut pass = Pass::new(self.core.state.shard, waiting);
+            self.core.set_now(UnixMillis(wall_clock_ms()));
+            self.drain(&mut paused, &mut pass);
             self.finish(pass);
         }
     }
 
-    fn empty_batch(&self, capacity: usize) -> WriteBatch {
-        WriteBatch {
-            shard: self.state.shard,
-            frames: Vec::new(),
-            records: 0,
-            side: Vec::new(),
-            replies: Vec::with_capacity(capacity),
-            upload_ticket: None,
-        }
-    }
-
     /// Blocks until some mailbox has a message. False when the shard should stop.
-    fn wait(&self, rt: &Runtime) -> bool {
+    fn wait(&self, paused: bool) -> bool {
         if !self.peer_rx.is_empty()
             || !self.control_rx.is_empty()
-            || (!rt.paused && (!self.client_rx.is_empty() || !rt.deferred.is_empty()))
+            || (!paused && !self.client_rx.is_empty())
         {
             return true;
         }
         if self.stopping.load(Ordering::Acquire)
-            && rt.sagas.is_empty()
-            && self.quiesce.in_flight.load(Ordering::Acquire) == 0
+            && self.core.open_sagas() == 0
+            && self.core.quiesce.in_flight.load(Ordering::Acquire) == 0
         {
             return false;
         }
         let mut sel = Select::new();
         sel.recv(&self.peer_rx);
         sel.recv(&self.control_rx);
-        if !rt.paused {
+        if !paused {
             sel.recv(&self.client_rx);
         }
         // A short timeout lets a stopping shard notice that its peers went quiet.
@@ -184,70 +215,105 @@ impl Shard {
         true
     }
 
-    fn drain(&mut self, rt: &mut Runtime, pass: &mut Pass) {
+    fn drain(&mut self, paused: &mut bool, pass: &mut Pass) {
         while let Ok(c) = self.control_rx.try_recv() {
-            self.control(rt, c);
+            self.control(paused, c);
         }
         let mut n = 0;
         while n < self.batch_max {
             if let Ok(p) = self.peer_rx.try_recv() {
-                self.peer(rt, pass, p);
-                self.quiesce.in_flight.fetch_sub(1, Ordering::AcqRel);
+                self.core.on_peer(pass, p);
+                self.core.quiesce.in_flight.fetch_sub(1, Ordering::AcqRel);
                 n += 1;
                 continue;
             }
-            if rt.paused {
+            if *paused {
                 break;
             }
-            let msg = match rt.deferred.pop_front() {
-                Some(m) => m,
-                None => match self.client_rx.try_recv() {
-                    Ok(m) => m,
-                    Err(_) => break,
-                },
+            let Ok(msg) = self.client_rx.try_recv() else {
+                break;
             };
             self.depth.fetch_sub(1, Ordering::Relaxed);
-            self.client(rt, pass, msg);
+            self.core.on_client(pass, msg);
             n += 1;
         }
     }
 
     fn finish(&mut self, pass: Pass) {
-        let Pass {
-            mut batch,
-            frame,
-            out,
-        } = pass;
-        if !frame.is_empty() {
-            batch.frames.push(frame.finish());
-        }
-        if !batch.frames.is_empty() || !batch.replies.is_empty() || !batch.side.is_empty() {
+        let (batch, out) = pass.finish();
+        if let Some(batch) = batch {
             // If the writer is gone the engine is shutting down; the replies drop unanswered.
             let _ = self.writer.send(WriteMsg::Batch(batch));
         }
         for (to, msg) in out {
-            self.quiesce.in_flight.fetch_add(1, Ordering::AcqRel);
+            self.core.quiesce.in_flight.fetch_add(1, Ordering::AcqRel);
             let _ = self.peers[usize::from(to.0)].peer.send(msg);
         }
     }
 
-    fn control(&mut self, rt: &mut Runtime, c: Control) {
+    fn control(&mut self, paused: &mut bool, c: Control) {
         match c {
             Control::Pause(ack) => {
-                rt.paused = true;
+                *paused = true;
                 let _ = ack.send(());
             }
             Control::Snapshot(tx) => {
-                let bytes = bincode::serialize(&self.state).unwrap_or_default();
-                let _ = tx.send((self.state.shard, bytes));
+                let _ = tx.send((self.core.state.shard, self.core.snapshot()));
             }
-            Control::Resume => rt.paused = false,
+            Control::Resume => *paused = false,
+        }
+    }
+}
+
+impl ShardCore {
+    /// The logic of one shard over a recovered state. Issued codes come from the OS's CSPRNG
+    /// unless [`ShardCore::with_code_rng`] says otherwise.
+    pub fn new(
+        state: ShardState,
+        vault: CodeVault,
+        stored: Box<dyn StoredCodes>,
+        writer_shared: Arc<WriterShared>,
+        quiesce: Arc<Quiesce>,
+    ) -> ShardCore {
+        ShardCore {
+            state,
+            vault,
+            code_rng: Box::new(rand::rngs::OsRng),
+            stored,
+            writer_shared,
+            quiesce,
+            sagas: HashMap::new(),
+            now: UnixMillis(0),
+            pending_codes: VecDeque::new(),
+            pending_set: HashSet::new(),
+            upload_tickets: 0,
         }
     }
 
-    fn ctx(&self, rt: &Runtime) -> Ctx {
+    /// Draws issued codes from `rng` (the simulator's seeded generator).
+    pub fn with_code_rng(mut self, rng: Box<dyn RngCore + Send>) -> ShardCore {
+        self.code_rng = rng;
+        self
+    }
+
+    /// Sets the time the next decisions see; time never goes backwards.
+    pub fn set_now(&mut self, now: UnixMillis) {
+        self.now = UnixMillis(now.0.max(self.now.0));
+    }
+
+    /// Orders waiting here for stock from peers.
+    pub fn open_sagas(&self) -> usize {
+        self.sagas.len()
+    }
+
+    /// The state's canonical bytes, as snapshots store them.
+    pub fn snapshot(&self) -> Vec<u8> {
+        bincode::serialize(&self.state).unwrap_or_default()
+    }
+
+    fn ctx(&self) -> Ctx {
         Ctx {
-            now: rt.now,
+            now: self.now,
             lsn: Lsn(self.state.last_lsn.0 + 1),
             shard: self.state.shard,
         }
@@ -281,11 +347,12 @@ impl Shard {
         pass.batch.replies.push((to, reply));
     }
 
-    fn client(&mut self, rt: &mut Runtime, pass: &mut Pass, msg: ClientMsg) {
+    /// Handles one message from a client.
+    pub fn on_client(&mut self, pass: &mut Pass, msg: ClientMsg) {
         match msg {
-            ClientMsg::Command(Command::PlaceOrder(req), to) => self.order(rt, pass, req, to),
+            ClientMsg::Command(Command::PlaceOrder(req), to) => self.order(pass, req, to),
             ClientMsg::Command(cmd, to) => {
-                let decision = self.state.decide(&cmd, &self.ctx(rt));
+                let decision = self.state.decide(&cmd, &self.ctx());
                 let reply = match decision {
                     Decision::Events(evs) => {
                         self.commit(pass, evs.clone());
@@ -301,30 +368,30 @@ impl Shard {
                 Self::reply(pass, to, answer.map(Outcome::Query));
             }
             ClientMsg::Upload(up, to) => {
-                let r = self.upload(rt, pass, up);
+                let r = self.upload(pass, up);
                 Self::reply(pass, to, r);
             }
         }
     }
 
-    fn upload(&mut self, rt: &mut Runtime, pass: &mut Pass, up: Upload) -> Reply {
+    fn upload(&mut self, pass: &mut Pass, up: Upload) -> Reply {
         let applied = self.writer_shared.uploads_applied.load(Ordering::Acquire);
-        while rt.pending_codes.front().is_some_and(|(t, _)| *t <= applied) {
-            if let Some((_, hashes)) = rt.pending_codes.pop_front() {
+        while self
+            .pending_codes
+            .front()
+            .is_some_and(|(t, _)| *t <= applied)
+        {
+            if let Some((_, hashes)) = self.pending_codes.pop_front() {
                 hashes.iter().for_each(|h| {
-                    rt.pending_set.remove(h);
+                    self.pending_set.remove(h);
                 });
             }
         }
         let mut seen = HashSet::with_capacity(up.codes.len());
         let mut duplicates = Vec::new();
         for (i, (hash, _)) in up.codes.iter().enumerate() {
-            let stored = self
-                .reader
-                .get(&crate::index_key(hash))
-                .map_err(|_| EngineError::Storage)?
-                .is_some();
-            if !seen.insert(*hash) || rt.pending_set.contains(hash) || stored {
+            let stored = self.stored.contains(hash)?;
+            if !seen.insert(*hash) || self.pending_set.contains(hash) || stored {
                 duplicates.push(i);
             }
         }
@@ -339,13 +406,13 @@ impl Shard {
             count: up.codes.len() as u64,
             shard_count: self.state.shard_count,
         };
-        let evs = match self.state.decide(&cmd, &self.ctx(rt)) {
+        let evs = match self.state.decide(&cmd, &self.ctx()) {
             Decision::Events(evs) => evs,
             Decision::Reject(r) => return Err(EngineError::Rejected(r)),
             other => return unreachable_decision(other),
         };
-        rt.upload_tickets += 1;
-        pass.batch.upload_ticket = Some(rt.upload_tickets);
+        self.upload_tickets += 1;
+        pass.batch.upload_ticket = Some(self.upload_tickets);
         let mut hashes = Vec::with_capacity(up.codes.len());
         for (i, (hash, sealed)) in up.codes.into_iter().enumerate() {
             let slot = first_slot + i as u64;
@@ -354,22 +421,16 @@ impl Shard {
                 crate::index_key(&hash).to_vec(),
                 slot.to_be_bytes().to_vec(),
             ));
-            rt.pending_set.insert(hash);
+            self.pending_set.insert(hash);
             hashes.push(hash);
         }
-        rt.pending_codes.push_back((rt.upload_tickets, hashes));
+        self.pending_codes.push_back((self.upload_tickets, hashes));
         self.commit(pass, evs.clone());
         Ok(Outcome::Applied(evs))
     }
 
-    fn order(
-        &mut self,
-        rt: &mut Runtime,
-        pass: &mut Pass,
-        mut req: Box<OrderRequest>,
-        to: ReplyTo,
-    ) {
-        if let Some(s) = rt.sagas.get_mut(&req.key) {
+    fn order(&mut self, pass: &mut Pass, mut req: Box<OrderRequest>, to: ReplyTo) {
+        if let Some(s) = self.sagas.get_mut(&req.key) {
             // The same order is waiting for stock here: answer both when it settles.
             if s.req.fingerprint == req.fingerprint {
                 s.waiters.push(to);
@@ -396,16 +457,17 @@ impl Shard {
                 .map(|i| u64::from(i.quantity))
                 .sum();
             if issued <= u64::from(ORDER_CARDS_MAX) && !self.state.orders.contains_key(&req.key) {
+                let (shard, n) = (self.state.shard, self.state.shard_count);
                 req.fresh_codes = (0..issued)
                     .map(|_| {
                         self.vault
-                            .generate_for_shard(self.state.shard, self.state.shard_count)
+                            .generate_for_shard_with(&mut *self.code_rng, shard, n)
                             .1
                     })
                     .collect();
             }
         }
-        match self.state.decide_order(&req, &self.ctx(rt)) {
+        match self.state.decide_order(&req, &self.ctx()) {
             Decision::Events(evs) => {
                 let reply = order_reply(&evs);
                 self.commit(pass, evs);
@@ -441,7 +503,7 @@ impl Shard {
                 };
                 self.quiesce.open_sagas.fetch_add(1, Ordering::AcqRel);
                 self.ask_next_peer(pass, &mut saga, missing);
-                self.settle_or_keep(rt, pass, saga);
+                self.settle_or_keep(pass, saga);
             }
         }
     }
@@ -467,16 +529,16 @@ impl Shard {
     }
 
     /// Keeps a saga that waits for replies, or ends it with a rejection when no peer is left.
-    fn settle_or_keep(&mut self, rt: &mut Runtime, pass: &mut Pass, saga: Saga) {
+    fn settle_or_keep(&mut self, pass: &mut Pass, saga: Saga) {
         if saga.outstanding > 0 {
-            rt.sagas.insert(saga.req.key.clone(), saga);
+            self.sagas.insert(saga.req.key.clone(), saga);
             return;
         }
         let abort = Command::AbortOrder {
             key: saga.req.key.clone(),
             reason: Rejection::OutOfStock,
         };
-        let evs = match self.state.decide(&abort, &self.ctx(rt)) {
+        let evs = match self.state.decide(&abort, &self.ctx()) {
             Decision::Events(evs) => evs,
             _ => Vec::new(),
         };
@@ -530,9 +592,10 @@ impl Shard {
         }
     }
 
-    fn peer(&mut self, rt: &mut Runtime, pass: &mut Pass, msg: PeerMsg) {
+    /// Handles one message from a peer shard.
+    pub fn on_peer(&mut self, pass: &mut Pass, msg: PeerMsg) {
         match msg {
-            PeerMsg::Order(req, to) => self.order(rt, pass, req, to),
+            PeerMsg::Order(req, to) => self.order(pass, req, to),
             PeerMsg::Replicate(ev) => self.state.apply(&ev, Lsn(0)),
             PeerMsg::LendRequest {
                 sku,
@@ -546,7 +609,7 @@ impl Shard {
                     to: from,
                 };
                 let mut ranges = Vec::new();
-                if let Decision::Events(evs) = self.state.decide(&cmd, &self.ctx(rt)) {
+                if let Decision::Events(evs) = self.state.decide(&cmd, &self.ctx()) {
                     if let Some(Event::StockLent { ranges: r, .. }) = evs.first() {
                         ranges = r.clone();
                     }
@@ -573,22 +636,22 @@ impl Shard {
                 if !ranges.is_empty() {
                     self.commit(pass, vec![Event::StockReceived { sku, from, ranges }]);
                 }
-                let Some(mut s) = rt.sagas.remove(&saga) else {
+                let Some(mut s) = self.sagas.remove(&saga) else {
                     return;
                 };
                 s.outstanding -= 1;
                 if s.outstanding > 0 {
-                    rt.sagas.insert(saga, s);
+                    self.sagas.insert(saga, s);
                     return;
                 }
-                self.retry_saga(rt, pass, s);
+                self.retry_saga(pass, s);
             }
         }
     }
 
     /// All replies of a round are in: complete the order, or ask the next peer.
-    fn retry_saga(&mut self, rt: &mut Runtime, pass: &mut Pass, mut saga: Saga) {
-        match self.state.decide_order(&saga.req, &self.ctx(rt)) {
+    fn retry_saga(&mut self, pass: &mut Pass, mut saga: Saga) {
+        match self.state.decide_order(&saga.req, &self.ctx()) {
             Decision::Events(evs) => {
                 let reply = order_reply(&evs);
                 self.commit(pass, evs);
@@ -597,14 +660,14 @@ impl Shard {
             }
             Decision::NeedStock { missing, .. } => {
                 self.ask_next_peer(pass, &mut saga, missing);
-                self.settle_or_keep(rt, pass, saga);
+                self.settle_or_keep(pass, saga);
             }
             Decision::Reject(r) => {
                 let abort = Command::AbortOrder {
                     key: saga.req.key.clone(),
                     reason: r,
                 };
-                if let Decision::Events(evs) = self.state.decide(&abort, &self.ctx(rt)) {
+                if let Decision::Events(evs) = self.state.decide(&abort, &self.ctx()) {
                     self.commit(pass, evs);
                 }
                 self.end_saga(pass, saga, Err(EngineError::Rejected(r)));
