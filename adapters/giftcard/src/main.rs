@@ -5,10 +5,12 @@
 //! - `bench --scenario ...`: run the durable engine in-process on a temporary directory.
 //! - `snapshot --data DIR`: recover, write a checkpoint, truncate the journal.
 //! - `hash-key KEY`: print the hash of an API key for the configuration file.
+//! - `simulate --seeds N`: the deterministic simulator under faults, over many seeds.
 
 mod bench;
 mod config;
 mod serve;
+mod simulate;
 
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
@@ -57,6 +59,9 @@ enum Cmd {
     },
     /// Print the hash of an API key, as the configuration stores it.
     HashKey { key: String },
+    /// Run the deterministic simulator (crashes, torn and lost writes, failed syncs, delayed and
+    /// reordered messages, client retries) over many seeds.
+    Simulate(simulate::SimArgs),
 }
 
 fn main() -> Result<()> {
@@ -65,6 +70,7 @@ fn main() -> Result<()> {
         Cmd::Serve { config } => serve::run(config::load(config.as_deref())?),
         Cmd::Verify { data, json } => verify(data, json),
         Cmd::Bench(args) => bench::run(args),
+        Cmd::Simulate(args) => simulate::run(args),
         Cmd::Snapshot { data, config } => {
             let mut cfg = config::load(config.as_deref())?;
             cfg.engine.data_dir = data;

@@ -14,6 +14,7 @@ mod query;
 pub mod recovery;
 pub mod runtime;
 pub mod scenario;
+pub mod sim;
 pub mod verify;
 pub mod writer;
 
