@@ -37,7 +37,8 @@ enum ShapeName {
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
-    /// Where to send load: inproc, http://HOST:PORT, postgres://USER@HOST:PORT/DB, sleep://MILLIS.
+    /// Where to send load: inproc, http://HOST:PORT, nats://HOST:PORT, postgres://USER@HOST:PORT/DB,
+    /// sleep://MILLIS.
     /// Repeat it to run the same plan against several targets in turn (put the peer last: the
     /// comparison states ratios to the last one).
     #[arg(long, required = true)]
@@ -79,6 +80,9 @@ struct Args {
     /// (and the wait counts in latency).
     #[arg(long, default_value_t = 200_000)]
     inflight_max: usize,
+    /// The engine's HTTP API for a nats:// target (set-up, redemptions, books).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    http: String,
     /// HTTP connections (and closed-loop workers over HTTP).
     #[arg(long, default_value_t = 64)]
     connections: usize,
@@ -214,6 +218,7 @@ async fn run(args: Args) -> Result<()> {
             shards: args.shards,
             pg_schema: args.pg_schema.clone(),
             run_id: run_id.clone(),
+            http: args.http.clone(),
         };
         let target = Arc::new(Target::open(spec, &opts).await?);
         eprintln!(

@@ -50,6 +50,7 @@ async fn the_in_process_engine_books_match_every_answer() {
         shards: 2,
         pg_schema: String::new(),
         run_id: "t".into(),
+        http: String::new(),
     };
     let target = Arc::new(Target::open("inproc", &opts).await.unwrap());
     let mix = Mix {

@@ -19,6 +19,7 @@ async fn open(schema: &str) -> Target {
         shards: 0,
         pg_schema: schema.into(),
         run_id: "t".into(),
+        http: String::new(),
     };
     Target::open(&url(), &opts).await.unwrap_or_else(|e| {
         panic!(

@@ -121,7 +121,7 @@ impl Http {
         )
     }
 
-    fn id(&self, what: &str, n: impl std::fmt::Display) -> String {
+    pub(super) fn id(&self, what: &str, n: impl std::fmt::Display) -> String {
         format!("lt{}-{what}-{n}", self.0.run)
     }
 
@@ -250,7 +250,7 @@ impl Http {
         }
     }
 
-    fn order_body(&self, order_id: &str, wallet: u32, sku: u32, quantity: u32) -> Value {
+    pub(super) fn order_body(&self, order_id: &str, wallet: u32, sku: u32, quantity: u32) -> Value {
         json!({
             "order_id": order_id,
             "wallet_id": self.id("w", wallet),

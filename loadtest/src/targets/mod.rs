@@ -4,6 +4,7 @@
 
 mod http;
 mod inproc;
+mod nats;
 mod pg;
 mod sleep;
 
@@ -13,6 +14,7 @@ use serde::Serialize;
 
 pub use http::Http;
 pub use inproc::InProcess;
+pub use nats::Nats;
 pub use pg::Postgres;
 pub use sleep::Sleep;
 
@@ -63,18 +65,22 @@ pub struct TargetOpts {
     pub pg_schema: String,
     /// Distinguishes this run's ids on a server that keeps data between runs.
     pub run_id: String,
+    /// The engine's HTTP API, which the NATS target uses for set-up, redemptions and books.
+    pub http: String,
 }
 
 /// One of the systems under test.
 pub enum Target {
     InProcess(InProcess),
     Http(Http),
+    Nats(Nats),
     Postgres(Postgres),
     Sleep(Sleep),
 }
 
 impl Target {
-    /// Opens a target from its spec: `inproc`, `http://HOST:PORT`, `postgres://...`,
+    /// Opens a target from its spec: `inproc`, `http://HOST:PORT`, `nats://HOST:PORT` (with the
+    /// HTTP API at `opts.http` for set-up and books), `postgres://...`,
     /// `sleep://MILLIS` (a target that answers every request after that long).
     pub async fn open(spec: &str, opts: &TargetOpts) -> Result<Target> {
         if spec == "inproc" || spec == "in-process" {
@@ -88,9 +94,10 @@ impl Target {
                 (ms.parse::<f64>()? * 1_000.0) as u64,
             ))))
         } else if spec.starts_with("nats://") {
-            bail!("the nats:// target needs the NATS queue adapter, which does not exist yet");
+            nats::check_url(spec)?;
+            Ok(Target::Nats(Nats::open(spec, opts).await?))
         } else {
-            bail!("unknown target {spec:?}: use inproc, http://HOST:PORT, postgres://... or sleep://MILLIS")
+            bail!("unknown target {spec:?}: use inproc, http://HOST:PORT, nats://HOST:PORT, postgres://... or sleep://MILLIS")
         }
     }
 
@@ -99,6 +106,7 @@ impl Target {
         match self {
             Target::InProcess(t) => t.describe(),
             Target::Http(t) => t.describe(),
+            Target::Nats(t) => t.describe(),
             Target::Postgres(t) => t.describe(),
             Target::Sleep(t) => t.describe(),
         }
@@ -109,6 +117,7 @@ impl Target {
         match self {
             Target::InProcess(_) => "inproc",
             Target::Http(_) => "http",
+            Target::Nats(_) => "nats",
             Target::Postgres(_) => "postgres",
             Target::Sleep(_) => "sleep",
         }
@@ -119,6 +128,7 @@ impl Target {
         match self {
             Target::InProcess(t) => t.setup(scale).await,
             Target::Http(t) => t.setup(scale).await,
+            Target::Nats(t) => t.setup(scale).await,
             Target::Postgres(t) => t.setup(scale).await,
             Target::Sleep(_) => Ok(()),
         }
@@ -129,6 +139,7 @@ impl Target {
         match self {
             Target::InProcess(t) => t.exec(op).await,
             Target::Http(t) => t.exec(op).await,
+            Target::Nats(t) => t.exec(op).await,
             Target::Postgres(t) => t.exec(op).await,
             Target::Sleep(t) => t.exec(op).await,
         }
@@ -140,6 +151,7 @@ impl Target {
         match self {
             Target::InProcess(t) => t.lookup(order_no).await,
             Target::Http(t) => t.lookup(order_no).await,
+            Target::Nats(t) => t.lookup(order_no).await,
             Target::Postgres(t) => t.lookup(order_no).await,
             Target::Sleep(_) => Ok(None),
         }
@@ -150,6 +162,7 @@ impl Target {
         match self {
             Target::InProcess(t) => t.books().await,
             Target::Http(t) => t.books().await,
+            Target::Nats(t) => t.books().await,
             Target::Postgres(t) => t.books().await,
             Target::Sleep(t) => Ok(t.books()),
         }
