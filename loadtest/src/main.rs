@@ -207,8 +207,15 @@ async fn run(args: Args) -> Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let mut reports: Vec<RunReport> = Vec::new();
-    for spec in &args.target {
+    for (i, spec) in args.target.iter().enumerate() {
         let peer = spec.starts_with("postgres");
+        // Targets of one run may be the same server (HTTP and NATS into one engine): each loads
+        // its own data set under its own ids.
+        let run_id = if i == 0 {
+            run_id.clone()
+        } else {
+            format!("{run_id}t{i}")
+        };
         let opts = TargetOpts {
             connections: if peer {
                 args.peer_concurrency
