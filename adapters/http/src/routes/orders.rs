@@ -152,24 +152,66 @@ pub fn amount_currencies_match(
     Ok(())
 }
 
-/// The full view of an order outcome: a completed order with its cards and codes.
-pub async fn order_view(
+/// Orders with at most this many cards have their codes revealed on the request's own thread;
+/// larger ones on the blocking pool. Opening one sealed code (and reading a supplier code from
+/// the store's cache) takes about a microsecond, far less than a hop to another thread.
+const INLINE_REVEAL_CARDS: usize = 64;
+
+/// The cards of a completed order with their codes, numbered from `first_card`.
+fn reveal_cards(
+    engine: &giftcard_shard::Engine,
+    first_card: CardId,
+    found: &[Card],
+) -> Result<Vec<IssuedCard>, ApiError> {
+    found
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            Ok(IssuedCard {
+                card_id: (first_card.0 + i as u64).to_string(),
+                sku_id: c.sku.as_str().to_owned(),
+                code: engine.reveal(c)?,
+                face_value: MoneyView::of(c.face),
+            })
+        })
+        .collect()
+}
+
+/// An order's view before its codes are revealed.
+struct Settled {
+    view: OrderView,
+    replayed: bool,
+    /// First card and the cards to reveal into `view.cards` (completed orders).
+    cards: Option<(CardId, Vec<Card>)>,
+}
+
+/// Turns the engine's answer into a view, fetching the cards when the answer did not carry them
+/// (a replay). Codes are not revealed yet.
+async fn settle(
     state: &AppState,
     order_id: &str,
     wallet: &str,
     outcome: &OrderOutcome,
+    replayed: bool,
     sold: Vec<Card>,
-) -> Result<OrderView, ApiError> {
+) -> Result<Settled, ApiError> {
+    let mut view = OrderView {
+        order_id: order_id.to_owned(),
+        status: "completed".into(),
+        wallet_id: wallet.to_owned(),
+        charged: None,
+        reason: None,
+        cards: vec![],
+    };
     let (charged, first_card, count) = match outcome {
         OrderOutcome::Rejected(r) => {
-            return Ok(OrderView {
-                order_id: order_id.to_owned(),
-                status: "rejected".into(),
-                wallet_id: wallet.to_owned(),
-                charged: None,
-                reason: Some(r.code().to_owned()),
-                cards: vec![],
-            })
+            view.status = "rejected".into();
+            view.reason = Some(r.code().to_owned());
+            return Ok(Settled {
+                view,
+                replayed,
+                cards: None,
+            });
         }
         OrderOutcome::Completed {
             charged,
@@ -177,6 +219,7 @@ pub async fn order_view(
             cards,
         } => (*charged, *first_card, *cards),
     };
+    view.charged = Some(MoneyView::of(charged));
     // A fresh completion carries its cards; a replay or a read fetches them.
     let found = if sold.len() == count as usize {
         sold
@@ -192,50 +235,61 @@ pub async fn order_view(
         };
         found
     };
-    let engine = state.engine()?.clone();
-    // Decrypting thousands of codes (and reading supplier codes from the store) is blocking work.
-    let cards = web::block(move || {
-        found
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                Ok(IssuedCard {
-                    card_id: (first_card.0 + i as u64).to_string(),
-                    sku_id: c.sku.as_str().to_owned(),
-                    code: engine.reveal(c)?,
-                    face_value: MoneyView::of(c.face),
-                })
-            })
-            .collect::<Result<Vec<_>, giftcard_shard::EngineError>>()
-    })
-    .await
-    .map_err(|_| ApiError::Unavailable)??;
-    Ok(OrderView {
-        order_id: order_id.to_owned(),
-        status: "completed".into(),
-        wallet_id: wallet.to_owned(),
-        charged: Some(MoneyView::of(charged)),
-        reason: None,
-        cards,
+    Ok(Settled {
+        view,
+        replayed,
+        cards: Some((first_card, found)),
     })
 }
 
-/// Places one validated order: (status, view, replayed) or the error to answer with.
-async fn place(
-    state: &AppState,
-    who: &Principal,
-    o: &OrderRequestDto,
-    prefix: &str,
-) -> Result<(OrderView, bool), ApiError> {
-    let req = order_request(who, o, prefix)?;
-    check_amount_currencies(state, o, prefix).await?;
-    let outcome = state
-        .submit(Command::PlaceOrder(Box::new(req)))
+/// Reveals the codes of settled orders: inline when there are few, otherwise in one task on the
+/// blocking pool for all of them (a batch pays one thread hop, not one per order).
+async fn reveal_all(state: &AppState, mut settled: Vec<Settled>) -> Result<Vec<Settled>, ApiError> {
+    let engine = state.engine()?.clone();
+    let total: usize = settled
+        .iter()
+        .filter_map(|s| s.cards.as_ref().map(|(_, c)| c.len()))
+        .sum();
+    let fill = move |mut settled: Vec<Settled>| -> Result<Vec<Settled>, ApiError> {
+        for s in &mut settled {
+            if let Some((first, cards)) = s.cards.take() {
+                s.view.cards = reveal_cards(&engine, first, &cards)?;
+            }
+        }
+        Ok(settled)
+    };
+    if total <= INLINE_REVEAL_CARDS {
+        settled = fill(settled)?;
+        return Ok(settled);
+    }
+    web::block(move || fill(settled))
         .await
-        .map_err(|e| match e {
-            ApiError::Rejected(r, None) => ApiError::Rejected(r, Some(o.order_id.clone())),
-            e => e,
-        })?;
+        .map_err(|_| ApiError::Unavailable)?
+}
+
+/// The full view of an order outcome: a completed order with its cards and codes.
+pub async fn order_view(
+    state: &AppState,
+    order_id: &str,
+    wallet: &str,
+    outcome: &OrderOutcome,
+    sold: Vec<Card>,
+) -> Result<OrderView, ApiError> {
+    let settled = settle(state, order_id, wallet, outcome, false, sold).await?;
+    let mut done = reveal_all(state, vec![settled]).await?;
+    done.pop().map(|s| s.view).ok_or(ApiError::Unavailable)
+}
+
+/// The engine's answer to one order as the client sees it: the outcome, whether it is a replay
+/// and the sold cards; a recorded rejection becomes the 422 it is answered with.
+fn order_answer(
+    order_id: &str,
+    answer: Result<Outcome, ApiError>,
+) -> Result<(OrderOutcome, bool, Vec<Card>), ApiError> {
+    let outcome = answer.map_err(|e| match e {
+        ApiError::Rejected(r, None) => ApiError::Rejected(r, Some(order_id.to_owned())),
+        e => e,
+    })?;
     let Outcome::Order {
         outcome,
         replayed,
@@ -247,12 +301,26 @@ async fn place(
     crate::metrics_http::order_outcome(&outcome, replayed);
     if let OrderOutcome::Rejected(r) = outcome {
         // A recorded rejection: the retry gets the same 422.
-        return Err(ApiError::Rejected(r, Some(o.order_id.clone())));
+        return Err(ApiError::Rejected(r, Some(order_id.to_owned())));
     }
-    Ok((
-        order_view(state, &o.order_id, &o.wallet_id, &outcome, cards).await?,
-        replayed,
-    ))
+    Ok((outcome, replayed, cards))
+}
+
+/// Places one validated order: (view, replayed) or the error to answer with.
+async fn place(
+    state: &AppState,
+    who: &Principal,
+    o: &OrderRequestDto,
+    prefix: &str,
+) -> Result<(OrderView, bool), ApiError> {
+    let req = order_request(who, o, prefix)?;
+    check_amount_currencies(state, o, prefix).await?;
+    let answer = state.submit(Command::PlaceOrder(Box::new(req))).await;
+    let (outcome, replayed, cards) = order_answer(&o.order_id, answer)?;
+    let settled = settle(state, &o.order_id, &o.wallet_id, &outcome, replayed, cards).await?;
+    let mut done = reveal_all(state, vec![settled]).await?;
+    let s = done.pop().ok_or(ApiError::Unavailable)?;
+    Ok((s.view, s.replayed))
 }
 
 /// Places an order and answers with its outcome: 201 with the cards, or 422 with the reason.
@@ -287,39 +355,92 @@ pub async fn place_batch(
     }
     // A malformed batch is refused whole, before any order reaches the engine; business
     // outcomes (404, 409, 422...) are per order.
+    let mut reqs = Vec::with_capacity(orders.len());
     for (i, o) in orders.iter().enumerate() {
-        order_request(&who, o, &format!("orders[{i}]."))?;
+        reqs.push(order_request(&who, o, &format!("orders[{i}]."))?);
     }
-    // All orders go to the engine at once; each task awaits its own durable answer.
-    let tasks: Vec<_> = orders
+    if orders
+        .iter()
+        .any(|o| o.items.iter().any(|i| i.amount.is_some()))
+    {
+        let skus = super::all_skus(&state).await?;
+        for (i, o) in orders.iter().enumerate() {
+            amount_currencies_match(&skus, o, &format!("orders[{i}]."))?;
+        }
+    }
+    // Every order enters the engine at once (each with its own in-flight slot, so a full engine
+    // refuses single orders with 429 rather than the whole batch), then the answers are awaited.
+    let engine = state.engine()?;
+    let pending: Vec<_> = reqs
         .into_iter()
-        .enumerate()
-        .map(|(i, o)| {
-            let (state, who) = (state.clone(), who.clone());
-            actix_web::rt::spawn(async move {
-                let r = place(&state, &who, &o, &format!("orders[{i}].")).await;
-                (o.order_id, r)
-            })
+        .map(|req| {
+            let slot = state.inflight.enter()?;
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            engine.submit(
+                Command::PlaceOrder(Box::new(req)),
+                Box::new(move |r| {
+                    let _ = tx.send(r);
+                }),
+            );
+            Ok((slot, rx))
         })
         .collect();
-    let mut results = Vec::with_capacity(tasks.len());
-    for t in tasks {
-        let (order_id, r) = t.await.map_err(|_| ApiError::Unavailable)?;
-        results.push(match r {
-            Ok((view, _)) => BatchItem {
-                order_id,
-                status: 201,
-                order: Some(view),
-                problem: None,
-            },
-            Err(e) => BatchItem {
-                order_id,
+    let mut answers = Vec::with_capacity(pending.len());
+    for p in pending {
+        answers.push(match p {
+            Ok((slot, rx)) => {
+                let r = rx.await.map_err(|_| ApiError::Unavailable);
+                drop(slot);
+                r.and_then(|r| r.map_err(ApiError::from))
+            }
+            Err(e) => Err(e),
+        });
+    }
+    // Settle each answer; the codes of every completed order are revealed together.
+    let mut settled = Vec::new();
+    let mut results: Vec<Option<BatchItem>> = Vec::with_capacity(orders.len());
+    for (o, answer) in orders.iter().zip(answers) {
+        let s = match order_answer(&o.order_id, answer) {
+            Ok((outcome, replayed, cards)) => {
+                settle(&state, &o.order_id, &o.wallet_id, &outcome, replayed, cards).await
+            }
+            Err(e) => Err(e),
+        };
+        match s {
+            Ok(s) => {
+                settled.push(s);
+                results.push(None);
+            }
+            Err(e) => results.push(Some(BatchItem {
+                order_id: o.order_id.clone(),
                 status: e.status_code().as_u16(),
                 order: None,
                 problem: Some(problem_of(&e)),
-            },
-        });
+            })),
+        }
     }
+    let mut revealed = reveal_all(&state, settled).await?.into_iter();
+    let results = results
+        .into_iter()
+        .zip(orders)
+        .map(|(r, o)| match r {
+            Some(item) => item,
+            None => match revealed.next() {
+                Some(s) => BatchItem {
+                    order_id: o.order_id,
+                    status: 201,
+                    order: Some(s.view),
+                    problem: None,
+                },
+                None => BatchItem {
+                    order_id: o.order_id,
+                    status: 503,
+                    order: None,
+                    problem: Some(problem_of(&ApiError::Unavailable)),
+                },
+            },
+        })
+        .collect();
     Ok(reply(StatusCode::OK, &BatchView { results }, false))
 }
 
