@@ -294,6 +294,12 @@ impl Engine {
                 cache_bytes: cfg.cache_bytes,
             },
         )?;
+        if wal.unfinished_snapshots_removed() > 0 {
+            tracing::warn!(
+                files = wal.unfinished_snapshots_removed(),
+                "removed sled snapshot files an interrupted write left (crash or full disk)"
+            );
+        }
         let (states, report) = recovery::recover(
             &mut wal,
             cfg.shards,
