@@ -270,6 +270,19 @@ pub struct Engine {
     pub recovery: RecoveryReport,
 }
 
+/// An error with every cause under it ("sled failed during open: No space left on device"): a
+/// journal error alone says which step failed, its source says why, and operators need both.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}
+
 /// Why the engine could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
