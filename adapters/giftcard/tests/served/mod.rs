@@ -26,7 +26,7 @@ pub const SHARDS: u16 = 3;
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Lines of child output kept for failure messages.
-const LOG_LINES_MAX: usize = 400;
+const LOG_LINES_MAX: usize = 2_000;
 
 /// A running `giftcard serve`.
 pub struct Served {
@@ -39,6 +39,19 @@ pub struct Served {
 impl Served {
     /// Starts the server on `data` and waits until `/readyz` answers 200.
     pub fn start(data: &Path) -> Served {
+        let mut served = Served::spawn(data);
+        if let Err(status) = served.wait_ready() {
+            panic!(
+                "giftcard serve exited with {status} before it was ready:\n{}",
+                served.log_tail()
+            );
+        }
+        served
+    }
+
+    /// Starts the server on `data` and waits until it says where it listens (HTTP is up before
+    /// recovery runs; `/readyz` tells when recovery is done).
+    pub fn spawn(data: &Path) -> Served {
         let mut child = Command::new(env!("CARGO_BIN_EXE_giftcard"))
             .arg("serve")
             .env("GIFTCARD_DATA_DIR", data)
@@ -57,50 +70,38 @@ impl Served {
         let stderr = child.stderr.take().expect("stderr");
         drain(stdout, log.clone(), Some(addr_tx));
         drain(stderr, log.clone(), None);
-        let base = match addr_rx.recv_timeout(READY_TIMEOUT) {
-            Ok(base) => base,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "giftcard serve never said where it listens:\n{}",
-                    tail(&log)
-                );
-            }
+        let Ok(base) = addr_rx.recv_timeout(READY_TIMEOUT) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "giftcard serve never said where it listens:\n{}",
+                tail(&log)
+            );
         };
-        let mut served = Served {
+        Served {
             child,
             client: Client::new(&base),
             log,
-        };
-        served.wait_ready();
-        served
+        }
     }
 
-    fn wait_ready(&mut self) {
+    /// Waits until `/readyz` answers 200 (`Ok`) or the process exits (`Err` with its status).
+    pub fn wait_ready(&mut self) -> Result<(), ExitStatus> {
         let started = Instant::now();
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "giftcard serve exited with {status} before it was ready:\n{}",
-                    self.log_tail()
-                );
+                return Err(status);
             }
             if matches!(self.client.get("/readyz", None), Ok(r) if r.status == 200) {
-                return;
+                return Ok(());
             }
             assert!(
                 started.elapsed() < READY_TIMEOUT,
-                "giftcard serve not ready after {READY_TIMEOUT:?}:\n{}",
+                "giftcard serve neither ready nor exited after {READY_TIMEOUT:?}:\n{}",
                 self.log_tail()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-    }
-
-    /// The child's process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
     }
 
     /// Whether the child is still running.
