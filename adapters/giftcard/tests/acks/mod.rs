@@ -505,7 +505,7 @@ impl Books {
         out
     }
 
-    /// Counts of entries: (acknowledged when answered, unknown when answered).
+    /// How many of `entries` the clients saw acknowledged, and how many got no usable answer.
     pub fn counts(entries: &[Entry]) -> (usize, usize) {
         let acked = entries.iter().filter(|e| e.answer.is_some()).count();
         (acked, entries.len() - acked)
