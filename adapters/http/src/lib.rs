@@ -189,7 +189,7 @@ impl Server {
 pub fn start(cfg: HttpConfig, engine_cfg: EngineConfig) -> Result<Server, String> {
     start_with(
         cfg,
-        Box::new(move || Engine::open(engine_cfg).map_err(|e| e.to_string())),
+        Box::new(move || Engine::open(engine_cfg).map_err(|e| giftcard_shard::error_chain(&e))),
     )
 }
 

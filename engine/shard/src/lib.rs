@@ -271,6 +271,19 @@ pub struct Engine {
     pub recovery: RecoveryReport,
 }
 
+/// An error with every cause under it ("sled failed during open: No space left on device"): a
+/// journal error alone says which step failed, its source says why, and operators need both.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}
+
 /// Why the engine could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
@@ -295,6 +308,12 @@ impl Engine {
                 cache_bytes: cfg.cache_bytes,
             },
         )?;
+        if wal.unfinished_snapshots_removed() > 0 {
+            tracing::warn!(
+                files = wal.unfinished_snapshots_removed(),
+                "removed sled snapshot files an interrupted write left (crash or full disk)"
+            );
+        }
         let (states, report) = recovery::recover(
             &mut wal,
             cfg.shards,

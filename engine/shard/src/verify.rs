@@ -33,7 +33,7 @@ impl Report {
 /// Replays a data directory offline (the engine must not be running on it) and checks it.
 pub fn verify_dir(dir: &Path, shard_count: Option<u16>) -> Result<Report, String> {
     let mut wal = giftcard_wal::Wal::open(dir, &giftcard_wal::WalOptions::default())
-        .map_err(|e| format!("open journal: {e}"))?;
+        .map_err(|e| format!("open journal: {}", crate::error_chain(&e)))?;
     let n = match (
         shard_count,
         wal.meta("shard_count").map_err(|e| e.to_string())?,

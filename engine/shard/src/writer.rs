@@ -115,7 +115,10 @@ fn write_group(wal: &mut Wal, pending: &mut Vec<WriteMsg>, shared: &WriterShared
                 true
             }
             Err(e) => {
-                tracing::error!(error = %e, "journal write failed; the engine stops accepting work");
+                tracing::error!(
+                    error = %crate::error_chain(&e),
+                    "journal write failed; the engine stops accepting work"
+                );
                 shared.failed.store(true, Ordering::Release);
                 false
             }

@@ -91,6 +91,7 @@ pub struct Wal {
     /// Blob files already synced (sled removes blobs it no longer needs; we forget those).
     synced_blobs: std::collections::HashSet<std::ffi::OsString>,
     blob_syncs: Arc<AtomicU64>,
+    unfinished_snapshots_removed: usize,
 }
 
 /// A cheap handle for reading side data (sealed codes, metadata) from other threads.
@@ -158,6 +159,7 @@ impl Wal {
     /// Opens (or creates) the journal under `dir/journal`.
     pub fn open(dir: &Path, opts: &WalOptions) -> Result<Wal, WalError> {
         let path = dir.join("journal");
+        let unfinished_snapshots_removed = remove_unfinished_snapshots(&path)?;
         let db = open_sled(&path, opts)?;
         let data_path = path.join("db");
         let data_file = File::open(&data_path).map_err(|source| WalError::Io {
@@ -187,10 +189,16 @@ impl Wal {
             syncs: Arc::new(AtomicU64::new(0)),
             synced_blobs: Default::default(),
             blob_syncs: Arc::new(AtomicU64::new(0)),
+            unfinished_snapshots_removed,
         };
         // Blobs left by an earlier run may never have been synced; sync them once now.
         wal.sync_new_blobs()?;
         Ok(wal)
+    }
+
+    /// Unfinished sled snapshot files `open` had to remove (see [`remove_unfinished_snapshots`]).
+    pub fn unfinished_snapshots_removed(&self) -> usize {
+        self.unfinished_snapshots_removed
     }
 
     /// The data directory.
@@ -403,11 +411,63 @@ impl Wal {
     }
 }
 
+/// Removes sled snapshot files whose write never finished, so sled can open the store.
+///
+/// sled 0.34 writes a snapshot of its page table on every open that finds new log records: to
+/// `snap.{lsn}.generating`, synced, then renamed to `snap.{lsn}`. Its reader, though, takes the
+/// highest-named `snap.*` file, `.generating` included, and refuses to open the store when that
+/// file is short or fails its checksum. A full disk or a crash during the write therefore left a
+/// journal sled would never open again, even with space back (sled issues #1527 and #1533, not
+/// fixed in 0.34). Removing the file is safe: only the rename finishes a snapshot, and sled removes
+/// older snapshots only after that rename, so sled recovers exactly as if the write had never
+/// started, from the last finished snapshot (or none) plus its log.
+fn remove_unfinished_snapshots(journal: &Path) -> Result<usize, WalError> {
+    let io = |op: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| WalError::Io { op, path, source }
+    };
+    let data_path = journal.join("db");
+    let data = match File::open(&data_path) {
+        Ok(f) => f,
+        // No store yet, so no snapshot either.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io("open", &data_path)(e)),
+    };
+    // sled holds this lock while the store is open, and a store closed a moment ago may still
+    // hold it (see `open_sled`). If it stays taken, someone else has the store open and their
+    // snapshot may be mid-write: leave it, and let sled's open report the lock.
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    while fs2::FileExt::try_lock_exclusive(&data).is_err() {
+        if std::time::Instant::now() >= deadline {
+            return Ok(0);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let mut removed = 0;
+    let entries = std::fs::read_dir(journal).map_err(io("read journal dir", journal))?;
+    for entry in entries {
+        let entry = entry.map_err(io("read journal dir", journal))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            std::fs::remove_file(entry.path())
+                .map_err(io("remove unfinished sled snapshot", &entry.path()))?;
+            removed += 1;
+        }
+    }
+    // Closing the file releases the lock for sled's own open.
+    drop(data);
+    Ok(removed)
+}
+
+/// How long an open waits for another handle of the store to let go of sled's lock.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Opens sled, waiting a little for the file lock: a process (or engine) that just closed the
 /// directory may still be releasing it from sled's background threads. Seen in CI: a reopen
 /// right after a close failed with "could not acquire lock" on a loaded machine.
 fn open_sled(path: &Path, opts: &WalOptions) -> Result<sled::Db, WalError> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
     loop {
         let opened = sled::Config::new()
             .path(path)
@@ -566,6 +626,32 @@ mod tests {
         assert_eq!(seqs, vec![4, 5]);
         let (through, state) = read_snapshot(dir.path()).unwrap().unwrap();
         assert_eq!((through, state.as_slice()), (3, &b"state"[..]));
+    }
+
+    #[test]
+    fn an_unfinished_sled_snapshot_does_not_make_the_journal_unopenable() {
+        // Regression (found by the disk-full test of `giftcard serve`): sled writes a snapshot of
+        // its page table on open; a full disk (or a crash) during that write leaves
+        // `snap.{lsn}.generating`, which sled's own reader then picks as the newest snapshot and
+        // refuses as corrupt, so the store never opened again, even with space back.
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut wal = Wal::open(dir.path(), &WalOptions::default()).unwrap();
+            wal.append_group(&[frame(&[(0, 1, b"a")])], &[]).unwrap();
+            wal.append_group(&[frame(&[(0, 2, b"b")])], &[]).unwrap();
+        }
+        for (name, bytes) in [
+            ("snap.7FFFFFFFFFFFFFFF.generating", &b""[..]),
+            ("snap.7FFFFFFFFFFFFFFE.generating", &[0xAB; 40][..]),
+        ] {
+            std::fs::write(dir.path().join("journal").join(name), bytes).unwrap();
+        }
+        let mut wal = Wal::open(dir.path(), &WalOptions::default()).unwrap();
+        assert_eq!(wal.unfinished_snapshots_removed(), 2);
+        let mut seen = Vec::new();
+        wal.replay(0, |f| seen.extend(f.records.into_iter().map(|r| r.payload)))
+            .unwrap();
+        assert_eq!(seen, vec![b"a".to_vec(), b"b".to_vec()]);
     }
 
     #[test]

@@ -5,9 +5,16 @@ use crate::state::AppState;
 use crate::wire::HealthView;
 use actix_web::{web, HttpResponse};
 
-/// Liveness: the process serves HTTP.
-#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, body = HealthView)))]
-pub async fn healthz() -> HttpResponse {
+/// Liveness: the process serves HTTP and can still make progress. After a journal failure
+/// (a full or failing disk) only a restart recovers, so liveness fails too and an orchestrator
+/// restarts the process; while recovery runs the process is alive (and `/readyz` says 503).
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, body = HealthView), (status = 503, description = "the journal failed; restart the process", body = HealthView)))]
+pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
+    if state.ready_engine().is_some_and(|e| e.failed()) {
+        return HttpResponse::ServiceUnavailable().json(HealthView {
+            status: "journal_failed".into(),
+        });
+    }
     HttpResponse::Ok().json(HealthView {
         status: "ok".into(),
     })
