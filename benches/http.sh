@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # HTTP benchmark of issue 3, one server, one run: GET /healthz (the framework's ceiling here),
 # POST /v1/orders (one single-card order per request), POST /v1/orders/batch (1,000 orders per
-# request), all over keep-alive connections with wrk. Prints wrk's reports.
+# request), all over keep-alive connections with wrk. Prints wrk's reports. Healthz and single
+# orders run at each connection count in CONNS (default "64 256 1024"), one after the other, so
+# each ratio compares the same connection count in the same run.
 #   benches/http.sh [SECONDS] [CODES]     (defaults 10 s, 2,000,000 codes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,7 +32,10 @@ for w in range(100):
     post("/v1/wallets", {"wallet_id": f"bw-{w}", "kyc_verified": True}, "dev-checkout-key")
     post(f"/v1/wallets/bw-{w}/deposits", {"deposit_id": "fund", "amount": {"amount_minor": 10**12, "currency": "USD"}, "reference": "bench"}, "dev-checkout-key")
 PY
-echo "== GET /healthz"; wrk -t2 -c64 -d"${secs}s" --latency "$api/healthz"
-echo "== POST /v1/orders (one order per request)"; wrk -t2 -c64 -d"${secs}s" --latency -s benches/http/orders.lua "$api"
+for c in ${CONNS:-64 256 1024}; do
+    echo "== GET /healthz, $c connections"; wrk -t2 -c"$c" -d"${secs}s" --latency "$api/healthz"
+    echo "== POST /v1/orders (one order per request), $c connections"
+    wrk -t2 -c"$c" -d"${secs}s" --latency -s benches/http/orders.lua "$api"
+done
 echo "== POST /v1/orders/batch (1,000 orders per request)"; BATCH=1000 wrk -t2 -c8 -d"${secs}s" --latency -s benches/http/orders.lua "$api"
 curl -fsS "$api/v1/skus/bench-25/stock" -H "$admin"; echo
