@@ -799,7 +799,7 @@ pub fn order_home(key: &OrderKey, shard_count: u16) -> ShardId {
 }
 
 /// Collects one reply from each of several shards and answers once.
-struct FanOut {
+pub(crate) struct FanOut {
     inner: Arc<Mutex<FanState>>,
 }
 
@@ -811,7 +811,7 @@ struct FanState {
 }
 
 impl FanOut {
-    fn new(n: u16, reply: ReplyTo, combine: fn(Vec<Reply>) -> Reply) -> FanOut {
+    pub(crate) fn new(n: u16, reply: ReplyTo, combine: fn(Vec<Reply>) -> Reply) -> FanOut {
         FanOut {
             inner: Arc::new(Mutex::new(FanState {
                 left: n,
@@ -822,7 +822,7 @@ impl FanOut {
         }
     }
 
-    fn part(&self) -> ReplyTo {
+    pub(crate) fn part(&self) -> ReplyTo {
         let inner = self.inner.clone();
         Box::new(move |r| {
             let Ok(mut s) = inner.lock() else { return };
@@ -839,7 +839,7 @@ impl FanOut {
 }
 
 /// The one shard that found the object, or the most telling refusal.
-fn pick_found(replies: Vec<Reply>) -> Reply {
+pub(crate) fn pick_found(replies: Vec<Reply>) -> Reply {
     let mut fallback = None;
     for r in replies {
         match r {

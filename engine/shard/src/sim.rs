@@ -71,6 +71,9 @@ pub struct SimReport {
     pub requests: u64,
     pub acked: u64,
     pub orders_completed: u64,
+    /// Redemptions applied and reversals of them, as acknowledged to clients.
+    pub redemptions: u64,
+    pub reversals: u64,
     pub crashes: u64,
     pub crashes_in_recovery: u64,
     pub lost_writes: u64,
@@ -97,6 +100,8 @@ impl SimReport {
         self.requests += o.requests;
         self.acked += o.acked;
         self.orders_completed += o.orders_completed;
+        self.redemptions += o.redemptions;
+        self.reversals += o.reversals;
         self.crashes += o.crashes;
         self.crashes_in_recovery += o.crashes_in_recovery;
         self.lost_writes += o.lost_writes;
@@ -114,12 +119,14 @@ impl SimReport {
     /// One line per kind of figure, for people.
     pub fn summary(&self) -> String {
         format!(
-            "requests {} (acknowledged {}, orders completed {}), duplicate retries {}, altered retries {}\n\
+            "requests {} (acknowledged {}, orders completed {}, redemptions {}, reversals {}), duplicate retries {}, altered retries {}\n\
              crashes {} (during recovery {}), unsynced writes lost {}, torn {}, failed syncs {}, checkpoints {}\n\
              peer messages {}, holds released by recovery {}, transfers completed by recovery {}, book checks {}",
             self.requests,
             self.acked,
             self.orders_completed,
+            self.redemptions,
+            self.reversals,
             self.duplicate_retries,
             self.altered_retries,
             self.crashes,
@@ -207,6 +214,14 @@ enum Req {
         id: RequestId,
         hash: CodeHash,
         amount: i64,
+    },
+    /// Reversal of an earlier redemption (asked of every shard, as `Engine::submit` does).
+    Reverse {
+        id: RequestId,
+    },
+    Freeze {
+        wallet: WalletId,
+        frozen: bool,
     },
 }
 
@@ -437,7 +452,20 @@ impl Sim {
                 }
                 None => Req::Order(Box::new(self.new_order())),
             },
-            80..=94 => {
+            80..=83 => {
+                if self.next_redeem == 0 {
+                    return;
+                }
+                let n = self.rng.gen_range(1..=self.next_redeem);
+                Req::Reverse {
+                    id: RequestId::new(&format!("r-{n}")),
+                }
+            }
+            84 => Req::Freeze {
+                wallet: wallet(self.rng.gen_range(0..WALLETS)),
+                frozen: self.rng.gen_bool(0.3),
+            },
+            85..=94 => {
                 // A retry of an earlier request, exactly as sent (in flight, answered or lost).
                 if self.sent.is_empty() {
                     return;
@@ -536,6 +564,20 @@ impl Sim {
                 fingerprint: crate::scenario::fingerprint(&amount.to_le_bytes()),
             },
             Req::Order(o) => Command::PlaceOrder(o),
+            Req::Freeze { wallet, frozen } => Command::SetWalletFrozen { wallet, frozen },
+            Req::Reverse { id } => {
+                // The card's shard is not known from the id: every shard is asked, as
+                // `Engine::submit` does, and the one that found it answers.
+                let fan = crate::FanOut::new(self.n, to, crate::pick_found);
+                for node in &mut self.nodes {
+                    let cmd = Command::ReverseRedemption {
+                        caller: caller.clone(),
+                        redemption_id: id.clone(),
+                    };
+                    node.clients.push_back(ClientMsg::Command(cmd, fan.part()));
+                }
+                return;
+            }
             Req::Redeem { id, hash, amount } => Command::Redeem {
                 caller,
                 redemption_id: id,
@@ -764,6 +806,15 @@ impl Sim {
             {
                 self.report.orders_completed += 1;
             }
+            if let Outcome::Applied(evs) = &outcome {
+                for ev in evs {
+                    match ev {
+                        Event::Redeemed { .. } => self.report.redemptions += 1,
+                        Event::RedemptionReversed { .. } => self.report.reversals += 1,
+                        _ => {}
+                    }
+                }
+            }
             self.acked.entry(id).or_insert(outcome);
         }
         Ok(())
@@ -979,6 +1030,16 @@ impl Sim {
                         }
                     }
                 }
+                (Req::Reverse { id: r }, Outcome::Applied(evs))
+                    if !evs.is_empty()
+                        && !states.iter().any(|s| {
+                            s.redemptions
+                                .get(&(ClientId::new(CLIENT), r.clone()))
+                                .is_some_and(|rec| rec.reversed)
+                        }) =>
+                {
+                    return Err(format!("acknowledged reversal of {r:?} is missing"));
+                }
                 (Req::CreateWallet(w), Outcome::Applied(_))
                     if !states.iter().any(|s| s.wallets.contains_key(w)) =>
                 {
@@ -1011,6 +1072,32 @@ impl Sim {
                 if have != want {
                     return Err(format!(
                         "wallet {w:?} holds {have}, its deposits and orders say {want}"
+                    ));
+                }
+            }
+        }
+        // Each redemption taken from its card once, and given back once if reversed: an issued
+        // card holds its face value minus what its standing redemptions took.
+        let mut taken: HashMap<CardId, i64> = HashMap::new();
+        for st in states {
+            for rec in st.redemptions.values() {
+                if let (Ok((card, amount)), false) = (&rec.outcome, rec.reversed) {
+                    *taken.entry(*card).or_default() += amount.minor();
+                }
+            }
+        }
+        for st in states {
+            for (id, card) in &st.cards {
+                let want = match st.skus.get(&card.sku).map(|s| s.kind) {
+                    Some(SkuKind::Issued) => {
+                        card.face.minor() - taken.get(id).copied().unwrap_or(0)
+                    }
+                    _ => 0,
+                };
+                if card.balance != want {
+                    return Err(format!(
+                        "card {id:?} holds {}, its face and redemptions say {want}",
+                        card.balance
                     ));
                 }
             }
