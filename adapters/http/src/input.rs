@@ -14,6 +14,16 @@ pub const TEXT_LEN_MAX: usize = 256;
 
 /// Parses a JSON body, naming the offending field on failure.
 pub fn json<T: DeserializeOwned + Serialize>(body: &[u8]) -> Result<T, ApiError> {
+    parse_checked(body, true)
+}
+
+/// [`json`] without the byte-scan fast path: every body gets the exact positional-struct check.
+/// For tests and benchmarks that compare the two; they must agree on every body.
+pub fn json_exact<T: DeserializeOwned + Serialize>(body: &[u8]) -> Result<T, ApiError> {
+    parse_checked(body, false)
+}
+
+fn parse_checked<T: DeserializeOwned + Serialize>(body: &[u8], fast: bool) -> Result<T, ApiError> {
     if body.is_empty() {
         return Err(ApiError::Invalid {
             code: "malformed_json",
@@ -49,7 +59,7 @@ pub fn json<T: DeserializeOwned + Serialize>(body: &[u8]) -> Result<T, ApiError>
     // every body has arrays only as the values of list fields; those are cleared by one scan of
     // the bytes, and only the rest pay for the exact check (parse as a `Value`, compare with the
     // parsed request re-serialized).
-    if arrays_only_in_list_fields(body) {
+    if fast && arrays_only_in_list_fields(body) {
         return Ok(value);
     }
     let sent: Value = serde_json::from_slice(body).map_err(|e| ApiError::Invalid {
@@ -442,6 +452,27 @@ mod tests {
         }
         assert!(done.len() > 5, "request schemas found: {done:?}");
         assert_eq!(seen.len(), LIST_FIELDS.len(), "list fields found: {seen:?}");
+    }
+
+    /// The fast path changes the cost, never the answer.
+    #[test]
+    fn the_fast_path_and_the_exact_check_agree() {
+        let bodies = [
+            r#"{"order_id":"o-1","wallet_id":"w","items":[{"sku_id":"s","quantity":1}],"region":"US","delivery":{"channel":"none"}}"#,
+            r#"{"order_id":"o-1","wallet_id":"w","items":[{"sku_id":"s","quantity":1,"amount":[2500,"USD"]}],"region":"US","delivery":{"channel":"none"}}"#,
+            r#"{"order_id":"o-1","wallet_id":"w","items":[["s",1,null]],"region":"US","delivery":{"channel":"none"}}"#,
+            r#"{"order_id":"o-1","wallet_id":"w","items":[{"sku_id":"s","quantity":1}],"region":"US","delivery":["none",""]}"#,
+            r#"["o-1","w",[{"sku_id":"s","quantity":1}],"US",null,{"channel":"none"}]"#,
+            r#"{"order_id":"o-1","wallet_id":"w","it\u0065ms":[{"sku_id":"s","quantity":1}],"region":"US","delivery":{"channel":"none"}}"#,
+        ];
+        for b in bodies {
+            let fast =
+                json::<crate::wire::OrderRequestDto>(b.as_bytes()).map_err(|e| e.to_string());
+            let exact =
+                json_exact::<crate::wire::OrderRequestDto>(b.as_bytes()).map_err(|e| e.to_string());
+            assert_eq!(fast.is_ok(), exact.is_ok(), "{b}: {fast:?} / {exact:?}");
+            assert_eq!(fast.err(), exact.err(), "{b}");
+        }
     }
 
     #[test]
