@@ -287,7 +287,7 @@ struct Sim {
     acked: BTreeMap<u64, Outcome>,
     /// The first successful answer of each order key, and the request that got it.
     order_answers: HashMap<OrderKey, (u64, OrderOutcome)>,
-    /// Order keys whose original body was acknowledged, for altered retries.
+    /// Counters behind fresh request ids.
     next_order: u64,
     next_deposit: u64,
     next_redeem: u64,
@@ -792,7 +792,6 @@ impl Sim {
                     self.order_answers
                         .insert(o.key.clone(), (id, outcome.clone()));
                 }
-                (Err(EngineError::Rejected(Rejection::IdempotencyConflict)), _, _) => {}
                 _ => {}
             }
         }
