@@ -130,10 +130,25 @@ async fn run(cfg: QueueConfig, engine: Arc<Engine>, stop: Arc<AtomicBool>) {
         stop.clone(),
     ));
     orders::run(js, engine, cfg, stop.clone()).await;
-    let _ = outbox.await;
+    // The outbox publishes once more what is durable if the broker is there. A broker that is
+    // gone must not hold up shutdown: a publish into a disconnected client can wait forever, and
+    // the journal keeps whatever was not published (the cursor only moves after the acks).
+    let mut outbox = outbox;
+    if tokio::time::timeout(SHUTDOWN_GRACE, &mut outbox)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "the outbox was still publishing at shutdown; the journal keeps the backlog"
+        );
+        outbox.abort();
+    }
     reports.abort();
-    let _ = client.flush().await;
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, client.flush()).await;
 }
+
+/// How long shutdown waits for the broker (the outbox's last publish, the client's flush).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 async fn connect(cfg: &QueueConfig) -> Result<async_nats::Client, QueueError> {
     let mut opts = async_nats::ConnectOptions::new()

@@ -52,6 +52,11 @@ impl Served {
     /// Starts the server on `data` and waits until it says where it listens (HTTP is up before
     /// recovery runs; `/readyz` tells when recovery is done).
     pub fn spawn(data: &Path) -> Served {
+        Served::spawn_with(data, &[])
+    }
+
+    /// [`Served::spawn`] with more environment (later settings win: `RUST_LOG`, NATS...).
+    pub fn spawn_with(data: &Path, env: &[(&str, &str)]) -> Served {
         let mut child = Command::new(env!("CARGO_BIN_EXE_giftcard"))
             .arg("serve")
             .env("GIFTCARD_DATA_DIR", data)
@@ -59,6 +64,7 @@ impl Served {
             .env("GIFTCARD_HTTP_ADDR", "127.0.0.1:0")
             .env("GIFTCARD_HTTP_WORKERS", "2")
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
