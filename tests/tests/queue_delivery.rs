@@ -127,3 +127,70 @@ async fn failed_deliveries_are_retried_with_backoff_then_given_up() {
     assert_eq!(bad["problem"]["code"], "invalid_id");
     adapter.stop();
 }
+
+/// Scheduled retries live in the outbox's memory; after a restart the outbox schedules them again
+/// from the engine's state (cards whose delivery failed and is not given up).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_schedules_the_pending_retries_again() {
+    let (store, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let nats = NatsServer::start(store.path());
+    let engine = open_engine(data.path(), 4096);
+    load(&engine, 20);
+    // A backoff far beyond the test: the first process never sends the retry itself.
+    let mut slow = queue_config(&nats.url());
+    slow.delivery_backoff_ms = 600_000;
+    slow.delivery_backoff_max_ms = 600_000;
+    let adapter = giftcard_queue::QueueAdapter::start(slow, engine.clone()).unwrap();
+    let nc = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(nc.clone());
+    wait_streams(&js).await;
+    assert!(
+        publish(
+            &js,
+            CLIENT,
+            "r-1",
+            order_json("r-1", "w-0", "sku-0", 1, "sms")
+        )
+        .await
+    );
+    let first = wait_for(
+        &js,
+        "GIFTCARD_EVENTS",
+        "giftcard.delivery.sms",
+        Duration::from_secs(15),
+        |e| !e.is_empty(),
+    )
+    .await;
+    let card = first[0].payload["card_id"].as_str().unwrap().to_owned();
+    let r = report(&nc, &card, "failed").await;
+    assert_eq!(r["delivery"], "retrying");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        read_stream(&js, "GIFTCARD_EVENTS", "giftcard.delivery.sms")
+            .await
+            .len(),
+        1,
+        "no retry before the restart"
+    );
+
+    // Restart: adapter and engine (recovered from the journal), with a short backoff.
+    adapter.stop();
+    drop(engine);
+    let engine = open_engine(data.path(), 4096);
+    let adapter = start_adapter(&nats, &engine);
+    let events = wait_for(
+        &js,
+        "GIFTCARD_EVENTS",
+        "giftcard.delivery.sms",
+        Duration::from_secs(15),
+        |e| e.len() >= 2,
+    )
+    .await;
+    assert_eq!(
+        events[1].msg_id.as_deref(),
+        Some(format!("{card}-retry-1").as_str())
+    );
+    assert_eq!(events[1].payload["card_id"], card.as_str());
+    assert_eq!(events[1].payload["attempt"], 2);
+    adapter.stop();
+}

@@ -55,6 +55,32 @@ pub async fn run(js: Context, engine: Arc<Engine>, cfg: Arc<QueueConfig>, stop: 
     let mut cursor = engine.outbox_cursor();
     let mut memory = Memory::default();
     let mut retries: BinaryHeap<Reverse<Retry>> = BinaryHeap::new();
+    // An earlier process kept its scheduled retries in memory only; the engine knows which cards
+    // are still being retried, so their next attempts are scheduled again. (One the earlier
+    // process already sent carries the same id and is dropped by the broker's duplicate window.)
+    let e = engine.clone();
+    let limit = cfg.delivery_retries_pending_max.max(1);
+    match tokio::task::spawn_blocking(move || e.ask(Query::RetryingDeliveries { limit })).await {
+        Ok(Ok(QueryAnswer::CardList(cards))) => {
+            let now = now_ms();
+            for (card, c) in cards {
+                let Delivery::Pending { failures } = c.delivery else {
+                    continue;
+                };
+                retries.push(Reverse(Retry {
+                    due_ms: now + cfg.retry_delay_ms(failures),
+                    card,
+                    failed_attempt: failures,
+                    shard: card.shard(),
+                    lsn: Lsn(0),
+                }));
+            }
+            if !retries.is_empty() {
+                tracing::info!(cards = retries.len(), "delivery retries scheduled again");
+            }
+        }
+        other => tracing::error!(?other, "cannot list the deliveries being retried"),
+    }
     let mut idle = 0u32;
     loop {
         let stopping = stop.load(Ordering::Acquire);

@@ -99,6 +99,11 @@ pub enum Query {
     FailedDeliveries {
         limit: usize,
     },
+    /// Cards whose delivery failed and is being retried (not given up), at most `limit` per
+    /// shard: the outbox schedules their next attempt again after a restart.
+    RetryingDeliveries {
+        limit: usize,
+    },
     /// A wallet's history from entry `after` (entries already seen; the history only grows), at most `limit`.
     WalletHistory {
         caller: Caller,
@@ -503,7 +508,7 @@ impl Engine {
                 let fan = FanOut::new(n, reply, pick_found);
                 (0..n).for_each(|s| one(ShardId(s), q.clone(), fan.part()));
             }
-            Query::FailedDeliveries { .. } => {
+            Query::FailedDeliveries { .. } | Query::RetryingDeliveries { .. } => {
                 let fan = FanOut::new(n, reply, merge_card_lists);
                 (0..n).for_each(|s| one(ShardId(s), q.clone(), fan.part()));
             }

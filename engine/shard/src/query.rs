@@ -2,8 +2,8 @@
 //! every reply, so nothing is seen before the journal holds it.
 
 use crate::{EngineError, Query, QueryAnswer, ShardTotals};
-use giftcard_core::state::ShardState;
-use giftcard_core::{Account, Rejection};
+use giftcard_core::state::{Delivery, ShardState};
+use giftcard_core::{Account, CardId, Rejection};
 
 /// Answers a query against one shard.
 pub fn answer(state: &ShardState, q: Query) -> Result<QueryAnswer, EngineError> {
@@ -50,18 +50,15 @@ pub fn answer(state: &ShardState, q: Query) -> Result<QueryAnswer, EngineError> 
         Query::Fx => Ok(QueryAnswer::Fx(state.fx.clone())),
         Query::Totals => Ok(QueryAnswer::Totals(Box::new(totals(state)))),
         Query::FailedDeliveries { limit } => {
-            let mut v: Vec<_> = state
-                .cards
-                .iter()
-                .filter(|(_, c)| {
-                    matches!(c.delivery, giftcard_core::state::Delivery::GaveUp { .. })
-                })
-                .map(|(id, c)| (*id, c.clone()))
-                .collect();
-            v.sort_by_key(|(id, _)| *id);
-            v.truncate(limit);
-            Ok(QueryAnswer::CardList(v))
+            Ok(QueryAnswer::CardList(cards_where(state, limit, |d| {
+                matches!(d, Delivery::GaveUp { .. })
+            })))
         }
+        Query::RetryingDeliveries { limit } => Ok(QueryAnswer::CardList(cards_where(
+            state,
+            limit,
+            |d| matches!(d, Delivery::Pending { failures } if *failures > 0),
+        ))),
         Query::Stock { sku } => match (state.skus.contains_key(&sku), state.pools.get(&sku)) {
             (false, _) => not_found(Rejection::SkuNotFound),
             (true, p) => Ok(QueryAnswer::Stock {
@@ -124,4 +121,21 @@ pub fn totals(state: &ShardState) -> ShardTotals {
     }
     t.held_orders = state.holds.len() as u64;
     t
+}
+
+/// The first `limit` cards (by id) whose delivery state passes `keep`.
+fn cards_where(
+    state: &ShardState,
+    limit: usize,
+    keep: impl Fn(&Delivery) -> bool,
+) -> Vec<(CardId, giftcard_core::state::Card)> {
+    let mut v: Vec<_> = state
+        .cards
+        .iter()
+        .filter(|(_, c)| keep(&c.delivery))
+        .map(|(id, c)| (*id, c.clone()))
+        .collect();
+    v.sort_by_key(|(id, _)| *id);
+    v.truncate(limit);
+    v
 }
