@@ -22,6 +22,26 @@ async fn report(nc: &async_nats::Client, card: &str, status: &str) -> Value {
     serde_json::from_slice(&reply.payload).unwrap()
 }
 
+/// Places a one-line order of `qty` cards delivered over `channel` through the queue, and waits
+/// for its first `qty` delivery events.
+async fn order_and_deliveries(
+    js: &async_nats::jetstream::Context,
+    id: &str,
+    qty: u32,
+    channel: &str,
+) -> Vec<giftcard_queue::testkit::Stored> {
+    wait_streams(js).await;
+    assert!(publish(js, CLIENT, id, order_json(id, "w-0", "sku-0", qty, channel)).await);
+    wait_for(
+        js,
+        "GIFTCARD_EVENTS",
+        &format!("giftcard.delivery.{channel}"),
+        Duration::from_secs(15),
+        |e| e.len() >= qty as usize,
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_deliveries_are_retried_with_backoff_then_given_up() {
     let (store, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -31,25 +51,7 @@ async fn failed_deliveries_are_retried_with_backoff_then_given_up() {
     let adapter = start_adapter(&nats, &engine);
     let nc = async_nats::connect(nats.url()).await.unwrap();
     let js = async_nats::jetstream::new(nc.clone());
-    wait_streams(&js).await;
-
-    assert!(
-        publish(
-            &js,
-            CLIENT,
-            "d-1",
-            order_json("d-1", "w-0", "sku-0", 2, "email")
-        )
-        .await
-    );
-    let first = wait_for(
-        &js,
-        "GIFTCARD_EVENTS",
-        "giftcard.delivery.email",
-        Duration::from_secs(15),
-        |e| e.len() >= 2,
-    )
-    .await;
+    let first = order_and_deliveries(&js, "d-1", 2, "email").await;
     let (ok_card, bad_card) = (
         first[0].payload["card_id"].as_str().unwrap(),
         first[1].payload["card_id"].as_str().unwrap(),
@@ -143,24 +145,7 @@ async fn a_restart_schedules_the_pending_retries_again() {
     let adapter = giftcard_queue::QueueAdapter::start(slow, engine.clone()).unwrap();
     let nc = async_nats::connect(nats.url()).await.unwrap();
     let js = async_nats::jetstream::new(nc.clone());
-    wait_streams(&js).await;
-    assert!(
-        publish(
-            &js,
-            CLIENT,
-            "r-1",
-            order_json("r-1", "w-0", "sku-0", 1, "sms")
-        )
-        .await
-    );
-    let first = wait_for(
-        &js,
-        "GIFTCARD_EVENTS",
-        "giftcard.delivery.sms",
-        Duration::from_secs(15),
-        |e| !e.is_empty(),
-    )
-    .await;
+    let first = order_and_deliveries(&js, "r-1", 1, "sms").await;
     let card = first[0].payload["card_id"].as_str().unwrap().to_owned();
     let r = report(&nc, &card, "failed").await;
     assert_eq!(r["delivery"], "retrying");
