@@ -255,6 +255,14 @@ pub fn index_key(hash: &CodeHash) -> [u8; 17] {
     k
 }
 
+/// The code hash a code index key names (the inverse of [`index_key`]); `None` for other keys.
+pub fn index_key_hash(key: &[u8]) -> Option<CodeHash> {
+    match key {
+        [b'i', hash @ ..] => hash.try_into().ok(),
+        _ => None,
+    }
+}
+
 /// The running engine. Cheap to share behind an `Arc`; every method is callable from any thread.
 pub struct Engine {
     mailboxes: Vec<Mailbox>,

@@ -372,13 +372,13 @@ impl Sim {
                 0..=29 => self.client_request(),
                 30..=59 => self.shard_pass(),
                 60..=79 => self.deliver(),
-                80..=97 => self.writer_step(opts),
+                80..=97 => self.writer_step(opts.sync_fail_ppm),
                 _ => self.checkpoint()?,
             }
             self.collect_replies()?;
         }
         // Let everything settle, then check the live books and a final recovery.
-        self.drain(opts)?;
+        self.drain()?;
         self.check_live()?;
         self.crash_and_recover()?;
         let mut h = blake3::Hasher::new();
@@ -650,10 +650,11 @@ impl Sim {
     }
 
     /// The journal writer: sync the written group (releasing its replies), or write the next.
-    fn writer_step(&mut self, opts: &SimOptions) {
+    /// `sync_fail_ppm`: the chance that this step's sync fails, in parts per million.
+    fn writer_step(&mut self, sync_fail_ppm: u32) {
         if let Some(g) = self.disk.unsynced.take() {
             let failed = self.writer_shared.failed.load(Ordering::Acquire)
-                || self.rng.gen_range(0..1_000_000) < opts.sync_fail_ppm;
+                || self.rng.gen_range(0..1_000_000) < sync_fail_ppm;
             if failed {
                 if !self.writer_shared.failed.swap(true, Ordering::AcqRel) {
                     self.report.sync_failures += 1;
@@ -704,13 +705,12 @@ impl Sim {
         }
         // Written entries are visible to reads before they are durable, as in sled.
         if let Ok(mut codes) = self.codes.0.lock() {
-            for (k, _) in &group.side {
-                if k.first() == Some(&b'i') && k.len() == 17 {
-                    let mut h = [0u8; 16];
-                    h.copy_from_slice(&k[1..]);
-                    codes.insert(h);
-                }
-            }
+            codes.extend(
+                group
+                    .side
+                    .iter()
+                    .filter_map(|(k, _)| crate::index_key_hash(k)),
+            );
         }
         if let Some(t) = ticket {
             self.writer_shared
@@ -732,14 +732,10 @@ impl Sim {
         if !self.quiescent() || self.writer_shared.failed.load(Ordering::Acquire) {
             return Ok(());
         }
-        for _ in 0..3 {
-            self.writer_step(&SimOptions {
-                sync_fail_ppm: 0,
-                ..SimOptions::default()
-            });
-        }
-        if self.disk.unsynced.is_some() || !self.writer_q.is_empty() {
-            return Ok(());
+        // Everything handed to the writer becomes durable first: sync what is written, write
+        // what is queued, sync that (shards are quiescent, so nothing new arrives meanwhile).
+        while self.disk.unsynced.is_some() || !self.writer_q.is_empty() {
+            self.writer_step(0);
         }
         let parts = self.nodes.iter().map(|n| n.core.snapshot()).collect();
         let through = self.disk.next_seq;
@@ -820,11 +816,7 @@ impl Sim {
     }
 
     /// Runs the shards, the bus and the writer until nothing is left to do (no new requests).
-    fn drain(&mut self, opts: &SimOptions) -> Result<(), String> {
-        let calm = SimOptions {
-            sync_fail_ppm: 0,
-            ..opts.clone()
-        };
+    fn drain(&mut self) -> Result<(), String> {
         if self.crash_pending {
             self.crash_and_recover()?;
         }
@@ -838,7 +830,7 @@ impl Sim {
             }
             self.shard_pass();
             self.deliver();
-            self.writer_step(&calm);
+            self.writer_step(0);
             self.collect_replies()?;
         }
         Err("the engine did not settle: messages keep flowing with no new requests".into())
@@ -933,13 +925,12 @@ impl Sim {
         // The code index the shards read is what reached the disk.
         if let Ok(mut codes) = self.codes.0.lock() {
             codes.clear();
-            for k in self.disk.side.keys() {
-                if k.first() == Some(&b'i') && k.len() == 17 {
-                    let mut h = [0u8; 16];
-                    h.copy_from_slice(&k[1..]);
-                    codes.insert(h);
-                }
-            }
+            codes.extend(
+                self.disk
+                    .side
+                    .keys()
+                    .filter_map(|k| crate::index_key_hash(k)),
+            );
         }
         Ok((states, frames))
     }

@@ -371,11 +371,7 @@ impl Wal {
 
     /// Reads a metadata value.
     pub fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, WalError> {
-        Ok(self
-            .db
-            .get(meta_key(name))
-            .map_err(storage("meta get"))?
-            .map(|v| v.to_vec()))
+        self.reader().meta(name)
     }
 
     /// Writes a metadata value durably.

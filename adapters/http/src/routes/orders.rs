@@ -276,8 +276,15 @@ pub async fn order_view(
     sold: Vec<Card>,
 ) -> Result<OrderView, ApiError> {
     let settled = settle(state, order_id, wallet, outcome, false, sold).await?;
-    let mut done = reveal_all(state, vec![settled]).await?;
-    done.pop().map(|s| s.view).ok_or(ApiError::Unavailable)
+    Ok(reveal_one(state, settled).await?.view)
+}
+
+/// [`reveal_all`] for one order.
+async fn reveal_one(state: &AppState, settled: Settled) -> Result<Settled, ApiError> {
+    reveal_all(state, vec![settled])
+        .await?
+        .pop()
+        .ok_or(ApiError::Unavailable)
 }
 
 /// The engine's answer to one order as the client sees it: the outcome, whether it is a replay
@@ -318,8 +325,7 @@ async fn place(
     let answer = state.submit(Command::PlaceOrder(Box::new(req))).await;
     let (outcome, replayed, cards) = order_answer(&o.order_id, answer)?;
     let settled = settle(state, &o.order_id, &o.wallet_id, &outcome, replayed, cards).await?;
-    let mut done = reveal_all(state, vec![settled]).await?;
-    let s = done.pop().ok_or(ApiError::Unavailable)?;
+    let s = reveal_one(state, settled).await?;
     Ok((s.view, s.replayed))
 }
 
