@@ -379,3 +379,63 @@ async fn a_bulk_order_gets_one_delivery_event_per_card() {
         .all(|(i, d)| d.payload["batch_index"] == i && d.payload["batch_count"] == CARDS));
     adapter.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_results_not_stored_a_subscriber_gets_each_result_on_core_nats() {
+    use futures::StreamExt;
+    let (store, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let nats = NatsServer::start(store.path());
+    let engine = open_engine(data.path(), 4096);
+    load(&engine, 8);
+    let js = client(&nats).await;
+    let mut results = js
+        .client()
+        .subscribe("giftcard.results.checkout-1")
+        .await
+        .unwrap();
+    let mut cfg = queue_config(&nats.url());
+    cfg.store_results = false;
+    let adapter = giftcard_queue::QueueAdapter::start(cfg, engine.clone()).unwrap();
+    wait_streams(&js).await;
+
+    let order = order_json("o-1", "w-0", "sku-0", 2, "none");
+    assert!(publish(&js, CLIENT, "checkout-1.o-1", order.clone()).await);
+    let got = tokio::time::timeout(WAIT, results.next())
+        .await
+        .expect("a result in time")
+        .unwrap();
+    let r: serde_json::Value = serde_json::from_slice(&got.payload).unwrap();
+    assert_eq!(
+        (&r["status"], &r["order_id"], &r["card_count"]),
+        (&"completed".into(), &"o-1".into(), &2.into())
+    );
+    assert!(
+        js.get_stream("GIFTCARD_RESULTS").await.is_err(),
+        "no results stream is created when results are not stored"
+    );
+    // The stored record of the outcome is the order event.
+    let events = wait_for(
+        &js,
+        "GIFTCARD_EVENTS",
+        "giftcard.order.completed",
+        WAIT,
+        |e| !e.is_empty(),
+    )
+    .await;
+    assert_eq!(events[0].payload["order_id"], "o-1");
+
+    // The same order sent again under a new message id is answered again, as a replay, and
+    // sells nothing more.
+    assert!(publish(&js, CLIENT, "checkout-1.o-1-again", order).await);
+    let got = tokio::time::timeout(WAIT, results.next())
+        .await
+        .expect("a replayed result in time")
+        .unwrap();
+    let r: serde_json::Value = serde_json::from_slice(&got.payload).unwrap();
+    assert_eq!(
+        (&r["status"], &r["replayed"]),
+        (&"completed".into(), &true.into())
+    );
+    assert_eq!(stock(&engine, "sku-0"), 6);
+    adapter.stop();
+}

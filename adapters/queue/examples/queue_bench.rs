@@ -2,8 +2,11 @@
 //!
 //! - `bare`: publish N order messages to a stream (pipelined, each with `Nats-Msg-Id`), consume
 //!   them with a durable pull consumer and double-ack each: JetStream alone, no engine.
+//! - `bare + 1 write`, `bare + 2 writes`: the same, each message also storing one or two messages
+//!   (PubAck awaited) before its ack: the JetStream writes of the engine path without the engine.
 //! - `engine`: publish the same N orders to `GIFTCARD_ORDERS`; the adapter consumes them, places
-//!   each in the engine (durable, fsynced), stores its result on `giftcard.results.{client}`
+//!   each in the engine (durable, fsynced), publishes its result on `giftcard.results.{client}`
+//!   (stored in `GIFTCARD_RESULTS`, or on core NATS with `store_results = false`; both are run)
 //!   and double-acks; the outbox publishes the order events meanwhile. Timed until N results.
 //!
 //! Both use the same nats-server (spawned here with its own store) and the same client
@@ -147,7 +150,15 @@ async fn results(js: &Context) -> u64 {
     }
 }
 
-async fn with_engine(js: &Context, url: &str, n: usize, channel: &str) -> Duration {
+/// The engine path; `store_results` as in the adapter's configuration (stored in
+/// `GIFTCARD_RESULTS`, or on core NATS). Timed until N results are stored or received.
+async fn with_engine(
+    js: &Context,
+    url: &str,
+    n: usize,
+    channel: &str,
+    store_results: bool,
+) -> Duration {
     let data = tempfile::tempdir().expect("tempdir");
     let mut cfg = EngineConfig::new(data.path(), 2);
     cfg.outbox = true;
@@ -164,8 +175,15 @@ async fn with_engine(js: &Context, url: &str, n: usize, channel: &str) -> Durati
         hot_codes_per_sku: 0,
     };
     scenario::load(&engine, &ds).expect("data set");
-    let adapter = QueueAdapter::start(QueueConfig::new(url), engine.clone()).expect("adapter");
-    while js.get_stream("GIFTCARD_RESULTS").await.is_err() {
+    let mut subscriber = js
+        .client()
+        .subscribe("giftcard.results.checkout-1")
+        .await
+        .expect("subscribe");
+    let mut qcfg = QueueConfig::new(url);
+    qcfg.store_results = store_results;
+    let adapter = QueueAdapter::start(qcfg, engine.clone()).expect("adapter");
+    while js.get_stream("GIFTCARD_EVENTS").await.is_err() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let started = Instant::now();
@@ -176,8 +194,14 @@ async fn with_engine(js: &Context, url: &str, n: usize, channel: &str) -> Durati
             async move { publish_all(&js, "giftcard.orders.checkout-1", n, &channel).await },
         )
     };
-    while results(js).await < n as u64 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    if store_results {
+        while results(js).await < n as u64 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    } else {
+        for _ in 0..n {
+            subscriber.next().await.expect("result");
+        }
     }
     let elapsed = started.elapsed();
     publisher.await.expect("publisher");
@@ -204,28 +228,50 @@ async fn main() {
     let js = jetstream::new(async_nats::connect(nats.url()).await.expect("connect"));
     let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(3).max(1);
     let rate = |t: Duration| n as f64 / t.as_secs_f64();
-    let (mut bares, mut equivalents, mut engines) = (Vec::new(), Vec::new(), Vec::new());
+    // Per round: bare, bare + 1 write, bare + 2 writes, engine (results stored), engine (core).
+    let mut runs: [Vec<f64>; 5] = Default::default();
     println!("orders: {n}, delivery channel: {channel}, rounds: {rounds}");
     for round in 0..rounds {
-        let b = rate(bare(&js, n, &channel, 0).await);
-        let q = rate(bare(&js, n, &channel, 2).await);
-        let e = rate(with_engine(&js, &nats.url(), n, &channel).await);
+        let r = [
+            rate(bare(&js, n, &channel, 0).await),
+            rate(bare(&js, n, &channel, 1).await),
+            rate(bare(&js, n, &channel, 2).await),
+            rate(with_engine(&js, &nats.url(), n, &channel, true).await),
+            rate(with_engine(&js, &nats.url(), n, &channel, false).await),
+        ];
         println!(
-            "round {round}: bare {b:>8.0} msgs/s, bare+2 writes {q:>8.0} msgs/s, engine {e:>8.0} orders/s, engine/bare {:.0}%, engine/bare+2 {:.0}%",
-            100.0 * e / b,
-            100.0 * e / q
+            "round {round}: bare {:>6.0}/s, +1 write {:>6.0}/s, +2 writes {:>6.0}/s | engine, results stored {:>6.0}/s ({:.0}% of bare), results on core NATS {:>6.0}/s ({:.0}%)",
+            r[0], r[1], r[2], r[3], 100.0 * r[3] / r[0], r[4], 100.0 * r[4] / r[0]
         );
-        bares.push(b);
-        equivalents.push(q);
-        engines.push(e);
+        for (v, x) in runs.iter_mut().zip(r) {
+            v.push(x);
+        }
     }
-    let (b, q, e) = (median(bares), median(equivalents), median(engines));
-    println!("median bare JetStream publish -> consume -> double ack:        {b:>8.0} msgs/s");
-    println!("median bare + result and event stored per message (no engine): {q:>8.0} msgs/s");
-    println!("median engine path publish -> engine -> result -> ack:          {e:>8.0} orders/s");
+    let m: Vec<f64> = runs.into_iter().map(median).collect();
+    let pct = |x: f64| 100.0 * x / m[0];
+    println!("medians over {rounds} rounds:");
     println!(
-        "ratio of medians engine/bare: {:.0}%, engine/(bare + 2 writes): {:.0}%",
-        100.0 * e / b,
-        100.0 * e / q
+        "  bare JetStream publish -> consume -> double ack:  {:>8.0} msgs/s",
+        m[0]
+    );
+    println!(
+        "  bare + one stored write per message (no engine):  {:>8.0} msgs/s ({:.0}% of bare)",
+        m[1],
+        pct(m[1])
+    );
+    println!(
+        "  bare + two stored writes per message (no engine): {:>8.0} msgs/s ({:.0}% of bare)",
+        m[2],
+        pct(m[2])
+    );
+    println!(
+        "  engine path, results stored (default):            {:>8.0} orders/s ({:.0}% of bare)",
+        m[3],
+        pct(m[3])
+    );
+    println!(
+        "  engine path, results on core NATS:                {:>8.0} orders/s ({:.0}% of bare)",
+        m[4],
+        pct(m[4])
     );
 }

@@ -70,6 +70,12 @@ pub struct QueueConfig {
     /// Journal frames the outbox reads and publishes per pass.
     #[serde(default = "defaults::outbox_frames_max")]
     pub outbox_frames_max: usize,
+    /// Keep order results in the `GIFTCARD_RESULTS` stream (a client that was away reads them
+    /// later) and await the broker's ack of each before acking its order. False: results go out
+    /// on core NATS, to subscribers only; the stored record of an outcome is then the
+    /// `giftcard.order.{completed|rejected}` event and `GET /v1/orders/{id}`.
+    #[serde(default = "defaults::store_results")]
+    pub store_results: bool,
 }
 
 mod defaults {
@@ -115,6 +121,9 @@ mod defaults {
     pub fn outbox_frames_max() -> usize {
         64
     }
+    pub fn store_results() -> bool {
+        true
+    }
 }
 
 impl QueueConfig {
@@ -143,6 +152,7 @@ impl QueueConfig {
             delivery_retries_pending_max: defaults::delivery_retries_pending_max(),
             low_stock_threshold: defaults::low_stock_threshold(),
             outbox_frames_max: defaults::outbox_frames_max(),
+            store_results: defaults::store_results(),
         }
     }
 

@@ -1,7 +1,8 @@
 //! The queue adapter on NATS JetStream. Orders come in on `GIFTCARD_ORDERS`
 //! (`giftcard.orders.{client}`) through a durable pull consumer, take the same engine path as
 //! `POST /v1/orders`, and are acked only after their outcome is durable and their result is
-//! stored on `giftcard.results.{client}`. Events go out on `GIFTCARD_EVENTS` from the journal
+//! published on `giftcard.results.{client}` (stored in `GIFTCARD_RESULTS` by default; on core
+//! NATS with `store_results = false`). Events go out on `GIFTCARD_EVENTS` from the journal
 //! (the outbox), with stable ids as `Nats-Msg-Id`, in order per shard, at least once.
 //!
 //! In production the subject names the client: NATS accounts and subject permissions must let

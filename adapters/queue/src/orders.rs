@@ -1,7 +1,7 @@
 //! Orders in: a durable pull consumer on `GIFTCARD_ORDERS`. Each message's order goes through the
 //! same validation and engine command as `POST /v1/orders` (same fingerprint, so the same order
 //! id and body over HTTP and NATS is one order). A message is acked only after the engine's
-//! durable reply and the stored result; a redelivery or duplicate replays the recorded outcome
+//! durable reply and its result (stored in `GIFTCARD_RESULTS` unless `store_results` is off); a redelivery or duplicate replays the recorded outcome
 //! and changes nothing. Poison messages get an `invalid` result and are terminated.
 //!
 //! Backpressure: at most `orders_inflight_max` messages are taken and unacked; past that the
@@ -33,7 +33,7 @@ const OVERLOAD_PAUSE: Duration = Duration::from_millis(200);
 
 /// What to do with a message once handled.
 enum Settle {
-    /// Result stored: ack (the outcome is durable).
+    /// Result published (stored, when results are stored): ack (the outcome is durable).
     Ack,
     /// The message itself is wrong: terminate it, never redeliver.
     Term,
@@ -82,8 +82,9 @@ pub async fn run(js: Context, engine: Arc<Engine>, cfg: Arc<QueueConfig>, stop: 
                 Ok(Some(Ok(m))) => m,
             };
             let (js, engine, paused) = (js.clone(), engine.clone(), paused_until.clone());
+            let store = cfg.store_results;
             tokio::spawn(async move {
-                handle(&js, &engine, &msg, &paused).await;
+                handle(&js, &engine, store, &msg, &paused).await;
                 drop(permit);
             });
         }
@@ -125,7 +126,13 @@ async fn subscribe(js: &Context, cfg: &QueueConfig) -> Result<pull::Stream, Stri
         .map_err(|e| e.to_string())
 }
 
-async fn handle(js: &Context, engine: &Engine, msg: &Message, paused_until: &AtomicU64) {
+async fn handle(
+    js: &Context,
+    engine: &Engine,
+    store: bool,
+    msg: &Message,
+    paused_until: &AtomicU64,
+) {
     let seq = msg.info().map(|i| i.stream_sequence).unwrap_or(0);
     let settle = match decide(engine, msg, seq).await {
         Err(EngineError::Overloaded) => {
@@ -138,21 +145,23 @@ async fn handle(js: &Context, engine: &Engine, msg: &Message, paused_until: &Ato
             Settle::Retry
         }
         Err(_) => Settle::Retry,
-        Ok((client, result, id, term)) => match publish_result(js, &client, &result, &id).await {
-            Ok(()) => {
-                metrics::counter!("giftcard_queue_orders_total", "outcome" => result.status.clone())
+        Ok((client, result, id, term)) => {
+            match publish_result(js, store, &client, &result, &id).await {
+                Ok(()) => {
+                    metrics::counter!("giftcard_queue_orders_total", "outcome" => result.status.clone())
                     .increment(1);
-                if term {
-                    Settle::Term
-                } else {
-                    Settle::Ack
+                    if term {
+                        Settle::Term
+                    } else {
+                        Settle::Ack
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot publish an order result; the order is redelivered");
+                    Settle::Retry
                 }
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot store an order result; the order is redelivered");
-                Settle::Retry
-            }
-        },
+        }
     };
     let acked = match settle {
         Settle::Ack => msg.double_ack().await,
@@ -280,13 +289,24 @@ async fn decide(
     }
 }
 
+/// Publishes an order's result: stored in `GIFTCARD_RESULTS` (the broker's ack awaited), or on
+/// core NATS when results are not stored. A core publish is sent on the same connection before
+/// the order's ack, so a subscribed client sees the result before the broker forgets the order.
 async fn publish_result(
     js: &Context,
+    store: bool,
     client: &str,
     result: &OrderResult,
     id: &str,
 ) -> Result<(), String> {
     let payload = serde_json::to_vec(result).map_err(|e| e.to_string())?;
+    if !store {
+        return js
+            .client()
+            .publish(format!("giftcard.results.{client}"), payload.into())
+            .await
+            .map_err(|e| e.to_string());
+    }
     let ack = js
         .send_publish(
             format!("giftcard.results.{client}"),

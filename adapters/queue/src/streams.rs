@@ -35,7 +35,7 @@ pub fn retention(name: &str) -> Result<RetentionPolicy, QueueError> {
     }
 }
 
-/// Creates the three streams if they are missing.
+/// Creates the streams if they are missing (`GIFTCARD_RESULTS` only when results are stored).
 pub async fn ensure(js: &Context, cfg: &QueueConfig) -> Result<(), QueueError> {
     let retention = retention(&cfg.stream_retention)?;
     let make = |name: &str, subjects: Vec<String>| Config {
@@ -47,14 +47,16 @@ pub async fn ensure(js: &Context, cfg: &QueueConfig) -> Result<(), QueueError> {
         duplicate_window: Duration::from_secs(cfg.duplicate_window_s.max(1)),
         ..Default::default()
     };
-    let all = [
+    let mut all = vec![
         make(ORDERS_STREAM, vec![ORDERS_SUBJECTS.into()]),
-        make(RESULTS_STREAM, vec![RESULTS_SUBJECTS.into()]),
         make(
             EVENTS_STREAM,
             EVENTS_SUBJECTS.iter().map(|s| (*s).to_owned()).collect(),
         ),
     ];
+    if cfg.store_results {
+        all.push(make(RESULTS_STREAM, vec![RESULTS_SUBJECTS.into()]));
+    }
     for stream in all {
         js.get_or_create_stream(stream)
             .await
