@@ -167,3 +167,66 @@ fn issued_cards_redeem_partially_and_reverse() {
     let report = check_invariants(&engine);
     assert!(report.ok(), "{:?}", report.violations);
 }
+
+#[test]
+fn a_settlement_period_closes_once_across_checkpoints_and_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let close = |engine: &giftcard_shard::Engine, period: &str| {
+        engine
+            .call(Command::CloseSettlement {
+                period_id: RequestId::new(period),
+            })
+            .unwrap()
+    };
+    // The shards' answers arrive in any order.
+    let sorted = |mut evs: Vec<Event>| {
+        evs.sort_by_key(|e| format!("{e:?}"));
+        evs
+    };
+    // Cards and orders owed per supplier, summed over the shards' close events.
+    let owed = |evs: &[Event]| -> (u64, usize) {
+        evs.iter()
+            .filter_map(|e| match e {
+                Event::SettlementClosed { dues, .. } => Some(dues),
+                _ => None,
+            })
+            .flatten()
+            .fold((0, 0), |(c, o), (_, d)| (c + d.cards, o + d.orders.len()))
+    };
+    let engine = open(dir.path(), 3);
+    engine
+        .call(Command::DefineSku(sku(0, SkuKind::SupplierCode, 2500)))
+        .unwrap();
+    let codes: Vec<String> = (0..10).map(|i| format!("SETTLE-{i:04}")).collect();
+    engine.upload(SkuId::new("sku-0"), None, &codes).unwrap();
+    for w in 0..4 {
+        funded_wallet(&engine, &format!("w{w}"), 100_000);
+        place(&engine, &format!("o{w}"), &format!("w{w}"), "sku-0", 1).unwrap();
+    }
+    let Outcome::Applied(first) = close(&engine, "p-1") else {
+        panic!("a first close applies")
+    };
+    assert_eq!(owed(&first), (4, 4));
+    let Outcome::Answered(again) = close(&engine, "p-1") else {
+        panic!("a repeated close answers")
+    };
+    let first = sorted(first);
+    assert_eq!(sorted(again), first, "the same period closes once");
+    engine.checkpoint().unwrap();
+    place(&engine, "o-late", "w0", "sku-0", 2).unwrap();
+    engine.shutdown();
+    drop(engine);
+
+    // After a restart from the snapshot plus the journal: the closed period still answers what
+    // it closed, and the next period holds only the later sale.
+    let engine = open(dir.path(), 3);
+    let Outcome::Answered(after_restart) = close(&engine, "p-1") else {
+        panic!("a closed period stays closed after a restart")
+    };
+    assert_eq!(sorted(after_restart), first);
+    let Outcome::Applied(second) = close(&engine, "p-2") else {
+        panic!("a new period applies")
+    };
+    assert_eq!(owed(&second), (2, 1));
+    check_invariants(&engine);
+}

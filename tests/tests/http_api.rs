@@ -57,10 +57,21 @@ fn catalog_wallet_deposit_order_flow_with_replays() {
     .problem(409, "duplicate_codes");
     assert_eq!(api.stock("gc-25"), (5, 0));
 
-    api.post(
+    let created = api.post(
         "/v1/wallets",
         CHECKOUT,
         &json!({"wallet_id": "w1", "kyc_verified": true}),
+    );
+    assert_eq!((created.status, created.replayed), (201, false));
+    // A retried creation replays; the same id with another body, or by another client, conflicts.
+    let again = api.post(
+        "/v1/wallets",
+        CHECKOUT,
+        &json!({"wallet_id": "w1", "kyc_verified": true}),
+    );
+    assert_eq!(
+        (again.status, &again.body, again.replayed),
+        (201, &created.body, true)
     );
     api.post("/v1/wallets", CHECKOUT, &json!({"wallet_id": "w1"}))
         .problem(409, "wallet_exists");
@@ -180,7 +191,10 @@ fn cross_tenant_attempts_are_refused_and_change_nothing() {
         201
     );
 
-    // Checkout-2 cannot read, fund, list or spend checkout-1's wallet, nor read its order.
+    // Checkout-2 cannot read, fund, list or spend checkout-1's wallet, nor read its order, nor
+    // take over its id by "creating" it with the same body.
+    api.post("/v1/wallets", CHECKOUT2, &json!({ "wallet_id": "mine" }))
+        .problem(409, "wallet_exists");
     api.get("/v1/wallets/mine", Some(CHECKOUT2))
         .problem(404, "wallet_not_found");
     api.get("/v1/wallets/mine/transactions", Some(CHECKOUT2))
@@ -745,6 +759,37 @@ fn admin_fx_patch_freeze_batch_stats_and_settlement() {
             .as_array()
             .map_or(0, Vec::len),
         2
+    );
+    // Closing the same period again (an admin's retry) answers what it closed and closes nothing
+    // new; the next period holds only what was sold after.
+    let close = |period: &str| {
+        api.post(
+            "/v1/admin/settlements",
+            ADMIN,
+            &json!({ "period_id": period }),
+        )
+    };
+    let again = close("2026-11");
+    assert_eq!(
+        (again.status, &again.body, again.replayed),
+        (201, &s.body, true)
+    );
+    api.wallet(CHECKOUT, "w2", 100_000);
+    assert_eq!(
+        api.order(CHECKOUT, "o-after", "w2", "gc-eur", 1).status,
+        201
+    );
+    let next = close("2026-12");
+    assert_eq!(next.status, 201, "{next:?}");
+    assert_eq!(next.body["suppliers"][0]["cards"], 1);
+    assert_eq!(
+        next.body["suppliers"][0]["orders"][0]["order_id"],
+        "o-after"
+    );
+    let again = close("2026-11");
+    assert_eq!(
+        (again.status, &again.body, again.replayed),
+        (201, &s.body, true)
     );
     api.reconciled();
 }

@@ -252,6 +252,8 @@ pub enum Decision {
     Events(Vec<Event>),
     /// Refused without a trace: nothing changes, nothing is recorded.
     Reject(Rejection),
+    /// Done before: answer with the events that did it; nothing is journaled again.
+    Answered(Vec<Event>),
     /// The order key was answered before: the original outcome.
     Replay(OrderOutcome),
     /// The order belongs to the wallet's shard; journal `claim` (if any) here, then forward.
@@ -302,6 +304,10 @@ pub struct ShardState {
     pub unsettled: BTreeMap<SupplierId, SupplierDue>,
     /// Time of the last applied event that carries one (the shard's clock for history).
     pub last_at: UnixMillis,
+    /// Settlement periods closed on this shard, with what each closed: a repeated close of the
+    /// same period answers this again and changes nothing. Must stay the last serialized field
+    /// (snapshots of state format 1 end before it; recovery appends an empty map to read them).
+    pub settlements: BTreeMap<RequestId, Vec<(SupplierId, SupplierDue)>>,
     /// Unit prices of fixed-denomination SKUs, derived from the catalog when a SKU is defined
     /// (decimal pricing is a visible share of an order's cost). Not serialized: rebuilt by
     /// `rebuild_derived` after a snapshot is loaded; `price` recomputes on a miss.
@@ -341,6 +347,7 @@ impl ShardState {
             ledger: HashMap::default(),
             unsettled: BTreeMap::new(),
             last_at: UnixMillis(0),
+            settlements: BTreeMap::new(),
             fixed_prices: HashMap::default(),
         }
     }
@@ -385,8 +392,14 @@ impl ShardState {
                 wallet,
                 kyc_verified,
             } => {
-                if self.wallets.contains_key(wallet) {
-                    return Decision::Reject(Rejection::WalletExists);
+                if let Some(w) = self.wallets.get(wallet) {
+                    // A retry of the same creation by its owner is answered again; anything
+                    // else with a taken id is a conflict.
+                    return if w.owner == caller.client && w.kyc_verified == *kyc_verified {
+                        Decision::Answered(vec![])
+                    } else {
+                        Decision::Reject(Rejection::WalletExists)
+                    };
                 }
                 Decision::Events(vec![Event::WalletCreated {
                     wallet: wallet.clone(),
@@ -453,6 +466,12 @@ impl ShardState {
                 attempts_max,
             } => self.decide_delivery(*card, *delivered, *attempts_max),
             Command::CloseSettlement { period_id } => {
+                if let Some(dues) = self.settlements.get(period_id) {
+                    return Decision::Answered(vec![Event::SettlementClosed {
+                        period_id: period_id.clone(),
+                        dues: dues.clone(),
+                    }]);
+                }
                 Decision::Events(vec![Event::SettlementClosed {
                     period_id: period_id.clone(),
                     dues: self
@@ -1097,7 +1116,8 @@ impl ShardState {
                     (false, false) => Delivery::Pending { failures: *attempt },
                 };
             }
-            Event::SettlementClosed { dues, .. } => {
+            Event::SettlementClosed { period_id, dues } => {
+                self.settlements.insert(period_id.clone(), dues.clone());
                 for (supplier, due) in dues {
                     let open = self.unsettled.entry(supplier.clone()).or_default();
                     open.cards -= due.cards;

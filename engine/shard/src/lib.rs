@@ -51,6 +51,9 @@ pub enum EngineError {
 pub enum Outcome {
     /// The command's events (empty for an idempotent replay of a deposit or redemption).
     Applied(Vec<Event>),
+    /// A repeated command (a settlement close of a period already closed): the events it was
+    /// applied with the first time. Nothing changed.
+    Answered(Vec<Event>),
     /// `cards` holds the sold cards for a fresh completion (so the caller needs no second read),
     /// and is empty for replays and rejections.
     Order {
@@ -871,15 +874,26 @@ pub(crate) fn pick_found(replies: Vec<Reply>) -> Reply {
     fallback.unwrap_or(Err(EngineError::Storage))
 }
 
+/// The events of every shard; `Answered` only when every shard had done it before (a close that
+/// a crash cut short is finished by its retry, and that is a change).
 fn concat_events(replies: Vec<Reply>) -> Reply {
     let mut all = Vec::new();
+    let mut changed = false;
     for r in replies {
         match r? {
-            Outcome::Applied(mut evs) => all.append(&mut evs),
+            Outcome::Applied(mut evs) => {
+                changed = true;
+                all.append(&mut evs);
+            }
+            Outcome::Answered(mut evs) => all.append(&mut evs),
             _ => return Err(EngineError::Storage),
         }
     }
-    Ok(Outcome::Applied(all))
+    Ok(if changed {
+        Outcome::Applied(all)
+    } else {
+        Outcome::Answered(all)
+    })
 }
 
 fn merge_card_lists(replies: Vec<Reply>) -> Reply {

@@ -15,19 +15,48 @@ use std::time::Instant;
 
 const SHARD_COUNT_META: &str = "shard_count";
 
+/// Opens a snapshot body of state format 2 or later, followed by the format byte. No format-1
+/// body starts with these bytes: it begins with the shard count as a little-endian u64.
+const STATE_MAGIC: &[u8; 7] = b"GCSTATE";
+
+/// The encoding of [`ShardState`] written today. Format 1 lacked `settlements` (the closed
+/// settlement periods, appended as the last serialized field in format 2).
+pub const STATE_FORMAT: u8 = 2;
+
 /// Encodes the per-shard snapshots as one snapshot body.
 pub fn encode_snapshot(parts: Vec<Vec<u8>>) -> Vec<u8> {
-    bincode::serialize(&parts).unwrap_or_default()
+    let mut body = STATE_MAGIC.to_vec();
+    body.push(STATE_FORMAT);
+    // Serializing a list of byte strings into a Vec cannot fail.
+    let _ = bincode::serialize_into(&mut body, &parts);
+    body
 }
 
-/// Decodes a snapshot body into the shards' states.
+/// Decodes a snapshot body into the shards' states, of the format written today or format 1.
 pub fn decode_snapshot(bytes: &[u8]) -> Result<Vec<ShardState>, OpenError> {
+    let (format, body) = match bytes.strip_prefix(STATE_MAGIC.as_slice()) {
+        Some(rest) => match rest.split_first() {
+            Some((&f, body)) => (f, body),
+            None => return Err(OpenError::Decode("snapshot: no state format".into())),
+        },
+        None => (1, bytes),
+    };
+    if format == 0 || format > STATE_FORMAT {
+        return Err(OpenError::Decode(format!(
+            "snapshot state format {format}; this build reads 1 to {STATE_FORMAT}"
+        )));
+    }
     let parts: Vec<Vec<u8>> =
-        bincode::deserialize(bytes).map_err(|e| OpenError::Decode(format!("snapshot: {e}")))?;
+        bincode::deserialize(body).map_err(|e| OpenError::Decode(format!("snapshot: {e}")))?;
     parts
-        .iter()
-        .map(|p| {
-            let mut st: ShardState = bincode::deserialize(p)
+        .into_iter()
+        .map(|mut p| {
+            if format == 1 {
+                // Format 1 ends before `settlements`: add the encoding of an empty map (a u64
+                // length of 0), which is what a format-1 shard had closed on record.
+                p.extend_from_slice(&0u64.to_le_bytes());
+            }
+            let mut st: ShardState = bincode::deserialize(&p)
                 .map_err(|e| OpenError::Decode(format!("snapshot shard: {e}")))?;
             st.rebuild_derived();
             Ok(st)
@@ -234,4 +263,55 @@ pub fn settle(
         frames.push(frame.finish());
     }
     frames
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use giftcard_core::event::SupplierDue;
+
+    #[test]
+    fn a_format_1_snapshot_reads_as_a_state_with_no_closed_periods() {
+        let mut a = ShardState::new(ShardId(0), 2);
+        a.last_at = UnixMillis(7);
+        a.unsettled.insert(
+            SupplierId::new("s-1"),
+            SupplierDue {
+                cards: 3,
+                owed: vec![],
+                orders: vec![],
+            },
+        );
+        let b = ShardState::new(ShardId(1), 2);
+        // Format 1: the list of shard states without the header, each ending before
+        // `settlements` (its empty map is the last 8 bytes of today's encoding).
+        let v1 = |st: &ShardState| {
+            let mut bytes = bincode::serialize(st).unwrap();
+            assert_eq!(bytes.split_off(bytes.len() - 8), 0u64.to_le_bytes());
+            bytes
+        };
+        let body = bincode::serialize(&vec![v1(&a), v1(&b)]).unwrap();
+        let states = decode_snapshot(&body).unwrap();
+        assert_eq!(states, vec![a.clone(), b.clone()]);
+
+        // Today's format round-trips, closed periods included.
+        a.settlements.insert(
+            RequestId::new("2026-11"),
+            vec![(SupplierId::new("s-1"), SupplierDue::default())],
+        );
+        let parts = vec![
+            bincode::serialize(&a).unwrap(),
+            bincode::serialize(&b).unwrap(),
+        ];
+        assert_eq!(
+            decode_snapshot(&encode_snapshot(parts)).unwrap(),
+            vec![a, b]
+        );
+
+        // A format from a newer build is refused by name, not misread.
+        let mut newer = encode_snapshot(vec![]);
+        newer[STATE_MAGIC.len()] = STATE_FORMAT + 1;
+        let err = decode_snapshot(&newer).unwrap_err().to_string();
+        assert!(err.contains("state format 3"), "{err}");
+    }
 }

@@ -358,6 +358,8 @@ impl ShardCore {
                         self.commit(pass, evs.clone());
                         Ok(Outcome::Applied(evs))
                     }
+                    // Released with this pass's group, so never before the original is durable.
+                    Decision::Answered(evs) => Ok(Outcome::Answered(evs)),
                     Decision::Reject(r) => Err(EngineError::Rejected(r)),
                     other => unreachable_decision(other),
                 };
@@ -505,6 +507,7 @@ impl ShardCore {
                 self.ask_next_peer(pass, &mut saga, missing);
                 self.settle_or_keep(pass, saga);
             }
+            other @ Decision::Answered(_) => Self::reply(pass, to, unreachable_decision(other)),
         }
     }
 

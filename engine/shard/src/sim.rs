@@ -1030,7 +1030,7 @@ impl Sim {
                 {
                     return Err(format!("acknowledged reversal of {r:?} is missing"));
                 }
-                (Req::CreateWallet(w), Outcome::Applied(_))
+                (Req::CreateWallet(w), Outcome::Applied(_) | Outcome::Answered(_))
                     if !states.iter().any(|s| s.wallets.contains_key(w)) =>
                 {
                     return Err(format!("acknowledged wallet {w:?} is missing"));

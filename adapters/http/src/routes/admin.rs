@@ -140,6 +140,7 @@ pub async fn stats(who: Principal, state: web::Data<AppState>) -> Result<HttpRes
 }
 
 /// Closes the settlement period on every shard and answers what each supplier is owed (admin).
+/// Idempotent by `period_id`: closing a period again replays what it closed.
 #[utoipa::path(post, path = "/v1/admin/settlements", tag = "admin", request_body = SettlementRequest, responses((status = 201, body = SettlementView)), security(("bearer" = [])))]
 pub async fn close_settlement(
     who: Principal,
@@ -149,13 +150,15 @@ pub async fn close_settlement(
     who.require(&[Role::Admin])?;
     let body = body.parse()?;
     let period = input::id("period_id", &body.period_id)?;
-    let Outcome::Applied(events) = state
+    let (events, replayed) = match state
         .submit(Command::CloseSettlement {
             period_id: RequestId::new(period),
         })
         .await?
-    else {
-        return Err(ApiError::Unavailable);
+    {
+        Outcome::Applied(events) => (events, false),
+        Outcome::Answered(events) => (events, true),
+        _ => return Err(ApiError::Unavailable),
     };
     let mut merged: BTreeMap<SupplierId, SupplierDue> = BTreeMap::new();
     for ev in events {
@@ -204,7 +207,7 @@ pub async fn close_settlement(
             period_id: period.into(),
             suppliers,
         },
-        false,
+        replayed,
     ))
 }
 

@@ -11,7 +11,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use giftcard_core::state::{TxKind, Wallet};
 use giftcard_core::{Command, Money, RequestId, WalletId};
-use giftcard_shard::{Query, QueryAnswer};
+use giftcard_shard::{Outcome, Query, QueryAnswer};
 use serde::Deserialize;
 
 const WALLET_ROLES: &[Role] = &[Role::Checkout, Role::Admin];
@@ -64,7 +64,8 @@ pub async fn create_wallet(
         wallet: WalletId::new(id),
         kyc_verified: body.kyc_verified,
     };
-    state.submit(cmd).await?;
+    // A retry of the same creation (same owner, same KYC flag) replays the original answer.
+    let replayed = matches!(state.submit(cmd).await?, Outcome::Answered(_));
     let view = WalletView {
         wallet_id: id.to_owned(),
         owner: who.client.clone(),
@@ -72,7 +73,7 @@ pub async fn create_wallet(
         kyc_verified: body.kyc_verified,
         balances: vec![],
     };
-    Ok(reply(StatusCode::CREATED, &view, false))
+    Ok(reply(StatusCode::CREATED, &view, replayed))
 }
 
 /// A wallet's balances per currency.
