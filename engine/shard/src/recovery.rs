@@ -286,12 +286,12 @@ mod tests {
         // Format 1: the list of shard states without the header, each ending before
         // `settlements` (its empty map is the last 8 bytes of today's encoding).
         let v1 = |st: &ShardState| {
-            let mut bytes = bincode::serialize(st).unwrap();
+            let mut bytes = bincode::serialize(st).expect("encodes");
             assert_eq!(bytes.split_off(bytes.len() - 8), 0u64.to_le_bytes());
             bytes
         };
-        let body = bincode::serialize(&vec![v1(&a), v1(&b)]).unwrap();
-        let states = decode_snapshot(&body).unwrap();
+        let body = bincode::serialize(&vec![v1(&a), v1(&b)]).expect("encodes");
+        let states = decode_snapshot(&body).expect("a format-1 body decodes");
         assert_eq!(states, vec![a.clone(), b.clone()]);
 
         // Today's format round-trips, closed periods included.
@@ -300,18 +300,20 @@ mod tests {
             vec![(SupplierId::new("s-1"), SupplierDue::default())],
         );
         let parts = vec![
-            bincode::serialize(&a).unwrap(),
-            bincode::serialize(&b).unwrap(),
+            bincode::serialize(&a).expect("encodes"),
+            bincode::serialize(&b).expect("encodes"),
         ];
         assert_eq!(
-            decode_snapshot(&encode_snapshot(parts)).unwrap(),
+            decode_snapshot(&encode_snapshot(parts)).expect("today's body decodes"),
             vec![a, b]
         );
 
         // A format from a newer build is refused by name, not misread.
         let mut newer = encode_snapshot(vec![]);
         newer[STATE_MAGIC.len()] = STATE_FORMAT + 1;
-        let err = decode_snapshot(&newer).unwrap_err().to_string();
+        let err = decode_snapshot(&newer)
+            .expect_err("a newer format is refused")
+            .to_string();
         assert!(err.contains("state format 3"), "{err}");
     }
 }
