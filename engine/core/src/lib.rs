@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod event;
 pub mod ledger;
 pub mod money;
+pub mod spread;
 pub mod state;
 
 pub use catalog::{Denomination, FxTable, Sku, SkuKind, SkuStatus};

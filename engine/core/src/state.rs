@@ -1,10 +1,12 @@
 //! One shard's state and its two functions: `decide` (pure, no mutation) and `apply` (the only
-//! mutation). Maps are `HashMap`s for lookups, but they are serialized with sorted keys, so a
-//! snapshot's bytes depend only on the events applied, never on hashing or insertion order.
+//! mutation). Maps are `HashMap`s (`SpreadMap`s for those that grow with traffic) for lookups,
+//! but they are serialized with sorted keys, so a snapshot's bytes depend only on the events
+//! applied, never on hashing or insertion order.
 
 use crate::catalog::{FxTable, Sku, SkuKind, SkuStatus, UnitPrice};
 use crate::event::*;
 use crate::ledger::{postings, Account};
+pub use crate::spread::SpreadMap;
 use crate::*;
 use serde::{Deserialize, Serialize, Serializer};
 use std::collections::BTreeMap;
@@ -279,22 +281,16 @@ pub struct ShardState {
     pub fx: FxTable,
     #[serde(serialize_with = "sorted")]
     pub wallets: HashMap<WalletId, Wallet>,
-    #[serde(serialize_with = "sorted")]
-    pub deposits: HashMap<(WalletId, RequestId), (Fingerprint, Money)>,
+    pub deposits: SpreadMap<(WalletId, RequestId), (Fingerprint, Money)>,
     #[serde(serialize_with = "sorted")]
     pub pools: HashMap<SkuId, Pool>,
-    #[serde(serialize_with = "sorted")]
-    pub cards: HashMap<CardId, Card>,
-    #[serde(serialize_with = "sorted")]
-    pub code_index: HashMap<CodeHash, CardId>,
-    #[serde(serialize_with = "sorted")]
-    pub orders: HashMap<OrderKey, OrderRecord>,
-    #[serde(serialize_with = "sorted")]
-    pub claims: HashMap<OrderKey, (Fingerprint, ShardId)>,
+    pub cards: SpreadMap<CardId, Card>,
+    pub code_index: SpreadMap<CodeHash, CardId>,
+    pub orders: SpreadMap<OrderKey, OrderRecord>,
+    pub claims: SpreadMap<OrderKey, (Fingerprint, ShardId)>,
     #[serde(serialize_with = "sorted")]
     pub holds: HashMap<OrderKey, Hold>,
-    #[serde(serialize_with = "sorted")]
-    pub redemptions: HashMap<(ClientId, RequestId), RedemptionRecord>,
+    pub redemptions: SpreadMap<(ClientId, RequestId), RedemptionRecord>,
     #[serde(serialize_with = "sorted")]
     pub sales: HashMap<SkuId, SkuSales>,
     /// Ledger accounts other than wallets and cards (those live on the wallet and card).
@@ -335,14 +331,14 @@ impl ShardState {
             skus: HashMap::default(),
             fx: FxTable::default(),
             wallets: HashMap::default(),
-            deposits: HashMap::default(),
+            deposits: SpreadMap::new(),
             pools: HashMap::default(),
-            cards: HashMap::default(),
-            code_index: HashMap::default(),
-            orders: HashMap::default(),
-            claims: HashMap::default(),
+            cards: SpreadMap::new(),
+            code_index: SpreadMap::new(),
+            orders: SpreadMap::new(),
+            claims: SpreadMap::new(),
             holds: HashMap::default(),
-            redemptions: HashMap::default(),
+            redemptions: SpreadMap::new(),
             sales: HashMap::default(),
             ledger: HashMap::default(),
             unsettled: BTreeMap::new(),
