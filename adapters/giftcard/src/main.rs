@@ -65,6 +65,12 @@ enum Cmd {
 }
 
 fn main() -> Result<()> {
+    // No transparent huge pages for this process. mimalloc asks for them on its arenas, and a
+    // fault on a fresh huge page zeroes 2 MiB (and may compact memory first) while a shard
+    // waits: open-loop p99 fell from 114-159 ms to 7-17 ms without them, at the same
+    // throughput and 13% less RSS (BENCHMARKS.md). Best effort: a kernel without the flag
+    // only loses that.
+    let _ = rustix::thread::disable_transparent_huge_pages(true);
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Serve { config } => serve::run(config::load(config.as_deref())?),
