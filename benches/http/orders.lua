@@ -1,6 +1,9 @@
--- wrk: single-card orders with unique ids per thread, wallets round-robin. BATCH=N (env) sends
--- N orders per request to /v1/orders/batch; unset, one order per request to /v1/orders.
+-- wrk: single-card orders with unique ids per run and thread, wallets round-robin. BATCH=N (env)
+-- sends N orders per request to /v1/orders/batch; unset, one order per request to /v1/orders.
+-- RUN (env) names the run: ids must not repeat across wrk runs on one server, or the later run
+-- measures idempotent replays instead of sales.
 local batch = tonumber(os.getenv("BATCH") or "0")
+local run = os.getenv("RUN") or tostring(os.time())
 local counter = 0
 local threads = {}
 function setup(thread)
@@ -15,8 +18,8 @@ end
 local function order()
   counter = counter + 1
   return string.format(
-    '{"order_id":"wrk-%d-%d","wallet_id":"bw-%d","items":[{"sku_id":"bench-25","quantity":1}],"region":"US","delivery":{"channel":"none"}}',
-    tid, counter, counter % 100)
+    '{"order_id":"wrk-%s-%d-%d","wallet_id":"bw-%d","items":[{"sku_id":"bench-25","quantity":1}],"region":"US","delivery":{"channel":"none"}}',
+    run, tid, counter, counter % 100)
 end
 function request()
   if batch == 0 then
