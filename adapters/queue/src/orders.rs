@@ -1,8 +1,9 @@
 //! Orders in: a durable pull consumer on `GIFTCARD_ORDERS`. Each message's order goes through the
 //! same validation and engine command as `POST /v1/orders` (same fingerprint, so the same order
 //! id and body over HTTP and NATS is one order). A message is acked only after the engine's
-//! durable reply and its result (stored in `GIFTCARD_RESULTS` unless `store_results` is off); a redelivery or duplicate replays the recorded outcome
-//! and changes nothing. Poison messages get an `invalid` result and are terminated.
+//! durable reply and its result (stored in `GIFTCARD_RESULTS` unless `store_results` is off);
+//! a redelivery or duplicate replays the recorded outcome and changes nothing. Poison messages
+//! get an `invalid` result and are terminated.
 //!
 //! Backpressure: at most `orders_inflight_max` messages are taken and unacked; past that the
 //! consumer stops pulling. An overloaded engine gets the message back (nak with delay) and the
