@@ -393,6 +393,13 @@ async fn with_results_not_stored_a_subscriber_gets_each_result_on_core_nats() {
         .subscribe("giftcard.results.checkout-1")
         .await
         .unwrap();
+    let mut next_result = async || -> serde_json::Value {
+        let got = tokio::time::timeout(WAIT, results.next())
+            .await
+            .expect("a result in time")
+            .unwrap();
+        serde_json::from_slice(&got.payload).unwrap()
+    };
     let mut cfg = queue_config(&nats.url());
     cfg.store_results = false;
     let adapter = giftcard_queue::QueueAdapter::start(cfg, engine.clone()).unwrap();
@@ -400,11 +407,7 @@ async fn with_results_not_stored_a_subscriber_gets_each_result_on_core_nats() {
 
     let order = order_json("o-1", "w-0", "sku-0", 2, "none");
     assert!(publish(&js, CLIENT, "checkout-1.o-1", order.clone()).await);
-    let got = tokio::time::timeout(WAIT, results.next())
-        .await
-        .expect("a result in time")
-        .unwrap();
-    let r: serde_json::Value = serde_json::from_slice(&got.payload).unwrap();
+    let r = next_result().await;
     assert_eq!(
         (&r["status"], &r["order_id"], &r["card_count"]),
         (&"completed".into(), &"o-1".into(), &2.into())
@@ -427,11 +430,7 @@ async fn with_results_not_stored_a_subscriber_gets_each_result_on_core_nats() {
     // The same order sent again under a new message id is answered again, as a replay, and
     // sells nothing more.
     assert!(publish(&js, CLIENT, "checkout-1.o-1-again", order).await);
-    let got = tokio::time::timeout(WAIT, results.next())
-        .await
-        .expect("a replayed result in time")
-        .unwrap();
-    let r: serde_json::Value = serde_json::from_slice(&got.payload).unwrap();
+    let r = next_result().await;
     assert_eq!(
         (&r["status"], &r["replayed"]),
         (&"completed".into(), &true.into())

@@ -83,9 +83,10 @@ impl<K: Hash + Eq, V> SpreadMap<K, V> {
     }
 
     fn part_of<Q: Hash + ?Sized>(&self, key: &Q) -> usize {
-        // The top bits of a multiplicative mix (all 64 bits of the hash contribute) pick a slice.
+        // The top 10 bits of a multiplicative mix (all 64 bits of the hash contribute) pick one
+        // of the 1,024 slices.
         let slice = (self.route.hash_one(key).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 54) as usize;
-        usize::from(slices()[slice % SLICES])
+        usize::from(slices()[slice])
     }
 
     pub fn len(&self) -> usize {
