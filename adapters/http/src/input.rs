@@ -32,9 +32,14 @@ fn parse_checked<T: DeserializeOwned + Serialize>(body: &[u8], fast: bool) -> Re
         });
     }
     let de = &mut serde_json::Deserializer::from_slice(body);
-    let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
+    // Tracking the path costs a bookkeeping step per value, so only a body that fails is parsed
+    // again to name the offending field; serde_json stops at the same point both times.
+    let value = T::deserialize(&mut *de).map_err(|plain| {
+        let de = &mut serde_json::Deserializer::from_slice(body);
+        let (path, inner) = match serde_path_to_error::deserialize::<_, T>(de) {
+            Err(e) => (e.path().to_string(), e.into_inner()),
+            Ok(_) => (".".to_owned(), plain),
+        };
         let code = if inner.is_syntax() || inner.is_eof() {
             "malformed_json"
         } else {
