@@ -159,26 +159,96 @@ pub async fn refresh(state: &AppState) {
     }
 }
 
-/// Counts an order's outcome, and for a completed one the cards and revenue by currency.
-pub fn order_outcome(outcome: &giftcard_core::OrderOutcome, replayed: bool) {
-    use giftcard_core::OrderOutcome;
-    if replayed {
-        metrics::counter!("giftcard_orders_total", "outcome" => "replayed", "reason" => "")
-            .increment(1);
-        return;
+/// Order outcomes (and for completed orders the cards and revenue by currency) summed locally and
+/// added to the metrics once, so a batch of a thousand orders looks up each labelled counter once
+/// instead of up to three times per order.
+#[derive(Default)]
+pub struct OutcomeTally {
+    /// Orders by (outcome, rejection reason).
+    orders: Vec<((&'static str, &'static str), u64)>,
+    /// Cards sold and revenue in minor units, by pay currency.
+    sold: Vec<(giftcard_core::Currency, u64, u64)>,
+}
+
+impl OutcomeTally {
+    pub fn add(&mut self, outcome: &giftcard_core::OrderOutcome, replayed: bool) {
+        use giftcard_core::OrderOutcome;
+        let labels = match outcome {
+            _ if replayed => ("replayed", ""),
+            OrderOutcome::Completed { charged, cards, .. } => {
+                let ccy = charged.currency();
+                let i = match self.sold.iter().position(|(c, ..)| *c == ccy) {
+                    Some(i) => i,
+                    None => {
+                        self.sold.push((ccy, 0, 0));
+                        self.sold.len() - 1
+                    }
+                };
+                self.sold[i].1 += u64::from(*cards);
+                self.sold[i].2 += charged.minor().max(0) as u64;
+                ("completed", "")
+            }
+            OrderOutcome::Rejected(r) => ("rejected", r.code()),
+        };
+        match self.orders.iter_mut().find(|(l, _)| *l == labels) {
+            Some((_, n)) => *n += 1,
+            None => self.orders.push((labels, 1)),
+        }
     }
-    match outcome {
-        OrderOutcome::Completed { charged, cards, .. } => {
-            metrics::counter!("giftcard_orders_total", "outcome" => "completed", "reason" => "")
-                .increment(1);
-            let ccy = charged.currency().code().to_owned();
+
+    pub fn record(self) {
+        for ((outcome, reason), n) in self.orders {
+            metrics::counter!("giftcard_orders_total", "outcome" => outcome, "reason" => reason)
+                .increment(n);
+        }
+        for (ccy, cards, revenue) in self.sold {
+            let ccy = ccy.code().to_owned();
             metrics::counter!("giftcard_cards_sold_total", "currency" => ccy.clone())
-                .increment(u64::from(*cards));
+                .increment(cards);
             metrics::counter!("giftcard_revenue_minor_units_total", "currency" => ccy)
-                .increment(charged.minor().max(0) as u64);
+                .increment(revenue);
         }
-        OrderOutcome::Rejected(r) => {
-            metrics::counter!("giftcard_orders_total", "outcome" => "rejected", "reason" => r.code()).increment(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OutcomeTally;
+    use giftcard_core::{CardId, Currency, Money, OrderOutcome, Rejection};
+
+    fn completed(minor: i64, ccy: &str, cards: u32) -> OrderOutcome {
+        let ccy = Currency::parse(ccy).expect("currency");
+        OrderOutcome::Completed {
+            charged: Money::new(minor, ccy),
+            first_card: CardId(1),
+            cards,
         }
+    }
+
+    #[test]
+    fn a_tally_sums_outcomes_and_sales_by_label() {
+        let mut t = OutcomeTally::default();
+        t.add(&completed(2_500, "USD", 1), false);
+        t.add(&completed(5_000, "USD", 2), false);
+        t.add(&completed(900, "EUR", 1), false);
+        t.add(&completed(2_500, "USD", 1), true);
+        t.add(&OrderOutcome::Rejected(Rejection::OutOfStock), false);
+        t.add(&OrderOutcome::Rejected(Rejection::OutOfStock), false);
+        t.add(&OrderOutcome::Rejected(Rejection::InsufficientFunds), true);
+        assert_eq!(
+            t.orders,
+            vec![
+                (("completed", ""), 3),
+                (("replayed", ""), 2),
+                (("rejected", "out_of_stock"), 2),
+            ]
+        );
+        let sold: Vec<(&str, u64, u64)> =
+            t.sold.iter().map(|(c, n, r)| (c.code(), *n, *r)).collect();
+        assert_eq!(
+            sold,
+            vec![("USD", 3, 7_500), ("EUR", 1, 900)],
+            "a replay sells nothing again"
+        );
     }
 }

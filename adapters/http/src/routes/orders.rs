@@ -4,6 +4,7 @@ use super::reply;
 use crate::auth::Principal;
 use crate::error::{problem_of, ApiError};
 use crate::input::{self, JsonBody};
+use crate::metrics_http::OutcomeTally;
 use crate::state::AppState;
 use crate::wire::*;
 use crate::Role;
@@ -292,6 +293,7 @@ async fn reveal_one(state: &AppState, settled: Settled) -> Result<Settled, ApiEr
 fn order_answer(
     order_id: &str,
     answer: Result<Outcome, ApiError>,
+    tally: &mut OutcomeTally,
 ) -> Result<(OrderOutcome, bool, Vec<Card>), ApiError> {
     let outcome = answer.map_err(|e| match e {
         ApiError::Rejected(r, None) => ApiError::Rejected(r, Some(order_id.to_owned())),
@@ -305,7 +307,7 @@ fn order_answer(
     else {
         return Err(ApiError::Unavailable);
     };
-    crate::metrics_http::order_outcome(&outcome, replayed);
+    tally.add(&outcome, replayed);
     if let OrderOutcome::Rejected(r) = outcome {
         // A recorded rejection: the retry gets the same 422.
         return Err(ApiError::Rejected(r, Some(order_id.to_owned())));
@@ -323,7 +325,10 @@ async fn place(
     let req = order_request(who, o, prefix)?;
     check_amount_currencies(state, o, prefix).await?;
     let answer = state.submit(Command::PlaceOrder(Box::new(req))).await;
-    let (outcome, replayed, cards) = order_answer(&o.order_id, answer)?;
+    let mut tally = OutcomeTally::default();
+    let answer = order_answer(&o.order_id, answer, &mut tally);
+    tally.record();
+    let (outcome, replayed, cards) = answer?;
     let settled = settle(state, &o.order_id, &o.wallet_id, &outcome, replayed, cards).await?;
     let s = reveal_one(state, settled).await?;
     Ok((s.view, s.replayed))
@@ -405,8 +410,9 @@ pub async fn place_batch(
     // Settle each answer; the codes of every completed order are revealed together.
     let mut settled = Vec::new();
     let mut results: Vec<Option<BatchItem>> = Vec::with_capacity(orders.len());
+    let mut tally = OutcomeTally::default();
     for (o, answer) in orders.iter().zip(answers) {
-        let s = match order_answer(&o.order_id, answer) {
+        let s = match order_answer(&o.order_id, answer, &mut tally) {
             Ok((outcome, replayed, cards)) => {
                 settle(&state, &o.order_id, &o.wallet_id, &outcome, replayed, cards).await
             }
@@ -425,6 +431,7 @@ pub async fn place_batch(
             })),
         }
     }
+    tally.record();
     let mut revealed = reveal_all(&state, settled).await?.into_iter();
     let results = results
         .into_iter()
