@@ -410,9 +410,17 @@ pub async fn place_batch(
     // Settle each answer; the codes of every completed order are revealed together.
     let mut settled = Vec::new();
     let mut results: Vec<Option<BatchItem>> = Vec::with_capacity(orders.len());
+    // Counted before anything else is awaited, so a client that goes away still leaves its
+    // orders in the metrics.
     let mut tally = OutcomeTally::default();
+    let answers: Vec<_> = orders
+        .iter()
+        .zip(answers)
+        .map(|(o, answer)| order_answer(&o.order_id, answer, &mut tally))
+        .collect();
+    tally.record();
     for (o, answer) in orders.iter().zip(answers) {
-        let s = match order_answer(&o.order_id, answer, &mut tally) {
+        let s = match answer {
             Ok((outcome, replayed, cards)) => {
                 settle(&state, &o.order_id, &o.wallet_id, &outcome, replayed, cards).await
             }
@@ -431,7 +439,6 @@ pub async fn place_batch(
             })),
         }
     }
-    tally.record();
     let mut revealed = reveal_all(&state, settled).await?.into_iter();
     let results = results
         .into_iter()
