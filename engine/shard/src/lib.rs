@@ -6,7 +6,7 @@
 //! spread over all shards, and a shard that runs short borrows from its peers (a saga with a
 //! funds hold); issued cards live on the buyer's wallet shard, found by the hash of their code.
 #![forbid(unsafe_code)]
-#![deny(clippy::unwrap_used)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod codec;
 pub mod codes;
