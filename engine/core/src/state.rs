@@ -390,7 +390,9 @@ impl ShardState {
             } => {
                 if let Some(w) = self.wallets.get(wallet) {
                     // A retry of the same creation by its owner is answered again; anything
-                    // else with a taken id is a conflict.
+                    // else with a taken id is a conflict. No event changes `kyc_verified` after
+                    // creation, so this compares with the original request; a command that
+                    // changes it must keep the original value for this check.
                     return if w.owner == caller.client && w.kyc_verified == *kyc_verified {
                         Decision::Answered(vec![])
                     } else {
