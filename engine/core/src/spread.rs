@@ -57,6 +57,16 @@ fn slices() -> &'static [u8; SLICES] {
     })
 }
 
+/// Entries in key order: how the state writes every map, so snapshot bytes never depend on
+/// hashing or insertion order.
+pub(crate) fn sorted_entries<'a, K: Ord + 'a, V: 'a>(
+    entries: impl Iterator<Item = (&'a K, &'a V)>,
+) -> Vec<(&'a K, &'a V)> {
+    let mut entries: Vec<(&K, &V)> = entries.collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    entries
+}
+
 /// A map split by key hash into [`PARTS`] maps (see the module documentation).
 #[derive(Clone)]
 pub struct SpreadMap<K, V> {
@@ -196,18 +206,14 @@ impl<K: Hash + Eq, V: Eq> Eq for SpreadMap<K, V> {}
 
 impl<K: Hash + Eq + Ord + std::fmt::Debug, V: std::fmt::Debug> std::fmt::Debug for SpreadMap<K, V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut entries: Vec<(&K, &V)> = self.iter().collect();
-        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        f.debug_map().entries(entries).finish()
+        f.debug_map().entries(sorted_entries(self.iter())).finish()
     }
 }
 
 /// A map in key order, as the state's plain maps are written.
 impl<K: Hash + Eq + Ord + Serialize, V: Serialize> Serialize for SpreadMap<K, V> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut entries: Vec<(&K, &V)> = self.iter().collect();
-        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        serializer.collect_map(entries)
+        serializer.collect_map(sorted_entries(self.iter()))
     }
 }
 

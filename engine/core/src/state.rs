@@ -20,9 +20,7 @@ fn sorted<K: Ord + Serialize, V: Serialize, S: Serializer>(
     map: &HashMap<K, V>,
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
-    let mut entries: Vec<(&K, &V)> = map.iter().collect();
-    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    serializer.collect_map(entries)
+    serializer.collect_map(crate::spread::sorted_entries(map.iter()))
 }
 
 /// The fixed hash that places a key on a shard (64-bit FNV-1a). It must never change: data
