@@ -81,7 +81,7 @@ fn bench(c: &mut Criterion) {
                 for o in &orders {
                     if let Decision::Events(evs) = s.decide_order(black_box(o), &ctx) {
                         for e in &evs {
-                            let lsn = Lsn(s.last_lsn.0 + 1);
+                            let lsn = Lsn(s.last_lsn().0 + 1);
                             s.apply(e, lsn);
                         }
                     }

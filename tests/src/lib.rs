@@ -64,7 +64,7 @@ pub fn balance(engine: &Engine, wallet: &str) -> (i64, i64) {
     {
         QueryAnswer::Wallet(w) => {
             let b = w.balance(usd());
-            (b.available, b.held)
+            (b.available_minor, b.held_minor)
         }
         other => panic!("unexpected answer {other:?}"),
     }

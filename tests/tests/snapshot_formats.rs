@@ -51,7 +51,10 @@ fn snapshots_of_formats_1_and_2_load_as_the_state_their_history_rebuilds() {
     let (v1_records, records): History =
         bincode::deserialize(&fixture("history.bin")).expect("history decodes");
     let v1_records = usize::try_from(v1_records).expect("fits");
-    assert!(v1_records > 20 && v1_records < records.len(), "{v1_records}");
+    assert!(
+        v1_records > 20 && v1_records < records.len(),
+        "{v1_records}"
+    );
 
     let v1 = decode_snapshot(&fixture("state-format-1.bin")).expect("format 1 decodes");
     let v2 = decode_snapshot(&fixture("state-format-2.bin")).expect("format 2 decodes");

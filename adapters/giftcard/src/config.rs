@@ -30,6 +30,10 @@ pub struct EngineSection {
     pub batch_events_max: usize,
     pub cache_bytes: u64,
     pub checkpoint_after_records: u64,
+    /// How long a rejected order's answer is replayed before its id may be used afresh (ms;
+    /// 0 keeps rejections for ever). Absent from older files: one day.
+    #[serde(default = "rejection_replay_window_ms")]
+    pub rejection_replay_window_ms: u64,
     /// 64 hex characters each.
     pub seal_key: String,
     pub hash_key: String,
@@ -100,6 +104,10 @@ fn hex32(s: &str, what: &str) -> Result<[u8; 32]> {
         .map_err(|_| anyhow::anyhow!("{what} must be 64 hex characters (32 bytes)"))
 }
 
+fn rejection_replay_window_ms() -> u64 {
+    86_400_000
+}
+
 impl Config {
     /// The engine's settings as the engine takes them.
     pub fn engine_config(&self) -> Result<giftcard_shard::EngineConfig> {
@@ -112,6 +120,7 @@ impl Config {
         c.batch_events_max = self.engine.batch_events_max;
         c.cache_bytes = self.engine.cache_bytes;
         c.checkpoint_after_records = self.engine.checkpoint_after_records;
+        c.rejection_replay_window_ms = self.engine.rejection_replay_window_ms;
         c.seal_key = hex32(&self.engine.seal_key, "engine.seal_key")?;
         c.hash_key = hex32(&self.engine.hash_key, "engine.hash_key")?;
         // The queue adapter publishes events from the journal: checkpoints must keep what it

@@ -76,6 +76,9 @@ pub enum ApiError {
     NotReady,
     #[error("the engine cannot take work")]
     Unavailable,
+    /// A bug in the engine; the answer carries a correlation id for the log line.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl ApiError {
@@ -108,6 +111,7 @@ impl ApiError {
             ApiError::Overloaded => "overloaded",
             ApiError::NotReady => "not_ready",
             ApiError::Unavailable => "unavailable",
+            ApiError::Internal(_) => "internal",
         }
     }
 
@@ -161,6 +165,7 @@ impl From<EngineError> for ApiError {
             EngineError::Overloaded => ApiError::Overloaded,
             EngineError::DuplicateCodes(p) => ApiError::DuplicateCodes(p),
             EngineError::Storage | EngineError::Stopping => ApiError::Unavailable,
+            EngineError::Internal(e) => ApiError::Internal(e),
         }
     }
 }
@@ -180,6 +185,7 @@ impl ResponseError for ApiError {
             ApiError::DuplicateCodes(_) => StatusCode::CONFLICT,
             ApiError::RateLimited { .. } | ApiError::Overloaded => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotReady | ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 

@@ -267,6 +267,8 @@ pub(crate) async fn ask(
         .unwrap_or(Err(giftcard_shard::EngineError::Stopping))?
     {
         giftcard_shard::Outcome::Query(a) => Ok(a),
-        _ => Err(giftcard_shard::EngineError::Storage),
+        other => Err(giftcard_shard::EngineError::Internal(format!(
+            "a query answered {other:?}"
+        ))),
     }
 }

@@ -127,6 +127,20 @@ async fn subscribe(js: &Context, cfg: &QueueConfig) -> Result<pull::Stream, Stri
         .map_err(|e| e.to_string())
 }
 
+/// How a message whose engine call failed is settled. A storage failure, a stopping engine or a
+/// full mailbox may pass, so the message comes back later; a bug in the engine meets the same bug
+/// on every delivery, so the message is terminated (and logged) instead of redelivered for ever.
+fn settle_failed(e: &EngineError, seq: u64) -> Settle {
+    match e {
+        EngineError::Internal(why) => {
+            tracing::error!(seq, error = %why, "internal engine error; the order message is terminated");
+            metrics::counter!("giftcard_queue_orders_total", "outcome" => "internal").increment(1);
+            Settle::Term
+        }
+        _ => Settle::Retry,
+    }
+}
+
 async fn handle(
     js: &Context,
     engine: &Engine,
@@ -145,7 +159,7 @@ async fn handle(
                 .increment(1);
             Settle::Retry
         }
-        Err(_) => Settle::Retry,
+        Err(e) => settle_failed(&e, seq),
         Ok((client, result, id, term)) => {
             match publish_result(js, store, &client, &result, &id).await {
                 Ok(()) => {
@@ -238,7 +252,9 @@ async fn decide(
     };
     if dto.items.iter().any(|i| i.amount.is_some()) {
         let QueryAnswer::Skus(skus) = ask(engine, Query::Skus).await? else {
-            return Err(EngineError::Storage);
+            return Err(EngineError::Internal(
+                "the catalog query answered no SKUs".into(),
+            ));
         };
         if let Err(e) = giftcard_http::routes::amount_currencies_match(&skus, &dto, "") {
             return Ok(invalid(&client, Some(order_id), e));
@@ -277,7 +293,9 @@ async fn decide(
             let id = format!("result-{client}-{order_id}");
             Ok((client, result, id, false))
         }
-        Ok(_) => Err(EngineError::Storage),
+        Ok(other) => Err(EngineError::Internal(format!(
+            "an order answered {other:?}"
+        ))),
         Err(EngineError::Rejected(r)) => {
             // Refused without being recorded (e.g. the key was used with another body): a final
             // answer for this message, keyed by the message so it does not shadow the order's.
@@ -324,4 +342,25 @@ fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_engine_bug_terminates_the_message_and_a_passing_failure_redelivers_it() {
+        let bug = EngineError::Internal("decision does not fit the command".into());
+        assert!(matches!(settle_failed(&bug, 7), Settle::Term));
+        for passing in [
+            EngineError::Storage,
+            EngineError::Stopping,
+            EngineError::Overloaded,
+        ] {
+            assert!(
+                matches!(settle_failed(&passing, 7), Settle::Retry),
+                "{passing:?}"
+            );
+        }
+    }
 }

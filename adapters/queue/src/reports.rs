@@ -72,7 +72,7 @@ async fn report(engine: &Engine, payload: &[u8], attempts_max: u8) -> serde_json
         attempts_max,
     };
     match submit(engine, cmd).await {
-        Ok(Outcome::Applied(events)) => {
+        Ok(Outcome::Applied(events) | Outcome::Answered(events)) => {
             serde_json::to_value(giftcard_http::routes::delivery_report_view(card, &events))
                 .unwrap_or_default()
         }

@@ -1,6 +1,7 @@
 //! The catalog (SKUs and their pricing rules) and the FX table. Both are replicated: every shard
 //! holds the same copy, changed only by the replicated events `SkuDefined` and `FxSet`.
 
+use crate::maps::HashMap;
 use crate::money::{convert, scale_half_even};
 use crate::{Currency, Money, Rejection, SkuId, SupplierId, AMOUNT_MINOR_MAX};
 use rust_decimal::Decimal;
@@ -146,6 +147,114 @@ impl FxTable {
             .ok_or(Rejection::AmountOutOfRange)?;
         let charged = convert(amount, to, with_spread)?;
         Ok(Conversion { at_mid, charged })
+    }
+}
+
+/// The replicated catalog of one shard: SKUs, the FX table, and the unit prices of fixed
+/// denominations derived from them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Catalog {
+    #[serde(serialize_with = "crate::maps::sorted")]
+    pub(crate) skus: HashMap<SkuId, Sku>,
+    pub(crate) fx: FxTable,
+    /// Unit prices of fixed-denomination SKUs, derived when a SKU is defined (decimal pricing is
+    /// a visible share of an order's cost). Not serialized: `rebuild_derived` refills it after a
+    /// snapshot loads, and `unit_price` recomputes on a miss.
+    #[serde(skip)]
+    pub(crate) fixed_prices: HashMap<SkuId, UnitPrice>,
+}
+
+impl Catalog {
+    /// A SKU by id.
+    pub fn sku(&self, id: &SkuId) -> Option<&Sku> {
+        self.skus.get(id)
+    }
+
+    /// Every SKU, in no particular order.
+    pub fn skus(&self) -> impl Iterator<Item = &Sku> {
+        self.skus.values()
+    }
+
+    /// The FX table.
+    pub fn fx(&self) -> &FxTable {
+        &self.fx
+    }
+
+    /// The unit price of a SKU for an order line (`amount` for open denominations).
+    pub fn unit_price(&self, sku: &Sku, amount: Option<i64>) -> Result<UnitPrice, Rejection> {
+        match (amount, self.fixed_prices.get(&sku.id)) {
+            (None, Some(p)) => Ok(*p),
+            _ => sku.unit_price(amount),
+        }
+    }
+
+    /// Rebuilds what is derived and not serialized (after a snapshot is loaded).
+    pub(crate) fn rebuild_derived(&mut self) {
+        self.fixed_prices = self
+            .skus
+            .values()
+            .filter_map(|s| Some((s.id.clone(), s.unit_price(None).ok()?)))
+            .collect();
+    }
+
+    /// A SKU definition, checked against what it replaces. An issued SKU with a cap also gets its
+    /// allowance, spread like codes, so no shard serializes issuance.
+    pub(crate) fn decide_define_sku(
+        &self,
+        pools: &crate::pools::Pools,
+        sku: &Sku,
+        shard_count: u16,
+    ) -> crate::state::Decision {
+        use crate::state::Decision;
+        if let Err(r) = sku.validate() {
+            return Decision::Reject(r);
+        }
+        let existing = self.skus.get(&sku.id);
+        if let Some(old) = existing {
+            // Kind, currency and cap fix what was already sold and stocked; they never change.
+            if old.kind != sku.kind
+                || old.currency != sku.currency
+                || old.issue_cap != sku.issue_cap
+            {
+                return Decision::Reject(Rejection::InvalidSku);
+            }
+        }
+        let mut events = vec![crate::Event::SkuDefined(sku.clone())];
+        if let (None, Some(cap)) = (existing, sku.issue_cap) {
+            if let Decision::Events(mut e) =
+                pools.decide_add_codes(self, &sku.id, None, pools.next_slot(), cap, shard_count)
+            {
+                events.append(&mut e);
+            }
+        }
+        Decision::Events(events)
+    }
+
+    pub(crate) fn decide_set_fx(fx: &FxTable) -> crate::state::Decision {
+        use crate::state::Decision;
+        let ok = fx.spread >= Decimal::ZERO
+            && fx.spread < Decimal::ONE
+            && fx.mid.values().all(|r| *r > Decimal::ZERO);
+        if ok {
+            Decision::Events(vec![crate::Event::FxSet(fx.clone())])
+        } else {
+            Decision::Reject(Rejection::AmountOutOfRange)
+        }
+    }
+
+    /// The catalog's part of an event.
+    pub(crate) fn apply(&mut self, event: &crate::Event) {
+        match event {
+            crate::Event::SkuDefined(sku) => {
+                match sku.unit_price(None) {
+                    Ok(p) => drop(self.fixed_prices.insert(sku.id.clone(), p)),
+                    Err(_) => drop(self.fixed_prices.remove(&sku.id)),
+                }
+                self.skus.insert(sku.id.clone(), sku.clone());
+            }
+            crate::Event::FxSet(fx) => self.fx = fx.clone(),
+            _ => {}
+        }
     }
 }
 

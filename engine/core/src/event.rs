@@ -142,6 +142,8 @@ pub enum Command {
     CloseSettlement {
         period_id: RequestId,
     },
+    /// Fire what is due in the shard's deadline index at the decision's time.
+    Tick,
 }
 
 /// What one shard owes one supplier for a settlement period.
@@ -282,9 +284,23 @@ pub enum Event {
         attempt: u8,
         gave_up: bool,
     },
+    /// Deadlines that fell due at `at` (a tick); each module forgets or settles what it names.
+    Expired {
+        fired: Vec<crate::deadlines::Deadline>,
+        at: UnixMillis,
+    },
 }
 
 impl Event {
+    /// The time an event carries, which advances the shard's clock.
+    pub fn at(&self) -> Option<UnixMillis> {
+        match self {
+            Event::Deposited { at, .. } | Event::Expired { at, .. } => Some(*at),
+            Event::OrderCompleted(o) => Some(o.at),
+            _ => None,
+        }
+    }
+
     /// Replicated events change every shard's copy of the catalog, FX table or pools.
     pub fn is_replicated(&self) -> bool {
         matches!(

@@ -8,18 +8,30 @@
 #![deny(clippy::float_arithmetic)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod cards;
 pub mod catalog;
+pub mod deadlines;
 pub mod event;
 pub mod ledger;
+pub mod maps;
 pub mod money;
+pub mod orders;
+pub mod placement;
+pub mod pools;
+pub mod reports;
+pub mod settlement;
+pub mod snapshot;
 pub mod spread;
 pub mod state;
+pub mod wallets;
 
-pub use catalog::{Denomination, FxTable, Sku, SkuKind, SkuStatus};
+pub use catalog::{Catalog, Denomination, FxTable, Sku, SkuKind, SkuStatus};
+pub use deadlines::Deadline;
 pub use event::*;
 pub use ledger::{Account, Posting};
 pub use money::{convert, Currency, Money};
-pub use state::{Decision, ShardSnapshot, ShardState};
+pub use snapshot::ShardSnapshot;
+pub use state::{Decision, ShardState};
 
 use serde::{Deserialize, Serialize};
 

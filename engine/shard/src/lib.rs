@@ -20,7 +20,7 @@ pub mod writer;
 
 use codes::CodeVault;
 use crossbeam_channel::{bounded, unbounded, Sender, TrySendError};
-use giftcard_core::state::{shard_for, Card, OrderRecord, Wallet};
+use giftcard_core::state::{Card, OrderRecord, Wallet};
 use giftcard_core::*;
 use runtime::{ClientMsg, Control, Mailbox, Quiesce, Shard, Upload};
 use std::collections::BTreeMap;
@@ -44,6 +44,10 @@ pub enum EngineError {
     DuplicateCodes(Vec<usize>),
     #[error("engine is stopping")]
     Stopping,
+    /// A bug inside the engine (a decision that does not fit its command, a state that does not
+    /// encode). Not a storage failure, and never worth retrying: the same input meets the same bug.
+    #[error("internal engine error: {0}")]
+    Internal(String),
 }
 
 /// A successful answer.
@@ -203,6 +207,9 @@ pub struct EngineConfig {
     pub checkpoint_after_records: u64,
     /// Keep journal frames until the outbox has published them (set when the queue adapter runs).
     pub outbox: bool,
+    /// How long the recorded answer of a rejected order is replayed before the order id may be
+    /// used afresh, in ms (0: for ever).
+    pub rejection_replay_window_ms: u64,
 }
 
 impl EngineConfig {
@@ -222,6 +229,7 @@ impl EngineConfig {
             cache_bytes: 64 << 20,
             checkpoint_after_records: 2_000_000,
             outbox: false,
+            rejection_replay_window_ms: 86_400_000,
         }
     }
 }
@@ -284,6 +292,8 @@ pub struct Engine {
     /// Frames up to here are published by the outbox (only consulted when `outbox` is set).
     outbox_floor: Arc<std::sync::atomic::AtomicU64>,
     outbox: bool,
+    /// Per shard: make snapshots fail to encode (tests).
+    fail_snapshots: Vec<Arc<AtomicBool>>,
     pub recovery: RecoveryReport,
 }
 
@@ -335,6 +345,7 @@ impl Engine {
             cfg.shards,
             cfg.checkpoint_after_records,
             cfg.outbox,
+            cfg.rejection_replay_window_ms,
         )?;
         let outbox_floor = Arc::new(std::sync::atomic::AtomicU64::new(
             recovery::outbox_cursor(&wal.reader()).unwrap_or(0),
@@ -369,6 +380,7 @@ impl Engine {
             receivers.push((cr, pr, xr));
         }
         let depths: Vec<_> = (0..n).map(|_| Arc::new(AtomicUsize::new(0))).collect();
+        let mut fail_snapshots = Vec::with_capacity(n);
         for (i, (state, (cr, pr, xr))) in states.into_iter().zip(receivers).enumerate() {
             let core = runtime::ShardCore::new(
                 state,
@@ -377,6 +389,7 @@ impl Engine {
                 writer_shared.clone(),
                 quiesce.clone(),
             );
+            fail_snapshots.push(core.fail_snapshots());
             let shard = Shard {
                 core,
                 client_rx: cr,
@@ -406,6 +419,7 @@ impl Engine {
             mailbox_len_max: cfg.mailbox_len_max,
             outbox_floor,
             outbox: cfg.outbox,
+            fail_snapshots,
             recovery: report,
         })
     }
@@ -585,7 +599,7 @@ impl Engine {
         self.query(q, Box::new(move |r| drop(tx.send(r))));
         match rx.recv().unwrap_or(Err(EngineError::Stopping))? {
             Outcome::Query(a) => Ok(a),
-            _ => Err(EngineError::Storage),
+            other => Err(unexpected(other)),
         }
     }
 
@@ -606,7 +620,7 @@ impl Engine {
     pub fn state_bytes(&self) -> Result<Vec<Vec<u8>>, EngineError> {
         self.paused(|| {
             self.wait_quiescent()?;
-            Ok(self.collect_states().into_iter().map(|(_, b)| b).collect())
+            Ok(self.collect_states()?.into_iter().map(|(_, b)| b).collect())
         })
     }
 
@@ -642,22 +656,40 @@ impl Engine {
         Ok(())
     }
 
-    fn collect_states(&self) -> Vec<(ShardId, Vec<u8>)> {
+    /// Every shard's state bytes; an error if any shard's state does not encode, so a caller
+    /// never mistakes a missing state for an empty one.
+    fn collect_states(&self) -> Result<Vec<(ShardId, Vec<u8>)>, EngineError> {
         let (tx, rx) = unbounded();
         for m in &self.mailboxes {
             let _ = m.control.send(Control::Snapshot(tx.clone()));
         }
-        let mut parts: Vec<(ShardId, Vec<u8>)> = (0..self.mailboxes.len())
-            .filter_map(|_| rx.recv().ok())
-            .collect();
+        let mut parts = Vec::with_capacity(self.mailboxes.len());
+        for _ in 0..self.mailboxes.len() {
+            let (shard, bytes) = rx.recv().map_err(|_| EngineError::Stopping)?;
+            let bytes = bytes.map_err(|e| {
+                tracing::error!(shard = shard.0, error = %e, "shard state does not encode");
+                EngineError::Internal(format!("shard {} state does not encode: {e}", shard.0))
+            })?;
+            parts.push((shard, bytes));
+        }
         parts.sort_by_key(|(s, _)| *s);
-        parts
+        Ok(parts)
+    }
+
+    /// Makes every later snapshot fail to encode, as a bug would (tests of checkpoints).
+    #[doc(hidden)]
+    pub fn inject_snapshot_failure(&self) {
+        for f in &self.fail_snapshots {
+            f.store(true, Ordering::Relaxed);
+        }
     }
 
     fn checkpoint_paused(&self) -> Result<u64, EngineError> {
         let started = Instant::now();
         self.wait_quiescent()?;
-        let parts = self.collect_states();
+        // A state that does not encode ends the checkpoint here: nothing is written and the
+        // journal is not truncated.
+        let parts = self.collect_states()?;
         let (mark_tx, mark_rx) = bounded(1);
         self.writer
             .send(WriteMsg::Mark(mark_tx))
@@ -716,7 +748,7 @@ impl Engine {
             .iter()
             .map(|b| codec_state(b))
             .collect::<Result<_, _>>()
-            .map_err(|_| EngineError::Storage)?;
+            .map_err(EngineError::Internal)?;
         Ok(verify::check(&states, 0))
     }
 
@@ -780,39 +812,7 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
         .expect("spawn engine thread")
 }
 
-/// The shard a command goes to first, for `n` shards. Reversals and settlement closes are asked
-/// of every shard by [`Engine::submit`]; this names shard 0 for them.
-pub fn route(cmd: &Command, n: u16) -> ShardId {
-    match cmd {
-        Command::DefineSku(_) | Command::SetFx(_) | Command::AddCodes { .. } => ShardId(0),
-        Command::CreateWallet { wallet, .. }
-        | Command::Deposit { wallet, .. }
-        | Command::SetWalletFrozen { wallet, .. } => shard_for(wallet.as_str().as_bytes(), n),
-        Command::PlaceOrder(req) => order_home(&req.key, n),
-        Command::ClaimOrder { key, .. } | Command::AbortOrder { key, .. } => order_home(key, n),
-        Command::Redeem { code, .. } => shard_for(code, n),
-        Command::ReportDelivery { card, .. } => {
-            if card.shard().0 < n {
-                card.shard()
-            } else {
-                ShardId(0)
-            }
-        }
-        Command::LendStock { .. }
-        | Command::ReceiveStock { .. }
-        | Command::ReverseRedemption { .. }
-        | Command::CloseSettlement { .. } => ShardId(0),
-    }
-}
-
-/// The shard that holds an order key's idempotency claim.
-pub fn order_home(key: &OrderKey, shard_count: u16) -> ShardId {
-    let mut bytes = Vec::with_capacity(key.client.as_str().len() + key.order_id.as_str().len() + 1);
-    bytes.extend_from_slice(key.client.as_str().as_bytes());
-    bytes.push(0);
-    bytes.extend_from_slice(key.order_id.as_str().as_bytes());
-    shard_for(&bytes, shard_count)
-}
+pub use giftcard_core::placement::{order_home, route, shard_for};
 
 /// Collects one reply from each of several shards and answers once.
 pub(crate) struct FanOut {
@@ -871,7 +871,13 @@ pub(crate) fn pick_found(replies: Vec<Reply>) -> Reply {
             Err(e) => fallback = Some(Err(e)),
         }
     }
-    fallback.unwrap_or(Err(EngineError::Storage))
+    fallback.unwrap_or_else(|| Err(EngineError::Internal("no shard answered".into())))
+}
+
+/// An answer of the wrong kind: a bug in the engine, not a storage failure.
+fn unexpected(o: Outcome) -> EngineError {
+    tracing::error!(?o, "an engine answer of the wrong kind");
+    EngineError::Internal(format!("an answer of the wrong kind: {o:?}"))
 }
 
 /// The events of every shard; `Answered` only when every shard had done it before (a close that
@@ -886,7 +892,7 @@ fn concat_events(replies: Vec<Reply>) -> Reply {
                 all.append(&mut evs);
             }
             Outcome::Answered(mut evs) => all.append(&mut evs),
-            _ => return Err(EngineError::Storage),
+            other => return Err(unexpected(other)),
         }
     }
     Ok(if changed {
@@ -901,7 +907,7 @@ fn merge_card_lists(replies: Vec<Reply>) -> Reply {
     for r in replies {
         match r? {
             Outcome::Query(QueryAnswer::CardList(mut v)) => all.append(&mut v),
-            _ => return Err(EngineError::Storage),
+            other => return Err(unexpected(other)),
         }
     }
     all.sort_by_key(|(id, _)| *id);
@@ -919,7 +925,7 @@ fn merge_stock(replies: Vec<Reply>) -> Reply {
                 available += a;
                 sold += s;
             }
-            _ => return Err(EngineError::Storage),
+            other => return Err(unexpected(other)),
         }
     }
     Ok(Outcome::Query(QueryAnswer::Stock { available, sold }))
@@ -930,7 +936,7 @@ fn merge_totals(replies: Vec<Reply>) -> Reply {
     for r in replies {
         match r? {
             Outcome::Query(QueryAnswer::Totals(t)) => total.merge(*t),
-            _ => return Err(EngineError::Storage),
+            other => return Err(unexpected(other)),
         }
     }
     Ok(Outcome::Query(QueryAnswer::Totals(Box::new(total))))
@@ -938,7 +944,5 @@ fn merge_totals(replies: Vec<Reply>) -> Reply {
 
 /// Decodes one shard's state bytes as produced by [`Engine::state_bytes`].
 pub fn codec_state(bytes: &[u8]) -> Result<state::ShardState, String> {
-    let mut st: state::ShardState = bincode::deserialize(bytes).map_err(|e| e.to_string())?;
-    st.rebuild_derived();
-    Ok(st)
+    state::ShardState::decode(bytes).map_err(|e| e.to_string())
 }

@@ -9,25 +9,21 @@ use giftcard_core::{Account, CardId, Rejection};
 pub fn answer(state: &ShardState, q: Query) -> Result<QueryAnswer, EngineError> {
     let not_found = |r| Err(EngineError::Rejected(r));
     match q {
-        Query::Wallet { caller, wallet } => match state.wallets.get(&wallet) {
+        Query::Wallet { caller, wallet } => match state.wallets().get(&wallet) {
             Some(w) if caller.admin || w.owner == caller.client => {
                 Ok(QueryAnswer::Wallet(Box::new(w.clone())))
             }
             _ => not_found(Rejection::WalletNotFound),
         },
-        Query::Order { key } => match state.orders.get(&key) {
+        Query::Order { key } => match state.orders().get(&key) {
             Some(rec) => Ok(QueryAnswer::Order(Box::new(rec.clone()))),
             None => Ok(QueryAnswer::Missing),
         },
-        Query::Card { card } => match state.cards.get(&card) {
+        Query::Card { card } => match state.cards().get(&card) {
             Some(c) => Ok(QueryAnswer::Card(Box::new(c.clone()))),
             None => not_found(Rejection::CardNotFound),
         },
-        Query::CardByCode { hash } => match state
-            .code_index
-            .get(&hash)
-            .and_then(|id| state.cards.get(id).map(|c| (*id, c)))
-        {
+        Query::CardByCode { hash } => match state.cards().by_code(&hash) {
             Some((id, c)) => Ok(QueryAnswer::CardWithId(id, Box::new(c.clone()))),
             None => not_found(Rejection::CardNotFound),
         },
@@ -35,7 +31,7 @@ pub fn answer(state: &ShardState, q: Query) -> Result<QueryAnswer, EngineError> 
             let cards = (0..u64::from(count))
                 .filter_map(|i| {
                     state
-                        .cards
+                        .cards()
                         .get(&giftcard_core::CardId(first.0 + i))
                         .cloned()
                 })
@@ -43,11 +39,11 @@ pub fn answer(state: &ShardState, q: Query) -> Result<QueryAnswer, EngineError> 
             Ok(QueryAnswer::Cards(cards))
         }
         Query::Skus => {
-            let mut skus: Vec<_> = state.skus.values().cloned().collect();
+            let mut skus: Vec<_> = state.catalog().skus().cloned().collect();
             skus.sort_by(|a, b| a.id.cmp(&b.id));
             Ok(QueryAnswer::Skus(skus))
         }
-        Query::Fx => Ok(QueryAnswer::Fx(state.fx.clone())),
+        Query::Fx => Ok(QueryAnswer::Fx(state.catalog().fx().clone())),
         Query::Totals => Ok(QueryAnswer::Totals(Box::new(totals(state)))),
         Query::FailedDeliveries { limit } => {
             Ok(QueryAnswer::CardList(cards_where(state, limit, |d| {
@@ -59,19 +55,21 @@ pub fn answer(state: &ShardState, q: Query) -> Result<QueryAnswer, EngineError> 
             limit,
             |d| matches!(d, Delivery::Pending { failures } if *failures > 0),
         ))),
-        Query::Stock { sku } => match (state.skus.contains_key(&sku), state.pools.get(&sku)) {
-            (false, _) => not_found(Rejection::SkuNotFound),
-            (true, p) => Ok(QueryAnswer::Stock {
-                available: p.map_or(0, |p| p.available),
-                sold: p.map_or(0, |p| p.sold),
-            }),
-        },
+        Query::Stock { sku } => {
+            match (state.catalog().sku(&sku).is_some(), state.pools().get(&sku)) {
+                (false, _) => not_found(Rejection::SkuNotFound),
+                (true, p) => Ok(QueryAnswer::Stock {
+                    available: p.map_or(0, |p| p.available),
+                    sold: p.map_or(0, |p| p.sold),
+                }),
+            }
+        }
         Query::WalletHistory {
             caller,
             wallet,
             after,
             limit,
-        } => match state.wallets.get(&wallet) {
+        } => match state.wallets().get(&wallet) {
             Some(w) if caller.admin || w.owner == caller.client => {
                 let start = usize::try_from(after)
                     .unwrap_or(usize::MAX)
@@ -85,7 +83,7 @@ pub fn answer(state: &ShardState, q: Query) -> Result<QueryAnswer, EngineError> 
         Query::Redemption {
             client,
             redemption_id,
-        } => match state.redemptions.get(&(client, redemption_id)) {
+        } => match state.cards().redemption(&client, &redemption_id) {
             Some(rec) => Ok(QueryAnswer::Redemption(Box::new(rec.clone()))),
             None => Ok(QueryAnswer::Missing),
         },
@@ -95,31 +93,31 @@ pub fn answer(state: &ShardState, q: Query) -> Result<QueryAnswer, EngineError> 
 /// A shard's contribution to stock, sales and ledger reports.
 pub fn totals(state: &ShardState) -> ShardTotals {
     let mut t = ShardTotals::default();
-    for (sku, pool) in &state.pools {
+    for (sku, pool) in state.pools().iter() {
         let e = t.stock.entry(sku.clone()).or_default();
         e.0 += pool.available;
         e.1 += pool.sold;
     }
-    for (sku, s) in &state.sales {
+    for (sku, s) in state.reports().sales() {
         let e = t.sales.entry(sku.clone()).or_default();
         e.cards += s.cards;
         e.revenue_minor += s.revenue_minor;
         e.margin_minor += s.margin_minor;
     }
-    for (account, v) in &state.ledger {
+    for (account, v) in state.reports().ledger() {
         *t.ledger.entry(account.clone()).or_default() += *v;
     }
-    for (id, w) in &state.wallets {
+    for (id, w) in state.wallets().iter() {
         for (ccy, b) in &w.balances {
             *t.ledger
                 .entry(Account::Wallet(id.clone(), *ccy))
-                .or_default() += b.ledger;
+                .or_default() += b.ledger_minor;
         }
     }
-    for c in state.cards.values() {
-        *t.card_liability.entry(c.face.currency()).or_default() += c.ledger;
+    for (_, c) in state.cards().iter() {
+        *t.card_liability.entry(c.face.currency()).or_default() += c.ledger_minor;
     }
-    t.held_orders = state.holds.len() as u64;
+    t.held_orders = state.orders().hold_count() as u64;
     t
 }
 
@@ -130,7 +128,7 @@ fn cards_where(
     keep: impl Fn(&Delivery) -> bool,
 ) -> Vec<(CardId, giftcard_core::state::Card)> {
     let mut v: Vec<_> = state
-        .cards
+        .cards()
         .iter()
         .filter(|(_, c)| keep(&c.delivery))
         .map(|(id, c)| (*id, c.clone()))

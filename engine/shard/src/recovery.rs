@@ -19,9 +19,21 @@ const SHARD_COUNT_META: &str = "shard_count";
 /// body starts with these bytes: it begins with the shard count as a little-endian u64.
 const STATE_MAGIC: &[u8; 7] = b"GCSTATE";
 
-/// The encoding of [`ShardState`] written today. Format 1 lacked `settlements` (the closed
-/// settlement periods, appended as the last serialized field in format 2).
-pub const STATE_FORMAT: u8 = 2;
+/// The encoding of [`ShardState`] written today: 3, the state in versioned sections
+/// (`giftcard_core::snapshot`). Format 1 and 2 bodies were one positional struct per shard
+/// (format 1 without the closed settlement periods); both are still read.
+pub const STATE_FORMAT: u8 = 3;
+
+/// Encodes every shard's state as one snapshot body. Fails, and so writes nothing, if any
+/// shard's state does not encode.
+pub fn encode_states(states: &[ShardState]) -> Result<Vec<u8>, OpenError> {
+    let parts = states
+        .iter()
+        .map(|s| s.encode())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| OpenError::Decode(format!("snapshot does not encode: {e}")))?;
+    Ok(encode_snapshot(parts))
+}
 
 /// Encodes the per-shard snapshots as one snapshot body.
 pub fn encode_snapshot(parts: Vec<Vec<u8>>) -> Vec<u8> {
@@ -32,7 +44,7 @@ pub fn encode_snapshot(parts: Vec<Vec<u8>>) -> Vec<u8> {
     body
 }
 
-/// Decodes a snapshot body into the shards' states, of the format written today or format 1.
+/// Decodes a snapshot body into the shards' states, of the format written today, 2 or 1.
 pub fn decode_snapshot(bytes: &[u8]) -> Result<Vec<ShardState>, OpenError> {
     let (format, body) = match bytes.strip_prefix(STATE_MAGIC.as_slice()) {
         Some(rest) => match rest.split_first() {
@@ -50,16 +62,13 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<Vec<ShardState>, OpenError> {
         bincode::deserialize(body).map_err(|e| OpenError::Decode(format!("snapshot: {e}")))?;
     parts
         .into_iter()
-        .map(|mut p| {
-            if format == 1 {
-                // Format 1 ends before `settlements`: add the encoding of an empty map (a u64
-                // length of 0), which is what a format-1 shard had closed on record.
-                p.extend_from_slice(&0u64.to_le_bytes());
-            }
-            let mut st: ShardState = bincode::deserialize(&p)
-                .map_err(|e| OpenError::Decode(format!("snapshot shard: {e}")))?;
-            st.rebuild_derived();
-            Ok(st)
+        .map(|p| {
+            let st = if format == STATE_FORMAT {
+                ShardState::decode(&p)
+            } else {
+                giftcard_core::snapshot::decode_legacy(format, &p)
+            };
+            st.map_err(|e| OpenError::Decode(format!("snapshot shard: {e}")))
         })
         .collect()
 }
@@ -71,6 +80,7 @@ pub type Transit = BTreeMap<(ShardId, ShardId, SkuId), Vec<SlotRange>>;
 pub fn replay(
     wal: &mut Wal,
     shard_count: u16,
+    rejection_window_ms: u64,
     report: &mut RecoveryReport,
 ) -> Result<(Vec<ShardState>, Transit), OpenError> {
     let mut states = match giftcard_wal::read_snapshot(wal.dir())
@@ -89,6 +99,9 @@ pub fn replay(
             found: states.len() as u16,
             configured: shard_count,
         });
+    }
+    for s in &mut states {
+        s.set_rejection_window_ms(rejection_window_ms);
     }
     let mut transit = Transit::new();
     let mut failure = None;
@@ -135,7 +148,7 @@ fn apply_replayed(
     }
     if ev.is_replicated() {
         for s in states.iter_mut() {
-            let l = if s.shard == shard { lsn } else { Lsn(0) };
+            let l = if s.shard() == shard { lsn } else { Lsn(0) };
             s.apply(ev, l);
         }
         return;
@@ -176,6 +189,7 @@ pub fn recover(
     shard_count: u16,
     checkpoint_after: u64,
     retain_for_outbox: bool,
+    rejection_window_ms: u64,
 ) -> Result<(Vec<ShardState>, RecoveryReport), OpenError> {
     let started = Instant::now();
     match wal.meta(SHARD_COUNT_META)? {
@@ -191,7 +205,7 @@ pub fn recover(
         _ => wal.set_meta(SHARD_COUNT_META, &shard_count.to_le_bytes())?,
     }
     let mut report = RecoveryReport::default();
-    let (mut states, transit) = replay(wal, shard_count, &mut report)?;
+    let (mut states, transit) = replay(wal, shard_count, rejection_window_ms, &mut report)?;
     let frames = settle(&mut states, transit, &mut report);
     if !frames.is_empty() {
         wal.append_group(&frames, &[])?;
@@ -203,11 +217,8 @@ pub fn recover(
         } else {
             through
         };
-        let parts = states
-            .iter()
-            .map(|s| bincode::serialize(s).unwrap_or_default())
-            .collect();
-        wal.checkpoint(through, truncate, &encode_snapshot(parts))?;
+        // A state that does not encode stops recovery here, before the journal is truncated.
+        wal.checkpoint(through, truncate, &encode_states(&states)?)?;
     }
     report.duration = started.elapsed();
     metrics::gauge!("giftcard_recovery_duration_seconds").set(report.duration.as_secs_f64());
@@ -229,7 +240,7 @@ pub fn settle(
             frames.push(std::mem::take(&mut frame).finish());
         }
         let st = &mut states[usize::from(shard.0)];
-        let lsn = Lsn(st.last_lsn.0 + 1);
+        let lsn = Lsn(st.last_lsn().0 + 1);
         st.apply(&ev, lsn);
         frame.push_with(shard.0, lsn.0, |buf| codec::encode_into(buf, &ev));
     };
@@ -240,12 +251,12 @@ pub fn settle(
         }
     }
     for i in 0..states.len() {
-        let mut holds: Vec<_> = states[i]
-            .holds
-            .iter()
+        let holds: Vec<_> = states[i]
+            .orders()
+            .holds()
+            .into_iter()
             .map(|(k, h)| (k.clone(), h.wallet.clone(), h.amount))
             .collect();
-        holds.sort_by(|a, b| a.0.cmp(&b.0));
         for (key, wallet, amount) in holds {
             report.holds_rolled_back += 1;
             journal(
@@ -268,52 +279,21 @@ pub fn settle(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use giftcard_core::event::SupplierDue;
 
     #[test]
-    fn a_format_1_snapshot_reads_as_a_state_with_no_closed_periods() {
-        let mut a = ShardState::new(ShardId(0), 2);
-        a.last_at = UnixMillis(7);
-        a.unsettled.insert(
-            SupplierId::new("s-1"),
-            SupplierDue {
-                cards: 3,
-                owed: vec![],
-                orders: vec![],
-            },
-        );
-        let b = ShardState::new(ShardId(1), 2);
-        // Format 1: the list of shard states without the header, each ending before
-        // `settlements` (its empty map is the last 8 bytes of today's encoding).
-        let v1 = |st: &ShardState| {
-            let mut bytes = bincode::serialize(st).expect("encodes");
-            assert_eq!(bytes.split_off(bytes.len() - 8), 0u64.to_le_bytes());
-            bytes
-        };
-        let body = bincode::serialize(&vec![v1(&a), v1(&b)]).expect("encodes");
-        let states = decode_snapshot(&body).expect("a format-1 body decodes");
-        assert_eq!(states, vec![a.clone(), b.clone()]);
-
-        // Today's format round-trips, closed periods included.
-        a.settlements.insert(
-            RequestId::new("2026-11"),
-            vec![(SupplierId::new("s-1"), SupplierDue::default())],
-        );
-        let parts = vec![
-            bincode::serialize(&a).expect("encodes"),
-            bincode::serialize(&b).expect("encodes"),
+    fn todays_format_round_trips_and_a_newer_one_is_refused_by_name() {
+        let states = vec![
+            ShardState::new(ShardId(0), 2),
+            ShardState::new(ShardId(1), 2),
         ];
-        assert_eq!(
-            decode_snapshot(&encode_snapshot(parts)).expect("today's body decodes"),
-            vec![a, b]
-        );
+        let body = encode_states(&states).expect("encodes");
+        assert_eq!(decode_snapshot(&body).expect("decodes"), states);
 
-        // A format from a newer build is refused by name, not misread.
         let mut newer = encode_snapshot(vec![]);
         newer[STATE_MAGIC.len()] = STATE_FORMAT + 1;
         let err = decode_snapshot(&newer)
             .expect_err("a newer format is refused")
             .to_string();
-        assert!(err.contains("state format 3"), "{err}");
+        assert!(err.contains("state format 4"), "{err}");
     }
 }

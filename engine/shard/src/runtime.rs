@@ -56,7 +56,8 @@ pub enum PeerMsg {
 /// Control of the shard by the engine.
 pub enum Control {
     Pause(Sender<()>),
-    Snapshot(Sender<(ShardId, Vec<u8>)>),
+    /// The shard's state bytes, or why they could not be encoded.
+    Snapshot(Sender<(ShardId, Result<Vec<u8>, String>)>),
     Resume,
 }
 
@@ -116,6 +117,7 @@ pub struct ShardCore {
     pending_codes: VecDeque<(u64, Vec<CodeHash>)>,
     pending_set: HashSet<CodeHash>,
     upload_tickets: u64,
+    fail_snapshots: Arc<AtomicBool>,
 }
 
 /// What one pass over the mailbox produced: frames and replies for the writer, then messages
@@ -183,8 +185,12 @@ impl Shard {
             // Size the pass's vectors from what is waiting: growing vectors of large events and
             // replies by doubling was a visible share of the per-order cost.
             let waiting = (self.client_rx.len() + self.peer_rx.len()).min(self.batch_max) + 1;
-            let mut pass = Pass::new(self.core.state.shard, waiting);
+            let mut pass = Pass::new(self.core.state.shard(), waiting);
             self.core.set_now(UnixMillis(wall_clock_ms()));
+            if !paused {
+                // A paused shard changes nothing, deadlines included: a snapshot is being taken.
+                self.core.on_tick(&mut pass);
+            }
             self.drain(&mut paused, &mut pass);
             self.finish(pass);
         }
@@ -258,7 +264,7 @@ impl Shard {
                 let _ = ack.send(());
             }
             Control::Snapshot(tx) => {
-                let _ = tx.send((self.core.state.shard, self.core.snapshot()));
+                let _ = tx.send((self.core.state.shard(), self.core.snapshot()));
             }
             Control::Resume => *paused = false,
         }
@@ -287,6 +293,7 @@ impl ShardCore {
             pending_codes: VecDeque::new(),
             pending_set: HashSet::new(),
             upload_tickets: 0,
+            fail_snapshots: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -307,26 +314,35 @@ impl ShardCore {
     }
 
     /// The state's canonical bytes, as snapshots store them.
-    pub fn snapshot(&self) -> Vec<u8> {
-        bincode::serialize(&self.state).unwrap_or_default()
+    pub fn snapshot(&self) -> Result<Vec<u8>, String> {
+        if self.fail_snapshots.load(Ordering::Relaxed) {
+            return Err("snapshot encoding failure injected".into());
+        }
+        self.state.encode().map_err(|e| e.to_string())
+    }
+
+    /// Makes every later snapshot of this shard fail to encode (tests of the checkpoint's
+    /// refusal to truncate).
+    pub fn fail_snapshots(&self) -> Arc<AtomicBool> {
+        self.fail_snapshots.clone()
     }
 
     fn ctx(&self) -> Ctx {
         Ctx {
             now: self.now,
-            lsn: Lsn(self.state.last_lsn.0 + 1),
-            shard: self.state.shard,
+            lsn: Lsn(self.state.last_lsn().0 + 1),
+            shard: self.state.shard(),
         }
     }
 
     /// Applies and journals events decided here; replicated ones also go to every other shard.
     fn commit(&mut self, pass: &mut Pass, events: Vec<Event>) {
         for ev in events {
-            let lsn = Lsn(self.state.last_lsn.0 + 1);
+            let lsn = Lsn(self.state.last_lsn().0 + 1);
             self.state.apply(&ev, lsn);
             if ev.is_replicated() {
-                for s in 0..self.state.shard_count {
-                    if s != self.state.shard.0 {
+                for s in 0..self.state.shard_count() {
+                    if s != self.state.shard().0 {
                         pass.out.push((ShardId(s), PeerMsg::Replicate(ev.clone())));
                     }
                 }
@@ -336,7 +352,7 @@ impl ShardCore {
                     .frames
                     .push(std::mem::take(&mut pass.frame).finish());
             }
-            pass.frame.push_with(self.state.shard.0, lsn.0, |buf| {
+            pass.frame.push_with(self.state.shard().0, lsn.0, |buf| {
                 crate::codec::encode_into(buf, &ev)
             });
             pass.batch.records += 1;
@@ -345,6 +361,33 @@ impl ShardCore {
 
     fn reply(pass: &mut Pass, to: ReplyTo, reply: Reply) {
         pass.batch.replies.push((to, reply));
+    }
+
+    /// Fires what is due in the state's deadline index at the current time (the driver's clock,
+    /// entering as data through `Command::Tick`), and returns what fired.
+    pub fn on_tick(&mut self, pass: &mut Pass) -> Vec<Deadline> {
+        if self
+            .state
+            .deadlines()
+            .next_due()
+            .is_none_or(|due| due > self.now)
+        {
+            return Vec::new();
+        }
+        match self.state.decide(&Command::Tick, &self.ctx()) {
+            Decision::Events(evs) => {
+                let fired = evs
+                    .iter()
+                    .flat_map(|e| match e {
+                        Event::Expired { fired, .. } => fired.clone(),
+                        _ => Vec::new(),
+                    })
+                    .collect();
+                self.commit(pass, evs);
+                fired
+            }
+            _ => Vec::new(),
+        }
     }
 
     /// Handles one message from a client.
@@ -400,13 +443,13 @@ impl ShardCore {
         if !duplicates.is_empty() {
             return Err(EngineError::DuplicateCodes(duplicates));
         }
-        let first_slot = self.state.next_slot;
+        let first_slot = self.state.pools().next_slot();
         let cmd = Command::AddCodes {
             sku: up.sku.clone(),
             supplier: up.supplier,
             first_slot,
             count: up.codes.len() as u64,
-            shard_count: self.state.shard_count,
+            shard_count: self.state.shard_count(),
         };
         let evs = match self.state.decide(&cmd, &self.ctx()) {
             Decision::Events(evs) => evs,
@@ -445,21 +488,21 @@ impl ShardCore {
             }
             return;
         }
-        let here = self.state.wallet_shard(&req.wallet) == self.state.shard;
+        let here = self.state.wallet_shard(&req.wallet) == self.state.shard();
         if here && req.fresh_codes.is_empty() {
             let issued: u64 = req
                 .items
                 .iter()
                 .filter(|i| {
                     self.state
-                        .skus
-                        .get(&i.sku)
+                        .catalog()
+                        .sku(&i.sku)
                         .is_some_and(|s| s.kind == SkuKind::Issued)
                 })
                 .map(|i| u64::from(i.quantity))
                 .sum();
-            if issued <= u64::from(ORDER_CARDS_MAX) && !self.state.orders.contains_key(&req.key) {
-                let (shard, n) = (self.state.shard, self.state.shard_count);
+            if issued <= u64::from(ORDER_CARDS_MAX) && self.state.orders().get(&req.key).is_none() {
+                let (shard, n) = (self.state.shard(), self.state.shard_count());
                 req.fresh_codes = (0..issued)
                     .map(|_| {
                         self.vault
@@ -494,8 +537,8 @@ impl ShardCore {
             }
             Decision::NeedStock { hold, missing } => {
                 self.commit(pass, vec![hold]);
-                let n = self.state.shard_count;
-                let me = self.state.shard.0;
+                let n = self.state.shard_count();
+                let me = self.state.shard().0;
                 let peers: VecDeque<ShardId> = (1..n).map(|i| ShardId((me + i) % n)).collect();
                 let mut saga = Saga {
                     req,
@@ -523,7 +566,7 @@ impl ShardCore {
                 PeerMsg::LendRequest {
                     sku,
                     want,
-                    from: self.state.shard,
+                    from: self.state.shard(),
                     saga: saga.req.key.clone(),
                 },
             ));
@@ -583,7 +626,7 @@ impl ShardCore {
                 ..
             }) => {
                 let cards = (0..u64::from(n))
-                    .filter_map(|i| self.state.cards.get(&CardId(first_card.0 + i)).cloned())
+                    .filter_map(|i| self.state.cards().get(&CardId(first_card.0 + i)).cloned())
                     .collect();
                 Ok(Outcome::Order {
                     outcome,
@@ -625,7 +668,7 @@ impl ShardCore {
                     PeerMsg::LendReply {
                         sku,
                         ranges,
-                        from: self.state.shard,
+                        from: self.state.shard(),
                         saga,
                     },
                 ));
@@ -677,7 +720,10 @@ impl ShardCore {
             }
             other => {
                 tracing::error!(?other, "unexpected decision for a held order");
-                self.end_saga(pass, saga, Err(EngineError::Storage));
+                let reply = Err(EngineError::Internal(format!(
+                    "held order decided {other:?}"
+                )));
+                self.end_saga(pass, saga, reply);
             }
         }
     }
@@ -685,7 +731,9 @@ impl ShardCore {
 
 fn unreachable_decision(d: Decision) -> Reply {
     tracing::error!(?d, "decision does not fit the command");
-    Err(EngineError::Storage)
+    Err(EngineError::Internal(format!(
+        "decision does not fit the command: {d:?}"
+    )))
 }
 
 /// The client's answer for an order from the events that settled it.
@@ -715,7 +763,7 @@ fn order_reply(evs: &[Event]) -> Reply {
             _ => {}
         }
     }
-    Err(EngineError::Storage)
+    Err(EngineError::Internal("an order decided no outcome".into()))
 }
 
 fn wall_clock_ms() -> u64 {

@@ -85,6 +85,8 @@ pub struct SimReport {
     pub peer_messages: u64,
     pub holds_released: u64,
     pub transfers_completed: u64,
+    /// Deadlines fired by ticks (rejected orders' answers forgotten).
+    pub deadlines_fired: u64,
     /// Invariant and acknowledgement checks run.
     pub checks: u64,
     /// Digest of every shard's final state: the same seed must give the same digest.
@@ -113,6 +115,7 @@ impl SimReport {
         self.peer_messages += o.peer_messages;
         self.holds_released += o.holds_released;
         self.transfers_completed += o.transfers_completed;
+        self.deadlines_fired += o.deadlines_fired;
         self.checks += o.checks;
     }
 
@@ -121,7 +124,7 @@ impl SimReport {
         format!(
             "requests {} (acknowledged {}, orders completed {}, redemptions {}, reversals {}), duplicate retries {}, altered retries {}\n\
              crashes {} (during recovery {}), unsynced writes lost {}, torn {}, failed syncs {}, checkpoints {}\n\
-             peer messages {}, holds released by recovery {}, transfers completed by recovery {}, book checks {}",
+             peer messages {}, holds released by recovery {}, transfers completed by recovery {}, deadlines fired {}, book checks {}",
             self.requests,
             self.acked,
             self.orders_completed,
@@ -138,6 +141,7 @@ impl SimReport {
             self.peer_messages,
             self.holds_released,
             self.transfers_completed,
+            self.deadlines_fired,
             self.checks
         )
     }
@@ -264,6 +268,8 @@ const CLIENT: &str = "sim-client";
 const FACE: i64 = 1_000;
 const SKUS: u32 = 3;
 const WALLETS: u32 = 6;
+/// Simulated ms a rejected order's answer is replayed: short, so many expire during a run.
+const REJECTION_WINDOW_MS: u64 = 400;
 
 struct Sim {
     rng: StdRng,
@@ -287,6 +293,9 @@ struct Sim {
     acked: BTreeMap<u64, Outcome>,
     /// The first successful answer of each order key, and the request that got it.
     order_answers: HashMap<OrderKey, (u64, OrderOutcome)>,
+    /// Order keys whose rejection was forgotten by a deadline (at least once; a crash may
+    /// lose the tick and fire it again): their later answers may differ from the first.
+    expired: HashSet<OrderKey>,
     /// Counters behind fresh request ids.
     next_order: u64,
     next_deposit: u64,
@@ -316,6 +325,7 @@ impl Sim {
             sent: Vec::new(),
             acked: BTreeMap::new(),
             order_answers: HashMap::new(),
+            expired: HashSet::new(),
             next_order: 0,
             next_deposit: 0,
             next_redeem: 0,
@@ -328,7 +338,13 @@ impl Sim {
                 ..SimReport::default()
             },
         };
-        let states = (0..n).map(|s| ShardState::new(ShardId(s), n)).collect();
+        let states = (0..n)
+            .map(|s| {
+                let mut st = ShardState::new(ShardId(s), n);
+                st.set_rejection_window_ms(REJECTION_WINDOW_MS);
+                st
+            })
+            .collect();
         sim.start(states);
         sim
     }
@@ -383,7 +399,7 @@ impl Sim {
         self.crash_and_recover()?;
         let mut h = blake3::Hasher::new();
         for n in &self.nodes {
-            h.update(&n.core.snapshot());
+            h.update(&n.core.snapshot()?);
         }
         self.report.state_digest = h.finalize().to_hex()[..16].to_owned();
         Ok(())
@@ -525,11 +541,17 @@ impl Sim {
     /// The hash of some sold card's code (the simulator sees every shard's state).
     fn any_card_hash(&mut self) -> Option<CodeHash> {
         let node = &self.nodes[self.rng.gen_range(0..self.nodes.len())];
-        let len = node.core.state.code_index.len();
+        let mut hashes: Vec<&CodeHash> = node
+            .core
+            .state
+            .cards()
+            .code_index()
+            .map(|(h, _)| h)
+            .collect();
+        let len = hashes.len();
         if len == 0 {
             return None;
         }
-        let mut hashes: Vec<&CodeHash> = node.core.state.code_index.keys().collect();
         hashes.sort();
         Some(*hashes[self.rng.gen_range(0..len)])
     }
@@ -613,8 +635,20 @@ impl Sim {
         if node.clients.is_empty() && node.peers.is_empty() {
             return;
         }
-        let mut pass = Pass::new(node.core.state.shard, budget);
+        let mut pass = Pass::new(node.core.state.shard(), budget);
         node.core.set_now(UnixMillis(self.now));
+        let fired = node.core.on_tick(&mut pass);
+        if !fired.is_empty() {
+            self.report.deadlines_fired += fired.len() as u64;
+            for d in fired {
+                let Deadline::RejectedOrder(key) = d;
+                self.expired.insert(key);
+            }
+            // Crash around deadlines: sometimes right after a tick, before or after its sync.
+            if self.rng.gen_range(0..8) == 0 {
+                self.crash_pending = true;
+            }
+        }
         for _ in 0..budget {
             if let Some(p) = node.peers.pop_front() {
                 node.core.on_peer(&mut pass, p);
@@ -737,7 +771,11 @@ impl Sim {
         while self.disk.unsynced.is_some() || !self.writer_q.is_empty() {
             self.writer_step(0);
         }
-        let parts = self.nodes.iter().map(|n| n.core.snapshot()).collect();
+        let parts = self
+            .nodes
+            .iter()
+            .map(|n| n.core.snapshot())
+            .collect::<Result<Vec<_>, _>>()?;
         let through = self.disk.next_seq;
         self.disk.snapshot = Some((through, recovery::encode_snapshot(parts)));
         self.disk.frames.retain(|(seq, _)| *seq > through);
@@ -762,6 +800,15 @@ impl Sim {
     fn on_reply(&mut self, id: u64, reply: Reply) -> Result<(), String> {
         let req = self.sent[id as usize].clone();
         if let Req::Order(o) = &req {
+            if self.expired.contains(&o.key)
+                && matches!(
+                    self.order_answers.get(&o.key),
+                    Some((_, OrderOutcome::Rejected(_)))
+                )
+            {
+                // The rejection was forgotten: the key may be answered afresh.
+                self.order_answers.remove(&o.key);
+            }
             let prior = self.order_answers.get(&o.key).cloned();
             let original_fp = prior
                 .as_ref()
@@ -899,6 +946,9 @@ impl Sim {
                 .map(|s| ShardState::new(ShardId(s), self.n))
                 .collect(),
         };
+        for st in &mut states {
+            st.set_rejection_window_ms(REJECTION_WINDOW_MS);
+        }
         let mut transit = Transit::new();
         let mut report = RecoveryReport::default();
         let count = self.disk.frames.len();
@@ -956,7 +1006,7 @@ impl Sim {
         }
         let mut orders: HashMap<&OrderKey, &state::OrderRecord> = HashMap::new();
         for st in states {
-            for (k, rec) in &st.orders {
+            for (k, rec) in st.orders().iter() {
                 if let Some(other) = orders.insert(k, rec) {
                     if other.outcome != rec.outcome {
                         return Err(format!("order {k:?} recorded twice, differently"));
@@ -967,13 +1017,20 @@ impl Sim {
         let mut deposits: HashMap<(&WalletId, &RequestId), i64> = HashMap::new();
         let mut redemptions = HashSet::new();
         for st in states {
-            for ((w, id), (_, m)) in &st.deposits {
+            for ((w, id), (_, m)) in st.wallets().deposits() {
                 deposits.insert((w, id), m.minor());
             }
-            redemptions.extend(st.redemptions.keys().cloned());
+            redemptions.extend(st.cards().redemptions().map(|(k, _)| k.clone()));
         }
         for (id, outcome) in &self.acked {
             match (&self.sent[*id as usize], outcome) {
+                (
+                    Req::Order(o),
+                    Outcome::Order {
+                        outcome: OrderOutcome::Rejected(_),
+                        ..
+                    },
+                ) if self.expired.contains(&o.key) => {}
                 (Req::Order(o), Outcome::Order { outcome, .. }) => match orders.get(&o.key) {
                     Some(rec) if rec.outcome == *outcome => {}
                     Some(rec) => {
@@ -995,13 +1052,13 @@ impl Sim {
                         id: d,
                         amount,
                     },
-                    Outcome::Applied(_),
+                    Outcome::Applied(_) | Outcome::Answered(_),
                 ) if deposits.get(&(wallet, d)) != Some(amount) => {
                     return Err(format!(
                         "acknowledged deposit {d:?} to {wallet:?} is missing"
                     ));
                 }
-                (Req::Redeem { id: r, .. }, Outcome::Applied(_))
+                (Req::Redeem { id: r, .. }, Outcome::Applied(_) | Outcome::Answered(_))
                     if !redemptions.contains(&(ClientId::new(CLIENT), r.clone())) =>
                 {
                     return Err(format!("acknowledged redemption {r:?} is missing"));
@@ -1023,15 +1080,15 @@ impl Sim {
                 (Req::Reverse { id: r }, Outcome::Applied(evs))
                     if !evs.is_empty()
                         && !states.iter().any(|s| {
-                            s.redemptions
-                                .get(&(ClientId::new(CLIENT), r.clone()))
+                            s.cards()
+                                .redemption(&ClientId::new(CLIENT), r)
                                 .is_some_and(|rec| rec.reversed)
                         }) =>
                 {
                     return Err(format!("acknowledged reversal of {r:?} is missing"));
                 }
                 (Req::CreateWallet(w), Outcome::Applied(_) | Outcome::Answered(_))
-                    if !states.iter().any(|s| s.wallets.contains_key(w)) =>
+                    if !states.iter().any(|s| s.wallets().get(w).is_some()) =>
                 {
                     return Err(format!("acknowledged wallet {w:?} is missing"));
                 }
@@ -1055,9 +1112,9 @@ impl Sim {
             }
         }
         for st in states {
-            for (w, wallet) in &st.wallets {
+            for (w, wallet) in st.wallets().iter() {
                 let b = wallet.balance(usd());
-                let have = b.available + b.held;
+                let have = b.available_minor + b.held_minor;
                 let want = expect.get(w).copied().unwrap_or(0);
                 if have != want {
                     return Err(format!(
@@ -1070,35 +1127,35 @@ impl Sim {
         // card holds its face value minus what its standing redemptions took.
         let mut taken: HashMap<CardId, i64> = HashMap::new();
         for st in states {
-            for rec in st.redemptions.values() {
+            for (_, rec) in st.cards().redemptions() {
                 if let (Ok((card, amount)), false) = (&rec.outcome, rec.reversed) {
                     *taken.entry(*card).or_default() += amount.minor();
                 }
             }
         }
         for st in states {
-            for (id, card) in &st.cards {
-                let want = match st.skus.get(&card.sku).map(|s| s.kind) {
+            for (id, card) in st.cards().iter() {
+                let want = match st.catalog().sku(&card.sku).map(|s| s.kind) {
                     Some(SkuKind::Issued) => {
                         card.face.minor() - taken.get(id).copied().unwrap_or(0)
                     }
                     _ => 0,
                 };
-                if card.balance != want {
+                if card.balance_minor != want {
                     return Err(format!(
                         "card {id:?} holds {}, its face and redemptions say {want}",
-                        card.balance
+                        card.balance_minor
                     ));
                 }
             }
         }
-        let held: u64 = states.iter().map(|s| s.cards.len() as u64).sum();
+        let held: u64 = states.iter().map(|s| s.cards().len() as u64).sum();
         if held != cards {
             return Err(format!("{held} cards exist, completed orders sold {cards}"));
         }
         let mut seen = BTreeSet::new();
         for st in states {
-            for h in st.code_index.keys() {
+            for (h, _) in st.cards().code_index() {
                 if !seen.insert(*h) {
                     return Err("a code hash is indexed on two shards".into());
                 }

@@ -47,7 +47,7 @@ pub fn verify_dir(dir: &Path, shard_count: Option<u16>) -> Result<Report, String
         }
     };
     let mut rr = RecoveryReport::default();
-    let (states, transit) = recovery::replay(&mut wal, n, &mut rr).map_err(|e| e.to_string())?;
+    let (states, transit) = recovery::replay(&mut wal, n, 0, &mut rr).map_err(|e| e.to_string())?;
     let in_transit: u64 = transit.values().flatten().map(|r| r.1 - r.0).sum();
     let mut report = check(&states, in_transit);
     report.records_replayed = rr.records_replayed;
@@ -68,12 +68,12 @@ pub fn check(states: &[ShardState], in_transit: u64) -> Report {
         check_wallets(st, &mut r, &mut sums);
         check_pools(st, &mut r, &mut seen_slots, &mut per_sku);
         check_cards_and_orders(st, &mut r, &mut sums, &mut seen_slots);
-        for (account, v) in &st.ledger {
+        for (account, v) in st.reports().ledger() {
             match account_currency(account) {
                 Some(ccy) => *sums.entry(ccy).or_default() += i128::from(*v),
                 None => r.violations.push(format!(
                     "shard {}: per-card account {account:?} in the aggregate ledger",
-                    st.shard.0
+                    st.shard().0
                 )),
             }
         }
@@ -100,6 +100,8 @@ pub fn check(states: &[ShardState], in_transit: u64) -> Report {
             "stock lent ({lent_total}) != received ({received_total}) + in transit ({in_transit})"
         ));
     }
+    // Maps are walked in hash order: sort, so the same state always reports the same list.
+    r.violations.sort();
     r
 }
 
@@ -117,42 +119,42 @@ fn account_currency(a: &Account) -> Option<Currency> {
 
 fn check_wallets(st: &ShardState, r: &mut Report, sums: &mut BTreeMap<Currency, i128>) {
     let mut held_by_hold: HashMap<(&WalletId, Currency), i64> = HashMap::new();
-    for h in st.holds.values() {
+    for (_, h) in st.orders().holds() {
         *held_by_hold
             .entry((&h.wallet, h.amount.currency()))
             .or_default() += h.amount.minor();
     }
-    r.holds_in_flight += st.holds.len();
-    r.wallets += st.wallets.len();
-    for (id, w) in &st.wallets {
-        if st.wallet_shard(id) != st.shard {
+    r.holds_in_flight += st.orders().hold_count();
+    r.wallets += st.wallets().len();
+    for (id, w) in st.wallets().iter() {
+        if st.wallet_shard(id) != st.shard() {
             r.violations.push(format!(
                 "wallet {id:?} is on shard {} but belongs on {}",
-                st.shard.0,
+                st.shard().0,
                 st.wallet_shard(id).0
             ));
         }
         for (ccy, b) in &w.balances {
-            if b.available < 0 || b.held < 0 {
+            if b.available_minor < 0 || b.held_minor < 0 {
                 r.violations.push(format!(
                     "wallet {id:?} {ccy}: negative balance (available {}, held {})",
-                    b.available, b.held
+                    b.available_minor, b.held_minor
                 ));
             }
-            if b.available + b.held != b.ledger {
+            if b.available_minor + b.held_minor != b.ledger_minor {
                 r.violations.push(format!(
                     "wallet {id:?} {ccy}: available {} + held {} != ledger {}",
-                    b.available, b.held, b.ledger
+                    b.available_minor, b.held_minor, b.ledger_minor
                 ));
             }
             let holds = held_by_hold.get(&(id, *ccy)).copied().unwrap_or(0);
-            if holds != b.held {
+            if holds != b.held_minor {
                 r.violations.push(format!(
                     "wallet {id:?} {ccy}: held {} but open holds total {holds}",
-                    b.held
+                    b.held_minor
                 ));
             }
-            *sums.entry(*ccy).or_default() += i128::from(b.ledger);
+            *sums.entry(*ccy).or_default() += i128::from(b.ledger_minor);
         }
     }
 }
@@ -163,12 +165,12 @@ fn check_pools(
     seen: &mut HashSet<u64>,
     per_sku: &mut BTreeMap<SkuId, [u64; 5]>,
 ) {
-    for (sku, p) in &st.pools {
+    for (sku, p) in st.pools().iter() {
         let in_ranges: u64 = p.ranges.iter().map(|(s, e)| e - s).sum();
         if in_ranges != p.available || p.available + p.lent + p.sold != p.added + p.received {
             r.violations.push(format!(
                 "shard {} sku {sku:?}: pool does not reconcile (ranges {in_ranges}, available {}, added {}, received {}, lent {}, sold {})",
-                st.shard.0, p.available, p.added, p.received, p.lent, p.sold
+                st.shard().0, p.available, p.added, p.received, p.lent, p.sold
             ));
         }
         r.codes_unsold += p.available;
@@ -194,13 +196,13 @@ fn check_cards_and_orders(
     sums: &mut BTreeMap<Currency, i128>,
     seen: &mut HashSet<u64>,
 ) {
-    r.cards += st.cards.len();
-    for (id, c) in &st.cards {
-        if id.shard() != st.shard {
+    r.cards += st.cards().len();
+    for (id, c) in st.cards().iter() {
+        if id.shard() != st.shard() {
             r.violations.push(format!(
                 "card {} is on shard {} but its id says {}",
                 id.0,
-                st.shard.0,
+                st.shard().0,
                 id.shard().0
             ));
         }
@@ -214,27 +216,30 @@ fn check_cards_and_orders(
                 }
             }
             CodeRef::Sealed(_) => {
-                if c.balance != c.ledger || c.balance < 0 || c.balance > c.face.minor() {
+                if c.balance_minor != c.ledger_minor
+                    || c.balance_minor < 0
+                    || c.balance_minor > c.face.minor()
+                {
                     r.violations.push(format!(
                         "card {}: balance {} ledger {} face {}",
                         id.0,
-                        c.balance,
-                        c.ledger,
+                        c.balance_minor,
+                        c.ledger_minor,
                         c.face.minor()
                     ));
                 }
-                if (c.status == CardStatus::Redeemed) != (c.balance == 0) {
+                if (c.status == CardStatus::Redeemed) != (c.balance_minor == 0) {
                     r.violations.push(format!(
                         "card {}: status {:?} with balance {}",
-                        id.0, c.status, c.balance
+                        id.0, c.status, c.balance_minor
                     ));
                 }
             }
         }
-        *sums.entry(c.face.currency()).or_default() += i128::from(c.ledger);
+        *sums.entry(c.face.currency()).or_default() += i128::from(c.ledger_minor);
     }
     let mut cards_in_orders = 0u64;
-    for (key, rec) in &st.orders {
+    for (key, rec) in st.orders().iter() {
         r.orders += 1;
         if let OrderOutcome::Completed {
             first_card, cards, ..
@@ -242,7 +247,7 @@ fn check_cards_and_orders(
         {
             cards_in_orders += u64::from(cards);
             for i in 0..u64::from(cards) {
-                if !st.cards.contains_key(&CardId(first_card.0 + i)) {
+                if st.cards().get(&CardId(first_card.0 + i)).is_none() {
                     r.violations.push(format!(
                         "order {key:?}: card {} is missing",
                         first_card.0 + i
@@ -251,11 +256,25 @@ fn check_cards_and_orders(
             }
         }
     }
-    if cards_in_orders != st.cards.len() as u64 {
+    for (due, d) in st.deadlines().iter() {
+        let Deadline::RejectedOrder(key) = d;
+        let rejected = st
+            .orders()
+            .get(key)
+            .is_some_and(|rec| matches!(rec.outcome, OrderOutcome::Rejected(_)));
+        if !rejected {
+            r.violations.push(format!(
+                "shard {}: deadline at {} names order {key:?}, which has no recorded rejection",
+                st.shard().0,
+                due.0
+            ));
+        }
+    }
+    if cards_in_orders != st.cards().len() as u64 {
         r.violations.push(format!(
             "shard {}: orders account for {cards_in_orders} cards, {} exist",
-            st.shard.0,
-            st.cards.len()
+            st.shard().0,
+            st.cards().len()
         ));
     }
 }

@@ -133,7 +133,9 @@ pub fn balance(engine: &Engine, wallet: &str) -> i64 {
         wallet: giftcard_core::WalletId::new(wallet),
     };
     match engine.ask(q).expect("wallet") {
-        giftcard_shard::QueryAnswer::Wallet(w) => w.balances.iter().map(|(_, b)| b.available).sum(),
+        giftcard_shard::QueryAnswer::Wallet(w) => {
+            w.balances.iter().map(|(_, b)| b.available_minor).sum()
+        }
         other => panic!("{other:?}"),
     }
 }

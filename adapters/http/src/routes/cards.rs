@@ -31,7 +31,7 @@ fn card_view(state: &AppState, id: CardId, c: &Card) -> Result<CardView, ApiErro
         }
         .into(),
         face_value: MoneyView::of(c.face),
-        balance: issued.then(|| MoneyView::of(Money::new(c.balance, c.face.currency()))),
+        balance: issued.then(|| MoneyView::of(Money::new(c.balance_minor, c.face.currency()))),
         masked_code: codes::mask(&code),
     })
 }
@@ -165,13 +165,18 @@ pub async fn redeem(
         amount,
         fingerprint,
     };
-    let Outcome::Applied(events) = state.submit(cmd).await? else {
-        return Err(ApiError::Unavailable);
-    };
-    let (outcome, replayed) = match events.first() {
-        Some(Event::Redeemed { card, amount, .. }) => (Ok((*card, *amount)), false),
-        Some(Event::RedemptionRejected { reason, .. }) => (Err(*reason), false),
-        _ => (recorded(&state, &who, &id).await?.outcome, true),
+    let (outcome, replayed) = match state.submit(cmd).await? {
+        Outcome::Applied(events) => match events.first() {
+            Some(Event::Redeemed { card, amount, .. }) => (Ok((*card, *amount)), false),
+            Some(Event::RedemptionRejected { reason, .. }) => (Err(*reason), false),
+            _ => {
+                return Err(ApiError::Internal(
+                    "a redemption applied no redemption".into(),
+                ))
+            }
+        },
+        Outcome::Answered(_) => (recorded(&state, &who, &id).await?.outcome, true),
+        _ => return Err(ApiError::Internal("a redemption answered no events".into())),
     };
     match outcome {
         Ok((card, amount)) => Ok(reply(

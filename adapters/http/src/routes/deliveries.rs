@@ -40,8 +40,11 @@ pub async fn report_delivery(
         delivered,
         attempts_max: state.delivery_attempts_max,
     };
-    let Outcome::Applied(events) = state.submit(cmd).await? else {
-        return Err(ApiError::Unavailable);
+    // Answered: the delivery was settled before and the report changed nothing.
+    let (Outcome::Applied(events) | Outcome::Answered(events)) = state.submit(cmd).await? else {
+        return Err(ApiError::Internal(
+            "a delivery report answered no events".into(),
+        ));
     };
     Ok(reply(
         StatusCode::OK,

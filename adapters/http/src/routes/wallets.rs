@@ -23,8 +23,8 @@ pub fn wallet_view(id: &str, w: &Wallet) -> WalletView {
         .iter()
         .map(|(ccy, b)| BalanceView {
             currency: ccy.code().to_owned(),
-            available: MoneyView::of(Money::new(b.available, *ccy)),
-            held: MoneyView::of(Money::new(b.held, *ccy)),
+            available: MoneyView::of(Money::new(b.available_minor, *ccy)),
+            held: MoneyView::of(Money::new(b.held_minor, *ccy)),
         })
         .collect();
     WalletView {
@@ -147,8 +147,10 @@ pub async fn deposit(
         reference: d.reference.clone(),
         fingerprint,
     };
-    let replayed =
-        matches!(state.submit(cmd).await?, giftcard_shard::Outcome::Applied(evs) if evs.is_empty());
+    let replayed = matches!(
+        state.submit(cmd).await?,
+        giftcard_shard::Outcome::Answered(_)
+    );
     // The body is derived from the request only, so a replay (same fingerprint) answers the same.
     let view = DepositView {
         deposit_id: key,

@@ -1,0 +1,327 @@
+//! Snapshots of a shard's state, in sections. Each concern module is one section, written as
+//! `(name, version, bytes)`; the bytes are that module's own bincode. So:
+//!
+//! - a new field inside one module's types bumps that section's version, and the section's
+//!   `decode` reads the older version into today's shape (nothing else changes);
+//! - a new section (a new module) is simply absent from older snapshots and starts empty;
+//! - a section this build does not know, or a version newer than it reads, is refused by name:
+//!   it was written by a newer build, and dropping it would lose state.
+//!
+//! Sections are written in a fixed order and every map in key order, so equal states give equal
+//! bytes. The bodies of state formats 1 and 2 (one positional bincode struct per shard) are read
+//! by [`decode_legacy`].
+
+use crate::cards::Cards;
+use crate::catalog::Catalog;
+use crate::deadlines::Deadlines;
+use crate::maps::{HashMap, SpreadMap};
+use crate::orders::{Hold, OrderRecord, Orders};
+use crate::pools::{Pool, Pools};
+use crate::reports::{Reports, SkuSales};
+use crate::settlement::Settlement;
+use crate::state::ShardState;
+use crate::wallets::{Wallet, Wallets};
+use crate::*;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The serialized form of a shard's state: canonical bytes, so two states are equal exactly
+/// when their snapshots are.
+pub type ShardSnapshot = Vec<u8>;
+
+/// Why a snapshot could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("section {section}: {source}")]
+    Codec {
+        section: &'static str,
+        source: bincode::Error,
+    },
+    #[error("section {0} is not known to this build (written by a newer one?)")]
+    UnknownSection(String),
+    #[error("section {section} version {version}; this build reads up to {reads}")]
+    Version {
+        section: &'static str,
+        version: u16,
+        reads: u16,
+    },
+    #[error("section {0} appears twice")]
+    Repeated(&'static str),
+    #[error("no shard section")]
+    NoHeader,
+    #[error("state format {0} has no legacy reader")]
+    Format(u8),
+}
+
+/// One concern's part of the state, as a snapshot section.
+trait Section: Serialize + DeserializeOwned + Sized {
+    const NAME: &'static str;
+    /// The version written today.
+    const VERSION: u16;
+
+    /// Reads a section of `version` (at most [`Section::VERSION`]). A section whose shape
+    /// changed overrides this to read its older versions.
+    fn decode(version: u16, body: &[u8]) -> Result<Self, SnapshotError> {
+        if version != Self::VERSION {
+            return Err(SnapshotError::Version {
+                section: Self::NAME,
+                version,
+                reads: Self::VERSION,
+            });
+        }
+        bincode::deserialize(body).map_err(|source| SnapshotError::Codec {
+            section: Self::NAME,
+            source,
+        })
+    }
+}
+
+/// The shard's identity and clocks.
+#[derive(Serialize, Deserialize)]
+struct Header {
+    shard: ShardId,
+    shard_count: u16,
+    last_lsn: Lsn,
+    last_at: UnixMillis,
+}
+
+macro_rules! sections {
+    ($($ty:ty => $name:literal v $version:literal),* $(,)?) => {$(
+        impl Section for $ty {
+            const NAME: &'static str = $name;
+            const VERSION: u16 = $version;
+        }
+    )*};
+}
+
+sections! {
+    Header => "shard" v 1,
+    Catalog => "catalog" v 1,
+    Wallets => "wallets" v 1,
+    Pools => "pools" v 1,
+    Orders => "orders" v 1,
+    Cards => "cards" v 1,
+    Settlement => "settlement" v 1,
+    Reports => "reports" v 1,
+    Deadlines => "deadlines" v 1,
+}
+
+/// A section as written: name, version, body.
+#[derive(Serialize, Deserialize)]
+struct Written {
+    name: String,
+    version: u16,
+    body: Vec<u8>,
+}
+
+fn write<T: Section>(out: &mut Vec<Written>, part: &T) -> Result<(), SnapshotError> {
+    let body = bincode::serialize(part).map_err(|source| SnapshotError::Codec {
+        section: T::NAME,
+        source,
+    })?;
+    out.push(Written {
+        name: T::NAME.to_owned(),
+        version: T::VERSION,
+        body,
+    });
+    Ok(())
+}
+
+/// Encodes a shard's state as sections.
+pub fn encode(st: &ShardState) -> Result<ShardSnapshot, SnapshotError> {
+    let mut out = Vec::with_capacity(9);
+    let header = Header {
+        shard: st.shard,
+        shard_count: st.shard_count,
+        last_lsn: st.last_lsn,
+        last_at: st.last_at,
+    };
+    write(&mut out, &header)?;
+    write(&mut out, &st.catalog)?;
+    write(&mut out, &st.wallets)?;
+    write(&mut out, &st.pools)?;
+    write(&mut out, &st.orders)?;
+    write(&mut out, &st.cards)?;
+    write(&mut out, &st.settlement)?;
+    write(&mut out, &st.reports)?;
+    write(&mut out, &st.deadlines)?;
+    bincode::serialize(&out).map_err(|source| SnapshotError::Codec {
+        section: "list",
+        source,
+    })
+}
+
+/// Reads one section into `slot`, once.
+fn read<T: Section>(slot: &mut Option<T>, w: &Written) -> Result<(), SnapshotError> {
+    if slot.is_some() {
+        return Err(SnapshotError::Repeated(T::NAME));
+    }
+    *slot = Some(T::decode(w.version, &w.body)?);
+    Ok(())
+}
+
+/// Decodes a shard's state written by [`encode`] (of this build or an older one).
+pub fn decode(bytes: &[u8]) -> Result<ShardState, SnapshotError> {
+    let written: Vec<Written> =
+        bincode::deserialize(bytes).map_err(|source| SnapshotError::Codec {
+            section: "list",
+            source,
+        })?;
+    let (mut header, mut catalog, mut wallets, mut pools) = (None, None, None, None);
+    let (mut orders, mut cards, mut settlement, mut reports, mut deadlines) =
+        (None, None, None, None, None);
+    for w in &written {
+        match w.name.as_str() {
+            <Header as Section>::NAME => read::<Header>(&mut header, w)?,
+            <Catalog as Section>::NAME => read(&mut catalog, w)?,
+            <Wallets as Section>::NAME => read(&mut wallets, w)?,
+            <Pools as Section>::NAME => read(&mut pools, w)?,
+            <Orders as Section>::NAME => read(&mut orders, w)?,
+            <Cards as Section>::NAME => read(&mut cards, w)?,
+            <Settlement as Section>::NAME => read(&mut settlement, w)?,
+            <Reports as Section>::NAME => read(&mut reports, w)?,
+            <Deadlines as Section>::NAME => read(&mut deadlines, w)?,
+            other => return Err(SnapshotError::UnknownSection(other.to_owned())),
+        }
+    }
+    let h = header.ok_or(SnapshotError::NoHeader)?;
+    let mut st = ShardState {
+        shard: h.shard,
+        shard_count: h.shard_count,
+        last_lsn: h.last_lsn,
+        last_at: h.last_at,
+        catalog: catalog.unwrap_or_default(),
+        wallets: wallets.unwrap_or_default(),
+        pools: pools.unwrap_or_default(),
+        orders: orders.unwrap_or_default(),
+        cards: cards.unwrap_or_default(),
+        settlement: settlement.unwrap_or_default(),
+        reports: reports.unwrap_or_default(),
+        deadlines: deadlines.unwrap_or_default(),
+    };
+    st.rebuild_derived();
+    Ok(st)
+}
+
+/// The whole shard state as state format 2 wrote it: one positional struct. Format 1 is the
+/// same without the last field. Frozen: if a type named here changes shape, its format-2 shape
+/// must be copied in here first.
+#[derive(Deserialize)]
+struct LegacyState {
+    shard: ShardId,
+    shard_count: u16,
+    last_lsn: Lsn,
+    next_card_seq: u64,
+    next_slot: u64,
+    skus: HashMap<SkuId, Sku>,
+    fx: FxTable,
+    wallets: HashMap<WalletId, Wallet>,
+    deposits: SpreadMap<(WalletId, RequestId), (Fingerprint, Money)>,
+    pools: HashMap<SkuId, Pool>,
+    cards: SpreadMap<CardId, crate::cards::Card>,
+    code_index: SpreadMap<CodeHash, CardId>,
+    orders: SpreadMap<OrderKey, OrderRecord>,
+    claims: SpreadMap<OrderKey, (Fingerprint, ShardId)>,
+    holds: HashMap<OrderKey, Hold>,
+    redemptions: SpreadMap<(ClientId, RequestId), crate::cards::RedemptionRecord>,
+    sales: HashMap<SkuId, SkuSales>,
+    ledger: HashMap<Account, i64>,
+    unsettled: BTreeMap<SupplierId, crate::event::SupplierDue>,
+    last_at: UnixMillis,
+    settlements: BTreeMap<RequestId, Vec<(SupplierId, crate::event::SupplierDue)>>,
+}
+
+/// Decodes one shard's body of state format 1 or 2.
+pub fn decode_legacy(format: u8, bytes: &[u8]) -> Result<ShardState, SnapshotError> {
+    let codec = |source| SnapshotError::Codec {
+        section: "legacy",
+        source,
+    };
+    let l: LegacyState = match format {
+        2 => bincode::deserialize(bytes).map_err(codec)?,
+        1 => {
+            // Format 1 ends before `settlements`: add the encoding of an empty map (a u64
+            // length of 0), which is what a format-1 shard had closed on record.
+            let mut b = bytes.to_vec();
+            b.extend_from_slice(&0u64.to_le_bytes());
+            bincode::deserialize(&b).map_err(codec)?
+        }
+        other => return Err(SnapshotError::Format(other)),
+    };
+    let mut st = ShardState {
+        shard: l.shard,
+        shard_count: l.shard_count,
+        last_lsn: l.last_lsn,
+        last_at: l.last_at,
+        catalog: Catalog {
+            skus: l.skus,
+            fx: l.fx,
+            fixed_prices: HashMap::default(),
+        },
+        wallets: Wallets {
+            wallets: l.wallets,
+            deposits: l.deposits,
+        },
+        pools: Pools {
+            pools: l.pools,
+            next_slot: l.next_slot,
+        },
+        orders: Orders {
+            records: l.orders,
+            claims: l.claims,
+            holds: l.holds,
+        },
+        cards: Cards {
+            next_card_seq: l.next_card_seq,
+            cards: l.cards,
+            code_index: l.code_index,
+            redemptions: l.redemptions,
+        },
+        settlement: Settlement {
+            unsettled: l.unsettled,
+            closed: l.settlements,
+        },
+        reports: Reports {
+            sales: l.sales,
+            ledger: l.ledger,
+        },
+        // Formats 1 and 2 had no deadlines; rejections recorded then are kept for ever.
+        deadlines: Deadlines::default(),
+    };
+    st.rebuild_derived();
+    Ok(st)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sections_round_trip_and_unknown_or_newer_sections_are_refused_by_name() {
+        let mut st = ShardState::new(ShardId(1), 4);
+        st.last_at = UnixMillis(42);
+        let bytes = encode(&st).expect("encodes");
+        assert_eq!(decode(&bytes).expect("decodes"), st);
+
+        let mut written: Vec<Written> = bincode::deserialize(&bytes).expect("list");
+        // A section missing from an older snapshot starts empty.
+        written.retain(|w| w.name != "deadlines");
+        let older = bincode::serialize(&written).expect("list");
+        assert_eq!(decode(&older).expect("decodes"), st);
+
+        let mut newer = bincode::deserialize::<Vec<Written>>(&bytes).expect("list");
+        newer.push(Written {
+            name: "quotes".into(),
+            version: 1,
+            body: vec![],
+        });
+        let err = decode(&bincode::serialize(&newer).expect("list")).expect_err("refused");
+        assert!(err.to_string().contains("quotes"), "{err}");
+
+        let mut newer = bincode::deserialize::<Vec<Written>>(&bytes).expect("list");
+        newer[2].version = 2;
+        let err = decode(&bincode::serialize(&newer).expect("list")).expect_err("refused");
+        assert!(err.to_string().contains("wallets version 2"), "{err}");
+    }
+}
