@@ -21,7 +21,7 @@ use std::hash::Hash;
 /// Parts of every map. More parts make each step smaller; each costs a `HashMap` header.
 pub const PARTS: usize = 64;
 
-type Part<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
+type Part<K, V> = std::collections::HashMap<K, V, crate::maps::StateHasher>;
 
 /// Slices of the routing hash, shared out to the parts.
 const SLICES: usize = 1024;
@@ -73,7 +73,7 @@ pub struct SpreadMap<K, V> {
     parts: Box<[Part<K, V>]>,
     /// Chooses the part; keyed independently of the parts' own hashers, so the keys that share
     /// a part do not share the bits a part's table uses.
-    route: ahash::RandomState,
+    route: crate::maps::StateHasher,
     len: usize,
 }
 
@@ -81,7 +81,7 @@ impl<K, V> Default for SpreadMap<K, V> {
     fn default() -> Self {
         SpreadMap {
             parts: (0..PARTS).map(|_| Part::default()).collect(),
-            route: ahash::RandomState::new(),
+            route: crate::maps::StateHasher::salted(0x5eed_0f_5b1e_ad),
             len: 0,
         }
     }

@@ -328,6 +328,16 @@ impl Engine {
     pub fn open(cfg: EngineConfig) -> Result<Engine, OpenError> {
         std::fs::create_dir_all(&cfg.data_dir)
             .map_err(|e| OpenError::Dir(cfg.data_dir.clone(), e))?;
+        // The state maps' hash keys come from the secret hash key, so client-chosen ids cannot
+        // be picked to collide; the first engine of a process sets them.
+        let keys = blake3::keyed_hash(&cfg.hash_key, b"giftcard state map keys");
+        let k = keys.as_bytes();
+        let word = |i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&k[i * 8..i * 8 + 8]);
+            u64::from_le_bytes(w)
+        };
+        giftcard_core::maps::set_hash_keys([word(0), word(1), word(2), word(3)]);
         let mut wal = giftcard_wal::Wal::open(
             &cfg.data_dir,
             &giftcard_wal::WalOptions {
