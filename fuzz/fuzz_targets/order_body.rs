@@ -1,12 +1,10 @@
-//! The order body parser of the HTTP adapter (`giftcard_http::routes::parse_order`: strict JSON,
+//! The order body parser of the HTTP adapter (`giftcard_intake::orders::parse_order`, re-exported as `giftcard_http::routes::parse_order`: strict JSON,
 //! then every check `POST /v1/orders` makes before the engine). Errors, never panics; whatever
 //! it accepts is within the documented bounds.
 #![no_main]
 
-use giftcard_core::{AMOUNT_MINOR_MAX, ORDER_CARDS_MAX};
-use giftcard_http::auth::Principal;
+use giftcard_core::{Caller, ClientId, AMOUNT_MINOR_MAX, ORDER_CARDS_MAX};
 use giftcard_http::routes::{parse_order, ORDER_LINES_MAX};
-use giftcard_http::Role;
 use libfuzzer_sys::fuzz_target;
 
 fn valid_id(s: &str) -> bool {
@@ -16,9 +14,9 @@ fn valid_id(s: &str) -> bool {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let who = Principal {
-        client: "fuzz-client".into(),
-        role: Role::Checkout,
+    let who = Caller {
+        client: ClientId::new("fuzz-client"),
+        admin: false,
     };
     let Ok(order) = parse_order(&who, data) else {
         return;

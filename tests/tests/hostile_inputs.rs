@@ -362,6 +362,11 @@ fn hostile_requests_get_the_documented_error_and_change_nothing() {
         ("scheme glued to the key", get(&format!("/v1/wallets/{WALLET}"), None).header("Authorization", &format!("bearer{CHECKOUT}")), problem(401, "unauthenticated")),
         ("oversized key", get(&format!("/v1/wallets/{WALLET}"), None).header("Authorization", &format!("Bearer {}", "k".repeat(10_000))), problem(401, "unauthenticated")),
         ("unauthenticated deposit", raw("POST", &dep_path, None, br#"{"deposit_id":"x","amount":{"amount_minor":1,"currency":"USD"},"reference":"psp"}"#), problem(401, "unauthenticated")),
+        // Conditional SKU changes: an If-Match that is no version of ours, or a stale one.
+        ("If-Match without quotes", raw("PATCH", &format!("/v1/skus/{SKU}"), Some(ADMIN), br#"{"brand":"x"}"#).header("If-Match", "v1"), problem_at(400, "invalid_if_match", "If-Match")),
+        ("If-Match of a weak tag", raw("PATCH", &format!("/v1/skus/{SKU}"), Some(ADMIN), br#"{"brand":"x"}"#).header("If-Match", "W/\"v1\""), problem_at(400, "invalid_if_match", "If-Match")),
+        ("If-Match overflowing u64", raw("PATCH", &format!("/v1/skus/{SKU}"), Some(ADMIN), br#"{"brand":"x"}"#).header("If-Match", "\"v99999999999999999999\""), problem_at(400, "invalid_if_match", "If-Match")),
+        ("stale If-Match", raw("PATCH", &format!("/v1/skus/{SKU}"), Some(ADMIN), br#"{"brand":"x"}"#).header("If-Match", "\"v999\""), problem(412, "precondition_failed")),
         // Idempotency keys replayed with altered bodies.
         ("order key with another quantity", order_ids_qty("o-1", 2), problem(409, "idempotency_conflict")),
         ("deposit key with another amount", post(&dep_path, CHECKOUT, r#"{"deposit_id":"dep-1","amount":{"amount_minor":1001,"currency":"USD"},"reference":"psp-ref"}"#), problem(409, "idempotency_conflict")),

@@ -999,3 +999,96 @@ fn delivery_reports_count_attempts_give_up_and_list_failed_cards() {
     assert!(doc["paths"]["/v1/deliveries/{card_id}/report"]["post"].is_object());
     assert!(doc["paths"]["/v1/admin/deliveries/failed"]["get"].is_object());
 }
+
+/// SKU definitions and changes are decided in the engine: concurrent creations of one id end in
+/// one definition and a 409, concurrent changes both land, and `If-Match` makes a change
+/// conditional on the version `GET` showed (412 when it moved on).
+#[test]
+fn sku_creation_and_changes_never_lose_an_update() {
+    let dir = tmp();
+    let api = Api::start(dir.path());
+    let body = |brand: &str| {
+        json!({"sku_id": "race", "brand": brand, "category": "retail", "kind": "supplier_code",
+            "face_value": {"fixed": {"amount_minor": 1000, "currency": "USD"}},
+            "wholesale_discount": "0.10", "supplier_id": "supplier-1"})
+    };
+    // Eight admins create the same id with different brands at once: exactly one wins.
+    let results: Vec<Res> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let (api, b) = (&api, body(&format!("brand-{i}")));
+                s.spawn(move || api.post("/v1/skus", ADMIN, &b))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    let created: Vec<&Res> = results.iter().filter(|r| r.status == 201).collect();
+    assert_eq!(created.len(), 1, "{results:?}");
+    assert!(!created[0].replayed);
+    assert!(results
+        .iter()
+        .filter(|r| r.status != 201)
+        .all(|r| r.status == 409 && r.body["code"] == "sku_exists"));
+    let winner = created[0].body["brand"].clone();
+    let got = api.get("/v1/skus/race", Some(ADMIN));
+    assert_eq!(got.body["brand"], winner);
+    assert_eq!(got.etag.as_deref(), Some("\"v1\""));
+
+    // Two changes of different fields at once: both land, nothing is read-modify-written here.
+    let patch = |b: Value, headers: &[(&str, &str)]| {
+        api.call(
+            "PATCH",
+            "/v1/skus/race",
+            Some(ADMIN),
+            Some(&b.to_string()),
+            headers,
+        )
+    };
+    std::thread::scope(|s| {
+        let a = s.spawn(|| patch(json!({"markup": "0.05"}), &[]));
+        let b = s.spawn(|| patch(json!({"category": "travel"}), &[]));
+        assert_eq!(a.join().expect("thread").status, 200);
+        assert_eq!(b.join().expect("thread").status, 200);
+    });
+    let got = api.get("/v1/skus/race", Some(ADMIN));
+    assert_eq!(
+        (&got.body["markup"], &got.body["category"]),
+        (&json!("0.05"), &json!("travel"))
+    );
+    assert_eq!(got.etag.as_deref(), Some("\"v3\""));
+
+    // Conditional: based on v3 it applies (and answers v4); based on v3 again it is too late.
+    let ok = patch(json!({"brand": "Renamed"}), &[("If-Match", "\"v3\"")]);
+    assert_eq!(
+        (ok.status, ok.etag.as_deref()),
+        (200, Some("\"v4\"")),
+        "{ok:?}"
+    );
+    patch(json!({"brand": "Stale"}), &[("If-Match", "\"v3\"")]).problem(412, "precondition_failed");
+    assert_eq!(
+        api.get("/v1/skus/race", Some(ADMIN)).body["brand"],
+        "Renamed"
+    );
+    patch(json!({"brand": "x"}), &[("If-Match", "v4")]).problem(400, "invalid_if_match");
+    assert_eq!(
+        patch(json!({"brand": "Any"}), &[("If-Match", "*")]).status,
+        200
+    );
+    // The currency stays the SKU's, as before.
+    patch(
+        json!({"face_value": {"fixed": {"amount_minor": 1000, "currency": "EUR"}}}),
+        &[],
+    )
+    .problem(400, "currency_mismatch");
+    api.call(
+        "PATCH",
+        "/v1/skus/nope",
+        Some(ADMIN),
+        Some(r#"{"brand":"x"}"#),
+        &[],
+    )
+    .problem(404, "sku_not_found");
+}

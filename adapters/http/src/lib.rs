@@ -15,7 +15,7 @@ pub mod metrics_http;
 pub mod openapi;
 pub mod routes;
 pub mod state;
-pub mod wire;
+pub use giftcard_intake::wire;
 
 use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpServer};

@@ -3,7 +3,8 @@
 //! answer 429 with `Retry-After` instead of queueing.
 
 use crate::error::ApiError;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -16,16 +17,37 @@ pub struct Rate {
     pub burst: u32,
 }
 
+/// Tokens are counted in millionths, and time in microseconds since the limiter started, so
+/// a token accrues in exactly `1_000_000 / per_s` µs of credit: integer arithmetic only.
+const MICRO: u64 = 1_000_000;
+
 struct Bucket {
-    tokens: f64,
-    at: Instant,
+    /// Millionths of a token.
+    tokens: u64,
+    /// When `tokens` was last brought up to date (µs since the limiter started).
+    at: u64,
 }
+
+/// One part of the key table: its buckets, and the keys in the order they were last touched
+/// (with the touch time), so refilled buckets are found from the front in amortized O(1).
+#[derive(Default)]
+struct Part {
+    buckets: HashMap<String, Bucket>,
+    touched: VecDeque<(u64, String)>,
+}
+
+/// Parts of the key table, each behind its own lock: redemptions of different clients and
+/// prefixes rarely wait for each other.
+const PARTS: usize = 32;
 
 /// Token buckets by key, with a bounded number of keys.
 pub struct RateLimiter {
     rate: Rate,
     keys_max: usize,
-    buckets: Mutex<HashMap<String, Bucket>>,
+    /// Keys held over all parts.
+    keys: AtomicUsize,
+    started: Instant,
+    parts: Vec<Mutex<Part>>,
 }
 
 impl RateLimiter {
@@ -33,39 +55,84 @@ impl RateLimiter {
         RateLimiter {
             rate,
             keys_max: keys_max.max(16),
-            buckets: Mutex::new(HashMap::new()),
+            keys: AtomicUsize::new(0),
+            started: Instant::now(),
+            parts: (0..PARTS).map(|_| Mutex::new(Part::default())).collect(),
         }
+    }
+
+    fn part(&self, key: &str) -> &Mutex<Part> {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        let h = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+            .hash_one(key);
+        &self.parts[(h % PARTS as u64) as usize]
     }
 
     /// Takes a token for `key`, or says how many seconds until one is free.
     pub fn take(&self, key: &str) -> Result<(), ApiError> {
-        let per_s = f64::from(self.rate.per_s.max(1));
-        let burst = f64::from(self.rate.burst.max(1));
-        let now = Instant::now();
-        let mut buckets = self.buckets.lock().map_err(|_| ApiError::Unavailable)?;
-        if !buckets.contains_key(key) && buckets.len() >= self.keys_max {
-            // Forget buckets that have refilled: they hold no information.
-            buckets
-                .retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() * per_s < burst);
-            if buckets.len() >= self.keys_max {
-                return Err(ApiError::RateLimited { retry_after_s: 1 });
+        let now = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.take_at(key, now)
+    }
+
+    fn take_at(&self, key: &str, now: u64) -> Result<(), ApiError> {
+        let per_s = u64::from(self.rate.per_s.max(1));
+        let burst = u64::from(self.rate.burst.max(1)) * MICRO;
+        // Millionths of a token accrued over `since` µs, capped at a full bucket.
+        let refill = |tokens: u64, since: u64| {
+            tokens
+                .saturating_add(since.saturating_mul(per_s))
+                .min(burst)
+        };
+        let mut part = self.part(key).lock().map_err(|_| ApiError::Unavailable)?;
+        let part = &mut *part;
+        if !part.buckets.contains_key(key) {
+            // Forget buckets that have refilled (they hold no information), oldest touch
+            // first; a queue entry older than its bucket's last touch is stale and dropped.
+            while self.keys.load(Ordering::Acquire) >= self.keys_max {
+                let Some((at, k)) = part.touched.pop_front() else {
+                    // Nothing here to forget: the table is full of other parts' keys.
+                    return Err(ApiError::RateLimited { retry_after_s: 1 });
+                };
+                match part.buckets.get(&k) {
+                    Some(b) if b.at == at => {
+                        if refill(b.tokens, now.saturating_sub(b.at)) < burst {
+                            // The oldest touched bucket is still busy: so are the others.
+                            part.touched.push_front((at, k));
+                            return Err(ApiError::RateLimited { retry_after_s: 1 });
+                        }
+                        part.buckets.remove(&k);
+                        self.keys.fetch_sub(1, Ordering::AcqRel);
+                    }
+                    _ => {}
+                }
             }
         }
-        let b = buckets.entry(key.to_owned()).or_insert(Bucket {
-            tokens: burst,
-            at: now,
+        let b = part.buckets.entry(key.to_owned()).or_insert_with(|| {
+            self.keys.fetch_add(1, Ordering::AcqRel);
+            Bucket {
+                tokens: burst,
+                at: now,
+            }
         });
-        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * per_s).min(burst);
+        b.tokens = refill(b.tokens, now.saturating_sub(b.at));
         b.at = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
+        let taken = if b.tokens >= MICRO {
+            b.tokens -= MICRO;
             Ok(())
         } else {
-            let wait = ((1.0 - b.tokens) / per_s).ceil() as u64;
+            let wait_us = (MICRO - b.tokens).div_ceil(per_s);
             Err(ApiError::RateLimited {
-                retry_after_s: wait.max(1),
+                retry_after_s: wait_us.div_ceil(MICRO).max(1),
             })
+        };
+        part.touched.push_back((now, key.to_owned()));
+        if part.touched.len() > 4 * part.buckets.len() + 64 {
+            // Stale entries of keys touched again and again: keep the queue bounded.
+            let buckets = &part.buckets;
+            part.touched
+                .retain(|(at, k)| buckets.get(k).is_some_and(|b| b.at == *at));
         }
+        taken
     }
 }
 
@@ -117,6 +184,38 @@ mod tests {
             limiter.take("one-too-many").is_err(),
             "a full table of busy keys refuses new ones"
         );
+    }
+
+    #[test]
+    fn refilled_buckets_make_room_for_new_keys_and_tokens_refill_at_the_rate() {
+        let limiter = RateLimiter::new(Rate { per_s: 2, burst: 1 }, 16);
+        for i in 0..15 {
+            // Fill the table with keys of other parts than "a"'s, refilled long ago.
+            let k = (0..)
+                .map(|j| format!("f{i}-{j}"))
+                .find(|k| limiter.part(k) as *const _ != limiter.part("a") as *const _)
+                .expect("a key of another part");
+            assert!(limiter.take_at(&k, 0).is_ok());
+        }
+        // The sixteenth key fills the table; a seventeenth in the same part as "a" waits until
+        // "a" has refilled, then takes its place.
+        assert!(limiter.take_at("a", 0).is_ok());
+        let part_of = |k: &str| limiter.part(k) as *const _;
+        let same = (0..1000)
+            .map(|i| format!("k{i}"))
+            .find(|k| part_of(k) == part_of("a"))
+            .expect("some key shares a's part");
+        assert!(
+            limiter.take_at(&same, 100_000).is_err(),
+            "a is still refilling"
+        );
+        assert!(
+            limiter.take_at(&same, 500_000).is_ok(),
+            "a refilled in 0.5 s at 2/s"
+        );
+        // Refill is exact in integers: half a second gives one token at 2/s, not more.
+        assert!(limiter.take_at(&same, 500_001).is_err());
+        assert!(limiter.take_at(&same, 1_000_000).is_ok());
     }
 
     #[test]

@@ -147,10 +147,11 @@ pub async fn refresh(state: &AppState) {
         metrics::gauge!("giftcard_shard_mailbox_depth", "shard" => shard.to_string())
             .set(depth as f64);
     }
-    if let Ok(giftcard_shard::QueryAnswer::Totals(t)) =
-        state.ask(giftcard_shard::Query::Totals).await
+    // Stock comes from the pools' own counters: a scrape never walks cards or wallets.
+    if let Ok(giftcard_shard::QueryAnswer::StockLevels(levels)) =
+        state.ask(giftcard_shard::Query::StockLevels).await
     {
-        for (sku, (available, sold)) in &t.stock {
+        for (sku, (available, sold)) in &levels {
             metrics::gauge!("giftcard_sku_stock_available", "sku" => sku.as_str().to_owned())
                 .set(*available as f64);
             metrics::gauge!("giftcard_sku_stock_sold", "sku" => sku.as_str().to_owned())

@@ -56,6 +56,10 @@ const API_ERRORS: &[(&str, &str)] = &[
         "409",
         "Idempotency key reused with a different request, or the object exists",
     ),
+    (
+        "412",
+        "`If-Match` names a version the object has moved on from",
+    ),
     ("413", "Request body too large"),
     (
         "415",
@@ -68,6 +72,10 @@ const API_ERRORS: &[(&str, &str)] = &[
     (
         "429",
         "Rate limit or engine overload; retry after `Retry-After` seconds",
+    ),
+    (
+        "500",
+        "A bug in the engine; `correlation_id` finds the log line",
     ),
     (
         "503",
@@ -171,46 +179,4 @@ fn cross_field_rules(doc: &mut serde_json::Value) {
 /// Free text: no control characters (the handlers check the same with `char::is_control`).
 const TEXT_PATTERN: &str = r"^[^\u0000-\u001F\u007F-\u009F]*$";
 
-/// Every active ISO 4217 code the engine accepts, for the `enum` of currency fields.
-pub fn currency_codes() -> Vec<String> {
-    let letters = b'A'..=b'Z';
-    let mut out = Vec::new();
-    for a in letters.clone() {
-        for b in letters.clone() {
-            for c in letters.clone() {
-                let code = String::from_utf8(vec![a, b, c]).unwrap_or_default();
-                if giftcard_core::Currency::parse(&code).is_some() {
-                    out.push(code);
-                }
-            }
-        }
-    }
-    out
-}
-
-/// The schema of an optional currency field: one of the ISO 4217 codes, or null.
-pub fn optional_currency_schema() -> utoipa::openapi::Object {
-    let mut values: Vec<serde_json::Value> = currency_codes()
-        .into_iter()
-        .map(serde_json::Value::from)
-        .collect();
-    values.push(serde_json::Value::Null);
-    let types = utoipa::openapi::schema::SchemaType::from_iter([
-        utoipa::openapi::schema::Type::String,
-        utoipa::openapi::schema::Type::Null,
-    ]);
-    utoipa::openapi::ObjectBuilder::new()
-        .schema_type(types)
-        .description(Some("ISO 4217 currency code"))
-        .enum_values(Some(values))
-        .build()
-}
-
-/// The schema of a currency field: one of the ISO 4217 codes.
-pub fn currency_schema() -> utoipa::openapi::Object {
-    utoipa::openapi::ObjectBuilder::new()
-        .schema_type(utoipa::openapi::schema::Type::String)
-        .description(Some("ISO 4217 currency code"))
-        .enum_values(Some(currency_codes()))
-        .build()
-}
+pub use giftcard_intake::wire::{currency_codes, currency_schema, optional_currency_schema};

@@ -99,44 +99,36 @@ impl AppState {
     /// Submits a command and awaits its durable reply.
     pub async fn submit(&self, cmd: Command) -> Result<Outcome, ApiError> {
         let engine = self.engine()?;
-        self.bridge(|to| engine.submit(cmd, to)).await
+        let _slot = self.inflight.enter()?;
+        Ok(giftcard_intake::call::submit(engine, cmd).await?)
+    }
+
+    /// Places an order and awaits its durable answer.
+    pub async fn place(
+        &self,
+        req: giftcard_core::OrderRequest,
+    ) -> Result<giftcard_intake::orders::OrderAnswer, ApiError> {
+        let engine = self.engine()?;
+        let _slot = self.inflight.enter()?;
+        Ok(giftcard_intake::orders::place(engine, req).await?)
     }
 
     /// Asks a query and awaits the answer.
     pub async fn ask(&self, q: Query) -> Result<QueryAnswer, ApiError> {
         let engine = self.engine()?;
-        match self.bridge(|to| engine.query(q, to)).await? {
-            Outcome::Query(a) => Ok(a),
-            _ => Err(ApiError::Unavailable),
-        }
+        let _slot = self.inflight.enter()?;
+        Ok(giftcard_intake::call::ask(engine, q).await?)
     }
 
     /// A read that completes a request already admitted and answered by the engine (the cards of
     /// an order just placed): it takes no in-flight slot and waits out a full engine mailbox
-    /// instead of answering 429, so a durable order is never reported as refused. (The load tool
-    /// caught completed orders answered 429 when this read re-entered the admission bound.)
+    /// under the engine-call retry policy instead of answering 429, so a durable order is never
+    /// reported as refused. (The load tool caught completed orders answered 429 when this read
+    /// re-entered the admission bound.)
     pub async fn ask_follow_up(&self, q: Query) -> Result<QueryAnswer, ApiError> {
         let engine = self.engine()?;
-        let mut delay = std::time::Duration::from_millis(1);
-        for _ in 0..16 {
-            let (tx, rx) = oneshot::channel::<Reply>();
-            engine.query(
-                q.clone(),
-                Box::new(move |r| {
-                    let _ = tx.send(r);
-                }),
-            );
-            match rx.await.map_err(|_| ApiError::Unavailable)? {
-                Err(giftcard_shard::EngineError::Overloaded) => {
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(std::time::Duration::from_millis(200));
-                }
-                Ok(Outcome::Query(a)) => return Ok(a),
-                Ok(_) => return Err(ApiError::Unavailable),
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(ApiError::Unavailable)
+        let ask = || giftcard_intake::call::ask(engine, q.clone());
+        Ok(giftcard_intake::call::retrying(ask).await?)
     }
 
     /// Runs one engine call with an in-flight slot held until its reply arrives.

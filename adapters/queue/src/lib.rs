@@ -25,7 +25,7 @@ pub mod wire;
 
 pub use config::QueueConfig;
 
-use giftcard_shard::{Engine, Reply};
+use giftcard_shard::Engine;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -235,40 +235,4 @@ async fn sleep_unless(stop: &AtomicBool, d: Duration) -> bool {
         left -= s;
     }
     stop.load(Ordering::Acquire)
-}
-
-/// Submits a command and awaits its durable reply without blocking the runtime.
-pub(crate) async fn submit(engine: &Engine, cmd: giftcard_core::Command) -> Reply {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    engine.submit(
-        cmd,
-        Box::new(move |r| {
-            let _ = tx.send(r);
-        }),
-    );
-    rx.await
-        .unwrap_or(Err(giftcard_shard::EngineError::Stopping))
-}
-
-/// Asks a query without blocking the runtime.
-pub(crate) async fn ask(
-    engine: &Engine,
-    q: giftcard_shard::Query,
-) -> Result<giftcard_shard::QueryAnswer, giftcard_shard::EngineError> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    engine.query(
-        q,
-        Box::new(move |r| {
-            let _ = tx.send(r);
-        }),
-    );
-    match rx
-        .await
-        .unwrap_or(Err(giftcard_shard::EngineError::Stopping))?
-    {
-        giftcard_shard::Outcome::Query(a) => Ok(a),
-        other => Err(giftcard_shard::EngineError::Internal(format!(
-            "a query answered {other:?}"
-        ))),
-    }
 }

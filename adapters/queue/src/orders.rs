@@ -11,17 +11,16 @@
 
 use crate::streams::{ORDERS_STREAM, ORDERS_SUBJECTS};
 use crate::wire::OrderResult;
-use crate::{ask, sleep_unless, submit, until_stopped, QueueConfig};
+use crate::{sleep_unless, until_stopped, QueueConfig};
 use async_nats::jetstream::consumer::{pull, AckPolicy};
 use async_nats::jetstream::message::{AckKind, PublishMessage};
 use async_nats::jetstream::{Context, Message};
 use futures::StreamExt;
-use giftcard_core::{Command, OrderOutcome};
-use giftcard_http::auth::Principal;
-use giftcard_http::error::{problem_of, ApiError};
-use giftcard_http::wire::{MoneyView, OrderRequestDto};
-use giftcard_http::Role;
-use giftcard_shard::{Engine, EngineError, Outcome, Query, QueryAnswer};
+use giftcard_core::{Caller, ClientId};
+use giftcard_intake::error::{problem_of, ApiError};
+use giftcard_intake::orders::{check_amounts, order_request, OrderAnswer};
+use giftcard_intake::wire::{MoneyView, OrderRequestDto};
+use giftcard_shard::{Engine, EngineError};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -221,7 +220,7 @@ async fn decide(
             true,
         )
     };
-    let checked = giftcard_http::input::id("subject client", &client).and_then(|c| {
+    let checked = giftcard_intake::input::id("subject client", &client).and_then(|c| {
         // Results go to `giftcard.results.{client}`, which must be a valid subject too.
         if c.split('.').any(str::is_empty) {
             Err(ApiError::invalid(
@@ -237,28 +236,23 @@ async fn decide(
         // No client to answer: the result goes to `giftcard.results._invalid` for operators.
         return Ok(invalid("_invalid", None, e));
     }
-    let dto: OrderRequestDto = match giftcard_http::input::json(&msg.payload) {
+    let dto: OrderRequestDto = match giftcard_intake::input::json(&msg.payload) {
         Ok(d) => d,
         Err(e) => return Ok(invalid(&client, None, e)),
     };
-    let who = Principal {
-        client: client.clone(),
-        role: Role::Checkout,
+    let who = Caller {
+        client: ClientId::new(&client),
+        admin: false,
     };
     let order_id = dto.order_id.clone();
-    let req = match giftcard_http::routes::order_request(&who, &dto, "") {
+    let req = match order_request(&who, &dto, "") {
         Ok(r) => r,
         Err(e) => return Ok(invalid(&client, Some(order_id), e)),
     };
-    if dto.items.iter().any(|i| i.amount.is_some()) {
-        let QueryAnswer::Skus(skus) = ask(engine, Query::Skus).await? else {
-            return Err(EngineError::Internal(
-                "the catalog query answered no SKUs".into(),
-            ));
-        };
-        if let Err(e) = giftcard_http::routes::amount_currencies_match(&skus, &dto, "") {
-            return Ok(invalid(&client, Some(order_id), e));
-        }
+    match check_amounts(engine, [(&dto, String::new())]).await {
+        Ok(()) => {}
+        Err(ApiError::Internal(e)) => return Err(EngineError::Internal(e)),
+        Err(e) => return Ok(invalid(&client, Some(order_id), e)),
     }
     let mut result = OrderResult {
         client: client.clone(),
@@ -271,31 +265,29 @@ async fn decide(
         replayed: false,
         problem: None,
     };
-    match submit(engine, Command::PlaceOrder(Box::new(req))).await {
-        Ok(Outcome::Order {
-            outcome, replayed, ..
-        }) => {
-            result.replayed = replayed;
-            match outcome {
-                OrderOutcome::Completed {
+    match giftcard_intake::orders::place(engine, req).await {
+        Ok(answer) => {
+            result.replayed = answer.replayed();
+            match answer {
+                OrderAnswer::Completed {
                     charged,
                     first_card,
                     cards,
+                    ..
                 } => {
                     result.status = "completed".into();
                     result.charged = Some(MoneyView::of(charged));
                     result.first_card_id = Some(first_card.0.to_string());
                     result.card_count = cards;
                 }
-                OrderOutcome::Rejected(r) => result.reason = Some(r.code().to_owned()),
+                OrderAnswer::Rejected { reason, .. } => {
+                    result.reason = Some(reason.code().to_owned())
+                }
             }
             // One id per order: a redelivery's result is the same message, dropped by the broker.
             let id = format!("result-{client}-{order_id}");
             Ok((client, result, id, false))
         }
-        Ok(other) => Err(EngineError::Internal(format!(
-            "an order answered {other:?}"
-        ))),
         Err(EngineError::Rejected(r)) => {
             // Refused without being recorded (e.g. the key was used with another body): a final
             // answer for this message, keyed by the message so it does not shadow the order's.

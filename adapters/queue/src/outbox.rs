@@ -16,7 +16,7 @@ use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::Context;
 use giftcard_core::state::{Card, Delivery};
 use giftcard_core::*;
-use giftcard_http::wire::MoneyView;
+use giftcard_intake::wire::MoneyView;
 use giftcard_shard::{Engine, EngineError, JournalFrame, Query, QueryAnswer};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -488,18 +488,10 @@ fn low_stock(
     Ok(())
 }
 
-/// A blocking query that waits out a short overload instead of failing the pass.
+/// A blocking query that waits out a short overload (the engine-call retry policy) instead of
+/// failing the pass.
 fn ask(engine: &Engine, q: Query) -> Result<QueryAnswer, EngineError> {
-    let mut tries = 0;
-    loop {
-        match engine.ask(q.clone()) {
-            Err(EngineError::Overloaded) if tries < 100 => {
-                tries += 1;
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            r => return r,
-        }
-    }
+    giftcard_intake::call::retrying_blocking(|| engine.ask(q.clone()))
 }
 
 fn out<T: serde::Serialize>(subject: String, id: &str, ev: &T) -> OutMsg {

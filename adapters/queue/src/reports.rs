@@ -5,11 +5,12 @@
 
 use crate::streams::DELIVERY_REPORTS_SUBJECT;
 use crate::wire::DeliveryReportMessage;
-use crate::{submit, QueueConfig};
+use crate::QueueConfig;
 use futures::StreamExt;
 use giftcard_core::{CardId, Command};
-use giftcard_http::error::{problem_of, ApiError};
-use giftcard_http::wire::DeliveryStatusDto;
+use giftcard_intake::call::submit;
+use giftcard_intake::error::{problem_of, ApiError};
+use giftcard_intake::wire::DeliveryStatusDto;
 use giftcard_shard::{Engine, Outcome};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -55,10 +56,10 @@ pub async fn run(
 
 async fn report(engine: &Engine, payload: &[u8], attempts_max: u8) -> serde_json::Value {
     let parsed: Result<DeliveryReportMessage, ApiError> =
-        giftcard_http::input::json(&bytes::Bytes::copy_from_slice(payload));
+        giftcard_intake::input::json(&bytes::Bytes::copy_from_slice(payload));
     let r = match parsed {
         Ok(m) => {
-            giftcard_http::input::digits("card_id", &m.card_id).map(|id| (CardId(id), m.status))
+            giftcard_intake::input::digits("card_id", &m.card_id).map(|id| (CardId(id), m.status))
         }
         Err(e) => Err(e),
     };
@@ -73,7 +74,7 @@ async fn report(engine: &Engine, payload: &[u8], attempts_max: u8) -> serde_json
     };
     match submit(engine, cmd).await {
         Ok(Outcome::Applied(events) | Outcome::Answered(events)) => {
-            serde_json::to_value(giftcard_http::routes::delivery_report_view(card, &events))
+            serde_json::to_value(giftcard_intake::orders::delivery_report_view(card, &events))
                 .unwrap_or_default()
         }
         Ok(_) => serde_json::json!({ "problem": problem_of(&ApiError::Unavailable) }),

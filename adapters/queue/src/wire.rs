@@ -2,8 +2,8 @@
 //! domain types by hand; money is `{amount_minor, currency}`. Every event names the shard and
 //! lsn it comes from, so a consumer can order a shard's events even across republishing.
 
-use giftcard_http::error::Problem;
-use giftcard_http::wire::MoneyView;
+use giftcard_intake::error::Problem;
+use giftcard_intake::wire::MoneyView;
 use serde::{Deserialize, Serialize};
 
 /// The answer to one order message, on `giftcard.results.{client}`.
@@ -125,5 +125,5 @@ pub struct LowStockEvent {
 #[serde(deny_unknown_fields)]
 pub struct DeliveryReportMessage {
     pub card_id: String,
-    pub status: giftcard_http::wire::DeliveryStatusDto,
+    pub status: giftcard_intake::wire::DeliveryStatusDto,
 }

@@ -162,6 +162,50 @@ pub struct Catalog {
     /// snapshot loads, and `unit_price` recomputes on a miss.
     #[serde(skip)]
     pub(crate) fixed_prices: HashMap<SkuId, UnitPrice>,
+    /// How many times each SKU was defined: its version, for changes conditional on it
+    /// (`If-Match`). Section version 2; a version-1 section starts every SKU at 1.
+    pub(crate) versions: BTreeMap<SkuId, u64>,
+}
+
+/// The catalog section as version 1 wrote it (before SKU versions).
+#[derive(Deserialize)]
+pub(crate) struct CatalogV1 {
+    skus: HashMap<SkuId, Sku>,
+    fx: FxTable,
+}
+
+impl CatalogV1 {
+    pub(crate) fn from_parts(skus: HashMap<SkuId, Sku>, fx: FxTable) -> CatalogV1 {
+        CatalogV1 { skus, fx }
+    }
+}
+
+impl From<CatalogV1> for Catalog {
+    fn from(v1: CatalogV1) -> Catalog {
+        let versions = v1.skus.keys().map(|id| (id.clone(), 1)).collect();
+        let mut c = Catalog {
+            skus: v1.skus,
+            fx: v1.fx,
+            fixed_prices: HashMap::default(),
+            versions,
+        };
+        c.rebuild_derived();
+        c
+    }
+}
+
+/// Changes to some fields of a SKU; absent fields stay as they are. Kind, currency, supplier
+/// and issue cap are not among them: they fix what was sold and stocked.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkuChanges {
+    /// A new face value, with the currency the request named (it must be the SKU's).
+    pub denomination: Option<(Denomination, Currency)>,
+    pub brand: Option<String>,
+    pub category: Option<String>,
+    pub wholesale_discount: Option<Decimal>,
+    pub markup: Option<Decimal>,
+    pub regions: Option<Vec<String>>,
+    pub status: Option<SkuStatus>,
 }
 
 impl Catalog {
@@ -173,6 +217,11 @@ impl Catalog {
     /// Every SKU, in no particular order.
     pub fn skus(&self) -> impl Iterator<Item = &Sku> {
         self.skus.values()
+    }
+
+    /// How many times a SKU was defined (0: never).
+    pub fn version(&self, id: &SkuId) -> u64 {
+        self.versions.get(id).copied().unwrap_or(0)
     }
 
     /// The FX table.
@@ -230,6 +279,68 @@ impl Catalog {
         Decision::Events(events)
     }
 
+    /// A new SKU; the same definition again is answered as before, another is `sku_exists`.
+    pub(crate) fn decide_create_sku(
+        &self,
+        pools: &crate::pools::Pools,
+        sku: &Sku,
+        shard_count: u16,
+    ) -> crate::state::Decision {
+        use crate::state::Decision;
+        match self.skus.get(&sku.id) {
+            Some(old) if old == sku => {
+                Decision::Answered(vec![crate::Event::SkuDefined(old.clone())])
+            }
+            Some(_) => Decision::Reject(Rejection::SkuExists),
+            None => self.decide_define_sku(pools, sku, shard_count),
+        }
+    }
+
+    /// Changes a SKU read and written in one decision, so no concurrent change is lost.
+    pub(crate) fn decide_change_sku(
+        &self,
+        pools: &crate::pools::Pools,
+        id: &SkuId,
+        if_version: Option<u64>,
+        ch: &SkuChanges,
+        shard_count: u16,
+    ) -> crate::state::Decision {
+        use crate::state::Decision;
+        let Some(old) = self.skus.get(id) else {
+            return Decision::Reject(Rejection::SkuNotFound);
+        };
+        if if_version.is_some_and(|v| v != self.version(id)) {
+            return Decision::Reject(Rejection::VersionMismatch);
+        }
+        let mut sku = old.clone();
+        if let Some((denomination, currency)) = ch.denomination {
+            if currency != sku.currency {
+                return Decision::Reject(Rejection::CurrencyMismatch);
+            }
+            sku.denomination = denomination;
+        }
+        let set = |to: &mut String, v: &Option<String>| {
+            if let Some(v) = v {
+                to.clone_from(v);
+            }
+        };
+        set(&mut sku.brand, &ch.brand);
+        set(&mut sku.category, &ch.category);
+        if let Some(d) = ch.wholesale_discount {
+            sku.wholesale_discount = d;
+        }
+        if let Some(m) = ch.markup {
+            sku.markup = m;
+        }
+        if let Some(r) = &ch.regions {
+            sku.regions.clone_from(r);
+        }
+        if let Some(s) = ch.status {
+            sku.status = s;
+        }
+        self.decide_define_sku(pools, &sku, shard_count)
+    }
+
     pub(crate) fn decide_set_fx(fx: &FxTable) -> crate::state::Decision {
         use crate::state::Decision;
         let ok = fx.spread >= Decimal::ZERO
@@ -251,6 +362,7 @@ impl Catalog {
                     Err(_) => drop(self.fixed_prices.remove(&sku.id)),
                 }
                 self.skus.insert(sku.id.clone(), sku.clone());
+                *self.versions.entry(sku.id.clone()).or_default() += 1;
             }
             crate::Event::FxSet(fx) => self.fx = fx.clone(),
             _ => {}
@@ -334,6 +446,105 @@ mod tests {
         assert_eq!(
             fx.convert_for_payer(Money::new(1, usd()), Currency::parse("JPY").unwrap()),
             Err(Rejection::FxRateMissing)
+        );
+    }
+
+    fn apply_all(c: &mut Catalog, d: crate::state::Decision) {
+        match d {
+            crate::state::Decision::Events(evs) => evs.iter().for_each(|e| c.apply(e)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn creating_a_sku_twice_replays_the_same_and_refuses_another() {
+        let pools = crate::pools::Pools::default();
+        let mut c = Catalog::default();
+        let s = sku(SkuKind::SupplierCode, Denomination::Fixed(2_500));
+        let d = c.decide_create_sku(&pools, &s, 2);
+        apply_all(&mut c, d);
+        assert_eq!(c.version(&s.id), 1);
+        assert_eq!(
+            c.decide_create_sku(&pools, &s, 2),
+            crate::state::Decision::Answered(vec![crate::Event::SkuDefined(s.clone())])
+        );
+        let mut other = s.clone();
+        other.brand = "other".into();
+        assert_eq!(
+            c.decide_create_sku(&pools, &other, 2),
+            crate::state::Decision::Reject(Rejection::SkuExists)
+        );
+    }
+
+    #[test]
+    fn changes_are_made_on_the_current_sku_and_an_if_version_must_match() {
+        let pools = crate::pools::Pools::default();
+        let mut c = Catalog::default();
+        let s = sku(SkuKind::SupplierCode, Denomination::Fixed(2_500));
+        let d = c.decide_create_sku(&pools, &s, 1);
+        apply_all(&mut c, d);
+        // Two changes decided one after the other, as the shard does: neither is lost.
+        let pause = SkuChanges {
+            status: Some(SkuStatus::Paused),
+            ..SkuChanges::default()
+        };
+        let markup = SkuChanges {
+            markup: Some(Decimal::from_str("0.05").unwrap()),
+            ..SkuChanges::default()
+        };
+        let d = c.decide_change_sku(&pools, &s.id, None, &pause, 1);
+        apply_all(&mut c, d);
+        let d = c.decide_change_sku(&pools, &s.id, None, &markup, 1);
+        apply_all(&mut c, d);
+        let now = c.sku(&s.id).unwrap();
+        assert_eq!(
+            (now.status, now.markup),
+            (SkuStatus::Paused, Decimal::from_str("0.05").unwrap())
+        );
+        assert_eq!(c.version(&s.id), 3);
+        // A change based on version 2 comes too late; one based on 3 applies.
+        assert_eq!(
+            c.decide_change_sku(&pools, &s.id, Some(2), &pause, 1),
+            crate::state::Decision::Reject(Rejection::VersionMismatch)
+        );
+        assert!(matches!(
+            c.decide_change_sku(&pools, &s.id, Some(3), &pause, 1),
+            crate::state::Decision::Events(_)
+        ));
+        // The currency is not the SKU's to change, nor is an unknown SKU.
+        let eur = SkuChanges {
+            denomination: Some((Denomination::Fixed(1_000), Currency::parse("EUR").unwrap())),
+            ..SkuChanges::default()
+        };
+        assert_eq!(
+            c.decide_change_sku(&pools, &s.id, None, &eur, 1),
+            crate::state::Decision::Reject(Rejection::CurrencyMismatch)
+        );
+        assert_eq!(
+            c.decide_change_sku(&pools, &SkuId::new("nope"), None, &pause, 1),
+            crate::state::Decision::Reject(Rejection::SkuNotFound)
+        );
+    }
+
+    #[test]
+    fn a_version_1_catalog_section_reads_with_every_sku_at_version_1() {
+        #[derive(Serialize)]
+        struct V1<'a> {
+            skus: std::collections::BTreeMap<SkuId, &'a Sku>,
+            fx: FxTable,
+        }
+        let s = sku(SkuKind::SupplierCode, Denomination::Fixed(2_500));
+        let bytes = bincode::serialize(&V1 {
+            skus: [(s.id.clone(), &s)].into_iter().collect(),
+            fx: FxTable::default(),
+        })
+        .unwrap();
+        let c: Catalog = bincode::deserialize::<CatalogV1>(&bytes).unwrap().into();
+        assert_eq!(c.sku(&s.id), Some(&s));
+        assert_eq!(c.version(&s.id), 1);
+        assert!(
+            c.fixed_prices.contains_key(&s.id),
+            "derived prices are rebuilt"
         );
     }
 }

@@ -68,6 +68,16 @@ impl OrderRequest {
 pub enum Command {
     /// Create or replace a catalog entry (replicated).
     DefineSku(Sku),
+    /// Define a new SKU: identical to an existing definition it is a replay, different a
+    /// conflict (`sku_exists`). Decided on shard 0, like every catalog change.
+    CreateSku(Sku),
+    /// Change some fields of a SKU inside the engine, so concurrent changes never lose one
+    /// another; with `if_version`, only if the SKU is still at that version.
+    ChangeSku {
+        sku: SkuId,
+        if_version: Option<u64>,
+        changes: crate::catalog::SkuChanges,
+    },
     /// Replace the FX table (replicated).
     SetFx(FxTable),
     /// Add `count` codes already written to the store at slots from `first_slot`; spread over shards.

@@ -178,6 +178,10 @@ pub enum Rejection {
     Forbidden,
     #[error("invalid sku definition")]
     InvalidSku,
+    #[error("a different sku with this id exists")]
+    SkuExists,
+    #[error("the resource changed since the version the request names")]
+    VersionMismatch,
 }
 
 impl Rejection {
@@ -206,6 +210,8 @@ impl Rejection {
             Rejection::IdempotencyConflict => "idempotency_conflict",
             Rejection::Forbidden => "forbidden",
             Rejection::InvalidSku => "invalid_sku",
+            Rejection::SkuExists => "sku_exists",
+            Rejection::VersionMismatch => "precondition_failed",
         }
     }
 }

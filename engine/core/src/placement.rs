@@ -39,7 +39,11 @@ pub fn order_home(key: &OrderKey, shard_count: u16) -> ShardId {
 pub fn route(cmd: &crate::Command, n: u16) -> ShardId {
     use crate::Command;
     match cmd {
-        Command::DefineSku(_) | Command::SetFx(_) | Command::AddCodes { .. } => ShardId(0),
+        Command::DefineSku(_)
+        | Command::CreateSku(_)
+        | Command::ChangeSku { .. }
+        | Command::SetFx(_)
+        | Command::AddCodes { .. } => ShardId(0),
         Command::CreateWallet { wallet, .. }
         | Command::Deposit { wallet, .. }
         | Command::SetWalletFrozen { wallet, .. } => wallet_shard(wallet, n),

@@ -95,9 +95,23 @@ macro_rules! sections {
     )*};
 }
 
+/// Catalog sections of version 1 had no SKU versions (see `Catalog::versions`).
+fn decode_catalog(version: u16, body: &[u8]) -> Result<Catalog, SnapshotError> {
+    let codec = |source| SnapshotError::Codec {
+        section: "catalog",
+        source,
+    };
+    match version {
+        1 => Ok(bincode::deserialize::<crate::catalog::CatalogV1>(body)
+            .map_err(codec)?
+            .into()),
+        _ => <Catalog as Section>::decode(version, body),
+    }
+}
+
 sections! {
     Header => "shard" v 1,
-    Catalog => "catalog" v 1,
+    Catalog => "catalog" v 2,
     Wallets => "wallets" v 1,
     Pools => "pools" v 1,
     Orders => "orders" v 1,
@@ -174,7 +188,12 @@ pub fn decode(bytes: &[u8]) -> Result<ShardState, SnapshotError> {
     for w in &written {
         match w.name.as_str() {
             <Header as Section>::NAME => read::<Header>(&mut header, w)?,
-            <Catalog as Section>::NAME => read(&mut catalog, w)?,
+            <Catalog as Section>::NAME => {
+                if catalog.is_some() {
+                    return Err(SnapshotError::Repeated("catalog"));
+                }
+                catalog = Some(decode_catalog(w.version, &w.body)?);
+            }
             <Wallets as Section>::NAME => read(&mut wallets, w)?,
             <Pools as Section>::NAME => read(&mut pools, w)?,
             <Orders as Section>::NAME => read(&mut orders, w)?,
@@ -254,11 +273,7 @@ pub fn decode_legacy(format: u8, bytes: &[u8]) -> Result<ShardState, SnapshotErr
         shard_count: l.shard_count,
         last_lsn: l.last_lsn,
         last_at: l.last_at,
-        catalog: Catalog {
-            skus: l.skus,
-            fx: l.fx,
-            fixed_prices: HashMap::default(),
-        },
+        catalog: crate::catalog::CatalogV1::from_parts(l.skus, l.fx).into(),
         wallets: Wallets {
             wallets: l.wallets,
             deposits: l.deposits,

@@ -166,6 +166,21 @@ impl ShardState {
                 self.catalog
                     .decide_define_sku(&self.pools, sku, self.shard_count)
             }
+            Command::CreateSku(sku) => {
+                self.catalog
+                    .decide_create_sku(&self.pools, sku, self.shard_count)
+            }
+            Command::ChangeSku {
+                sku,
+                if_version,
+                changes,
+            } => self.catalog.decide_change_sku(
+                &self.pools,
+                sku,
+                *if_version,
+                changes,
+                self.shard_count,
+            ),
             Command::SetFx(fx) => Catalog::decide_set_fx(fx),
             Command::AddCodes {
                 sku,

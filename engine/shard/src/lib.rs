@@ -96,8 +96,15 @@ pub enum Query {
         count: u32,
     },
     Skus,
+    /// One SKU with its version (how many times it was defined).
+    Sku {
+        sku: SkuId,
+    },
     Fx,
     Totals,
+    /// Available and sold codes of every SKU (summed over shards). Read from the pools, which
+    /// keep their counters as events apply: the cost grows with the SKUs, not with the cards.
+    StockLevels,
     /// Available and sold codes of one SKU (summed over shards).
     Stock {
         sku: SkuId,
@@ -135,6 +142,7 @@ pub enum QueryAnswer {
     CardWithId(CardId, Box<Card>),
     Cards(Vec<Card>),
     Skus(Vec<Sku>),
+    Sku(Box<Sku>, u64),
     Fx(FxTable),
     Totals(Box<ShardTotals>),
     /// (available, sold) codes.
@@ -143,6 +151,8 @@ pub enum QueryAnswer {
         sold: u64,
     },
     History(Vec<state::TxEntry>),
+    /// SKU -> (available, sold).
+    StockLevels(BTreeMap<SkuId, (u64, u64)>),
     /// Cards, with their ids.
     CardList(Vec<(CardId, Card)>),
     Redemption(Box<state::RedemptionRecord>),
@@ -538,7 +548,7 @@ impl Engine {
                 one(card.shard(), q, reply)
             }
             Query::CardByCode { hash } => one(shard_for(hash, n), q, reply),
-            Query::Skus | Query::Fx => one(ShardId(0), q, reply),
+            Query::Skus | Query::Sku { .. } | Query::Fx => one(ShardId(0), q, reply),
             Query::Order { .. } | Query::Redemption { .. } => {
                 let fan = FanOut::new(n, reply, pick_found);
                 (0..n).for_each(|s| one(ShardId(s), q.clone(), fan.part()));
@@ -549,6 +559,10 @@ impl Engine {
             }
             Query::Stock { .. } => {
                 let fan = FanOut::new(n, reply, merge_stock);
+                (0..n).for_each(|s| one(ShardId(s), q.clone(), fan.part()));
+            }
+            Query::StockLevels => {
+                let fan = FanOut::new(n, reply, merge_stock_levels);
                 (0..n).for_each(|s| one(ShardId(s), q.clone(), fan.part()));
             }
             Query::Totals => {
@@ -939,6 +953,23 @@ fn merge_stock(replies: Vec<Reply>) -> Reply {
         }
     }
     Ok(Outcome::Query(QueryAnswer::Stock { available, sold }))
+}
+
+fn merge_stock_levels(replies: Vec<Reply>) -> Reply {
+    let mut all: BTreeMap<SkuId, (u64, u64)> = BTreeMap::new();
+    for r in replies {
+        match r? {
+            Outcome::Query(QueryAnswer::StockLevels(levels)) => {
+                for (sku, (available, sold)) in levels {
+                    let e = all.entry(sku).or_default();
+                    e.0 += available;
+                    e.1 += sold;
+                }
+            }
+            other => return Err(unexpected(other)),
+        }
+    }
+    Ok(Outcome::Query(QueryAnswer::StockLevels(all)))
 }
 
 fn merge_totals(replies: Vec<Reply>) -> Reply {

@@ -43,8 +43,22 @@ pub fn answer(state: &ShardState, q: Query) -> Result<QueryAnswer, EngineError> 
             skus.sort_by(|a, b| a.id.cmp(&b.id));
             Ok(QueryAnswer::Skus(skus))
         }
+        Query::Sku { sku } => match state.catalog().sku(&sku) {
+            Some(s) => Ok(QueryAnswer::Sku(
+                Box::new(s.clone()),
+                state.catalog().version(&sku),
+            )),
+            None => not_found(Rejection::SkuNotFound),
+        },
         Query::Fx => Ok(QueryAnswer::Fx(state.catalog().fx().clone())),
         Query::Totals => Ok(QueryAnswer::Totals(Box::new(totals(state)))),
+        Query::StockLevels => Ok(QueryAnswer::StockLevels(
+            state
+                .pools()
+                .iter()
+                .map(|(sku, p)| (sku.clone(), (p.available, p.sold)))
+                .collect(),
+        )),
         Query::FailedDeliveries { limit } => {
             Ok(QueryAnswer::CardList(cards_where(state, limit, |d| {
                 matches!(d, Delivery::GaveUp { .. })

@@ -49,6 +49,7 @@ pub struct Res {
     pub content_type: String,
     pub retry_after: Option<String>,
     pub replayed: bool,
+    pub etag: Option<String>,
     pub text: String,
 }
 
@@ -145,6 +146,7 @@ impl Api {
         let content_type = res.header("content-type").unwrap_or("").to_owned();
         let retry_after = res.header("retry-after").map(str::to_owned);
         let replayed = res.header("idempotent-replayed") == Some("true");
+        let etag = res.header("etag").map(str::to_owned);
         let text = res.into_string().unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
         Res {
@@ -153,6 +155,7 @@ impl Api {
             content_type,
             retry_after,
             replayed,
+            etag,
             text,
         }
     }
@@ -186,6 +189,7 @@ impl Api {
         let content_type = res.header("content-type").unwrap_or("").to_owned();
         let retry_after = res.header("retry-after").map(str::to_owned);
         let replayed = res.header("idempotent-replayed") == Some("true");
+        let etag = res.header("etag").map(str::to_owned);
         let text = res.into_string().unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
         Res {
@@ -194,6 +198,7 @@ impl Api {
             content_type,
             retry_after,
             replayed,
+            etag,
             text,
         }
     }

@@ -8,7 +8,7 @@ use crate::state::AppState;
 use crate::wire::*;
 use crate::Role;
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse};
+use actix_web::web;
 use giftcard_core::*;
 use giftcard_shard::{Outcome, Query, QueryAnswer};
 use std::collections::BTreeMap;
@@ -38,7 +38,7 @@ pub async fn put_fx(
     who: Principal,
     state: web::Data<AppState>,
     body: JsonBody<FxTableDto>,
-) -> Result<HttpResponse, ApiError> {
+) -> crate::error::Answer {
     who.require(&[Role::Admin])?;
     let body = body.parse()?;
     let t = body;
@@ -47,7 +47,8 @@ pub async fn put_fx(
             "too_many",
             "rates",
             format!("at most {FX_RATES_MAX} rates"),
-        ));
+        )
+        .into());
     }
     let mut fx = FxTable {
         spread: input::decimal("spread", &t.spread, input::DecimalKind::Fraction)?,
@@ -69,9 +70,9 @@ pub async fn put_fx(
 
 /// The FX table.
 #[utoipa::path(get, path = "/v1/fx/rates", tag = "fx", responses((status = 200, body = FxTableDto)), security(("bearer" = [])))]
-pub async fn get_fx(_who: Principal, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn get_fx(_who: Principal, state: web::Data<AppState>) -> crate::error::Answer {
     let QueryAnswer::Fx(fx) = state.ask(Query::Fx).await? else {
-        return Err(ApiError::Unavailable);
+        return Err(ApiError::Unavailable.into());
     };
     Ok(reply(StatusCode::OK, &fx_view(&fx), false))
 }
@@ -99,7 +100,7 @@ fn rows(map: BTreeMap<Key, (u64, i64, i64)>) -> Vec<SalesRow> {
 
 /// Sales, revenue and margin by SKU, brand and currency; FX revenue by currency (admin).
 #[utoipa::path(get, path = "/v1/admin/stats", tag = "admin", responses((status = 200, body = StatsView)), security(("bearer" = [])))]
-pub async fn stats(who: Principal, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn stats(who: Principal, state: web::Data<AppState>) -> crate::error::Answer {
     who.require(&[Role::Admin])?;
     let t = totals(&state).await?;
     let skus: BTreeMap<SkuId, Sku> = super::all_skus(&state)
@@ -146,7 +147,7 @@ pub async fn close_settlement(
     who: Principal,
     state: web::Data<AppState>,
     body: JsonBody<SettlementRequest>,
-) -> Result<HttpResponse, ApiError> {
+) -> crate::error::Answer {
     who.require(&[Role::Admin])?;
     let body = body.parse()?;
     let period = input::id("period_id", &body.period_id)?;
@@ -158,7 +159,7 @@ pub async fn close_settlement(
     {
         Outcome::Applied(events) => (events, false),
         Outcome::Answered(events) => (events, true),
-        _ => return Err(ApiError::Unavailable),
+        _ => return Err(ApiError::Unavailable.into()),
     };
     let mut merged: BTreeMap<SupplierId, SupplierDue> = BTreeMap::new();
     for ev in events {
@@ -213,10 +214,7 @@ pub async fn close_settlement(
 
 /// Ledger totals per currency and the invariant check over live state (admin).
 #[utoipa::path(get, path = "/v1/admin/reconciliation", tag = "admin", responses((status = 200, body = ReconciliationView)), security(("bearer" = [])))]
-pub async fn reconciliation(
-    who: Principal,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn reconciliation(who: Principal, state: web::Data<AppState>) -> crate::error::Answer {
     who.require(&[Role::Admin])?;
     let engine = state.engine()?.clone();
     // Pauses the shards briefly at a quiescent point: blocking, so off the worker.

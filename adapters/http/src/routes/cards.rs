@@ -9,7 +9,7 @@ use crate::state::AppState;
 use crate::wire::*;
 use crate::Role;
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest};
 use giftcard_core::state::{Card, CardStatus, CodeRef, RedemptionRecord};
 use giftcard_core::*;
 use giftcard_shard::{codes, Outcome, Query, QueryAnswer};
@@ -54,15 +54,15 @@ pub async fn get_card(
     who: Principal,
     state: web::Data<AppState>,
     path: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+) -> crate::error::Answer {
     who.require(CARD_ROLES)?;
     let id = CardId(input::digits("card_id", &path)?);
     let QueryAnswer::Card(card) = state.ask(Query::Card { card: id }).await? else {
-        return Err(ApiError::Unavailable);
+        return Err(ApiError::Unavailable.into());
     };
     // A card belongs to the client whose order bought it; to anyone else it does not exist.
     if !who.caller().admin && card.order.client.as_str() != who.client {
-        return Err(ApiError::Rejected(Rejection::CardNotFound, None));
+        return Err(ApiError::Rejected(Rejection::CardNotFound, None).into());
     }
     Ok(reply(StatusCode::OK, &card_view(&state, id, &card)?, false))
 }
@@ -73,14 +73,14 @@ pub async fn card_balance(
     who: Principal,
     state: web::Data<AppState>,
     body: JsonBody<BalanceRequest>,
-) -> Result<HttpResponse, ApiError> {
+) -> crate::error::Answer {
     who.require(CARD_ROLES)?;
     let body = body.parse()?;
     code("code", &body.code)?;
     state.limit_lookup(&who, &body.code)?;
     let hash = state.engine()?.vault().hash(&body.code);
     let QueryAnswer::CardWithId(id, card) = state.ask(Query::CardByCode { hash }).await? else {
-        return Err(ApiError::Unavailable);
+        return Err(ApiError::Unavailable.into());
     };
     Ok(reply(StatusCode::OK, &card_view(&state, id, &card)?, false))
 }
@@ -151,7 +151,7 @@ pub async fn redeem(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: JsonBody<RedeemRequest>,
-) -> Result<HttpResponse, ApiError> {
+) -> crate::error::Answer {
     who.require(CARD_ROLES)?;
     let r = body.parse_with(|bytes| parse_redemption(super::idempotency_header(&req)?, bytes))?;
     let (id, amount) = (r.redemption_id, r.amount);
@@ -170,13 +170,11 @@ pub async fn redeem(
             Some(Event::Redeemed { card, amount, .. }) => (Ok((*card, *amount)), false),
             Some(Event::RedemptionRejected { reason, .. }) => (Err(*reason), false),
             _ => {
-                return Err(ApiError::Internal(
-                    "a redemption applied no redemption".into(),
-                ))
+                return Err(ApiError::Internal("a redemption applied no redemption".into()).into())
             }
         },
         Outcome::Answered(_) => (recorded(&state, &who, &id).await?.outcome, true),
-        _ => return Err(ApiError::Internal("a redemption answered no events".into())),
+        _ => return Err(ApiError::Internal("a redemption answered no events".into()).into()),
     };
     match outcome {
         Ok((card, amount)) => Ok(reply(
@@ -184,7 +182,7 @@ pub async fn redeem(
             &redemption_view(&id, card, amount, "redeemed"),
             replayed,
         )),
-        Err(reason) => Err(ApiError::Rejected(reason, None)),
+        Err(reason) => Err(ApiError::Rejected(reason, None).into()),
     }
 }
 
@@ -195,7 +193,7 @@ pub async fn reverse(
     who: Principal,
     state: web::Data<AppState>,
     path: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+) -> crate::error::Answer {
     who.require(CARD_ROLES)?;
     let id = input::id("redemption_id", &path)?;
     let cmd = Command::ReverseRedemption {
@@ -209,9 +207,9 @@ pub async fn reverse(
                 &redemption_view(id, *card, *amount, "reversed"),
                 false,
             )),
-            _ => Err(ApiError::Unavailable),
+            _ => Err(ApiError::Unavailable.into()),
         },
-        Ok(_) => Err(ApiError::Unavailable),
+        Ok(_) => Err(ApiError::Unavailable.into()),
         Err(ApiError::Rejected(Rejection::AlreadyReversed, _)) => {
             match recorded(&state, &who, id).await?.outcome {
                 Ok((card, amount)) => Ok(reply(
@@ -219,9 +217,9 @@ pub async fn reverse(
                     &redemption_view(id, card, amount, "reversed"),
                     true,
                 )),
-                Err(_) => Err(ApiError::Rejected(Rejection::RedemptionNotFound, None)),
+                Err(_) => Err(ApiError::Rejected(Rejection::RedemptionNotFound, None).into()),
             }
         }
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     }
 }

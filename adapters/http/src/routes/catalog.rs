@@ -8,9 +8,12 @@ use crate::state::AppState;
 use crate::wire::*;
 use crate::Role;
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse};
-use giftcard_core::{Command, Currency, Denomination, Sku, SkuId, SkuKind, SkuStatus, SupplierId};
-use giftcard_shard::{Query, QueryAnswer};
+use actix_web::web;
+use giftcard_core::catalog::SkuChanges;
+use giftcard_core::{
+    Command, Currency, Denomination, Rejection, Sku, SkuId, SkuKind, SkuStatus, SupplierId,
+};
+use giftcard_shard::{Outcome, Query, QueryAnswer};
 use rust_decimal::Decimal;
 
 /// Codes one upload may carry.
@@ -164,98 +167,154 @@ fn sku_from(r: SkuRequest) -> Result<Sku, ApiError> {
 }
 
 /// Defines a SKU (admin). Repeating an identical definition is a replay; a different one, 409.
+/// Decided in the engine, so two concurrent definitions of one id cannot both succeed.
 #[utoipa::path(post, path = "/v1/skus", tag = "catalog", request_body = SkuRequest, responses((status = 201, body = SkuView)), security(("bearer" = [])))]
 pub async fn create_sku(
     who: Principal,
     state: web::Data<AppState>,
     body: JsonBody<SkuRequest>,
-) -> Result<HttpResponse, ApiError> {
+) -> crate::error::Answer {
     who.require(&[Role::Admin])?;
     let body = body.parse()?;
     let sku = sku_from(body)?;
-    if let Some(existing) = all_skus(&state).await?.into_iter().find(|s| s.id == sku.id) {
-        if existing == sku {
-            return Ok(reply(StatusCode::CREATED, &sku_view(&sku), true));
-        }
-        return Err(ApiError::Conflict {
-            code: "sku_exists",
-            detail: "a different SKU with this id exists",
-        });
-    }
-    state.submit(Command::DefineSku(sku.clone())).await?;
-    Ok(reply(StatusCode::CREATED, &sku_view(&sku), false))
+    let replayed = matches!(
+        state.submit(Command::CreateSku(sku.clone())).await?,
+        Outcome::Answered(_)
+    );
+    Ok(reply(StatusCode::CREATED, &sku_view(&sku), replayed))
 }
 
 /// The catalog.
 #[utoipa::path(get, path = "/v1/skus", tag = "catalog", responses((status = 200, body = SkuList)), security(("bearer" = [])))]
-pub async fn list_skus(
-    _who: Principal,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn list_skus(_who: Principal, state: web::Data<AppState>) -> crate::error::Answer {
     let skus = all_skus(&state).await?.iter().map(sku_view).collect();
     Ok(reply(StatusCode::OK, &SkuList { skus }, false))
 }
 
-/// One SKU.
+/// A SKU with its version as an entity tag (`"v3"`), for a conditional `PATCH`.
+async fn sku_with_etag(state: &AppState, id: &str) -> crate::error::Answer {
+    match state
+        .ask(Query::Sku {
+            sku: SkuId::new(id),
+        })
+        .await
+    {
+        Ok(QueryAnswer::Sku(sku, version)) => {
+            let mut res = reply(StatusCode::OK, &sku_view(&sku), false);
+            let etag = actix_web::http::header::HeaderValue::from_str(&format!("\"v{version}\""))
+                .map_err(|_| ApiError::Internal("an entity tag that is no header".into()))?;
+            res.headers_mut()
+                .insert(actix_web::http::header::ETAG, etag);
+            Ok(res)
+        }
+        Ok(_) => Err(ApiError::Internal("a SKU query answered no SKU".into()).into()),
+        Err(ApiError::Rejected(Rejection::SkuNotFound, _)) => Err(ApiError::NotFound {
+            code: "sku_not_found",
+            what: "sku",
+        }
+        .into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// One SKU; its `ETag` names its version.
 #[utoipa::path(get, path = "/v1/skus/{sku_id}", tag = "catalog", params(("sku_id" = String, Path, pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)), responses((status = 200, body = SkuView)), security(("bearer" = [])))]
 pub async fn get_sku(
     _who: Principal,
     state: web::Data<AppState>,
     path: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+) -> crate::error::Answer {
     let id = input::id("sku_id", &path)?;
-    Ok(reply(
-        StatusCode::OK,
-        &sku_view(&find_sku(&state, id).await?),
-        false,
-    ))
+    sku_with_etag(&state, id).await
 }
 
-/// Changes a SKU (admin). Kind, currency, supplier and issue cap cannot change.
-#[utoipa::path(patch, path = "/v1/skus/{sku_id}", tag = "catalog", params(("sku_id" = String, Path, pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)), request_body = SkuPatch, responses((status = 200, body = SkuView)), security(("bearer" = [])))]
+/// The version an `If-Match` header names (`"v3"`, or `*` for any); absent, the change is
+/// unconditional (still atomic in the engine).
+fn if_match(req: &actix_web::HttpRequest) -> Result<Option<u64>, ApiError> {
+    let Some(v) = req.headers().get(actix_web::http::header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let bad = || {
+        ApiError::invalid(
+            "invalid_if_match",
+            "If-Match",
+            "send the ETag of GET /v1/skus/{sku_id}, like \"v3\", or *",
+        )
+    };
+    let v = v.to_str().map_err(|_| bad())?.trim();
+    if v == "*" {
+        return Ok(None);
+    }
+    let digits = v
+        .strip_prefix("\"v")
+        .and_then(|v| v.strip_suffix('"'))
+        .ok_or_else(bad)?;
+    Ok(Some(input::digits("If-Match", digits).map_err(|_| bad())?))
+}
+
+/// Changes a SKU (admin). Kind, currency, supplier and issue cap cannot change. The change is
+/// made inside the engine (never read, modified and written here); with `If-Match` only if the
+/// SKU is still at that version, else 412.
+#[utoipa::path(patch, path = "/v1/skus/{sku_id}", tag = "catalog", params(("sku_id" = String, Path, pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64), ("If-Match" = Option<String>, Header, pattern = r#"^(\*|"v[0-9]{1,19}")$"#, description = "The ETag of the version the change is based on, or *")), request_body = SkuPatch, responses((status = 200, body = SkuView)), security(("bearer" = [])))]
 pub async fn patch_sku(
     who: Principal,
     state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
     path: web::Path<String>,
     body: JsonBody<SkuPatch>,
-) -> Result<HttpResponse, ApiError> {
+) -> crate::error::Answer {
     who.require(&[Role::Admin])?;
-    let body = body.parse()?;
+    let p = body.parse()?;
     let id = input::id("sku_id", &path)?;
-    let mut sku = find_sku(&state, id).await?;
-    let p = body;
-    if let Some(face) = &p.face_value {
-        let (denom, ccy) = denomination(face)?;
-        if ccy != sku.currency {
-            return Err(ApiError::invalid(
-                "currency_mismatch",
-                "face_value",
-                "the SKU's currency cannot change",
-            ));
+    let if_version = if_match(&req)?;
+    let changes = SkuChanges {
+        denomination: p.face_value.as_ref().map(denomination).transpose()?,
+        brand: p
+            .brand
+            .as_deref()
+            .map(|b| input::text("brand", b, 1).map(str::to_owned))
+            .transpose()?,
+        category: p
+            .category
+            .as_deref()
+            .map(|c| input::text("category", c, 1).map(str::to_owned))
+            .transpose()?,
+        wholesale_discount: p
+            .wholesale_discount
+            .as_deref()
+            .map(|d| input::decimal("wholesale_discount", d, input::DecimalKind::Fraction))
+            .transpose()?,
+        markup: p
+            .markup
+            .as_deref()
+            .map(|m| input::decimal("markup", m, input::DecimalKind::Markup))
+            .transpose()?,
+        regions: match p.regions {
+            Some(r) => Some(regions(Some(r))?),
+            None => None,
+        },
+        status: p.status.map(status),
+    };
+    let cmd = Command::ChangeSku {
+        sku: SkuId::new(id),
+        if_version,
+        changes,
+    };
+    match state.submit(cmd).await {
+        Ok(_) => sku_with_etag(&state, id).await,
+        Err(ApiError::Rejected(Rejection::SkuNotFound, _)) => Err(ApiError::NotFound {
+            code: "sku_not_found",
+            what: "sku",
         }
-        sku.denomination = denom;
+        .into()),
+        Err(ApiError::Rejected(Rejection::CurrencyMismatch, _)) => Err(ApiError::invalid(
+            "currency_mismatch",
+            "face_value",
+            "the SKU's currency cannot change",
+        )
+        .into()),
+        Err(e) => Err(e.into()),
     }
-    if let Some(b) = &p.brand {
-        sku.brand = input::text("brand", b, 1)?.to_owned();
-    }
-    if let Some(c) = &p.category {
-        sku.category = input::text("category", c, 1)?.to_owned();
-    }
-    if let Some(d) = &p.wholesale_discount {
-        sku.wholesale_discount =
-            input::decimal("wholesale_discount", d, input::DecimalKind::Fraction)?;
-    }
-    if let Some(m) = &p.markup {
-        sku.markup = input::decimal("markup", m, input::DecimalKind::Markup)?;
-    }
-    if p.regions.is_some() {
-        sku.regions = regions(p.regions)?;
-    }
-    if let Some(s) = p.status {
-        sku.status = status(s);
-    }
-    state.submit(Command::DefineSku(sku.clone())).await?;
-    Ok(reply(StatusCode::OK, &sku_view(&sku), false))
 }
 
 async fn stock_view(state: &AppState, id: &str) -> Result<StockView, ApiError> {
@@ -282,7 +341,7 @@ pub async fn upload_codes(
     state: web::Data<AppState>,
     path: web::Path<String>,
     body: JsonBody<UploadCodes>,
-) -> Result<HttpResponse, ApiError> {
+) -> crate::error::Answer {
     who.require(&[Role::Supplier, Role::Admin])?;
     let body = body.parse()?;
     let id = input::id("sku_id", &path)?;
@@ -292,7 +351,8 @@ pub async fn upload_codes(
             "invalid_count",
             "codes",
             format!("send 1 to {UPLOAD_CODES_MAX} codes"),
-        ));
+        )
+        .into());
     }
     let codes: Vec<String> = codes.into_iter().map(|c| c.0).collect();
     if let Some(i) = codes
@@ -303,7 +363,8 @@ pub async fn upload_codes(
             "invalid_code",
             format!("codes[{i}]"),
             "codes are 4-128 printable ASCII characters without spaces",
-        ));
+        )
+        .into());
     }
     let sku = find_sku(&state, id)
         .await
@@ -314,10 +375,7 @@ pub async fn upload_codes(
         })?;
     if sku.kind != SkuKind::SupplierCode {
         // Well-formed, but this SKU's kind has no code pool: a rule rejection.
-        return Err(ApiError::Rejected(
-            giftcard_core::Rejection::InvalidSku,
-            None,
-        ));
+        return Err(ApiError::Rejected(giftcard_core::Rejection::InvalidSku, None).into());
     }
     let supplier = (who.role == Role::Supplier).then(|| SupplierId::new(&who.client));
     let engine = state.engine()?.clone();
@@ -338,14 +396,14 @@ pub async fn stock(
     who: Principal,
     state: web::Data<AppState>,
     path: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+) -> crate::error::Answer {
     let id = input::id("sku_id", &path)?;
     if who.role == Role::Supplier {
         let sku = find_sku(&state, id)
             .await
             .map_err(|_| ApiError::Forbidden)?;
         if sku.supplier.as_str() != who.client {
-            return Err(ApiError::Forbidden);
+            return Err(ApiError::Forbidden.into());
         }
     }
     Ok(reply(StatusCode::OK, &stock_view(&state, id).await?, false))

@@ -11,7 +11,7 @@ use crate::state::AppState;
 use crate::wire::*;
 use crate::Role;
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse};
+use actix_web::web;
 use giftcard_core::state::Delivery;
 use giftcard_core::*;
 use giftcard_shard::{Outcome, Query, QueryAnswer};
@@ -30,7 +30,7 @@ pub async fn report_delivery(
     state: web::Data<AppState>,
     path: web::Path<String>,
     body: JsonBody<DeliveryReportRequest>,
-) -> Result<HttpResponse, ApiError> {
+) -> crate::error::Answer {
     who.require(DELIVERY_ROLES)?;
     let card = CardId(input::digits("card_id", &path)?);
     let body = body.parse()?;
@@ -42,9 +42,7 @@ pub async fn report_delivery(
     };
     // Answered: the delivery was settled before and the report changed nothing.
     let (Outcome::Applied(events) | Outcome::Answered(events)) = state.submit(cmd).await? else {
-        return Err(ApiError::Internal(
-            "a delivery report answered no events".into(),
-        ));
+        return Err(ApiError::Internal("a delivery report answered no events".into()).into());
     };
     Ok(reply(
         StatusCode::OK,
@@ -53,29 +51,7 @@ pub async fn report_delivery(
     ))
 }
 
-/// What a report did, from the events it caused (none: the delivery was already settled).
-pub fn delivery_report_view(card: CardId, events: &[Event]) -> DeliveryReportView {
-    let reported = events.iter().find_map(|e| match e {
-        Event::DeliveryReported {
-            delivered,
-            attempt,
-            gave_up,
-            ..
-        } => Some((*delivered, *attempt, *gave_up)),
-        _ => None,
-    });
-    let (delivery, attempt) = match reported {
-        None => ("unchanged", None),
-        Some((true, a, _)) => ("delivered", Some(a)),
-        Some((false, a, true)) => ("gave_up", Some(a)),
-        Some((false, a, false)) => ("retrying", Some(a)),
-    };
-    DeliveryReportView {
-        card_id: card.0.to_string(),
-        delivery: delivery.into(),
-        attempt,
-    }
-}
+pub use giftcard_intake::orders::delivery_report_view;
 
 /// Paging of the given-up list.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -93,15 +69,11 @@ pub async fn failed_deliveries(
     who: Principal,
     state: web::Data<AppState>,
     q: web::Query<FailedParams>,
-) -> Result<HttpResponse, ApiError> {
+) -> crate::error::Answer {
     who.require(&[Role::Admin])?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=FAILED_LIMIT_MAX).contains(&limit) {
-        return Err(ApiError::invalid(
-            "invalid_limit",
-            "limit",
-            "must be 1 to 1000",
-        ));
+        return Err(ApiError::invalid("invalid_limit", "limit", "must be 1 to 1000").into());
     }
     let QueryAnswer::CardList(cards) = state
         .ask(Query::FailedDeliveries {
@@ -109,7 +81,7 @@ pub async fn failed_deliveries(
         })
         .await?
     else {
-        return Err(ApiError::Unavailable);
+        return Err(ApiError::Unavailable.into());
     };
     let cards = cards
         .into_iter()

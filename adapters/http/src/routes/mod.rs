@@ -29,13 +29,13 @@ use std::future::{ready, Ready};
 pub const REPLAYED_HEADER: &str = "Idempotent-Replayed";
 
 impl FromRequest for Principal {
-    type Error = ApiError;
-    type Future = Ready<Result<Principal, ApiError>>;
+    type Error = crate::error::HttpError;
+    type Future = Ready<Result<Principal, crate::error::HttpError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         ready(match req.app_data::<web::Data<AppState>>() {
-            Some(state) => state.principal(req),
-            None => Err(ApiError::Unavailable),
+            Some(state) => state.principal(req).map_err(Into::into),
+            None => Err(ApiError::Unavailable.into()),
         })
     }
 }
@@ -66,11 +66,15 @@ fn resource(path: &str, allow: &'static str) -> Resource {
 
 trait IntoResponse {
     fn into_response(self) -> HttpResponse;
+    fn into_error(self) -> actix_web::Error;
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> HttpResponse {
-        actix_web::ResponseError::error_response(&self)
+        actix_web::ResponseError::error_response(&crate::error::HttpError(self))
+    }
+    fn into_error(self) -> actix_web::Error {
+        crate::error::HttpError(self).into()
     }
 }
 
@@ -82,7 +86,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             detail: e.to_string(),
             field: None,
         }
-        .into()
+        .into_error()
     });
     let path_errors = web::PathConfig::default().error_handler(|e, _| {
         ApiError::Invalid {
@@ -90,7 +94,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             detail: e.to_string(),
             field: None,
         }
-        .into()
+        .into_error()
     });
     cfg.app_data(query_errors)
         .app_data(path_errors)

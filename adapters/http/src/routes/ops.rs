@@ -22,10 +22,10 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
 
 /// Readiness: recovery is done and the journal is healthy.
 #[utoipa::path(get, path = "/readyz", tag = "ops", responses((status = 200, body = HealthView)))]
-pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn readyz(state: web::Data<AppState>) -> crate::error::Answer {
     let engine = state.engine()?;
     if engine.failed() {
-        return Err(ApiError::Unavailable);
+        return Err(ApiError::Unavailable.into());
     }
     Ok(HttpResponse::Ok().json(HealthView {
         status: "ready".into(),

@@ -9,149 +9,17 @@ use crate::state::AppState;
 use crate::wire::*;
 use crate::Role;
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse, ResponseError};
+use actix_web::web;
 use giftcard_core::state::Card;
 use giftcard_core::*;
-use giftcard_shard::{Outcome, Query, QueryAnswer};
+use giftcard_shard::{Query, QueryAnswer};
 
-/// Orders one batch request may carry.
-pub const BATCH_ORDERS_MAX: usize = 1_000;
-/// Lines one order may have.
-pub const ORDER_LINES_MAX: usize = 100;
+pub use giftcard_intake::orders::{
+    amount_currencies_match, order_request, parse_order, BATCH_ORDERS_MAX, ORDER_LINES_MAX,
+};
+use giftcard_intake::orders::{check_amounts, OrderAnswer};
 
 const ORDER_ROLES: &[Role] = &[Role::Checkout, Role::Admin];
-
-fn channel(c: ChannelDto) -> DeliveryChannel {
-    match c {
-        ChannelDto::Email => DeliveryChannel::Email,
-        ChannelDto::Sms => DeliveryChannel::Sms,
-        ChannelDto::Webhook => DeliveryChannel::Webhook,
-        ChannelDto::None => DeliveryChannel::None,
-    }
-}
-
-/// Validates an order and builds the engine's request. Shared with the queue adapter, so an order
-/// sent over HTTP and over NATS with the same id and body is the same order (same fingerprint).
-pub fn order_request(
-    who: &Principal,
-    o: &OrderRequestDto,
-    prefix: &str,
-) -> Result<OrderRequest, ApiError> {
-    let f = |name: &str| format!("{prefix}{name}");
-    let order_id = input::id(&f("order_id"), &o.order_id)?;
-    let wallet = input::id(&f("wallet_id"), &o.wallet_id)?;
-    if o.items.is_empty() || o.items.len() > ORDER_LINES_MAX {
-        return Err(ApiError::invalid(
-            "invalid_items",
-            f("items"),
-            format!("an order has 1 to {ORDER_LINES_MAX} lines"),
-        ));
-    }
-    let mut items = Vec::with_capacity(o.items.len());
-    let mut cards = 0u64;
-    for (i, item) in o.items.iter().enumerate() {
-        let sku = input::id(&f(&format!("items[{i}].sku_id")), &item.sku_id)?;
-        cards += u64::from(item.quantity);
-        if item.quantity == 0 || cards > u64::from(ORDER_CARDS_MAX) {
-            return Err(ApiError::invalid(
-                "quantity_out_of_range",
-                f(&format!("items[{i}].quantity")),
-                format!("an order buys 1 to {ORDER_CARDS_MAX} cards"),
-            ));
-        }
-        let amount_minor = match &item.amount {
-            Some(a) => Some(input::money(&f(&format!("items[{i}].amount")), a)?.minor()),
-            None => None,
-        };
-        items.push(OrderItem {
-            sku: SkuId::new(sku),
-            quantity: item.quantity,
-            amount_minor,
-        });
-    }
-    let region = input::id(&f("region"), &o.region)?;
-    let pay_currency = o
-        .pay_currency
-        .as_deref()
-        .map(|c| input::currency(&f("pay_currency"), c))
-        .transpose()?;
-    input::text(&f("delivery.recipient"), &o.delivery.recipient, 0)?;
-    if o.delivery.channel != ChannelDto::None && o.delivery.recipient.is_empty() {
-        return Err(ApiError::invalid(
-            "missing_recipient",
-            f("delivery.recipient"),
-            "a delivery channel needs a recipient",
-        ));
-    }
-    // Everything but the key itself identifies the request.
-    let fingerprint = input::fingerprint(&(
-        &o.wallet_id,
-        &o.items,
-        &o.region,
-        &o.pay_currency,
-        &o.delivery,
-    ));
-    Ok(OrderRequest {
-        key: OrderKey {
-            client: ClientId::new(&who.client),
-            order_id: OrderId::new(order_id),
-        },
-        admin: who.role == Role::Admin,
-        wallet: WalletId::new(wallet),
-        items,
-        region: region.to_owned(),
-        pay_currency,
-        channel: channel(o.delivery.channel),
-        recipient: o.delivery.recipient.clone(),
-        fingerprint,
-        fresh_codes: Vec::new(),
-    })
-}
-
-/// Parses and validates an order body from its bytes, without a server or an engine: exactly
-/// the checks `POST /v1/orders` makes before the order reaches the engine (`who` is the caller
-/// its key names). Pure, so it can be fuzzed.
-pub fn parse_order(who: &Principal, body: &[u8]) -> Result<OrderRequest, ApiError> {
-    let dto: OrderRequestDto = input::json(body)?;
-    order_request(who, &dto, "")
-}
-
-/// Open-denomination amounts must be in the SKU's currency; the engine takes minor units only.
-async fn check_amount_currencies(
-    state: &AppState,
-    o: &OrderRequestDto,
-    prefix: &str,
-) -> Result<(), ApiError> {
-    if o.items.iter().all(|i| i.amount.is_none()) {
-        return Ok(());
-    }
-    amount_currencies_match(&super::all_skus(state).await?, o, prefix)
-}
-
-/// The check of [`check_amount_currencies`] against a catalog already read (the queue adapter
-/// shares it).
-pub fn amount_currencies_match(
-    skus: &[Sku],
-    o: &OrderRequestDto,
-    prefix: &str,
-) -> Result<(), ApiError> {
-    for (i, item) in o.items.iter().enumerate() {
-        let (Some(a), Some(sku)) = (
-            &item.amount,
-            skus.iter().find(|s| s.id.as_str() == item.sku_id),
-        ) else {
-            continue;
-        };
-        if a.currency != sku.currency.code() {
-            return Err(ApiError::invalid(
-                "currency_mismatch",
-                format!("{prefix}items[{i}].amount.currency"),
-                "must be the SKU's currency",
-            ));
-        }
-    }
-    Ok(())
-}
 
 /// Orders with at most this many cards have their codes revealed on the request's own thread;
 /// larger ones on the blocking pool. Opening one sealed code (and reading a supplier code from
@@ -292,27 +160,22 @@ async fn reveal_one(state: &AppState, settled: Settled) -> Result<Settled, ApiEr
 /// and the sold cards; a recorded rejection becomes the 422 it is answered with.
 fn order_answer(
     order_id: &str,
-    answer: Result<Outcome, ApiError>,
+    answer: Result<OrderAnswer, ApiError>,
     tally: &mut OutcomeTally,
 ) -> Result<(OrderOutcome, bool, Vec<Card>), ApiError> {
-    let outcome = answer.map_err(|e| match e {
+    let answer = answer.map_err(|e| match e {
         ApiError::Rejected(r, None) => ApiError::Rejected(r, Some(order_id.to_owned())),
         e => e,
     })?;
-    let Outcome::Order {
-        outcome,
-        replayed,
-        cards,
-    } = outcome
-    else {
-        return Err(ApiError::Unavailable);
-    };
+    let (outcome, replayed) = (answer.outcome(), answer.replayed());
     tally.add(&outcome, replayed);
-    if let OrderOutcome::Rejected(r) = outcome {
+    match answer {
+        OrderAnswer::Completed { sold, .. } => Ok((outcome, replayed, sold)),
         // A recorded rejection: the retry gets the same 422.
-        return Err(ApiError::Rejected(r, Some(order_id.to_owned())));
+        OrderAnswer::Rejected { reason, .. } => {
+            Err(ApiError::Rejected(reason, Some(order_id.to_owned())))
+        }
     }
-    Ok((outcome, replayed, cards))
 }
 
 /// Places one validated order: (view, replayed) or the error to answer with.
@@ -322,9 +185,9 @@ async fn place(
     o: &OrderRequestDto,
     prefix: &str,
 ) -> Result<(OrderView, bool), ApiError> {
-    let req = order_request(who, o, prefix)?;
-    check_amount_currencies(state, o, prefix).await?;
-    let answer = state.submit(Command::PlaceOrder(Box::new(req))).await;
+    let req = order_request(&who.caller(), o, prefix)?;
+    check_amounts(state.engine()?, [(o, prefix.to_owned())]).await?;
+    let answer = state.place(req).await;
     let mut tally = OutcomeTally::default();
     let answer = order_answer(&o.order_id, answer, &mut tally);
     tally.record();
@@ -340,7 +203,7 @@ pub async fn place_order(
     who: Principal,
     state: web::Data<AppState>,
     body: JsonBody<OrderRequestDto>,
-) -> Result<HttpResponse, ApiError> {
+) -> crate::error::Answer {
     who.require(ORDER_ROLES)?;
     let body = body.parse()?;
     let (view, replayed) = place(&state, &who, &body, "").await?;
@@ -353,7 +216,7 @@ pub async fn place_batch(
     who: Principal,
     state: web::Data<AppState>,
     body: JsonBody<BatchRequest>,
-) -> Result<HttpResponse, ApiError> {
+) -> crate::error::Answer {
     who.require(ORDER_ROLES)?;
     let body = body.parse()?;
     let orders = body.orders;
@@ -362,26 +225,20 @@ pub async fn place_batch(
             "invalid_count",
             "orders",
             format!("send 1 to {BATCH_ORDERS_MAX} orders"),
-        ));
+        )
+        .into());
     }
     // A malformed batch is refused whole, before any order reaches the engine; business
     // outcomes (404, 409, 422...) are per order.
     let mut reqs = Vec::with_capacity(orders.len());
     for (i, o) in orders.iter().enumerate() {
-        reqs.push(order_request(&who, o, &format!("orders[{i}]."))?);
+        reqs.push(order_request(&who.caller(), o, &format!("orders[{i}]."))?);
     }
-    if orders
-        .iter()
-        .any(|o| o.items.iter().any(|i| i.amount.is_some()))
-    {
-        let skus = super::all_skus(&state).await?;
-        for (i, o) in orders.iter().enumerate() {
-            amount_currencies_match(&skus, o, &format!("orders[{i}]."))?;
-        }
-    }
+    let engine = state.engine()?;
+    let prefixed = orders.iter().enumerate();
+    check_amounts(engine, prefixed.map(|(i, o)| (o, format!("orders[{i}].")))).await?;
     // Every order enters the engine at once (each with its own in-flight slot, so a full engine
     // refuses single orders with 429 rather than the whole batch), then the answers are awaited.
-    let engine = state.engine()?;
     let pending: Vec<_> = reqs
         .into_iter()
         .map(|req| {
@@ -402,7 +259,7 @@ pub async fn place_batch(
             Ok((slot, rx)) => {
                 let r = rx.await.map_err(|_| ApiError::Unavailable);
                 drop(slot);
-                r.and_then(|r| r.map_err(ApiError::from))
+                r.and_then(|r| OrderAnswer::from_reply(r).map_err(ApiError::from))
             }
             Err(e) => Err(e),
         });
@@ -470,7 +327,7 @@ pub async fn get_order(
     who: Principal,
     state: web::Data<AppState>,
     path: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+) -> crate::error::Answer {
     who.require(ORDER_ROLES)?;
     let id = input::id("order_id", &path)?;
     let key = OrderKey {
@@ -486,6 +343,7 @@ pub async fn get_order(
         _ => Err(ApiError::NotFound {
             code: "order_not_found",
             what: "order",
-        }),
+        }
+        .into()),
     }
 }

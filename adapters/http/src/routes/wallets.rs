@@ -8,7 +8,7 @@ use crate::state::AppState;
 use crate::wire::*;
 use crate::Role;
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest};
 use giftcard_core::state::{TxKind, Wallet};
 use giftcard_core::{Command, Money, RequestId, WalletId};
 use giftcard_shard::{Outcome, Query, QueryAnswer};
@@ -55,7 +55,7 @@ pub async fn create_wallet(
     who: Principal,
     state: web::Data<AppState>,
     body: JsonBody<CreateWallet>,
-) -> Result<HttpResponse, ApiError> {
+) -> crate::error::Answer {
     who.require(WALLET_ROLES)?;
     let body = body.parse()?;
     let id = input::id("wallet_id", &body.wallet_id)?;
@@ -82,7 +82,7 @@ pub async fn get_wallet(
     who: Principal,
     state: web::Data<AppState>,
     path: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+) -> crate::error::Answer {
     who.require(WALLET_ROLES)?;
     let id = input::id("wallet_id", &path)?;
     Ok(reply(
@@ -99,7 +99,7 @@ pub async fn update_wallet(
     state: web::Data<AppState>,
     path: web::Path<String>,
     body: JsonBody<UpdateWallet>,
-) -> Result<HttpResponse, ApiError> {
+) -> crate::error::Answer {
     who.require(&[Role::Admin])?;
     let body = body.parse()?;
     let id = input::id("wallet_id", &path)?;
@@ -126,7 +126,7 @@ pub async fn deposit(
     req: HttpRequest,
     path: web::Path<String>,
     body: JsonBody<DepositRequest>,
-) -> Result<HttpResponse, ApiError> {
+) -> crate::error::Answer {
     who.require(WALLET_ROLES)?;
     let body = body.parse()?;
     let wallet = input::id("wallet_id", &path)?;
@@ -193,7 +193,7 @@ pub async fn transactions(
     state: web::Data<AppState>,
     path: web::Path<String>,
     q: web::Query<HistoryParams>,
-) -> Result<HttpResponse, ApiError> {
+) -> crate::error::Answer {
     who.require(WALLET_ROLES)?;
     let id = input::id("wallet_id", &path)?;
     let after = match &q.cursor {
@@ -202,11 +202,7 @@ pub async fn transactions(
     };
     let limit = q.limit.unwrap_or(100);
     if !(1..=500).contains(&limit) {
-        return Err(ApiError::invalid(
-            "invalid_limit",
-            "limit",
-            "must be 1 to 500",
-        ));
+        return Err(ApiError::invalid("invalid_limit", "limit", "must be 1 to 500").into());
     }
     let query = Query::WalletHistory {
         caller: who.caller(),
@@ -215,7 +211,7 @@ pub async fn transactions(
         limit: limit as usize,
     };
     let QueryAnswer::History(entries) = state.ask(query).await? else {
-        return Err(ApiError::Unavailable);
+        return Err(ApiError::Unavailable.into());
     };
     let next_cursor =
         (entries.len() == limit as usize).then(|| (after + entries.len() as u64).to_string());

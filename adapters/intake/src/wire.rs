@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 pub struct MoneyDto {
     #[schema(minimum = 1, maximum = 1_000_000_000_000_i64)]
     pub amount_minor: i64,
-    #[schema(schema_with = crate::openapi::currency_schema)]
+    #[schema(schema_with = currency_schema)]
     pub currency: String,
 }
 
@@ -315,7 +315,7 @@ pub struct OrderRequestDto {
     #[schema(pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)]
     pub region: String,
     /// Currency the wallet pays in; the first SKU's currency when absent.
-    #[schema(schema_with = crate::openapi::optional_currency_schema)]
+    #[schema(schema_with = optional_currency_schema)]
     pub pay_currency: Option<String>,
     pub delivery: DeliveryDto,
 }
@@ -410,9 +410,9 @@ pub struct BalanceRequest {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FxRateDto {
-    #[schema(schema_with = crate::openapi::currency_schema)]
+    #[schema(schema_with = currency_schema)]
     pub base: String,
-    #[schema(schema_with = crate::openapi::currency_schema)]
+    #[schema(schema_with = currency_schema)]
     pub quote: String,
     /// Units of `quote` per unit of `base`, decimal string: "1.0850".
     #[schema(pattern = r"^([1-9][0-9]{0,11}(\.[0-9]{1,12})?|0\.[0-9]{0,11}[1-9][0-9]{0,11})$")]
@@ -540,4 +540,48 @@ pub struct FailedDeliveryView {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct FailedDeliveriesView {
     pub cards: Vec<FailedDeliveryView>,
+}
+
+/// Every active ISO 4217 code the engine accepts, for the `enum` of currency fields.
+pub fn currency_codes() -> Vec<String> {
+    let letters = b'A'..=b'Z';
+    let mut out = Vec::new();
+    for a in letters.clone() {
+        for b in letters.clone() {
+            for c in letters.clone() {
+                let code = String::from_utf8(vec![a, b, c]).unwrap_or_default();
+                if giftcard_core::Currency::parse(&code).is_some() {
+                    out.push(code);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The schema of an optional currency field: one of the ISO 4217 codes, or null.
+pub fn optional_currency_schema() -> utoipa::openapi::Object {
+    let mut values: Vec<serde_json::Value> = currency_codes()
+        .into_iter()
+        .map(serde_json::Value::from)
+        .collect();
+    values.push(serde_json::Value::Null);
+    let types = utoipa::openapi::schema::SchemaType::from_iter([
+        utoipa::openapi::schema::Type::String,
+        utoipa::openapi::schema::Type::Null,
+    ]);
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(types)
+        .description(Some("ISO 4217 currency code"))
+        .enum_values(Some(values))
+        .build()
+}
+
+/// The schema of a currency field: one of the ISO 4217 codes.
+pub fn currency_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .description(Some("ISO 4217 currency code"))
+        .enum_values(Some(currency_codes()))
+        .build()
 }

@@ -1,0 +1,264 @@
+//! Order intake, the same over HTTP and NATS: an order body is validated and turned into the
+//! engine's request here (so the same order id and body is the same order, with the same
+//! fingerprint, whichever way it came), open amounts are checked against the SKU's currency, and
+//! the engine's reply becomes one [`OrderAnswer`] that each adapter only renders.
+
+use crate::error::ApiError;
+use crate::input;
+use crate::wire::*;
+use giftcard_core::state::Card;
+use giftcard_core::*;
+use giftcard_shard::{Engine, EngineError, Outcome, Query, QueryAnswer, Reply};
+
+/// Orders one batch request may carry.
+pub const BATCH_ORDERS_MAX: usize = 1_000;
+/// Lines one order may have.
+pub const ORDER_LINES_MAX: usize = 100;
+
+fn channel(c: ChannelDto) -> DeliveryChannel {
+    match c {
+        ChannelDto::Email => DeliveryChannel::Email,
+        ChannelDto::Sms => DeliveryChannel::Sms,
+        ChannelDto::Webhook => DeliveryChannel::Webhook,
+        ChannelDto::None => DeliveryChannel::None,
+    }
+}
+
+/// Validates an order and builds the engine's request. Shared with the queue adapter, so an order
+/// sent over HTTP and over NATS with the same id and body is the same order (same fingerprint).
+pub fn order_request(
+    who: &Caller,
+    o: &OrderRequestDto,
+    prefix: &str,
+) -> Result<OrderRequest, ApiError> {
+    let f = |name: &str| format!("{prefix}{name}");
+    let order_id = input::id(&f("order_id"), &o.order_id)?;
+    let wallet = input::id(&f("wallet_id"), &o.wallet_id)?;
+    if o.items.is_empty() || o.items.len() > ORDER_LINES_MAX {
+        return Err(ApiError::invalid(
+            "invalid_items",
+            f("items"),
+            format!("an order has 1 to {ORDER_LINES_MAX} lines"),
+        ));
+    }
+    let mut items = Vec::with_capacity(o.items.len());
+    let mut cards = 0u64;
+    for (i, item) in o.items.iter().enumerate() {
+        let sku = input::id(&f(&format!("items[{i}].sku_id")), &item.sku_id)?;
+        cards += u64::from(item.quantity);
+        if item.quantity == 0 || cards > u64::from(ORDER_CARDS_MAX) {
+            return Err(ApiError::invalid(
+                "quantity_out_of_range",
+                f(&format!("items[{i}].quantity")),
+                format!("an order buys 1 to {ORDER_CARDS_MAX} cards"),
+            ));
+        }
+        let amount_minor = match &item.amount {
+            Some(a) => Some(input::money(&f(&format!("items[{i}].amount")), a)?.minor()),
+            None => None,
+        };
+        items.push(OrderItem {
+            sku: SkuId::new(sku),
+            quantity: item.quantity,
+            amount_minor,
+        });
+    }
+    let region = input::id(&f("region"), &o.region)?;
+    let pay_currency = o
+        .pay_currency
+        .as_deref()
+        .map(|c| input::currency(&f("pay_currency"), c))
+        .transpose()?;
+    input::text(&f("delivery.recipient"), &o.delivery.recipient, 0)?;
+    if o.delivery.channel != ChannelDto::None && o.delivery.recipient.is_empty() {
+        return Err(ApiError::invalid(
+            "missing_recipient",
+            f("delivery.recipient"),
+            "a delivery channel needs a recipient",
+        ));
+    }
+    // Everything but the key itself identifies the request.
+    let fingerprint = input::fingerprint(&(
+        &o.wallet_id,
+        &o.items,
+        &o.region,
+        &o.pay_currency,
+        &o.delivery,
+    ));
+    Ok(OrderRequest {
+        key: OrderKey {
+            client: who.client.clone(),
+            order_id: OrderId::new(order_id),
+        },
+        admin: who.admin,
+        wallet: WalletId::new(wallet),
+        items,
+        region: region.to_owned(),
+        pay_currency,
+        channel: channel(o.delivery.channel),
+        recipient: o.delivery.recipient.clone(),
+        fingerprint,
+        fresh_codes: Vec::new(),
+    })
+}
+
+/// Parses and validates an order body from its bytes, without a server or an engine: exactly
+/// the checks `POST /v1/orders` makes before the order reaches the engine (`who` is the caller
+/// its key names). Pure, so it can be fuzzed.
+pub fn parse_order(who: &Caller, body: &[u8]) -> Result<OrderRequest, ApiError> {
+    let dto: OrderRequestDto = input::json(body)?;
+    order_request(who, &dto, "")
+}
+
+/// Open-denomination amounts must be in the SKU's currency (the engine takes minor units only),
+/// checked against a catalog already read.
+pub fn amount_currencies_match(
+    skus: &[Sku],
+    o: &OrderRequestDto,
+    prefix: &str,
+) -> Result<(), ApiError> {
+    for (i, item) in o.items.iter().enumerate() {
+        let (Some(a), Some(sku)) = (
+            &item.amount,
+            skus.iter().find(|s| s.id.as_str() == item.sku_id),
+        ) else {
+            continue;
+        };
+        if a.currency != sku.currency.code() {
+            return Err(ApiError::invalid(
+                "currency_mismatch",
+                format!("{prefix}items[{i}].amount.currency"),
+                "must be the SKU's currency",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks the open amounts of orders against the catalog, reading it from the engine only when
+/// some line has an amount. `prefix` names each order's place in its request (`orders[3].`).
+pub async fn check_amounts<'a>(
+    engine: &Engine,
+    orders: impl IntoIterator<Item = (&'a OrderRequestDto, String)>,
+) -> Result<(), ApiError> {
+    let orders: Vec<_> = orders
+        .into_iter()
+        .filter(|(o, _)| o.items.iter().any(|i| i.amount.is_some()))
+        .collect();
+    if orders.is_empty() {
+        return Ok(());
+    }
+    let QueryAnswer::Skus(skus) = crate::call::ask(engine, Query::Skus).await? else {
+        return Err(ApiError::Internal(
+            "the catalog query answered no SKUs".into(),
+        ));
+    };
+    for (o, prefix) in orders {
+        amount_currencies_match(&skus, o, &prefix)?;
+    }
+    Ok(())
+}
+
+/// What the engine answered to one order, for an adapter to render.
+#[derive(Clone, Debug)]
+pub enum OrderAnswer {
+    Completed {
+        charged: Money,
+        first_card: CardId,
+        cards: u32,
+        /// The sold cards of a fresh completion (empty for a replay: read them if needed).
+        sold: Vec<Card>,
+        replayed: bool,
+    },
+    /// A recorded rejection (replayed or not): a final answer for the order.
+    Rejected { reason: Rejection, replayed: bool },
+}
+
+impl OrderAnswer {
+    /// The engine's reply to `PlaceOrder` as an answer; an engine failure or a refusal that
+    /// was not recorded (a conflicting reuse of the key) stays an error.
+    pub fn from_reply(reply: Reply) -> Result<OrderAnswer, EngineError> {
+        match reply? {
+            Outcome::Order {
+                outcome:
+                    OrderOutcome::Completed {
+                        charged,
+                        first_card,
+                        cards,
+                    },
+                replayed,
+                cards: sold,
+            } => Ok(OrderAnswer::Completed {
+                charged,
+                first_card,
+                cards,
+                sold,
+                replayed,
+            }),
+            Outcome::Order {
+                outcome: OrderOutcome::Rejected(reason),
+                replayed,
+                ..
+            } => Ok(OrderAnswer::Rejected { reason, replayed }),
+            other => Err(EngineError::Internal(format!(
+                "an order answered {other:?}"
+            ))),
+        }
+    }
+
+    /// The recorded outcome.
+    pub fn outcome(&self) -> OrderOutcome {
+        match self {
+            OrderAnswer::Completed {
+                charged,
+                first_card,
+                cards,
+                ..
+            } => OrderOutcome::Completed {
+                charged: *charged,
+                first_card: *first_card,
+                cards: *cards,
+            },
+            OrderAnswer::Rejected { reason, .. } => OrderOutcome::Rejected(*reason),
+        }
+    }
+
+    /// Whether this is the answer recorded earlier for the same order.
+    pub fn replayed(&self) -> bool {
+        match self {
+            OrderAnswer::Completed { replayed, .. } | OrderAnswer::Rejected { replayed, .. } => {
+                *replayed
+            }
+        }
+    }
+}
+
+/// Places one order and waits for its durable answer.
+pub async fn place(engine: &Engine, req: OrderRequest) -> Result<OrderAnswer, EngineError> {
+    OrderAnswer::from_reply(crate::call::submit(engine, Command::PlaceOrder(Box::new(req))).await)
+}
+
+/// What a delivery report did, from the events it caused (none: the delivery was already
+/// settled and the report changed nothing).
+pub fn delivery_report_view(card: CardId, events: &[Event]) -> DeliveryReportView {
+    let reported = events.iter().find_map(|e| match e {
+        Event::DeliveryReported {
+            delivered,
+            attempt,
+            gave_up,
+            ..
+        } => Some((*delivered, *attempt, *gave_up)),
+        _ => None,
+    });
+    let (delivery, attempt) = match reported {
+        None => ("unchanged", None),
+        Some((true, a, _)) => ("delivered", Some(a)),
+        Some((false, a, true)) => ("gave_up", Some(a)),
+        Some((false, a, false)) => ("retrying", Some(a)),
+    };
+    DeliveryReportView {
+        card_id: card.0.to_string(),
+        delivery: delivery.into(),
+        attempt,
+    }
+}
