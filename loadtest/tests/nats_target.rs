@@ -40,7 +40,9 @@ async fn orders_through_jetstream_reconcile_with_the_books() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let adapter = QueueAdapter::start(QueueConfig::new(&nats.url()), engine).unwrap();
+    let mut cfg = QueueConfig::new(&nats.url());
+    cfg.delivery_public_key = giftcard_queue::testkit::delivery_keys().0;
+    let adapter = QueueAdapter::start(cfg, engine).unwrap();
 
     let opts = TargetOpts {
         connections: 8,

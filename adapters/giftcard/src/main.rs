@@ -5,6 +5,7 @@
 //! - `bench --scenario ...`: run the durable engine in-process on a temporary directory.
 //! - `snapshot --data DIR`: recover, write a checkpoint, truncate the journal.
 //! - `hash-key KEY`: print the hash of an API key for the configuration file.
+//! - `delivery-keygen`: make the delivery consumer's key pair for sealed codes in events.
 //! - `simulate --seeds N`: the deterministic simulator under faults, over many seeds.
 
 mod bench;
@@ -59,6 +60,9 @@ enum Cmd {
     },
     /// Print the hash of an API key, as the configuration stores it.
     HashKey { key: String },
+    /// Make a key pair for the delivery consumer: the public key goes in
+    /// `nats.delivery_public_key`, the secret key to the consumer, which opens `sealed_code`.
+    DeliveryKeygen,
     /// Run the deterministic simulator (crashes, torn and lost writes, failed syncs, delayed and
     /// reordered messages, client retries) over many seeds.
     Simulate(simulate::SimArgs),
@@ -89,6 +93,16 @@ fn main() -> Result<()> {
         }
         Cmd::HashKey { key } => {
             println!("{}", giftcard_http::hash_api_key(&key));
+            Ok(())
+        }
+        Cmd::DeliveryKeygen => {
+            let (public, secret) = giftcard_queue::seal::keygen();
+            println!(
+                "# the engine: [nats] delivery_public_key (or GIFTCARD_NATS_DELIVERY_PUBLIC_KEY)"
+            );
+            println!("delivery_public_key = \"{public}\"");
+            println!("# the delivery consumer only, kept secret: opens each event's sealed_code");
+            println!("delivery_secret_key = \"{secret}\"");
             Ok(())
         }
     }

@@ -29,6 +29,10 @@ fn serve(data: &Path, nats_url: &str) -> Child {
         .env("GIFTCARD_SHARDS", "2")
         .env("GIFTCARD_HTTP_ADDR", "127.0.0.1:0")
         .env("GIFTCARD_NATS_ENABLED", "true")
+        .env(
+            "GIFTCARD_NATS_DELIVERY_PUBLIC_KEY",
+            giftcard_queue::testkit::delivery_keys().0,
+        )
         .env("GIFTCARD_NATS_URL", nats_url)
         // Redeliver quickly what the killed process took but never acked.
         .env("GIFTCARD_NATS_ACK_WAIT_S", "2")

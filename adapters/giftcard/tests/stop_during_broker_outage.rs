@@ -20,10 +20,12 @@ fn sigterm_during_a_broker_outage_exits_promptly_and_keeps_everything() {
     let data = tempfile::tempdir().expect("tempdir");
     let mut nats = NatsServer::start(store.path());
     let url = nats.url();
+    let public_key = giftcard_queue::testkit::delivery_keys().0;
     let mut server = Served::spawn_with(
         data.path(),
         &[
             ("GIFTCARD_NATS_ENABLED", "true"),
+            ("GIFTCARD_NATS_DELIVERY_PUBLIC_KEY", &public_key),
             ("GIFTCARD_NATS_URL", &url),
             ("RUST_LOG", "info"),
         ],

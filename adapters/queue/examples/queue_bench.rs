@@ -185,6 +185,7 @@ async fn with_engine(
     };
     let mut qcfg = QueueConfig::new(url);
     qcfg.store_results = store_results;
+    qcfg.delivery_public_key = giftcard_queue::testkit::delivery_keys().0;
     let adapter = QueueAdapter::start(qcfg, engine.clone()).expect("adapter");
     while js.get_stream("GIFTCARD_EVENTS").await.is_err() {
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -76,6 +76,14 @@ pub struct QueueConfig {
     /// `giftcard.order.{completed|rejected}` event and `GET /v1/orders/{id}`.
     #[serde(default = "defaults::store_results")]
     pub store_results: bool,
+    /// The delivery consumer's X25519 public key (base64, from `giftcard delivery-keygen`):
+    /// codes in delivery events are sealed to it. Required unless codes go in clear.
+    #[serde(default)]
+    pub delivery_public_key: String,
+    /// Publish codes in clear in delivery events (readable by anyone who may read the events
+    /// stream). Off unless said; the adapter warns at start when it is on.
+    #[serde(default)]
+    pub delivery_codes_in_clear: bool,
 }
 
 mod defaults {
@@ -153,6 +161,8 @@ impl QueueConfig {
             low_stock_threshold: defaults::low_stock_threshold(),
             outbox_frames_max: defaults::outbox_frames_max(),
             store_results: defaults::store_results(),
+            delivery_public_key: String::new(),
+            delivery_codes_in_clear: false,
         }
     }
 

@@ -19,6 +19,7 @@ pub mod config;
 pub mod orders;
 pub mod outbox;
 pub mod reports;
+pub mod seal;
 pub mod streams;
 pub mod testkit;
 pub mod wire;
@@ -56,6 +57,9 @@ impl QueueAdapter {
             return Err(QueueError::Config("nats.url names no server".into()));
         }
         streams::retention(&cfg.stream_retention)?;
+        // Refused here, before anything connects: no delivery event leaves without its code
+        // sealed, unless the configuration asks for clear codes.
+        seal::CodeSealer::from_config(&cfg.delivery_public_key, cfg.delivery_codes_in_clear)?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("giftcard-queue")

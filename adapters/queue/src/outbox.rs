@@ -10,6 +10,7 @@
 //! pending retries live in memory: a restart forgets them (the delivery service's next report,
 //! or an operator, picks the card up; given-up cards are listed by the admin API).
 
+use crate::seal::CodeSealer;
 use crate::wire::*;
 use crate::{sleep_unless, QueueConfig};
 use async_nats::jetstream::message::PublishMessage;
@@ -52,6 +53,15 @@ struct Memory {
 
 /// Publishes until `stop`, then once more what is durable (if the broker is there).
 pub async fn run(js: Context, engine: Arc<Engine>, cfg: Arc<QueueConfig>, stop: Arc<AtomicBool>) {
+    let sealer =
+        match CodeSealer::from_config(&cfg.delivery_public_key, cfg.delivery_codes_in_clear) {
+            Ok(s) => s,
+            Err(e) => {
+                // Checked when the adapter started; reaching this is a bug, and nothing is published.
+                tracing::error!(error = %e, "the outbox cannot seal codes; it publishes nothing");
+                return;
+            }
+        };
     let mut cursor = engine.outbox_cursor();
     let mut memory = Memory::default();
     let mut retries: BinaryHeap<Reverse<Retry>> = BinaryHeap::new();
@@ -84,7 +94,7 @@ pub async fn run(js: Context, engine: Arc<Engine>, cfg: Arc<QueueConfig>, stop: 
     let mut idle = 0u32;
     loop {
         let stopping = stop.load(Ordering::Acquire);
-        publish_due_retries(&js, &engine, &cfg, &mut retries, &stop).await;
+        publish_due_retries(&js, &engine, &cfg, &sealer, &mut retries, &stop).await;
         let (e, max) = (engine.clone(), cfg.outbox_frames_max.max(1));
         let frames = match tokio::task::spawn_blocking(move || e.journal_after(cursor, max)).await {
             Ok(Ok(f)) => f,
@@ -107,10 +117,10 @@ pub async fn run(js: Context, engine: Arc<Engine>, cfg: Arc<QueueConfig>, stop: 
             continue;
         };
         idle = 0;
-        let (e, c) = (engine.clone(), cfg.clone());
+        let (e, c, s) = (engine.clone(), cfg.clone(), sealer.clone());
         let built = tokio::task::spawn_blocking(move || {
             let mut memory = memory;
-            let r = build(&e, &c, &frames, &mut memory);
+            let r = build(&e, &c, &s, &frames, &mut memory);
             (r, memory)
         })
         .await;
@@ -139,7 +149,7 @@ pub async fn run(js: Context, engine: Arc<Engine>, cfg: Arc<QueueConfig>, stop: 
             // Bounded: the earliest retry goes out now rather than the heap growing.
             if let Some(Reverse(mut r)) = retries.pop() {
                 r.due_ms = 0;
-                let _ = publish_retry(&js, &engine, r).await;
+                let _ = publish_retry(&js, &engine, &sealer, r).await;
             }
         }
     }
@@ -198,6 +208,7 @@ async fn publish_due_retries(
     js: &Context,
     engine: &Arc<Engine>,
     cfg: &QueueConfig,
+    sealer: &CodeSealer,
     retries: &mut BinaryHeap<Reverse<Retry>>,
     stop: &AtomicBool,
 ) {
@@ -207,7 +218,7 @@ async fn publish_due_retries(
             return;
         }
         retries.pop();
-        if let Err(e) = publish_retry(js, engine, r).await {
+        if let Err(e) = publish_retry(js, engine, sealer, r).await {
             tracing::warn!(error = %e, card = r.card.0, "delivery retry failed; trying again later");
             retries.push(Reverse(Retry {
                 due_ms: now + cfg.delivery_backoff_ms.max(100),
@@ -218,9 +229,14 @@ async fn publish_due_retries(
     }
 }
 
-async fn publish_retry(js: &Context, engine: &Arc<Engine>, r: Retry) -> Result<(), String> {
-    let e = engine.clone();
-    let msg = tokio::task::spawn_blocking(move || retry_message(&e, r))
+async fn publish_retry(
+    js: &Context,
+    engine: &Arc<Engine>,
+    sealer: &CodeSealer,
+    r: Retry,
+) -> Result<(), String> {
+    let (e, s) = (engine.clone(), sealer.clone());
+    let msg = tokio::task::spawn_blocking(move || retry_message(&e, &s, r))
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
@@ -231,7 +247,11 @@ async fn publish_retry(js: &Context, engine: &Arc<Engine>, r: Retry) -> Result<(
 }
 
 /// The delivery event re-sent for a failed card, unless its delivery is settled meanwhile.
-fn retry_message(engine: &Engine, r: Retry) -> Result<Option<OutMsg>, EngineError> {
+fn retry_message(
+    engine: &Engine,
+    sealer: &CodeSealer,
+    r: Retry,
+) -> Result<Option<OutMsg>, EngineError> {
     let QueryAnswer::Card(card) = ask(engine, Query::Card { card: r.card })? else {
         return Ok(None);
     };
@@ -250,7 +270,7 @@ fn retry_message(engine: &Engine, r: Retry) -> Result<Option<OutMsg>, EngineErro
     let Some(channel) = channel_name(order.channel) else {
         return Ok(None);
     };
-    let mut ev = delivery_event(engine, r.card, &card, channel, &order.recipient)?;
+    let mut ev = delivery_event(engine, sealer, r.card, &card, channel, &order.recipient)?;
     ev.event_id = format!("{}-retry-{}", r.card.0, r.failed_attempt);
     ev.shard = r.shard.0;
     ev.lsn = r.lsn.0;
@@ -266,6 +286,7 @@ fn retry_message(engine: &Engine, r: Retry) -> Result<Option<OutMsg>, EngineErro
 fn build(
     engine: &Engine,
     cfg: &QueueConfig,
+    sealer: &CodeSealer,
     frames: &[JournalFrame],
     memory: &mut Memory,
 ) -> Result<(Vec<OutMsg>, Vec<Retry>), EngineError> {
@@ -277,7 +298,7 @@ fn build(
         for (shard, lsn, event) in &frame.events {
             match event {
                 Event::OrderCompleted(o) => {
-                    completed(engine, *shard, *lsn, o, &mut msgs)?;
+                    completed(engine, sealer, *shard, *lsn, o, &mut msgs)?;
                     for line in &o.lines {
                         match sold.iter_mut().find(|(s, _, _)| *s == line.sku) {
                             Some(e) => *e = (line.sku.clone(), *shard, *lsn),
@@ -331,6 +352,7 @@ fn build(
 
 fn completed(
     engine: &Engine,
+    sealer: &CodeSealer,
     shard: ShardId,
     lsn: Lsn,
     o: &CompletedOrder,
@@ -379,7 +401,7 @@ fn completed(
     };
     for (i, card) in cards.iter().enumerate() {
         let id = CardId(o.first_card.0 + i as u64);
-        let mut ev = delivery_event(engine, id, card, channel, &o.recipient)?;
+        let mut ev = delivery_event(engine, sealer, id, card, channel, &o.recipient)?;
         ev.event_id = format!("{}-{}-{i}", shard.0, lsn.0);
         ev.shard = shard.0;
         ev.lsn = lsn.0;
@@ -396,11 +418,15 @@ fn completed(
 
 fn delivery_event(
     engine: &Engine,
+    sealer: &CodeSealer,
     id: CardId,
     card: &Card,
     channel: &str,
     recipient: &str,
 ) -> Result<DeliveryEvent, EngineError> {
+    let code = sealer
+        .field(engine.reveal(card)?)
+        .map_err(|e| EngineError::Internal(e.to_string()))?;
     Ok(DeliveryEvent {
         event_id: String::new(),
         shard: 0,
@@ -409,7 +435,8 @@ fn delivery_event(
         order_id: card.order.order_id.as_str().to_owned(),
         card_id: id.0.to_string(),
         sku_id: card.sku.as_str().to_owned(),
-        code: engine.reveal(card)?,
+        code: code.code,
+        sealed_code: code.sealed_code,
         face_value: MoneyView::of(card.face),
         channel: channel.to_owned(),
         recipient: recipient.to_owned(),

@@ -10,6 +10,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The delivery consumer's key pair the tests and the benchmark use, as base64 (public,
+/// secret): fixed, so a test can open the sealed codes the adapter publishes.
+pub fn delivery_keys() -> (String, String) {
+    crate::seal::keys_from_secret([7; 32])
+}
+
 /// Where `nats-server` is looked for, in order, after `$NATS_SERVER`.
 const NATS_SERVER_PATHS: &[&str] = &[
     "/usr/sbin/nats-server",

@@ -77,7 +77,13 @@ pub struct DeliveryEvent {
     pub order_id: String,
     pub card_id: String,
     pub sku_id: String,
-    pub code: String,
+    /// The code in clear: only when `nats.delivery_codes_in_clear` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// The code as a base64 sealed box (libsodium `crypto_box_seal`) to the delivery
+    /// consumer's public key; open it with the matching secret key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_code: Option<String>,
     pub face_value: MoneyView,
     pub channel: String,
     pub recipient: String,

@@ -9,7 +9,7 @@ use giftcard_queue::testkit::NatsServer;
 use giftcard_queue::{QueueAdapter, QueueConfig};
 use giftcard_shard::scenario::{self, DataSet};
 use giftcard_shard::{Engine, EngineConfig};
-use serde_json::json;
+use serde_json::{json, Value};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -45,6 +45,7 @@ pub fn load(engine: &Engine, codes_per_sku: u64) {
 /// Adapter settings for tests: quick retries, a low-stock threshold the tests can cross.
 pub fn queue_config(url: &str) -> QueueConfig {
     let mut c = QueueConfig::new(url);
+    c.delivery_public_key = giftcard_queue::testkit::delivery_keys().0;
     c.delivery_backoff_ms = 50;
     c.delivery_backoff_max_ms = 200;
     c.delivery_attempts_max = 3;
@@ -138,4 +139,13 @@ pub fn balance(engine: &Engine, wallet: &str) -> i64 {
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// The code a delivery event carries, opened with the test consumer's secret key. The event
+/// must carry it sealed, never in clear.
+pub fn open_code(payload: &Value) -> String {
+    assert!(payload.get("code").is_none(), "a code in clear: {payload}");
+    let sealed = payload["sealed_code"].as_str().expect("a sealed code");
+    giftcard_queue::seal::open(&giftcard_queue::testkit::delivery_keys().1, sealed)
+        .expect("the sealed code opens with the consumer's key")
 }
