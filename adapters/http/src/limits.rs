@@ -190,20 +190,19 @@ mod tests {
     fn refilled_buckets_make_room_for_new_keys_and_tokens_refill_at_the_rate() {
         let limiter = RateLimiter::new(Rate { per_s: 2, burst: 1 }, 16);
         for i in 0..15 {
-            // Fill the table with keys of other parts than "a"'s, refilled long ago.
+            // Fill the table with keys of parts other than "a"'s.
             let k = (0..)
                 .map(|j| format!("f{i}-{j}"))
-                .find(|k| limiter.part(k) as *const _ != limiter.part("a") as *const _)
+                .find(|k| !std::ptr::eq(limiter.part(k), limiter.part("a")))
                 .expect("a key of another part");
             assert!(limiter.take_at(&k, 0).is_ok());
         }
         // The sixteenth key fills the table; a seventeenth in the same part as "a" waits until
         // "a" has refilled, then takes its place.
         assert!(limiter.take_at("a", 0).is_ok());
-        let part_of = |k: &str| limiter.part(k) as *const _;
         let same = (0..1000)
             .map(|i| format!("k{i}"))
-            .find(|k| part_of(k) == part_of("a"))
+            .find(|k| std::ptr::eq(limiter.part(k), limiter.part("a")))
             .expect("some key shares a's part");
         assert!(
             limiter.take_at(&same, 100_000).is_err(),

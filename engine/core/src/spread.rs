@@ -81,7 +81,7 @@ impl<K, V> Default for SpreadMap<K, V> {
     fn default() -> Self {
         SpreadMap {
             parts: (0..PARTS).map(|_| Part::default()).collect(),
-            route: crate::maps::StateHasher::salted(0x5eed_0f_5b1e_ad),
+            route: crate::maps::StateHasher::salted(0x005e_ed0f_5b1e_ad00),
             len: 0,
         }
     }

@@ -5,284 +5,44 @@
 //! which keeps the idempotency claim) and executed on the wallet's shard; every SKU's pool is
 //! spread over all shards, and a shard that runs short borrows from its peers (a saga with a
 //! funds hold); issued cards live on the buyer's wallet shard, found by the hash of their code.
+//!
+//! This file is the facade: [`Engine`] and its lifecycle (open, checkpoint, shutdown, the
+//! journal for the outbox). What it answers with is in `api`, how it is set up in `config`,
+//! where commands and queries go in `routing`, how the answers of several shards combine in
+//! `fanout`, and the keys of the journal's side entries in `keys`.
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+mod api;
 pub mod codec;
 pub mod codes;
+mod config;
+mod fanout;
+mod keys;
 mod query;
 pub mod recovery;
+mod routing;
 pub mod runtime;
 pub mod scenario;
 pub mod sim;
 pub mod verify;
 pub mod writer;
 
+pub use api::*;
+pub use config::EngineConfig;
+pub(crate) use fanout::{pick_found, unexpected, FanOut};
+pub use keys::{index_key, index_key_hash, slot_key};
+
 use codes::CodeVault;
-use crossbeam_channel::{bounded, unbounded, Sender, TrySendError};
-use giftcard_core::state::{Card, OrderRecord, Wallet};
+use crossbeam_channel::{bounded, unbounded, Sender};
+use giftcard_core::state::Card;
 use giftcard_core::*;
 use runtime::{ClientMsg, Control, Mailbox, Quiesce, Shard, Upload};
-use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use writer::{WriteMsg, WriterShared};
-
-/// Failures and refusals an engine call can end in.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum EngineError {
-    #[error("rejected: {0}")]
-    Rejected(Rejection),
-    #[error("engine is overloaded")]
-    Overloaded,
-    #[error("journal storage failed; the engine accepts no more work")]
-    Storage,
-    #[error("codes already known at positions {0:?}")]
-    DuplicateCodes(Vec<usize>),
-    #[error("engine is stopping")]
-    Stopping,
-    /// A bug inside the engine (a decision that does not fit its command, a state that does not
-    /// encode). Not a storage failure, and never worth retrying: the same input meets the same bug.
-    #[error("internal engine error: {0}")]
-    Internal(String),
-}
-
-/// A successful answer.
-#[derive(Clone, Debug)]
-pub enum Outcome {
-    /// The command's events (empty for an idempotent replay of a deposit or redemption).
-    Applied(Vec<Event>),
-    /// A repeated command (a settlement close of a period already closed): the events it was
-    /// applied with the first time. Nothing changed.
-    Answered(Vec<Event>),
-    /// `cards` holds the sold cards for a fresh completion (so the caller needs no second read),
-    /// and is empty for replays and rejections.
-    Order {
-        outcome: OrderOutcome,
-        replayed: bool,
-        cards: Vec<Card>,
-    },
-    Query(QueryAnswer),
-}
-
-/// What every engine call answers with.
-pub type Reply = Result<Outcome, EngineError>;
-
-/// Receives a reply once it may be released (after the flush covering it). Runs on the writer
-/// thread: it must only hand the reply on, never block.
-pub type ReplyTo = Box<dyn FnOnce(Reply) + Send>;
-
-/// Read-only questions.
-#[derive(Clone, Debug)]
-pub enum Query {
-    Wallet {
-        caller: Caller,
-        wallet: WalletId,
-    },
-    Order {
-        key: OrderKey,
-    },
-    Card {
-        card: CardId,
-    },
-    CardByCode {
-        hash: CodeHash,
-    },
-    Cards {
-        first: CardId,
-        count: u32,
-    },
-    Skus,
-    /// One SKU with its version (how many times it was defined).
-    Sku {
-        sku: SkuId,
-    },
-    Fx,
-    Totals,
-    /// Available and sold codes of every SKU (summed over shards). Read from the pools, which
-    /// keep their counters as events apply: the cost grows with the SKUs, not with the cards.
-    StockLevels,
-    /// Available and sold codes of one SKU (summed over shards).
-    Stock {
-        sku: SkuId,
-    },
-    /// Cards whose delivery was given up, at most `limit` per shard.
-    FailedDeliveries {
-        limit: usize,
-    },
-    /// Cards whose delivery failed and is being retried (not given up), at most `limit` per
-    /// shard: the outbox schedules their next attempt again after a restart.
-    RetryingDeliveries {
-        limit: usize,
-    },
-    /// A wallet's history from entry `after` (entries already seen; the history only grows), at most `limit`.
-    WalletHistory {
-        caller: Caller,
-        wallet: WalletId,
-        after: u64,
-        limit: usize,
-    },
-    /// The recorded answer of a client's redemption (asked of every shard), so an idempotent
-    /// replay can return the original response.
-    Redemption {
-        client: ClientId,
-        redemption_id: RequestId,
-    },
-}
-
-/// Answers to queries.
-#[derive(Clone, Debug)]
-pub enum QueryAnswer {
-    Wallet(Box<Wallet>),
-    Order(Box<OrderRecord>),
-    Card(Box<Card>),
-    CardWithId(CardId, Box<Card>),
-    Cards(Vec<Card>),
-    Skus(Vec<Sku>),
-    Sku(Box<Sku>, u64),
-    Fx(FxTable),
-    Totals(Box<ShardTotals>),
-    /// (available, sold) codes.
-    Stock {
-        available: u64,
-        sold: u64,
-    },
-    History(Vec<state::TxEntry>),
-    /// SKU -> (available, sold).
-    StockLevels(BTreeMap<SkuId, (u64, u64)>),
-    /// Cards, with their ids.
-    CardList(Vec<(CardId, Card)>),
-    Redemption(Box<state::RedemptionRecord>),
-    Missing,
-}
-
-/// Sales per SKU.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Sales {
-    pub cards: u64,
-    pub revenue_minor: i64,
-    pub margin_minor: i64,
-}
-
-/// Stock, sales and ledger figures, per shard or summed.
-#[derive(Clone, Debug, Default)]
-pub struct ShardTotals {
-    /// SKU -> (available, sold).
-    pub stock: BTreeMap<SkuId, (u64, u64)>,
-    pub sales: BTreeMap<SkuId, Sales>,
-    pub ledger: BTreeMap<Account, i64>,
-    pub card_liability: BTreeMap<Currency, i64>,
-    pub held_orders: u64,
-}
-
-impl ShardTotals {
-    fn merge(&mut self, o: ShardTotals) {
-        for (k, v) in o.stock {
-            let e = self.stock.entry(k).or_default();
-            e.0 += v.0;
-            e.1 += v.1;
-        }
-        for (k, v) in o.sales {
-            let e = self.sales.entry(k).or_default();
-            e.cards += v.cards;
-            e.revenue_minor += v.revenue_minor;
-            e.margin_minor += v.margin_minor;
-        }
-        for (k, v) in o.ledger {
-            *self.ledger.entry(k).or_default() += v;
-        }
-        for (k, v) in o.card_liability {
-            *self.card_liability.entry(k).or_default() += v;
-        }
-        self.held_orders += o.held_orders;
-    }
-}
-
-/// How the engine is set up. Passed down as a value; no crate reads global config.
-#[derive(Clone, Debug)]
-pub struct EngineConfig {
-    pub data_dir: PathBuf,
-    pub shards: u16,
-    /// Client messages a shard's mailbox holds before callers get `Overloaded`.
-    pub mailbox_len_max: usize,
-    /// Messages a shard handles per pass (per journal hand-off).
-    pub batch_events_max: usize,
-    pub seal_key: [u8; 32],
-    pub hash_key: [u8; 32],
-    pub cache_bytes: u64,
-    /// Records replayed at start-up above which a checkpoint is written right after recovery.
-    pub checkpoint_after_records: u64,
-    /// Keep journal frames until the outbox has published them (set when the queue adapter runs).
-    pub outbox: bool,
-    /// How long the recorded answer of a rejected order is replayed before the order id may be
-    /// used afresh, in ms (0: for ever).
-    pub rejection_replay_window_ms: u64,
-}
-
-impl EngineConfig {
-    /// Defaults for a data directory (development keys: override them in production).
-    pub fn new(data_dir: impl Into<PathBuf>, shards: u16) -> EngineConfig {
-        EngineConfig {
-            data_dir: data_dir.into(),
-            shards: shards.max(1),
-            mailbox_len_max: 65_536,
-            batch_events_max: 4_096,
-            seal_key: *b"dev-seal-key-change-me-0123456789"[..32]
-                .try_into()
-                .unwrap_or(&[0u8; 32]),
-            hash_key: *b"dev-hash-key-change-me-0123456789"[..32]
-                .try_into()
-                .unwrap_or(&[0u8; 32]),
-            cache_bytes: 64 << 20,
-            checkpoint_after_records: 2_000_000,
-            outbox: false,
-            rejection_replay_window_ms: 86_400_000,
-        }
-    }
-}
-
-/// One journal frame's events, for the outbox.
-#[derive(Clone, Debug)]
-pub struct JournalFrame {
-    pub seq: u64,
-    pub events: Vec<(ShardId, Lsn, Event)>,
-}
-
-/// What recovery found and did.
-#[derive(Clone, Debug, Default)]
-pub struct RecoveryReport {
-    pub snapshot_through: u64,
-    pub frames_replayed: u64,
-    pub records_replayed: u64,
-    pub holds_rolled_back: u64,
-    pub transfers_completed: u64,
-    pub duration: Duration,
-}
-
-/// Key of a sealed code in the store.
-pub fn slot_key(slot: u64) -> Vec<u8> {
-    let mut k = vec![b'c'];
-    k.extend_from_slice(&slot.to_be_bytes());
-    k
-}
-
-/// Key of the code index entry (code hash -> slot).
-pub fn index_key(hash: &CodeHash) -> [u8; 17] {
-    let mut k = [b'i'; 17];
-    k[1..].copy_from_slice(hash);
-    k
-}
-
-/// The code hash a code index key names (the inverse of [`index_key`]); `None` for other keys.
-pub fn index_key_hash(key: &[u8]) -> Option<CodeHash> {
-    match key {
-        [b'i', hash @ ..] => hash.try_into().ok(),
-        _ => None,
-    }
-}
 
 /// The running engine. Cheap to share behind an `Arc`; every method is callable from any thread.
 pub struct Engine {
@@ -305,32 +65,6 @@ pub struct Engine {
     /// Per shard: make snapshots fail to encode (tests).
     fail_snapshots: Vec<Arc<AtomicBool>>,
     pub recovery: RecoveryReport,
-}
-
-/// An error with every cause under it ("sled failed during open: No space left on device"): a
-/// journal error alone says which step failed, its source says why, and operators need both.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cause = c.source();
-    }
-    out
-}
-
-/// Why the engine could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum OpenError {
-    #[error(transparent)]
-    Wal(#[from] giftcard_wal::WalError),
-    #[error("data directory was written with {found} shards, configured {configured}; shard placement cannot change")]
-    ShardCount { found: u16, configured: u16 },
-    #[error("journal record {0}")]
-    Decode(String),
-    #[error("cannot create {0}: {1}")]
-    Dir(PathBuf, std::io::Error),
 }
 
 impl Engine {
@@ -475,101 +209,6 @@ impl Engine {
             .iter()
             .map(|d| d.load(Ordering::Relaxed))
             .collect()
-    }
-
-    /// Where a command goes first.
-    pub fn route(&self, cmd: &Command) -> ShardId {
-        route(cmd, self.shard_count)
-    }
-
-    // The refused message comes back by value so its reply can be answered; boxing it would
-    // allocate on the overload path, which is exactly where allocation should be avoided.
-    #[allow(clippy::result_large_err)]
-    fn send(&self, shard: ShardId, msg: ClientMsg) -> Result<(), (EngineError, ClientMsg)> {
-        if self.failed() {
-            return Err((EngineError::Storage, msg));
-        }
-        if self.stopping.load(Ordering::Acquire) {
-            return Err((EngineError::Stopping, msg));
-        }
-        let i = usize::from(shard.0);
-        self.depths[i].fetch_add(1, Ordering::Relaxed);
-        match self.mailboxes[i].client.try_send(msg) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(m)) | Err(TrySendError::Disconnected(m)) => {
-                self.depths[i].fetch_sub(1, Ordering::Relaxed);
-                Err((EngineError::Overloaded, m))
-            }
-        }
-    }
-
-    fn deliver(&self, shard: ShardId, msg: ClientMsg) {
-        if let Err((e, msg)) = self.send(shard, msg) {
-            match msg {
-                ClientMsg::Command(_, to) | ClientMsg::Query(_, to) | ClientMsg::Upload(_, to) => {
-                    to(Err(e))
-                }
-            }
-        }
-    }
-
-    /// Submits a command; `reply` runs once the answer is durable. A reversal, whose shard is not
-    /// known from its id, is asked of every shard.
-    pub fn submit(&self, cmd: Command, reply: ReplyTo) {
-        let fan_out = match cmd {
-            Command::ReverseRedemption { .. } => Some(pick_found as fn(Vec<Reply>) -> Reply),
-            Command::CloseSettlement { .. } => Some(concat_events as fn(Vec<Reply>) -> Reply),
-            _ => None,
-        };
-        if let Some(combine) = fan_out {
-            let fan = FanOut::new(self.shard_count, reply, combine);
-            for s in 0..self.shard_count {
-                self.deliver(ShardId(s), ClientMsg::Command(cmd.clone(), fan.part()));
-            }
-            return;
-        }
-        let shard = self.route(&cmd);
-        self.deliver(shard, ClientMsg::Command(cmd, reply));
-    }
-
-    /// Asks a query of the shard that knows, or of all shards for totals and orders.
-    pub fn query(&self, q: Query, reply: ReplyTo) {
-        let n = self.shard_count;
-        let one =
-            |s: ShardId, q: Query, reply: ReplyTo| self.deliver(s, ClientMsg::Query(q, reply));
-        match &q {
-            Query::Wallet { wallet, .. } | Query::WalletHistory { wallet, .. } => {
-                one(shard_for(wallet.as_str().as_bytes(), n), q, reply)
-            }
-            Query::Card { card } | Query::Cards { first: card, .. } => {
-                if card.shard().0 >= n {
-                    return reply(Err(EngineError::Rejected(Rejection::CardNotFound)));
-                }
-                one(card.shard(), q, reply)
-            }
-            Query::CardByCode { hash } => one(shard_for(hash, n), q, reply),
-            Query::Skus | Query::Sku { .. } | Query::Fx => one(ShardId(0), q, reply),
-            Query::Order { .. } | Query::Redemption { .. } => {
-                let fan = FanOut::new(n, reply, pick_found);
-                (0..n).for_each(|s| one(ShardId(s), q.clone(), fan.part()));
-            }
-            Query::FailedDeliveries { .. } | Query::RetryingDeliveries { .. } => {
-                let fan = FanOut::new(n, reply, merge_card_lists);
-                (0..n).for_each(|s| one(ShardId(s), q.clone(), fan.part()));
-            }
-            Query::Stock { .. } => {
-                let fan = FanOut::new(n, reply, merge_stock);
-                (0..n).for_each(|s| one(ShardId(s), q.clone(), fan.part()));
-            }
-            Query::StockLevels => {
-                let fan = FanOut::new(n, reply, merge_stock_levels);
-                (0..n).for_each(|s| one(ShardId(s), q.clone(), fan.part()));
-            }
-            Query::Totals => {
-                let fan = FanOut::new(n, reply, merge_totals);
-                (0..n).for_each(|s| one(ShardId(s), q.clone(), fan.part()));
-            }
-        }
     }
 
     /// Uploads supplier codes (hashed and sealed here, on the caller's thread).
@@ -837,151 +476,6 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
 }
 
 pub use giftcard_core::placement::{order_home, route, shard_for};
-
-/// Collects one reply from each of several shards and answers once.
-pub(crate) struct FanOut {
-    inner: Arc<Mutex<FanState>>,
-}
-
-struct FanState {
-    left: u16,
-    replies: Vec<Reply>,
-    reply: Option<ReplyTo>,
-    combine: fn(Vec<Reply>) -> Reply,
-}
-
-impl FanOut {
-    pub(crate) fn new(n: u16, reply: ReplyTo, combine: fn(Vec<Reply>) -> Reply) -> FanOut {
-        FanOut {
-            inner: Arc::new(Mutex::new(FanState {
-                left: n,
-                replies: Vec::new(),
-                reply: Some(reply),
-                combine,
-            })),
-        }
-    }
-
-    pub(crate) fn part(&self) -> ReplyTo {
-        let inner = self.inner.clone();
-        Box::new(move |r| {
-            let Ok(mut s) = inner.lock() else { return };
-            s.replies.push(r);
-            s.left -= 1;
-            if s.left == 0 {
-                let replies = std::mem::take(&mut s.replies);
-                if let Some(reply) = s.reply.take() {
-                    reply((s.combine)(replies));
-                }
-            }
-        })
-    }
-}
-
-/// The one shard that found the object, or the most telling refusal.
-pub(crate) fn pick_found(replies: Vec<Reply>) -> Reply {
-    let mut fallback = None;
-    for r in replies {
-        match r {
-            Ok(Outcome::Query(QueryAnswer::Missing)) => {
-                fallback = fallback.or(Some(Ok(Outcome::Query(QueryAnswer::Missing))))
-            }
-            Ok(o) => return Ok(o),
-            Err(EngineError::Rejected(Rejection::RedemptionNotFound)) => {
-                fallback = fallback.or(Some(Err(EngineError::Rejected(
-                    Rejection::RedemptionNotFound,
-                ))))
-            }
-            Err(e) => fallback = Some(Err(e)),
-        }
-    }
-    fallback.unwrap_or_else(|| Err(EngineError::Internal("no shard answered".into())))
-}
-
-/// An answer of the wrong kind: a bug in the engine, not a storage failure.
-fn unexpected(o: Outcome) -> EngineError {
-    tracing::error!(?o, "an engine answer of the wrong kind");
-    EngineError::Internal(format!("an answer of the wrong kind: {o:?}"))
-}
-
-/// The events of every shard; `Answered` only when every shard had done it before (a close that
-/// a crash cut short is finished by its retry, and that is a change).
-fn concat_events(replies: Vec<Reply>) -> Reply {
-    let mut all = Vec::new();
-    let mut changed = false;
-    for r in replies {
-        match r? {
-            Outcome::Applied(mut evs) => {
-                changed = true;
-                all.append(&mut evs);
-            }
-            Outcome::Answered(mut evs) => all.append(&mut evs),
-            other => return Err(unexpected(other)),
-        }
-    }
-    Ok(if changed {
-        Outcome::Applied(all)
-    } else {
-        Outcome::Answered(all)
-    })
-}
-
-fn merge_card_lists(replies: Vec<Reply>) -> Reply {
-    let mut all = Vec::new();
-    for r in replies {
-        match r? {
-            Outcome::Query(QueryAnswer::CardList(mut v)) => all.append(&mut v),
-            other => return Err(unexpected(other)),
-        }
-    }
-    all.sort_by_key(|(id, _)| *id);
-    Ok(Outcome::Query(QueryAnswer::CardList(all)))
-}
-
-fn merge_stock(replies: Vec<Reply>) -> Reply {
-    let (mut available, mut sold) = (0, 0);
-    for r in replies {
-        match r? {
-            Outcome::Query(QueryAnswer::Stock {
-                available: a,
-                sold: s,
-            }) => {
-                available += a;
-                sold += s;
-            }
-            other => return Err(unexpected(other)),
-        }
-    }
-    Ok(Outcome::Query(QueryAnswer::Stock { available, sold }))
-}
-
-fn merge_stock_levels(replies: Vec<Reply>) -> Reply {
-    let mut all: BTreeMap<SkuId, (u64, u64)> = BTreeMap::new();
-    for r in replies {
-        match r? {
-            Outcome::Query(QueryAnswer::StockLevels(levels)) => {
-                for (sku, (available, sold)) in levels {
-                    let e = all.entry(sku).or_default();
-                    e.0 += available;
-                    e.1 += sold;
-                }
-            }
-            other => return Err(unexpected(other)),
-        }
-    }
-    Ok(Outcome::Query(QueryAnswer::StockLevels(all)))
-}
-
-fn merge_totals(replies: Vec<Reply>) -> Reply {
-    let mut total = ShardTotals::default();
-    for r in replies {
-        match r? {
-            Outcome::Query(QueryAnswer::Totals(t)) => total.merge(*t),
-            other => return Err(unexpected(other)),
-        }
-    }
-    Ok(Outcome::Query(QueryAnswer::Totals(Box::new(total))))
-}
 
 /// Decodes one shard's state bytes as produced by [`Engine::state_bytes`].
 pub fn codec_state(bytes: &[u8]) -> Result<state::ShardState, String> {

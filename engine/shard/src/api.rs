@@ -1,0 +1,222 @@
+//! What the engine answers with and is asked: errors, outcomes, queries and their answers,
+//! and the reports of recovery and the journal. The types adapters match on.
+
+use giftcard_core::state::{Card, OrderRecord, Wallet};
+use giftcard_core::*;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Failures and refusals an engine call can end in.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    #[error("rejected: {0}")]
+    Rejected(Rejection),
+    #[error("engine is overloaded")]
+    Overloaded,
+    #[error("journal storage failed; the engine accepts no more work")]
+    Storage,
+    #[error("codes already known at positions {0:?}")]
+    DuplicateCodes(Vec<usize>),
+    #[error("engine is stopping")]
+    Stopping,
+    /// A bug inside the engine (a decision that does not fit its command, a state that does not
+    /// encode). Not a storage failure, and never worth retrying: the same input meets the same bug.
+    #[error("internal engine error: {0}")]
+    Internal(String),
+}
+
+/// A successful answer.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    /// The command's events (empty for an idempotent replay of a deposit or redemption).
+    Applied(Vec<Event>),
+    /// A repeated command (a settlement close of a period already closed): the events it was
+    /// applied with the first time. Nothing changed.
+    Answered(Vec<Event>),
+    /// `cards` holds the sold cards for a fresh completion (so the caller needs no second read),
+    /// and is empty for replays and rejections.
+    Order {
+        outcome: OrderOutcome,
+        replayed: bool,
+        cards: Vec<Card>,
+    },
+    Query(QueryAnswer),
+}
+
+/// What every engine call answers with.
+pub type Reply = Result<Outcome, EngineError>;
+
+/// Receives a reply once it may be released (after the flush covering it). Runs on the writer
+/// thread: it must only hand the reply on, never block.
+pub type ReplyTo = Box<dyn FnOnce(Reply) + Send>;
+
+/// Read-only questions.
+#[derive(Clone, Debug)]
+pub enum Query {
+    Wallet {
+        caller: Caller,
+        wallet: WalletId,
+    },
+    Order {
+        key: OrderKey,
+    },
+    Card {
+        card: CardId,
+    },
+    CardByCode {
+        hash: CodeHash,
+    },
+    Cards {
+        first: CardId,
+        count: u32,
+    },
+    Skus,
+    /// One SKU with its version (how many times it was defined).
+    Sku {
+        sku: SkuId,
+    },
+    Fx,
+    Totals,
+    /// Available and sold codes of every SKU (summed over shards). Read from the pools, which
+    /// keep their counters as events apply: the cost grows with the SKUs, not with the cards.
+    StockLevels,
+    /// Available and sold codes of one SKU (summed over shards).
+    Stock {
+        sku: SkuId,
+    },
+    /// Cards whose delivery was given up, at most `limit` per shard.
+    FailedDeliveries {
+        limit: usize,
+    },
+    /// Cards whose delivery failed and is being retried (not given up), at most `limit` per
+    /// shard: the outbox schedules their next attempt again after a restart.
+    RetryingDeliveries {
+        limit: usize,
+    },
+    /// A wallet's history from entry `after` (entries already seen; the history only grows), at most `limit`.
+    WalletHistory {
+        caller: Caller,
+        wallet: WalletId,
+        after: u64,
+        limit: usize,
+    },
+    /// The recorded answer of a client's redemption (asked of every shard), so an idempotent
+    /// replay can return the original response.
+    Redemption {
+        client: ClientId,
+        redemption_id: RequestId,
+    },
+}
+
+/// Answers to queries.
+#[derive(Clone, Debug)]
+pub enum QueryAnswer {
+    Wallet(Box<Wallet>),
+    Order(Box<OrderRecord>),
+    Card(Box<Card>),
+    CardWithId(CardId, Box<Card>),
+    Cards(Vec<Card>),
+    Skus(Vec<Sku>),
+    Sku(Box<Sku>, u64),
+    Fx(FxTable),
+    Totals(Box<ShardTotals>),
+    /// (available, sold) codes.
+    Stock {
+        available: u64,
+        sold: u64,
+    },
+    History(Vec<state::TxEntry>),
+    /// SKU -> (available, sold).
+    StockLevels(BTreeMap<SkuId, (u64, u64)>),
+    /// Cards, with their ids.
+    CardList(Vec<(CardId, Card)>),
+    Redemption(Box<state::RedemptionRecord>),
+    Missing,
+}
+
+/// Sales per SKU.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Sales {
+    pub cards: u64,
+    pub revenue_minor: i64,
+    pub margin_minor: i64,
+}
+
+/// Stock, sales and ledger figures, per shard or summed.
+#[derive(Clone, Debug, Default)]
+pub struct ShardTotals {
+    /// SKU -> (available, sold).
+    pub stock: BTreeMap<SkuId, (u64, u64)>,
+    pub sales: BTreeMap<SkuId, Sales>,
+    pub ledger: BTreeMap<Account, i64>,
+    pub card_liability: BTreeMap<Currency, i64>,
+    pub held_orders: u64,
+}
+
+impl ShardTotals {
+    pub(crate) fn merge(&mut self, o: ShardTotals) {
+        for (k, v) in o.stock {
+            let e = self.stock.entry(k).or_default();
+            e.0 += v.0;
+            e.1 += v.1;
+        }
+        for (k, v) in o.sales {
+            let e = self.sales.entry(k).or_default();
+            e.cards += v.cards;
+            e.revenue_minor += v.revenue_minor;
+            e.margin_minor += v.margin_minor;
+        }
+        for (k, v) in o.ledger {
+            *self.ledger.entry(k).or_default() += v;
+        }
+        for (k, v) in o.card_liability {
+            *self.card_liability.entry(k).or_default() += v;
+        }
+        self.held_orders += o.held_orders;
+    }
+}
+
+/// One journal frame's events, for the outbox.
+#[derive(Clone, Debug)]
+pub struct JournalFrame {
+    pub seq: u64,
+    pub events: Vec<(ShardId, Lsn, Event)>,
+}
+
+/// What recovery found and did.
+#[derive(Clone, Debug, Default)]
+pub struct RecoveryReport {
+    pub snapshot_through: u64,
+    pub frames_replayed: u64,
+    pub records_replayed: u64,
+    pub holds_rolled_back: u64,
+    pub transfers_completed: u64,
+    pub duration: Duration,
+}
+
+/// An error with every cause under it ("sled failed during open: No space left on device"): a
+/// journal error alone says which step failed, its source says why, and operators need both.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}
+
+/// Why the engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Wal(#[from] giftcard_wal::WalError),
+    #[error("data directory was written with {found} shards, configured {configured}; shard placement cannot change")]
+    ShardCount { found: u16, configured: u16 },
+    #[error("journal record {0}")]
+    Decode(String),
+    #[error("cannot create {0}: {1}")]
+    Dir(PathBuf, std::io::Error),
+}
