@@ -60,6 +60,18 @@ enum Step {
     CreateWallet {
         wallet: u32,
     },
+    /// A SKU defined again (the same or another brand: a replay or sku_exists), or anew.
+    CreateSku {
+        sku: u32,
+        brand: u8,
+    },
+    /// A SKU changed, on its current version or a stale one.
+    ChangeSku {
+        sku: u32,
+        paused: bool,
+        markup_bp: i64,
+        stale: bool,
+    },
     Wait {
         ms: u64,
     },
@@ -78,6 +90,9 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0u8..3).prop_map(|period| Step::Close { period }),
         1 => (0i64..300).prop_map(|spread_bp| Step::SetFx { spread_bp }),
         1 => (0..WALLETS + 1).prop_map(|wallet| Step::CreateWallet { wallet }),
+        1 => (0..4u32, 0u8..2).prop_map(|(sku, brand)| Step::CreateSku { sku, brand }),
+        1 => (0..3u32, prop::bool::weighted(0.2), -500i64..2_000, any::<bool>())
+            .prop_map(|(sku, paused, markup_bp, stale)| Step::ChangeSku { sku, paused, markup_bp, stale }),
         2 => (1u64..40).prop_map(|ms| Step::Wait { ms }),
     ]
 }
@@ -385,10 +400,68 @@ impl World {
                 };
                 self.run(route(&cmd, n), &cmd);
             }
+            Step::CreateSku { sku: i, brand } => {
+                let mut s = definition(*i);
+                if *brand == 1 {
+                    s.brand = "another".into();
+                }
+                let before = self.shards[0].catalog().version(&s.id);
+                match self.run(ShardId(0), &Command::CreateSku(s)) {
+                    Decision::Events(_) => assert_eq!(before, 0, "created over an existing SKU"),
+                    Decision::Answered(_) | Decision::Reject(Rejection::SkuExists) => {
+                        assert!(before > 0, "a replay or conflict of a SKU never defined")
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+            Step::ChangeSku {
+                sku: i,
+                paused,
+                markup_bp,
+                stale,
+            } => {
+                let id = SkuId::new(&format!("sku-{i}"));
+                let version = self.shards[0].catalog().version(&id);
+                let changes = giftcard_core::catalog::SkuChanges {
+                    status: Some(if *paused {
+                        SkuStatus::Paused
+                    } else {
+                        SkuStatus::Active
+                    }),
+                    markup: Some(Decimal::new(*markup_bp, 4)),
+                    ..Default::default()
+                };
+                let if_version = Some(if *stale { version - 1 } else { version });
+                let cmd = Command::ChangeSku {
+                    sku: id.clone(),
+                    if_version,
+                    changes,
+                };
+                let d = self.run(ShardId(0), &cmd);
+                let after = self.shards[0].catalog().version(&id);
+                match d {
+                    Decision::Events(_) => assert!(!*stale && after == version + 1),
+                    Decision::Reject(Rejection::VersionMismatch) => {
+                        assert!(*stale && after == version)
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
             Step::Wait { ms } => self.now += ms,
         }
         self.tick_all();
     }
+}
+
+/// The SKUs of the runs: sku-0 and sku-1 supplier codes, sku-2 issued with a cap of 14, and
+/// sku-3, a supplier-code SKU only ever created by a step.
+fn definition(i: u32) -> Sku {
+    if i == 2 {
+        let mut issued = sku(2, SkuKind::Issued, 2_500);
+        issued.issue_cap = Some(14);
+        return issued;
+    }
+    sku(i, SkuKind::SupplierCode, 1_000 + i64::from(i) * 500)
 }
 
 fn setup(n: u16) -> World {
@@ -401,15 +474,9 @@ fn setup(n: u16) -> World {
         cards: Vec::new(),
         issued: Vec::new(),
     };
-    for i in 0..2 {
-        w.run(
-            ShardId(0),
-            &Command::DefineSku(sku(i, SkuKind::SupplierCode, 1_000 + i64::from(i) * 500)),
-        );
+    for i in 0..3 {
+        w.run(ShardId(0), &Command::DefineSku(definition(i)));
     }
-    let mut issued = sku(2, SkuKind::Issued, 2_500);
-    issued.issue_cap = Some(14);
-    w.run(ShardId(0), &Command::DefineSku(issued));
     w.next_slot = w.shards[0].pools().next_slot();
     w.step(&Step::SetFx { spread_bp: 200 });
     for i in 0..WALLETS {
@@ -499,4 +566,8 @@ fn the_runs_sell_cards_redeem_them_and_forget_rejections() {
     assert!(count(&|e| matches!(e, Event::Expired { .. })) > 0);
     assert!(count(&|e| matches!(e, Event::StockReceived { .. })) > 0);
     assert!(count(&|e| matches!(e, Event::SettlementClosed { .. })) > 0);
+    assert!(
+        count(&|e| matches!(e, Event::SkuDefined(_))) > 4,
+        "SKU changes happen"
+    );
 }

@@ -278,3 +278,51 @@ fn check_cards_and_orders(
         ));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use giftcard_core::state::Decision;
+
+    /// A shard whose books are wrong in several wallets at once: the deposits are applied to
+    /// shard 0's state although most of the wallets belong on shard 1.
+    fn misplaced_wallets() -> Vec<ShardState> {
+        let mut wrong = ShardState::new(ShardId(0), 2);
+        let mut lsn = 0;
+        for i in 0..40 {
+            let caller = Caller {
+                client: ClientId::new("c"),
+                admin: false,
+            };
+            let wallet = WalletId::new(&format!("w-{i}"));
+            let create = Command::CreateWallet {
+                caller,
+                wallet,
+                kyc_verified: true,
+            };
+            let ctx = Ctx {
+                now: UnixMillis(1),
+                lsn: Lsn(lsn + 1),
+                shard: ShardId(0),
+            };
+            if let Decision::Events(evs) = wrong.decide(&create, &ctx) {
+                for e in evs {
+                    lsn += 1;
+                    wrong.apply(&e, Lsn(lsn));
+                }
+            }
+        }
+        vec![wrong, ShardState::new(ShardId(1), 2)]
+    }
+
+    #[test]
+    fn violations_come_in_one_order_whatever_the_maps_hash_order() {
+        let states = misplaced_wallets();
+        let first = check(&states, 0).violations;
+        assert!(first.len() > 10, "{first:?}");
+        let mut sorted = first.clone();
+        sorted.sort();
+        assert_eq!(first, sorted, "violations are sorted");
+        assert_eq!(check(&states, 0).violations, first);
+    }
+}
