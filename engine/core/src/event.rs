@@ -294,6 +294,16 @@ pub enum Event {
         attempt: u8,
         gave_up: bool,
     },
+    /// Funds held for an order that must outlive a restart (waiting for a review, a supplier's
+    /// purchase): unlike a saga's `FundsHeld`, recovery keeps it, and it is released by itself
+    /// (`OrderAborted` from a tick) if nothing settles it by `until`.
+    FundsReserved {
+        key: OrderKey,
+        fingerprint: Fingerprint,
+        wallet: WalletId,
+        amount: Money,
+        until: UnixMillis,
+    },
     /// Deadlines that fell due at `at` (a tick); each module forgets or settles what it names.
     Expired {
         fired: Vec<crate::deadlines::Deadline>,

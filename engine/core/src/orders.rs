@@ -24,12 +24,48 @@ pub struct OrderRecord {
     pub recipient: Arc<str>,
 }
 
-/// Funds held for an order waiting for stock from peers.
+/// Funds held for an order: waiting for stock from peers (a saga's hold, released by recovery:
+/// no peer finishes a saga after a restart), or reserved `until` a deadline (kept by recovery,
+/// released by the deadline if nothing settles it first).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hold {
     pub fingerprint: Fingerprint,
     pub wallet: WalletId,
     pub amount: Money,
+    pub until: Option<UnixMillis>,
+}
+
+/// A hold as orders section version 1 (and state formats 1 and 2) wrote it, before `until`.
+#[derive(Clone, Debug, Deserialize)]
+pub(crate) struct HoldV1 {
+    fingerprint: Fingerprint,
+    wallet: WalletId,
+    amount: Money,
+}
+
+impl From<HoldV1> for Hold {
+    fn from(h: HoldV1) -> Hold {
+        Hold {
+            fingerprint: h.fingerprint,
+            wallet: h.wallet,
+            amount: h.amount,
+            until: None,
+        }
+    }
+}
+
+/// The orders section as version 1 wrote it.
+#[derive(Deserialize)]
+pub(crate) struct OrdersV1 {
+    records: SpreadMap<OrderKey, OrderRecord>,
+    claims: SpreadMap<OrderKey, (Fingerprint, ShardId)>,
+    holds: HashMap<OrderKey, HoldV1>,
+}
+
+impl From<OrdersV1> for Orders {
+    fn from(v1: OrdersV1) -> Orders {
+        Orders::from_v1_parts(v1.records, v1.claims, v1.holds)
+    }
 }
 
 /// The orders of one shard: answers, claims and holds.
@@ -50,6 +86,19 @@ struct Plan {
 }
 
 impl Orders {
+    /// Orders from the parts older formats wrote.
+    pub(crate) fn from_v1_parts(
+        records: SpreadMap<OrderKey, OrderRecord>,
+        claims: SpreadMap<OrderKey, (Fingerprint, ShardId)>,
+        holds: HashMap<OrderKey, HoldV1>,
+    ) -> Orders {
+        Orders {
+            records,
+            claims,
+            holds: holds.into_iter().map(|(k, h)| (k, h.into())).collect(),
+        }
+    }
+
     /// The recorded answer of an order key.
     pub fn get(&self, key: &OrderKey) -> Option<&OrderRecord> {
         self.records.get(key)
@@ -141,6 +190,22 @@ impl Orders {
                     fingerprint: *fingerprint,
                     wallet: wallet.clone(),
                     amount: *amount,
+                    until: None,
+                };
+                self.holds.insert(key.clone(), hold);
+            }
+            Event::FundsReserved {
+                key,
+                fingerprint,
+                wallet,
+                amount,
+                until,
+            } => {
+                let hold = Hold {
+                    fingerprint: *fingerprint,
+                    wallet: wallet.clone(),
+                    amount: *amount,
+                    until: Some(*until),
                 };
                 self.holds.insert(key.clone(), hold);
             }
@@ -184,7 +249,9 @@ impl Orders {
             Event::OrderAborted { key, .. } => drop(self.holds.remove(key)),
             Event::Expired { fired, .. } => {
                 for d in fired {
-                    let crate::deadlines::Deadline::RejectedOrder(key) = d;
+                    let crate::deadlines::Deadline::RejectedOrder(key) = d else {
+                        continue;
+                    };
                     if self
                         .records
                         .get(key)

@@ -15,7 +15,7 @@ use crate::cards::Cards;
 use crate::catalog::Catalog;
 use crate::deadlines::Deadlines;
 use crate::maps::{HashMap, SpreadMap};
-use crate::orders::{Hold, OrderRecord, Orders};
+use crate::orders::{OrderRecord, Orders};
 use crate::pools::{Pool, Pools};
 use crate::reports::{Reports, SkuSales};
 use crate::settlement::Settlement;
@@ -114,7 +114,7 @@ sections! {
     Catalog => "catalog" v 2,
     Wallets => "wallets" v 1,
     Pools => "pools" v 1,
-    Orders => "orders" v 1,
+    Orders => "orders" v 2,
     Cards => "cards" v 1,
     Settlement => "settlement" v 1,
     Reports => "reports" v 1,
@@ -196,7 +196,21 @@ pub fn decode(bytes: &[u8]) -> Result<ShardState, SnapshotError> {
             }
             <Wallets as Section>::NAME => read(&mut wallets, w)?,
             <Pools as Section>::NAME => read(&mut pools, w)?,
-            <Orders as Section>::NAME => read(&mut orders, w)?,
+            <Orders as Section>::NAME => {
+                if orders.is_some() {
+                    return Err(SnapshotError::Repeated("orders"));
+                }
+                orders = Some(match w.version {
+                    // Version 1 holds had no deadline.
+                    1 => bincode::deserialize::<crate::orders::OrdersV1>(&w.body)
+                        .map_err(|source| SnapshotError::Codec {
+                            section: "orders",
+                            source,
+                        })?
+                        .into(),
+                    v => <Orders as Section>::decode(v, &w.body)?,
+                });
+            }
             <Cards as Section>::NAME => read(&mut cards, w)?,
             <Settlement as Section>::NAME => read(&mut settlement, w)?,
             <Reports as Section>::NAME => read(&mut reports, w)?,
@@ -242,7 +256,7 @@ struct LegacyState {
     code_index: SpreadMap<CodeHash, CardId>,
     orders: SpreadMap<OrderKey, OrderRecord>,
     claims: SpreadMap<OrderKey, (Fingerprint, ShardId)>,
-    holds: HashMap<OrderKey, Hold>,
+    holds: HashMap<OrderKey, crate::orders::HoldV1>,
     redemptions: SpreadMap<(ClientId, RequestId), crate::cards::RedemptionRecord>,
     sales: HashMap<SkuId, SkuSales>,
     ledger: HashMap<Account, i64>,
@@ -282,11 +296,7 @@ pub fn decode_legacy(format: u8, bytes: &[u8]) -> Result<ShardState, SnapshotErr
             pools: l.pools,
             next_slot: l.next_slot,
         },
-        orders: Orders {
-            records: l.orders,
-            claims: l.claims,
-            holds: l.holds,
-        },
+        orders: Orders::from_v1_parts(l.orders, l.claims, l.holds),
         cards: Cards {
             next_card_seq: l.next_card_seq,
             cards: l.cards,
@@ -311,6 +321,53 @@ pub fn decode_legacy(format: u8, bytes: &[u8]) -> Result<ShardState, SnapshotErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_orders_section_of_version_1_reads_its_holds_without_a_deadline() {
+        #[derive(Serialize)]
+        struct HoldV1 {
+            fingerprint: Fingerprint,
+            wallet: WalletId,
+            amount: Money,
+        }
+        #[derive(Serialize)]
+        struct OrdersV1 {
+            records: BTreeMap<OrderKey, OrderRecord>,
+            claims: BTreeMap<OrderKey, (Fingerprint, ShardId)>,
+            holds: BTreeMap<OrderKey, HoldV1>,
+        }
+        let key = OrderKey {
+            client: ClientId::new("c"),
+            order_id: OrderId::new("o"),
+        };
+        let amount = Money::new(700, Currency::parse("USD").expect("USD"));
+        let v1 = OrdersV1 {
+            records: BTreeMap::new(),
+            claims: BTreeMap::new(),
+            holds: [(
+                key.clone(),
+                HoldV1 {
+                    fingerprint: [3; 16],
+                    wallet: WalletId::new("w"),
+                    amount,
+                },
+            )]
+            .into_iter()
+            .collect(),
+        };
+        let st = ShardState::new(ShardId(0), 1);
+        let mut written: Vec<Written> =
+            bincode::deserialize(&encode(&st).expect("encodes")).expect("list");
+        let orders = written
+            .iter_mut()
+            .find(|w| w.name == "orders")
+            .expect("orders section");
+        orders.version = 1;
+        orders.body = bincode::serialize(&v1).expect("v1 body");
+        let back = decode(&bincode::serialize(&written).expect("list")).expect("decodes");
+        let hold = back.orders().hold(&key).expect("the hold");
+        assert_eq!((hold.amount, hold.until), (amount, None));
+    }
 
     #[test]
     fn sections_round_trip_and_unknown_or_newer_sections_are_refused_by_name() {

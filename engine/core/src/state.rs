@@ -152,6 +152,7 @@ impl ShardState {
     /// Rebuilds what is derived from the state and not serialized (after loading a snapshot).
     pub(crate) fn rebuild_derived(&mut self) {
         self.catalog.rebuild_derived();
+        self.deadlines.rebuild_derived();
     }
 
     /// Where a wallet lives.

@@ -296,6 +296,12 @@ impl Wallets {
                 wallet,
                 amount,
                 ..
+            }
+            | Event::FundsReserved {
+                key,
+                wallet,
+                amount,
+                ..
             } => {
                 let w = self.wallet_mut(wallet);
                 let out = Money::new(-amount.minor(), amount.currency());

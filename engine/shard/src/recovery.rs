@@ -251,10 +251,13 @@ pub fn settle(
         }
     }
     for i in 0..states.len() {
+        // A saga's hold dies with the process (no peer finishes it); a hold reserved until a
+        // deadline is kept, and its deadline releases it if nothing settles it first.
         let holds: Vec<_> = states[i]
             .orders()
             .holds()
             .into_iter()
+            .filter(|(_, h)| h.until.is_none())
             .map(|(k, h)| (k.clone(), h.wallet.clone(), h.amount))
             .collect();
         for (key, wallet, amount) in holds {
@@ -279,6 +282,59 @@ pub fn settle(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recovery_releases_a_sagas_hold_and_keeps_a_hold_reserved_until_a_deadline() {
+        let usd = Money::new(0, Currency::parse("USD").expect("USD")).currency();
+        let key = |id: &str| OrderKey {
+            client: ClientId::new("c"),
+            order_id: OrderId::new(id),
+        };
+        let w = WalletId::new("w");
+        let mut st = ShardState::new(ShardId(0), 1);
+        let events = [
+            Event::WalletCreated {
+                wallet: w.clone(),
+                owner: ClientId::new("c"),
+                kyc_verified: true,
+            },
+            Event::Deposited {
+                wallet: w.clone(),
+                deposit_id: RequestId::new("d"),
+                amount: Money::new(1_000, usd),
+                reference: "r".into(),
+                fingerprint: [0; 16],
+                at: UnixMillis(1),
+            },
+            Event::FundsHeld {
+                key: key("saga"),
+                fingerprint: [1; 16],
+                wallet: w.clone(),
+                amount: Money::new(100, usd),
+            },
+            Event::FundsReserved {
+                key: key("review"),
+                fingerprint: [2; 16],
+                wallet: w.clone(),
+                amount: Money::new(200, usd),
+                until: UnixMillis(5_000),
+            },
+        ];
+        for (i, e) in events.iter().enumerate() {
+            st.apply(e, Lsn(i as u64 + 1));
+        }
+        let mut states = vec![st];
+        let mut report = RecoveryReport::default();
+        let frames = settle(&mut states, Transit::new(), &mut report);
+        assert_eq!(report.holds_rolled_back, 1);
+        assert_eq!(frames.len(), 1);
+        assert!(states[0].orders().hold(&key("saga")).is_none());
+        assert!(states[0].orders().hold(&key("review")).is_some());
+        assert_eq!(states[0].deadlines().next_due(), Some(UnixMillis(5_000)));
+        let b = states[0].wallets().get(&w).expect("wallet").balance(usd);
+        assert_eq!((b.available_minor, b.held_minor), (800, 200));
+        assert!(crate::verify::check(&states, 0).ok());
+    }
 
     #[test]
     fn todays_format_round_trips_and_a_newer_one_is_refused_by_name() {

@@ -641,8 +641,9 @@ impl Sim {
         if !fired.is_empty() {
             self.report.deadlines_fired += fired.len() as u64;
             for d in fired {
-                let Deadline::RejectedOrder(key) = d;
-                self.expired.insert(key);
+                if let Deadline::RejectedOrder(key) = d {
+                    self.expired.insert(key);
+                }
             }
             // Crash around deadlines: sometimes right after a tick, before or after its sync.
             if self.rng.gen_range(0..8) == 0 {

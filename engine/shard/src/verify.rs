@@ -257,16 +257,37 @@ fn check_cards_and_orders(
         }
     }
     for (due, d) in st.deadlines().iter() {
-        let Deadline::RejectedOrder(key) = d;
-        let rejected = st
-            .orders()
-            .get(key)
-            .is_some_and(|rec| matches!(rec.outcome, OrderOutcome::Rejected(_)));
-        if !rejected {
+        let (holds, what) = match d {
+            Deadline::RejectedOrder(key) => (
+                st.orders()
+                    .get(key)
+                    .is_some_and(|rec| matches!(rec.outcome, OrderOutcome::Rejected(_))),
+                "a recorded rejection",
+            ),
+            Deadline::HoldExpires(key) => (
+                st.orders().hold(key).is_some_and(|h| h.until == Some(*due)),
+                "a hold reserved until then",
+            ),
+        };
+        if !holds {
             r.violations.push(format!(
-                "shard {}: deadline at {} names order {key:?}, which has no recorded rejection",
+                "shard {}: deadline at {} ({d:?}) does not name {what}",
                 st.shard().0,
                 due.0
+            ));
+        }
+    }
+    for (key, h) in st.orders().holds() {
+        let indexed = h.until.is_none_or(|until| {
+            st.deadlines()
+                .iter()
+                .any(|(t, d)| *t == until && *d == Deadline::HoldExpires(key.clone()))
+        });
+        if !indexed {
+            r.violations.push(format!(
+                "shard {}: hold of {key:?} is reserved until {:?} but has no deadline",
+                st.shard().0,
+                h.until
             ));
         }
     }
