@@ -135,12 +135,30 @@ pub fn amount_currencies_match(
     Ok(())
 }
 
+/// Why open amounts could not be accepted: the order is wrong (a final answer for it), or the
+/// catalog could not be read (the engine's failure: an overloaded engine is asked again later,
+/// never taken for a wrong order).
+#[derive(Debug)]
+pub enum AmountCheck {
+    Invalid(ApiError),
+    Engine(EngineError),
+}
+
+impl From<AmountCheck> for ApiError {
+    fn from(e: AmountCheck) -> ApiError {
+        match e {
+            AmountCheck::Invalid(e) => e,
+            AmountCheck::Engine(e) => e.into(),
+        }
+    }
+}
+
 /// Checks the open amounts of orders against the catalog, reading it from the engine only when
 /// some line has an amount. `prefix` names each order's place in its request (`orders[3].`).
 pub async fn check_amounts<'a>(
     engine: &Engine,
     orders: impl IntoIterator<Item = (&'a OrderRequestDto, String)>,
-) -> Result<(), ApiError> {
+) -> Result<(), AmountCheck> {
     let orders: Vec<_> = orders
         .into_iter()
         .filter(|(o, _)| o.items.iter().any(|i| i.amount.is_some()))
@@ -148,13 +166,16 @@ pub async fn check_amounts<'a>(
     if orders.is_empty() {
         return Ok(());
     }
-    let QueryAnswer::Skus(skus) = crate::call::ask(engine, Query::Skus).await? else {
-        return Err(ApiError::Internal(
-            "the catalog query answered no SKUs".into(),
-        ));
+    let skus = match crate::call::ask(engine, Query::Skus).await {
+        Ok(QueryAnswer::Skus(skus)) => skus,
+        Ok(other) => {
+            let bug = format!("the catalog query answered {other:?}");
+            return Err(AmountCheck::Engine(EngineError::Internal(bug)));
+        }
+        Err(e) => return Err(AmountCheck::Engine(e)),
     };
     for (o, prefix) in orders {
-        amount_currencies_match(&skus, o, &prefix)?;
+        amount_currencies_match(&skus, o, &prefix).map_err(AmountCheck::Invalid)?;
     }
     Ok(())
 }

@@ -18,7 +18,7 @@ use async_nats::jetstream::{Context, Message};
 use futures::StreamExt;
 use giftcard_core::{Caller, ClientId};
 use giftcard_intake::error::{problem_of, ApiError};
-use giftcard_intake::orders::{check_amounts, order_request, OrderAnswer};
+use giftcard_intake::orders::{check_amounts, order_request, AmountCheck, OrderAnswer};
 use giftcard_intake::wire::{MoneyView, OrderRequestDto};
 use giftcard_shard::{Engine, EngineError};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -251,8 +251,10 @@ async fn decide(
     };
     match check_amounts(engine, [(&dto, String::new())]).await {
         Ok(()) => {}
-        Err(ApiError::Internal(e)) => return Err(EngineError::Internal(e)),
-        Err(e) => return Ok(invalid(&client, Some(order_id), e)),
+        Err(AmountCheck::Invalid(e)) => return Ok(invalid(&client, Some(order_id), e)),
+        // The catalog could not be read: the message comes back later (or, for a bug, is
+        // terminated), never answered as an invalid order.
+        Err(AmountCheck::Engine(e)) => return Err(e),
     }
     let mut result = OrderResult {
         client: client.clone(),
