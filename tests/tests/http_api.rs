@@ -1092,3 +1092,34 @@ fn sku_creation_and_changes_never_lose_an_update() {
     )
     .problem(404, "sku_not_found");
 }
+
+/// Answers that carry card codes say `Cache-Control: no-store`, and a client's choice of HTTP
+/// method cannot mint a new metric series per request.
+#[test]
+fn code_answers_are_never_cached_and_methods_do_not_mint_series() {
+    let dir = tmp();
+    let api = Api::start(dir.path());
+    api.sku("gc-nc", "supplier_code", 1_000, None);
+    api.codes("gc-nc", "NOSTORE", 5);
+    api.wallet(CHECKOUT, "w", 100_000);
+    let placed = api.order(CHECKOUT, "o-1", "w", "gc-nc", 1);
+    assert_eq!(placed.status, 201, "{placed:?}");
+    assert_eq!(placed.cache_control.as_deref(), Some("no-store"));
+    let read = api.get("/v1/orders/o-1", Some(CHECKOUT));
+    assert_eq!(read.cache_control.as_deref(), Some("no-store"), "{read:?}");
+    let batch = json!({"orders": [order_body("b-1", "w", "gc-nc", 1)]});
+    let r = api.post("/v1/orders/batch", CHECKOUT, &batch);
+    assert_eq!(
+        (r.status, r.cache_control.as_deref()),
+        (200, Some("no-store"))
+    );
+
+    for i in 0..5 {
+        let method = format!("FOO-{i}");
+        let r = api.call(&method, "/v1/skus", Some(ADMIN), None, &[]);
+        assert_eq!(r.status, 405, "{r:?}");
+    }
+    let metrics = api.get("/metrics", None).text;
+    assert!(!metrics.contains("FOO-"), "a method became a label value");
+    assert!(metrics.contains("method=\"other\""), "{metrics}");
+}

@@ -50,6 +50,7 @@ pub struct Res {
     pub retry_after: Option<String>,
     pub replayed: bool,
     pub etag: Option<String>,
+    pub cache_control: Option<String>,
     pub text: String,
 }
 
@@ -147,6 +148,7 @@ impl Api {
         let retry_after = res.header("retry-after").map(str::to_owned);
         let replayed = res.header("idempotent-replayed") == Some("true");
         let etag = res.header("etag").map(str::to_owned);
+        let cache_control = res.header("cache-control").map(str::to_owned);
         let text = res.into_string().unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
         Res {
@@ -156,6 +158,7 @@ impl Api {
             retry_after,
             replayed,
             etag,
+            cache_control,
             text,
         }
     }
@@ -190,6 +193,7 @@ impl Api {
         let retry_after = res.header("retry-after").map(str::to_owned);
         let replayed = res.header("idempotent-replayed") == Some("true");
         let etag = res.header("etag").map(str::to_owned);
+        let cache_control = res.header("cache-control").map(str::to_owned);
         let text = res.into_string().unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
         Res {
@@ -199,6 +203,7 @@ impl Api {
             retry_after,
             replayed,
             etag,
+            cache_control,
             text,
         }
     }

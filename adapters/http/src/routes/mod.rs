@@ -53,6 +53,20 @@ pub fn reply<T: Serialize>(
     res.json(body)
 }
 
+/// [`reply`] for an answer that carries card codes: no cache (a proxy, a browser) may keep it.
+pub fn reply_no_store<T: Serialize>(
+    status: actix_web::http::StatusCode,
+    body: &T,
+    replayed: bool,
+) -> HttpResponse {
+    let mut res = reply(status, body, replayed);
+    res.headers_mut().insert(
+        actix_web::http::header::CACHE_CONTROL,
+        actix_web::http::header::HeaderValue::from_static("no-store"),
+    );
+    res
+}
+
 /// A resource whose other methods get 405 with the `Allow` header (RFC 9110).
 fn resource(path: &str, allow: &'static str) -> Resource {
     web::resource(path).default_service(web::to(move || async move {

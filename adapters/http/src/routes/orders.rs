@@ -1,6 +1,6 @@
 //! Orders: place one (synchronous, idempotent by `order_id`), place a batch, read one.
 
-use super::reply;
+use super::reply_no_store;
 use crate::auth::Principal;
 use crate::error::{problem_of, ApiError};
 use crate::input::{self, JsonBody};
@@ -207,7 +207,7 @@ pub async fn place_order(
     who.require(ORDER_ROLES)?;
     let body = body.parse()?;
     let (view, replayed) = place(&state, &who, &body, "").await?;
-    Ok(reply(StatusCode::CREATED, &view, replayed))
+    Ok(reply_no_store(StatusCode::CREATED, &view, replayed))
 }
 
 /// Places independent orders; each result carries the status it would have had alone.
@@ -229,7 +229,20 @@ pub async fn place_batch(
         .into());
     }
     // A malformed batch is refused whole, before any order reaches the engine; business
-    // outcomes (404, 409, 422...) are per order.
+    // outcomes (404, 409, 422...) are per order. One order id twice in a batch is malformed:
+    // it would make the engine answer (and reveal the codes of) the same order again and again.
+    let mut seen = std::collections::HashSet::with_capacity(orders.len());
+    if let Some(i) = orders
+        .iter()
+        .position(|o| !seen.insert(o.order_id.as_str()))
+    {
+        return Err(ApiError::invalid(
+            "duplicate_order_id",
+            format!("orders[{i}].order_id"),
+            "each order of a batch has its own order_id",
+        )
+        .into());
+    }
     let mut reqs = Vec::with_capacity(orders.len());
     for (i, o) in orders.iter().enumerate() {
         reqs.push(order_request(&who.caller(), o, &format!("orders[{i}]."))?);
@@ -318,7 +331,11 @@ pub async fn place_batch(
             },
         })
         .collect();
-    Ok(reply(StatusCode::OK, &BatchView { results }, false))
+    Ok(reply_no_store(
+        StatusCode::OK,
+        &BatchView { results },
+        false,
+    ))
 }
 
 /// An order of the calling client, with its cards.
@@ -335,7 +352,7 @@ pub async fn get_order(
         order_id: OrderId::new(id),
     };
     match state.ask(Query::Order { key }).await? {
-        QueryAnswer::Order(rec) => Ok(reply(
+        QueryAnswer::Order(rec) => Ok(reply_no_store(
             StatusCode::OK,
             &order_view(&state, id, rec.wallet.as_str(), &rec.outcome, Vec::new()).await?,
             false,
