@@ -1123,3 +1123,43 @@ fn code_answers_are_never_cached_and_methods_do_not_mint_series() {
     assert!(!metrics.contains("FOO-"), "a method became a label value");
     assert!(metrics.contains("method=\"other\""), "{metrics}");
 }
+
+/// A body of undeclared length (chunked) is refused before it is read, so a slow client cannot
+/// hold the whole body budget; and live reconciliations, which pause every shard, run one at a
+/// time and not more often than configured.
+#[test]
+fn chunked_bodies_are_refused_and_reconciliation_is_rate_limited() {
+    use std::io::{Read, Write};
+    let dir = tmp();
+    let mut cfg = config();
+    cfg.reconciliation_interval_ms = 60_000;
+    let api = Api::start_with(dir.path(), cfg);
+    api.wallet(CHECKOUT, "w", 1_000);
+    let before = api.balance("w");
+
+    let addr = api.base.trim_start_matches("http://").to_owned();
+    let mut s = std::net::TcpStream::connect(&addr).expect("connects");
+    let chunk = r#"{"amount":{"amount_minor":500,"currency":"USD"},"reference":"slow","deposit_id":"d-chunked"}"#;
+    let req = format!(
+        "POST /v1/wallets/w/deposits HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {CHECKOUT}\r\n\
+         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+         {:x}\r\n{chunk}\r\n0\r\n\r\n",
+        chunk.len()
+    );
+    s.write_all(req.as_bytes()).expect("sends");
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).expect("reads");
+    assert!(answer.starts_with("HTTP/1.1 411"), "{answer}");
+    assert!(answer.contains("length_required"), "{answer}");
+    assert_eq!(
+        api.balance("w"),
+        before,
+        "the refused body changed the books"
+    );
+
+    let first = api.get("/v1/admin/reconciliation", Some(ADMIN));
+    assert_eq!(first.status, 200, "{first:?}");
+    let again = api.get("/v1/admin/reconciliation", Some(ADMIN));
+    again.problem(429, "rate_limited");
+    assert!(again.retry_after.is_some(), "{again:?}");
+}

@@ -40,6 +40,10 @@ enum Cmd {
         /// A configuration file replacing the embedded default.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Start even though a shipped development key (public in this repository) is
+        /// configured and the address is not loopback. Never in production.
+        #[arg(long)]
+        insecure_dev_keys: bool,
     },
     /// Replay a data directory offline and check the invariants; non-zero exit on a violation.
     Verify {
@@ -77,7 +81,10 @@ fn main() -> Result<()> {
     let _ = rustix::thread::disable_transparent_huge_pages(true);
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Serve { config } => serve::run(config::load(config.as_deref())?),
+        Cmd::Serve {
+            config,
+            insecure_dev_keys,
+        } => serve::run(config::load(config.as_deref())?, insecure_dev_keys),
         Cmd::Verify { data, json } => verify(data, json),
         Cmd::Bench(args) => bench::run(args),
         Cmd::Simulate(args) => simulate::run(args),

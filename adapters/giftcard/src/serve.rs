@@ -10,25 +10,67 @@ const DEV_ENGINE_KEYS: &[&str] = &[
     "6465762d686173682d6b65792d6368616e67652d6d652d303132333435363738",
 ];
 
-/// Runs the server until SIGTERM or Ctrl-C.
-pub fn run(cfg: Config) -> Result<()> {
+/// Whether an address only ever listens on loopback: every address it resolves to is. A name
+/// that does not resolve counts as not loopback.
+fn loopback_only(addr: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    match addr.to_socket_addrs() {
+        Ok(addrs) => {
+            let addrs: Vec<_> = addrs.collect();
+            !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback())
+        }
+        Err(_) => false,
+    }
+}
+
+/// The shipped development keys in use: seal and hash keys compared as bytes (hex in any case),
+/// API keys by their hashes.
+fn dev_keys_in_use(cfg: &Config) -> Result<Vec<&'static str>> {
+    let same = |configured: &str| {
+        DEV_ENGINE_KEYS
+            .iter()
+            .any(|dev| dev.eq_ignore_ascii_case(configured.trim()))
+    };
+    let mut found = Vec::new();
+    if same(&cfg.engine.seal_key) {
+        found.push("engine.seal_key");
+    }
+    if same(&cfg.engine.hash_key) {
+        found.push("engine.hash_key");
+    }
+    let keys =
+        giftcard_http::auth::KeyTable::new(&cfg.http.api_keys).map_err(anyhow::Error::msg)?;
+    if keys.has_dev_keys() {
+        found.push("http.api_keys");
+    }
+    Ok(found)
+}
+
+/// Runs the server until SIGTERM or Ctrl-C. With a shipped development key on an address that
+/// is not loopback it refuses to start, unless `insecure_dev_keys` says otherwise.
+pub fn run(cfg: Config, insecure_dev_keys: bool) -> Result<()> {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .try_init();
     let engine_cfg = cfg.engine_config()?;
-    let loopback = cfg
-        .http
-        .addr
-        .parse::<std::net::SocketAddr>()
-        .map(|a| a.ip().is_loopback())
-        .unwrap_or(false);
-    if !loopback
-        && (DEV_ENGINE_KEYS.contains(&cfg.engine.seal_key.as_str())
-            || DEV_ENGINE_KEYS.contains(&cfg.engine.hash_key.as_str()))
-    {
-        let msg = "the shipped DEVELOPMENT seal/hash keys are in use on a non-loopback address: card codes are NOT protected; set GIFTCARD_ENGINE_SEAL_KEY and GIFTCARD_ENGINE_HASH_KEY";
+    let dev = dev_keys_in_use(&cfg)?;
+    if !dev.is_empty() && !loopback_only(&cfg.http.addr) {
+        let which = dev.join(", ");
+        if !insecure_dev_keys {
+            anyhow::bail!(
+                "refusing to serve on {} with the shipped DEVELOPMENT keys ({which}): they are \
+                 public in this repository, so anyone could call this API as admin and read card \
+                 codes. Set your own (GIFTCARD_ENGINE_SEAL_KEY, GIFTCARD_ENGINE_HASH_KEY, and API \
+                 key hashes in a config file), listen on loopback, or pass --insecure-dev-keys",
+                cfg.http.addr
+            );
+        }
+        let msg = format!(
+            "--insecure-dev-keys: the shipped DEVELOPMENT keys ({which}) are in use on {}: card codes and the API are NOT protected",
+            cfg.http.addr
+        );
         tracing::warn!("{msg}");
         eprintln!("WARNING: {msg}");
     }

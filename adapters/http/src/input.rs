@@ -54,13 +54,17 @@ impl<T: DeserializeOwned + 'static> actix_web::FromRequest for JsonBody<T> {
             .get(actix_web::http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
-        if declared.is_some_and(|n| n > limit) {
+        // A body of undeclared length (chunked) would hold the whole body budget while it
+        // trickles in: refused, so every body reserves exactly what it declared.
+        let Some(declared) = declared else {
+            return Box::pin(std::future::ready(Err(ApiError::LengthRequired.into())));
+        };
+        if declared > limit {
             return Box::pin(std::future::ready(Err(ApiError::TooLarge { limit }.into())));
         }
-        // Reserve the bytes this body may take before reading it (the limit when the length is
-        // not declared); when the budget is spent, shed the request instead of buffering it.
-        let kib =
-            u32::try_from(declared.unwrap_or(limit).div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+        // Reserve the bytes this body may take before reading it; when the budget is spent,
+        // shed the request instead of buffering it.
+        let kib = u32::try_from(declared.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
         let budget = match req.app_data::<actix_web::web::Data<crate::state::AppState>>() {
             Some(state) => match state.body_budget_kib.clone().try_acquire_many_owned(kib) {
                 Ok(p) => Some(p),

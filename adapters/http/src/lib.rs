@@ -80,6 +80,10 @@ pub struct HttpConfig {
     /// How long SIGTERM waits for in-flight requests before closing connections.
     #[serde(default = "defaults::shutdown_timeout_s")]
     pub shutdown_timeout_s: u64,
+    /// Least time between two live reconciliations, which pause every shard; a request
+    /// meanwhile (or while one runs) gets 429 with Retry-After.
+    #[serde(default = "defaults::reconciliation_interval_ms")]
+    pub reconciliation_interval_ms: u64,
     /// Failed delivery reports after which a card's delivery is given up (the binary copies
     /// `[nats] delivery_attempts_max` here, so both report paths agree).
     #[serde(default = "defaults::delivery_attempts_max")]
@@ -114,6 +118,9 @@ mod defaults {
     pub fn shutdown_timeout_s() -> u64 {
         30
     }
+    pub fn reconciliation_interval_ms() -> u64 {
+        1_000
+    }
     pub fn delivery_attempts_max() -> u8 {
         5
     }
@@ -137,6 +144,8 @@ impl HttpConfig {
             body_buffer_bytes_max: defaults::body_buffer_bytes_max(),
             shutdown_timeout_s: 5,
             delivery_attempts_max: defaults::delivery_attempts_max(),
+            // Tests reconcile after every step; a server keeps the default.
+            reconciliation_interval_ms: 0,
         }
     }
 }

@@ -60,6 +60,7 @@ const API_ERRORS: &[(&str, &str)] = &[
         "412",
         "`If-Match` names a version the object has moved on from",
     ),
+    ("411", "A request body without Content-Length"),
     ("413", "Request body too large"),
     (
         "415",

@@ -46,6 +46,8 @@ pub enum ApiError {
     },
     #[error("request body exceeds {limit} bytes")]
     TooLarge { limit: usize },
+    #[error("a request body must declare its Content-Length")]
+    LengthRequired,
     #[error("the body must be JSON: send Content-Type: application/json (or none)")]
     UnsupportedMediaType,
     #[error("missing or unknown API key")]
@@ -101,6 +103,7 @@ impl ApiError {
         match self {
             ApiError::Invalid { code, .. } => code,
             ApiError::TooLarge { .. } => "payload_too_large",
+            ApiError::LengthRequired => "length_required",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::Unauthenticated => "unauthenticated",
             ApiError::Forbidden => "forbidden",
@@ -122,6 +125,7 @@ impl ApiError {
         match self {
             ApiError::Invalid { .. } => StatusCode::BAD_REQUEST,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::LengthRequired => StatusCode::LENGTH_REQUIRED,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,

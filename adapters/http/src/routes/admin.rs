@@ -217,10 +217,26 @@ pub async fn close_settlement(
 pub async fn reconciliation(who: Principal, state: web::Data<AppState>) -> crate::error::Answer {
     who.require(&[Role::Admin])?;
     let engine = state.engine()?.clone();
-    // Pauses the shards briefly at a quiescent point: blocking, so off the worker.
+    // Pauses every shard at a quiescent point: one at a time, and not more often than the
+    // configured interval, so no caller can keep the engine paused.
+    let busy = || ApiError::RateLimited { retry_after_s: 1 };
+    let mut last = state.reconciliation.try_lock().map_err(|_| busy())?;
+    if last.is_some_and(|t| t.elapsed() < state.reconciliation_interval) {
+        let left = state
+            .reconciliation_interval
+            .saturating_sub(last.map_or(Default::default(), |t| t.elapsed()));
+        return Err(ApiError::RateLimited {
+            retry_after_s: left.as_secs().max(1),
+        }
+        .into());
+    }
+    // Blocking, so off the worker.
     let report = web::block(move || engine.reconcile())
         .await
-        .map_err(|_| ApiError::Unavailable)??;
+        .map_err(|_| ApiError::Unavailable)?;
+    *last = Some(std::time::Instant::now());
+    drop(last);
+    let report = report?;
     let t = totals(&state).await?;
     let mut ledger: BTreeMap<Currency, (i64, i64)> = BTreeMap::new();
     for (account, v) in &t.ledger {
