@@ -40,6 +40,12 @@ pub async fn ask(engine: &Engine, q: Query) -> Result<QueryAnswer, EngineError> 
     }
 }
 
+/// The waits of the retry policy, in order: one fewer than the tries.
+fn retry_delays() -> impl Iterator<Item = std::time::Duration> {
+    std::iter::successors(Some(RETRY_FIRST), |d| Some((*d * 2).min(RETRY_MAX)))
+        .take(RETRY_TRIES as usize - 1)
+}
+
 /// Runs `call` until it is not refused as overloaded, under the retry policy above; the last
 /// answer (perhaps still `Overloaded`) is returned.
 pub async fn retrying<T, F, Fut>(mut call: F) -> Result<T, EngineError>
@@ -47,16 +53,11 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, EngineError>>,
 {
-    let mut delay = RETRY_FIRST;
-    let mut tries = 1;
+    let mut delays = retry_delays();
     loop {
-        match call().await {
-            Err(EngineError::Overloaded) if tries < RETRY_TRIES => {
-                tries += 1;
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(RETRY_MAX);
-            }
-            r => return r,
+        match (call().await, delays.next()) {
+            (Err(EngineError::Overloaded), Some(delay)) => tokio::time::sleep(delay).await,
+            (r, _) => return r,
         }
     }
 }
@@ -65,16 +66,30 @@ where
 pub fn retrying_blocking<T>(
     mut call: impl FnMut() -> Result<T, EngineError>,
 ) -> Result<T, EngineError> {
-    let mut delay = RETRY_FIRST;
-    let mut tries = 1;
+    let mut delays = retry_delays();
     loop {
-        match call() {
-            Err(EngineError::Overloaded) if tries < RETRY_TRIES => {
-                tries += 1;
-                std::thread::sleep(delay);
-                delay = (delay * 2).min(RETRY_MAX);
-            }
-            r => return r,
+        match (call(), delays.next()) {
+            (Err(EngineError::Overloaded), Some(delay)) => std::thread::sleep(delay),
+            (r, _) => return r,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_policy_tries_16_times_waiting_1_ms_doubling_to_200_ms() {
+        let delays: Vec<u64> = retry_delays().map(|d| d.as_millis() as u64).collect();
+        assert_eq!(delays.len() + 1, RETRY_TRIES as usize);
+        assert_eq!(&delays[..9], &[1, 2, 4, 8, 16, 32, 64, 128, 200]);
+        assert!(delays[9..].iter().all(|d| *d == 200));
+        let mut calls = 0;
+        let r: Result<(), _> = retrying_blocking(|| {
+            calls += 1;
+            Err(EngineError::Overloaded)
+        });
+        assert_eq!((r, calls), (Err(EngineError::Overloaded), RETRY_TRIES));
     }
 }

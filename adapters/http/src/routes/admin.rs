@@ -221,10 +221,9 @@ pub async fn reconciliation(who: Principal, state: web::Data<AppState>) -> crate
     // configured interval, so no caller can keep the engine paused.
     let busy = || ApiError::RateLimited { retry_after_s: 1 };
     let mut last = state.reconciliation.try_lock().map_err(|_| busy())?;
-    if last.is_some_and(|t| t.elapsed() < state.reconciliation_interval) {
-        let left = state
-            .reconciliation_interval
-            .saturating_sub(last.map_or(Default::default(), |t| t.elapsed()));
+    let since = last.map(|t| t.elapsed());
+    let wait = since.and_then(|e| state.reconciliation_interval.checked_sub(e));
+    if let Some(left) = wait.filter(|left| !left.is_zero()) {
         return Err(ApiError::RateLimited {
             retry_after_s: left.as_secs().max(1),
         }
