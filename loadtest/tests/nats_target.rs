@@ -17,11 +17,7 @@ async fn orders_through_jetstream_reconcile_with_the_books() {
     let store = tempfile::tempdir().unwrap();
     let nats = NatsServer::start(store.path());
     let data = tempfile::tempdir().unwrap();
-    let key = |k: &str, client: &str, role| ApiKeyConfig {
-        key_hash: hash_api_key(k),
-        client: client.into(),
-        role,
-    };
+    let key = |k: &str, client: &str, role| ApiKeyConfig::new(hash_api_key(k), client, role);
     let keys = vec![
         key("dev-admin-key", "admin", Role::Admin),
         key("dev-checkout-key", "checkout-1", Role::Checkout),

@@ -123,15 +123,33 @@ fn issued_cards_redeem_partially_and_reverse() {
     };
     let code = engine.reveal(&card).unwrap();
     let hash = engine.vault().hash(&code);
-    let redeem = |id: &str, minor: i64| {
+    let redeem_as = |id: &str, minor: i64, brands: Option<Vec<String>>| {
         engine.call(Command::Redeem {
             caller: caller(),
             redemption_id: RequestId::new(id),
             code: hash,
             amount: Money::new(minor, usd()),
             fingerprint: fingerprint(&minor.to_le_bytes()),
+            brands,
         })
     };
+    let redeem = |id: &str, minor: i64| redeem_as(id, minor, None);
+    // A merchant of other brands finds no such card, and nothing is recorded for its id.
+    assert!(matches!(
+        redeem_as("r-other", 100, Some(vec!["Other".into()])),
+        Err(EngineError::Rejected(Rejection::CardNotFound))
+    ));
+    // ... and one accepting the card's brand redeems it (and then reverses, to leave it whole).
+    assert!(matches!(
+        redeem_as("r-brand", 100, Some(vec!["Other".into(), "brand-1".into()])),
+        Ok(Outcome::Applied(_))
+    ));
+    engine
+        .call(Command::ReverseRedemption {
+            caller: caller(),
+            redemption_id: RequestId::new("r-brand"),
+        })
+        .unwrap();
     assert!(matches!(redeem("r1", 1500), Ok(Outcome::Applied(e)) if e.len() == 1));
     assert!(
         matches!(redeem("r1", 1500), Ok(Outcome::Answered(e)) if e.is_empty()),

@@ -109,7 +109,7 @@ fn deposit(amount_minor: &str, currency: &str) -> Req {
         r#"{{"deposit_id":"{}","amount":{{"amount_minor":{amount_minor},"currency":{currency}}},"reference":"psp"}}"#,
         fresh("dep")
     );
-    post(&format!("/v1/wallets/{WALLET}/deposits"), CHECKOUT, &body)
+    post(&format!("/v1/wallets/{WALLET}/deposits"), FUNDING, &body)
 }
 
 /// An order of one line from w1 by its owner; `quantity` and `region` as given.
@@ -119,6 +119,11 @@ fn order(sku: &str, quantity: &str, region: &str) -> Req {
         fresh("ord")
     );
     post("/v1/orders", CHECKOUT, &body)
+}
+
+/// A valid order from w1 sent with `key`.
+fn order_by(key: &'static str) -> Req {
+    post("/v1/orders", key, &order_body(&fresh("ord"), WALLET, SKU, 1).to_string())
 }
 
 /// An order whose `order_id` and `wallet_id` are the given JSON values (raw text).
@@ -139,7 +144,7 @@ fn create_wallet(wallet_id: &str) -> Req {
 
 fn redeem(id: &str, code: &str, amount_minor: i64) -> Req {
     let body = json!({"redemption_id": id, "code": code, "amount": {"amount_minor": amount_minor, "currency": "USD"}});
-    post("/v1/redemptions", CHECKOUT, &body.to_string())
+    post("/v1/redemptions", MERCHANT, &body.to_string())
 }
 
 /// Everything a request could wrongly change, read as admin.
@@ -267,7 +272,7 @@ fn fixture() -> Fixture {
     assert_eq!(r.status, 201, "{r:?}");
     let r = redeem("r-2", &code, 500).send(&api);
     assert_eq!(r.status, 201, "{r:?}");
-    let r = api.post("/v1/redemptions/r-2/reversal", CHECKOUT, &json!({}));
+    let r = api.post("/v1/redemptions/r-2/reversal", MERCHANT, &json!({}));
     assert_eq!(r.status, 201, "{r:?}");
     Fixture {
         api,
@@ -325,18 +330,18 @@ fn hostile_requests_get_the_documented_error_and_change_nothing() {
         // Duplicate keys are refused (serde's derived structs reject a repeated field), so which
         // value wins is never a question. `field` names the object holding the repeated key
         // (none at the top level); the detail names the key.
-        ("duplicate amount key", post(&dep_path, CHECKOUT, &format!(r#"{{"deposit_id":"{}","amount":{{"amount_minor":1,"currency":"USD"}},"amount":{{"amount_minor":900000,"currency":"USD"}},"reference":"psp"}}"#, fresh("dep"))), problem(400, "invalid_field")),
-        ("duplicate nested key", post(&dep_path, CHECKOUT, &format!(r#"{{"deposit_id":"{}","amount":{{"amount_minor":1,"amount_minor":900000,"currency":"USD"}},"reference":"psp"}}"#, fresh("dep"))), problem_at(400, "invalid_field", "amount")),
+        ("duplicate amount key", post(&dep_path, FUNDING, &format!(r#"{{"deposit_id":"{}","amount":{{"amount_minor":1,"currency":"USD"}},"amount":{{"amount_minor":900000,"currency":"USD"}},"reference":"psp"}}"#, fresh("dep"))), problem(400, "invalid_field")),
+        ("duplicate nested key", post(&dep_path, FUNDING, &format!(r#"{{"deposit_id":"{}","amount":{{"amount_minor":1,"amount_minor":900000,"currency":"USD"}},"reference":"psp"}}"#, fresh("dep"))), problem_at(400, "invalid_field", "amount")),
         ("duplicate wallet_id", post("/v1/orders", CHECKOUT, &format!(r#"{{"order_id":"{}","wallet_id":"{WALLET}","wallet_id":"{OTHER_WALLET}","items":[{{"sku_id":"{SKU}","quantity":1}}],"region":"US","delivery":{{"channel":"none"}}}}"#, fresh("ord"))), problem(400, "invalid_field")),
         ("JSON null body", post("/v1/orders", CHECKOUT, "null"), problem(400, "invalid_field")),
         ("array instead of an object", post("/v1/orders", CHECKOUT, &format!("[{}]", order_json(&fresh("ord")))), problem_at(400, "invalid_field", "[0]")),
-        ("null where an object belongs", post(&dep_path, CHECKOUT, &format!(r#"{{"deposit_id":"{}","amount":null,"reference":"psp"}}"#, fresh("dep"))), problem_at(400, "invalid_field", "amount")),
+        ("null where an object belongs", post(&dep_path, FUNDING, &format!(r#"{{"deposit_id":"{}","amount":null,"reference":"psp"}}"#, fresh("dep"))), problem_at(400, "invalid_field", "amount")),
         ("order as a positional array", post("/v1/orders", CHECKOUT, &format!(r#"["{}","{WALLET}",[["{SKU}",1,null]],"US",null,["none",""]]"#, fresh("ord"))), problem(400, "invalid_field")),
-        ("amount as a positional array", post(&dep_path, CHECKOUT, &format!(r#"{{"deposit_id":"{}","amount":[1000,"USD"],"reference":"psp"}}"#, fresh("dep"))), problem_at(400, "invalid_field", "amount")),
-        ("unknown extra field", post(&dep_path, CHECKOUT, &format!(r#"{{"deposit_id":"{}","amount":{{"amount_minor":1,"currency":"USD"}},"reference":"psp","bonus":1000}}"#, fresh("dep"))), problem_at(400, "invalid_field", "bonus")),
-        ("trailing garbage", post(&dep_path, CHECKOUT, &format!(r#"{{"deposit_id":"{}","amount":{{"amount_minor":1,"currency":"USD"}},"reference":"psp"}} garbage"#, fresh("dep"))), problem(400, "malformed_json")),
+        ("amount as a positional array", post(&dep_path, FUNDING, &format!(r#"{{"deposit_id":"{}","amount":[1000,"USD"],"reference":"psp"}}"#, fresh("dep"))), problem_at(400, "invalid_field", "amount")),
+        ("unknown extra field", post(&dep_path, FUNDING, &format!(r#"{{"deposit_id":"{}","amount":{{"amount_minor":1,"currency":"USD"}},"reference":"psp","bonus":1000}}"#, fresh("dep"))), problem_at(400, "invalid_field", "bonus")),
+        ("trailing garbage", post(&dep_path, FUNDING, &format!(r#"{{"deposit_id":"{}","amount":{{"amount_minor":1,"currency":"USD"}},"reference":"psp"}} garbage"#, fresh("dep"))), problem(400, "malformed_json")),
         ("a second JSON document", post("/v1/orders", CHECKOUT, &format!("{}{}", order_json(&fresh("ord")), order_json(&fresh("ord")))), problem(400, "malformed_json")),
-        ("invalid UTF-8 in a string", raw("POST", &dep_path, Some(CHECKOUT), &[br#"{"deposit_id":"x","amount":{"amount_minor":1,"currency":"USD"},"reference":"ps"#.as_slice(), b"\xff\xfe", br#""}"#].concat()), problem_at(400, "malformed_json", "reference")),
+        ("invalid UTF-8 in a string", raw("POST", &dep_path, Some(FUNDING), &[br#"{"deposit_id":"x","amount":{"amount_minor":1,"currency":"USD"},"reference":"ps"#.as_slice(), b"\xff\xfe", br#""}"#].concat()), problem_at(400, "malformed_json", "reference")),
         ("empty body", post("/v1/orders", CHECKOUT, ""), problem(400, "malformed_json")),
         // Content types.
         ("text/plain body", post("/v1/orders", CHECKOUT, &order_json(&fresh("ord"))).content_type(Some("text/plain")), problem(415, "unsupported_media_type")),
@@ -347,7 +352,7 @@ fn hostile_requests_get_the_documented_error_and_change_nothing() {
         ("JSON declared as text/json", deposit("1", r#""USD""#).content_type(Some("text/json")), problem(415, "unsupported_media_type")),
         // Tenancy and roles.
         ("order from another client's wallet", post("/v1/orders", CHECKOUT2, &order_json(&fresh("ord"))), problem(404, "wallet_not_found")),
-        ("deposit into another client's wallet", post(&dep_path, CHECKOUT2, &json!({"deposit_id": fresh("dep"), "amount": {"amount_minor": 1, "currency": "USD"}, "reference": "psp"}).to_string()), problem(404, "wallet_not_found")),
+        ("deposit into another client's wallet", post(&dep_path, FUNDING2, &json!({"deposit_id": fresh("dep"), "amount": {"amount_minor": 1, "currency": "USD"}, "reference": "psp"}).to_string()), problem(404, "wallet_not_found")),
         ("read another client's wallet", get(&format!("/v1/wallets/{WALLET}"), Some(CHECKOUT2)), problem(404, "wallet_not_found")),
         ("read another client's history", get(&format!("/v1/wallets/{WALLET}/transactions"), Some(CHECKOUT2)), problem(404, "wallet_not_found")),
         ("read another client's card", get(&format!("/v1/cards/{}", fx.card_id), Some(CHECKOUT2)), problem(404, "card_not_found")),
@@ -371,15 +376,31 @@ fn hostile_requests_get_the_documented_error_and_change_nothing() {
         ("stale If-Match", raw("PATCH", &format!("/v1/skus/{SKU}"), Some(ADMIN), br#"{"brand":"x"}"#).header("If-Match", "\"v999\""), problem(412, "precondition_failed")),
         // Idempotency keys replayed with altered bodies.
         ("order key with another quantity", order_ids_qty("o-1", 2), problem(409, "idempotency_conflict")),
-        ("deposit key with another amount", post(&dep_path, CHECKOUT, r#"{"deposit_id":"dep-1","amount":{"amount_minor":1001,"currency":"USD"},"reference":"psp-ref"}"#), problem(409, "idempotency_conflict")),
-        ("deposit key with another reference", post(&dep_path, CHECKOUT, r#"{"deposit_id":"dep-1","amount":{"amount_minor":1000,"currency":"USD"},"reference":"other"}"#), problem(409, "idempotency_conflict")),
+        ("deposit key with another amount", post(&dep_path, FUNDING, r#"{"deposit_id":"dep-1","amount":{"amount_minor":1001,"currency":"USD"},"reference":"psp-ref"}"#), problem(409, "idempotency_conflict")),
+        ("deposit key with another reference", post(&dep_path, FUNDING, r#"{"deposit_id":"dep-1","amount":{"amount_minor":1000,"currency":"USD"},"reference":"other"}"#), problem(409, "idempotency_conflict")),
         ("redemption key with another amount", redeem("r-1", code, 1_001), problem(409, "idempotency_conflict")),
-        ("header key disagreeing with the body", post(&dep_path, CHECKOUT, r#"{"deposit_id":"dep-9","amount":{"amount_minor":1,"currency":"USD"},"reference":"psp"}"#).header("Idempotency-Key", "dep-1"), problem_at(400, "idempotency_key_mismatch", "deposit_id")),
+        ("header key disagreeing with the body", post(&dep_path, FUNDING, r#"{"deposit_id":"dep-9","amount":{"amount_minor":1,"currency":"USD"},"reference":"psp"}"#).header("Idempotency-Key", "dep-1"), problem_at(400, "idempotency_key_mismatch", "deposit_id")),
         // Business rules.
         ("redemption above the balance", redeem(&fresh("r"), code, 4_001), problem(422, "insufficient_balance")),
         ("redemption with an unknown code", redeem(&fresh("r"), "NO-SUCH-CODE-0000", 1), problem(404, "card_not_found")),
-        ("reversal of a reversal", post("/v1/redemptions/r-2/reversal", CHECKOUT, "{}"), Expect::Replay(201)),
-        ("reversal of another client's redemption", post("/v1/redemptions/r-1/reversal", CHECKOUT2, "{}"), problem(404, "redemption_not_found")),
+        ("reversal of a reversal", post("/v1/redemptions/r-2/reversal", MERCHANT, "{}"), Expect::Replay(201)),
+        ("reversal of another merchant's redemption", post("/v1/redemptions/r-1/reversal", MERCHANT_OTHER, "{}"), problem(404, "redemption_not_found")),
+        // Roles (issue 13): a key does only what its holder needs.
+        ("a checkout key creates money", post(&dep_path, CHECKOUT, &format!(r#"{{"deposit_id":"{}","amount":{{"amount_minor":500,"currency":"USD"}},"reference":"psp"}}"#, fresh("dep"))), problem(403, "forbidden")),
+        ("a supplier key creates money", post(&dep_path, SUPPLIER, &format!(r#"{{"deposit_id":"{}","amount":{{"amount_minor":500,"currency":"USD"}},"reference":"psp"}}"#, fresh("dep"))), problem(403, "forbidden")),
+        ("a deposit above the key's per-call limit", post(&dep_path, FUNDING_SMALL, &format!(r#"{{"deposit_id":"{}","amount":{{"amount_minor":10001,"currency":"USD"}},"reference":"psp"}}"#, fresh("dep"))), problem(422, "limit_exceeded")),
+        ("a funding key places an order", order_by(FUNDING), problem(403, "forbidden")),
+        ("a funding key reads the wallet", get(&format!("/v1/wallets/{WALLET}"), Some(FUNDING)), problem(403, "forbidden")),
+        ("a checkout key redeems", post("/v1/redemptions", CHECKOUT, &json!({"redemption_id": fresh("r"), "code": code, "amount": {"amount_minor": 1, "currency": "USD"}}).to_string()), problem(403, "forbidden")),
+        ("a merchant redeems a brand it does not accept", post("/v1/redemptions", MERCHANT_OTHER, &json!({"redemption_id": fresh("r"), "code": code, "amount": {"amount_minor": 1, "currency": "USD"}}).to_string()), problem(404, "card_not_found")),
+        ("a merchant looks up a brand it does not accept", post("/v1/cards/balance", MERCHANT_OTHER, &json!({"code": code}).to_string()), problem(404, "card_not_found")),
+        ("a merchant places an order", order_by(MERCHANT), problem(403, "forbidden")),
+        ("a checkout key reports a delivery", post(&format!("/v1/deliveries/{}/report", fx.card_id), CHECKOUT, r#"{"status":"delivered"}"#), problem(403, "forbidden")),
+        ("a supplier key reports a delivery", post(&format!("/v1/deliveries/{}/report", fx.card_id), SUPPLIER, r#"{"status":"failed"}"#), problem(403, "forbidden")),
+        ("a delivery key places an order", order_by(DELIVERY), problem(403, "forbidden")),
+        ("metrics without a key", get("/metrics", None), problem(401, "unauthenticated")),
+        ("metrics with a checkout key", get("/metrics", Some(CHECKOUT)), problem(403, "forbidden")),
+        ("a metrics key reads a wallet", get(&format!("/v1/wallets/{WALLET}"), Some(METRICS)), problem(403, "forbidden")),
         ("order for a paused SKU", order(PAUSED_SKU, "1", "US"), problem(422, "sku_unavailable")),
         ("order from a disallowed region", order(SKU, "1", "FR"), problem(422, "region_not_allowed")),
         // The engine answers an unknown SKU in an order like a paused one (GET /v1/skus/{id} is
@@ -401,7 +422,7 @@ fn hostile_requests_get_the_documented_error_and_change_nothing() {
         ("encoded traversal in a path id", post("/v1/skus/..%2F..%2Fadmin/codes", SUPPLIER, r#"{"codes":["EVIL-0001"]}"#), problem_at(400, "invalid_id", "sku_id")),
         ("65-character path id", get(&format!("/v1/orders/{}", "o".repeat(65)), Some(CHECKOUT)), problem_at(400, "invalid_id", "order_id")),
         ("empty path id", get("/v1/wallets/", Some(CHECKOUT)), problem(404, "not_found")),
-        ("traversal in the Idempotency-Key", post(&dep_path, CHECKOUT, r#"{"amount":{"amount_minor":1,"currency":"USD"},"reference":"psp"}"#).header("Idempotency-Key", "../dep-1"), problem_at(400, "invalid_id", "deposit_id")),
+        ("traversal in the Idempotency-Key", post(&dep_path, FUNDING, r#"{"amount":{"amount_minor":1,"currency":"USD"},"reference":"psp"}"#).header("Idempotency-Key", "../dep-1"), problem_at(400, "invalid_id", "deposit_id")),
     ];
     let count = cases.len();
     assert!(count >= 40, "the catalog has {count} cases");

@@ -83,7 +83,7 @@ fn catalog_wallet_deposit_order_flow_with_replays() {
         api.call(
             "POST",
             "/v1/wallets/w1/deposits",
-            Some(CHECKOUT),
+            Some(FUNDING),
             Some(&body),
             &[("Idempotency-Key", "dep-1")],
         )
@@ -322,7 +322,7 @@ fn bad_input_gets_a_problem_naming_the_field_and_changes_nothing() {
     let dep = |amount: Value| {
         api.post(
             "/v1/wallets/w/deposits",
-            CHECKOUT,
+            FUNDING,
             &json!({"deposit_id": "d-x", "amount": amount, "reference": "r"}),
         )
     };
@@ -361,7 +361,7 @@ fn bad_input_gets_a_problem_naming_the_field_and_changes_nothing() {
     );
     let no_key = api.post(
         "/v1/wallets/w/deposits",
-        CHECKOUT,
+        FUNDING,
         &json!({"amount": {"amount_minor": 1, "currency": "USD"}, "reference": "r"}),
     );
     no_key.problem(400, "missing_idempotency_key");
@@ -555,7 +555,7 @@ fn issued_cards_balance_redeem_reverse_and_lookups_are_rate_limited() {
         "{bal:?}"
     );
     let redeem = |id: &str, minor: i64| {
-        api.post("/v1/redemptions", CHECKOUT, &json!({"redemption_id": id, "code": code, "amount": {"amount_minor": minor, "currency": "USD"}}))
+        api.post("/v1/redemptions", MERCHANT, &json!({"redemption_id": id, "code": code, "amount": {"amount_minor": minor, "currency": "USD"}}))
     };
     let r1 = redeem("r-1", 1_500);
     assert_eq!(
@@ -579,20 +579,20 @@ fn issued_cards_balance_redeem_reverse_and_lookups_are_rate_limited() {
     let card = api.get(&format!("/v1/cards/{card_id}"), Some(CHECKOUT));
     assert_eq!(card.body["balance"]["amount_minor"], 3_500);
 
-    let rev = api.post("/v1/redemptions/r-1/reversal", CHECKOUT, &json!({}));
+    let rev = api.post("/v1/redemptions/r-1/reversal", MERCHANT, &json!({}));
     assert_eq!(
         (rev.status, rev.body["status"].as_str()),
         (201, Some("reversed")),
         "{rev:?}"
     );
-    let rev2 = api.post("/v1/redemptions/r-1/reversal", CHECKOUT, &json!({}));
+    let rev2 = api.post("/v1/redemptions/r-1/reversal", MERCHANT, &json!({}));
     assert_eq!(
         (rev2.status, &rev2.body, rev2.replayed),
         (201, &rev.body, true)
     );
-    api.post("/v1/redemptions/r-404/reversal", CHECKOUT, &json!({}))
+    api.post("/v1/redemptions/r-404/reversal", MERCHANT, &json!({}))
         .problem(404, "redemption_not_found");
-    api.post("/v1/redemptions/r-1/reversal", CHECKOUT2, &json!({}))
+    api.post("/v1/redemptions/r-1/reversal", MERCHANT_OTHER, &json!({}))
         .problem(404, "redemption_not_found");
     assert_eq!(
         api.get(&format!("/v1/cards/{card_id}"), Some(CHECKOUT))
@@ -903,7 +903,7 @@ fn openapi_document_and_metrics() {
     }
     assert!(doc.body["components"]["schemas"]["Problem"].is_object());
 
-    let m = api.get("/metrics", None);
+    let m = api.get("/metrics", Some(METRICS));
     assert_eq!(m.status, 200);
     assert!(m.content_type.starts_with("text/plain"));
     for needle in [
@@ -1119,7 +1119,7 @@ fn code_answers_are_never_cached_and_methods_do_not_mint_series() {
         let r = api.call(&method, "/v1/skus", Some(ADMIN), None, &[]);
         assert_eq!(r.status, 405, "{r:?}");
     }
-    let metrics = api.get("/metrics", None).text;
+    let metrics = api.get("/metrics", Some(METRICS)).text;
     assert!(!metrics.contains("FOO-"), "a method became a label value");
     assert!(metrics.contains("method=\"other\""), "{metrics}");
 }
@@ -1141,7 +1141,7 @@ fn chunked_bodies_are_refused_and_reconciliation_is_rate_limited() {
     let mut s = std::net::TcpStream::connect(&addr).expect("connects");
     let chunk = r#"{"amount":{"amount_minor":500,"currency":"USD"},"reference":"slow","deposit_id":"d-chunked"}"#;
     let req = format!(
-        "POST /v1/wallets/w/deposits HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {CHECKOUT}\r\n\
+        "POST /v1/wallets/w/deposits HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {FUNDING}\r\n\
          Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
          {:x}\r\n{chunk}\r\n0\r\n\r\n",
         chunk.len()

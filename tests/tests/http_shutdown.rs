@@ -23,7 +23,7 @@ fn stopping_drains_in_flight_requests_and_flushes_the_journal() {
                     let body = json!({"deposit_id": format!("d-{t}-{i}"), "amount": {"amount_minor": 1, "currency": "USD"}, "reference": "r"});
                     let sent = agent
                         .post(&format!("{base}/v1/wallets/w/deposits"))
-                        .set("Authorization", &format!("Bearer {CHECKOUT}"))
+                        .set("Authorization", &format!("Bearer {FUNDING}"))
                         .send_string(&body.to_string());
                     match sent {
                         Ok(r) if r.status() == 201 => acknowledged += 1,

@@ -352,6 +352,7 @@ impl World {
                     code: hash,
                     amount: Money::new(*minor, usd()),
                     fingerprint: [*id ^ *nth as u8; 16],
+                    brands: None,
                 };
                 self.run(route(&cmd, n), &cmd);
             }

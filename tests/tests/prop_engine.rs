@@ -272,6 +272,7 @@ fn run(world: &mut World, dir: &Path, s: &Step) {
                 code: hash,
                 amount: Money::new(*minor, usd()),
                 fingerprint: fingerprint(&[*id, *nth_card as u8]),
+                brands: None,
             });
             assert!(
                 matches!(

@@ -242,6 +242,7 @@ fn command(
             code: codes[rng.gen_range(0..codes.len())],
             amount: Money::new(1, scenario::usd()),
             fingerprint: [0; 16],
+            brands: None,
         },
         _ => {
             let wallet = rng.gen_range(0..ds.wallets);

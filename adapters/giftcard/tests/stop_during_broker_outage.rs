@@ -7,7 +7,7 @@ mod served;
 
 use giftcard_queue::testkit::NatsServer;
 use serde_json::json;
-use served::{verify, Served, ADMIN, CHECKOUT, SUPPLIER};
+use served::{verify, Served, ADMIN, CHECKOUT, FUNDING, SUPPLIER};
 use std::time::{Duration, Instant};
 
 fn usd(minor: i64) -> serde_json::Value {
@@ -65,7 +65,7 @@ fn sigterm_during_a_broker_outage_exits_promptly_and_keeps_everything() {
     ));
     created(c.post(
         "/v1/wallets/w-1/deposits",
-        CHECKOUT,
+        FUNDING,
         &json!({"deposit_id": "d-1", "amount": usd(100_000), "reference": "test"}),
     ));
     let order = |id: &str| {

@@ -9,7 +9,7 @@ use giftcard_core::{Caller, ClientId};
 
 /// The configured keys, parsed once.
 pub struct KeyTable {
-    keys: Vec<(blake3::Hash, String, Role)>,
+    keys: Vec<(blake3::Hash, Principal)>,
 }
 
 /// Who is calling.
@@ -17,6 +17,10 @@ pub struct KeyTable {
 pub struct Principal {
     pub client: String,
     pub role: Role,
+    /// Merchants: the brands it accepts (None: every brand, for every other role too).
+    pub brands: Option<std::sync::Arc<[String]>>,
+    /// Funding keys: the most one deposit may credit.
+    pub deposit_max_minor: Option<i64>,
 }
 
 impl Principal {
@@ -44,6 +48,11 @@ pub const DEV_KEY_HASHES: &[&str] = &[
     "28766a9b3aceda6326f9a66ededc39b2cd7ff3b71f04815b9bf2569a87e17255",
     "14378335392a41b96415612457c94268f835b27e0e1c8f6f9b196b97de60fc2c",
     "631a8b198beb6f96613df328e7e61164db9e9c722b79e8da0d69eab5f7114628",
+    "4fcbc6f8b3c4bc6166d94d06bccddedc52936a1437508e4dd066e436cf06109f",
+    "2359303d236ff7c2d48a551910762c7cfb2f3725e6b5bfe2267891d273127c8b",
+    "ab44f5c439ceb476599cb4cac4f46df698f18d4fde579f5e8d6ddd81df491139",
+    "27cf53ef61656c980b8d34ef5fa7c68c213a39f5753faad96fb98254eff98e6f",
+    "b1e21e33c7db29e6f5862c382325137b98b462779dea2f21680541ad000ec903",
 ];
 
 impl KeyTable {
@@ -55,7 +64,36 @@ impl KeyTable {
                 let hash = blake3::Hash::from_hex(k.key_hash.trim()).map_err(|_| {
                     format!("api key hash of {} is not 64 hex characters", k.client)
                 })?;
-                Ok((hash, k.client.clone(), k.role))
+                let brands = match k.role {
+                    Role::Merchant if k.brands.iter().any(|b| b == "*") => None,
+                    Role::Merchant if k.brands.is_empty() => {
+                        return Err(format!(
+                            "merchant key of {} lists no brands (\"*\" is every brand)",
+                            k.client
+                        ))
+                    }
+                    Role::Merchant => Some(k.brands.clone().into()),
+                    _ if !k.brands.is_empty() => {
+                        return Err(format!("brands are for merchant keys ({})", k.client))
+                    }
+                    _ => None,
+                };
+                if k.deposit_max_minor.is_some() && k.role != Role::Funding {
+                    return Err(format!(
+                        "deposit_max_minor is for funding keys ({})",
+                        k.client
+                    ));
+                }
+                if k.deposit_max_minor.is_some_and(|m| m < 1) {
+                    return Err(format!("deposit_max_minor of {} must be positive", k.client));
+                }
+                let who = Principal {
+                    client: k.client.clone(),
+                    role: k.role,
+                    brands,
+                    deposit_max_minor: k.deposit_max_minor,
+                };
+                Ok((hash, who))
             })
             .collect::<Result<_, String>>()?;
         Ok(KeyTable { keys })
@@ -65,7 +103,7 @@ impl KeyTable {
     pub fn has_dev_keys(&self) -> bool {
         self.keys
             .iter()
-            .any(|(h, _, _)| DEV_KEY_HASHES.contains(&h.to_hex().as_str()))
+            .any(|(h, _)| DEV_KEY_HASHES.contains(&h.to_hex().as_str()))
     }
 
     /// The principal of a request's `Authorization: Bearer` key.
@@ -86,14 +124,12 @@ impl KeyTable {
         // `blake3::Hash` compares in constant time; every key is compared, so timing does not
         // reveal which (if any) matched.
         let mut found = None;
-        for (hash, client, role) in &self.keys {
+        for (hash, who) in &self.keys {
             if *hash == presented {
-                found = Some(Principal {
-                    client: client.clone(),
-                    role: *role,
-                });
+                found = Some(who);
             }
         }
+        let found = found.cloned();
         found.ok_or(ApiError::Unauthenticated)
     }
 }

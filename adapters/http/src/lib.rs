@@ -26,12 +26,24 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-/// Roles an API key can have.
+/// Roles an API key can have, each allowed only what its holder needs (least privilege; the
+/// table is in SECURITY.md).
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
+    /// A tenant's checkout: its own wallets (read), orders and cards. Cannot create money.
     Checkout,
+    /// A tenant's payment service, which saw the capture: deposits into that tenant's wallets
+    /// only, up to its per-call limit.
+    Funding,
+    /// A merchant's point of sale: balance inquiries and redemptions of the brands it accepts.
+    Merchant,
+    /// A supplier: its own SKUs' codes and stock.
     Supplier,
+    /// The delivery service: delivery reports only.
+    Delivery,
+    /// A Prometheus scraper: `/metrics` only.
+    Metrics,
     Admin,
 }
 
@@ -41,9 +53,31 @@ pub enum Role {
 pub struct ApiKeyConfig {
     /// `giftcard hash-key KEY` prints this.
     pub key_hash: String,
-    /// The tenant: a checkout client id, or a supplier id for supplier keys.
+    /// The tenant: a checkout client id (also for its funding key), a merchant id, or a
+    /// supplier id for supplier keys.
     pub client: String,
     pub role: Role,
+    /// Merchant keys: the brands whose cards it may look up and redeem; `"*"` is every brand.
+    /// Cards of other brands do not exist for it.
+    #[serde(default)]
+    pub brands: Vec<String>,
+    /// Funding keys: the most one deposit may credit, in minor units of its currency
+    /// (absent: the engine's own bound).
+    #[serde(default)]
+    pub deposit_max_minor: Option<i64>,
+}
+
+impl ApiKeyConfig {
+    /// A key of `role` for `client` with no brand list and no deposit limit.
+    pub fn new(key_hash: String, client: &str, role: Role) -> ApiKeyConfig {
+        ApiKeyConfig {
+            key_hash,
+            client: client.to_owned(),
+            role,
+            brands: Vec::new(),
+            deposit_max_minor: None,
+        }
+    }
 }
 
 /// `[http]`
@@ -88,6 +122,9 @@ pub struct HttpConfig {
     /// `[nats] delivery_attempts_max` here, so both report paths agree).
     #[serde(default = "defaults::delivery_attempts_max")]
     pub delivery_attempts_max: u8,
+    /// Whether `/metrics` answers without a key; false: a `metrics` or `admin` key is needed.
+    #[serde(default)]
+    pub metrics_open: bool,
 }
 
 mod defaults {
@@ -146,6 +183,7 @@ impl HttpConfig {
             delivery_attempts_max: defaults::delivery_attempts_max(),
             // Tests reconcile after every step; a server keeps the default.
             reconciliation_interval_ms: 0,
+            metrics_open: false,
         }
     }
 }

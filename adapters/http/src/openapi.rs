@@ -89,6 +89,11 @@ impl Modify for Problems {
         for (path, item) in doc.paths.paths.iter_mut() {
             let errors: Vec<&(&str, &str)> = if path.starts_with("/v1/") {
                 API_ERRORS.iter().collect()
+            } else if path == "/metrics" {
+                API_ERRORS
+                    .iter()
+                    .filter(|(s, _)| ["401", "403", "405"].contains(s))
+                    .collect()
             } else if path == "/readyz" {
                 API_ERRORS
                     .iter()

@@ -26,6 +26,8 @@ pub struct AppState {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// Failed delivery reports after which a card's delivery is given up.
     pub delivery_attempts_max: u8,
+    /// `/metrics` answers without a key.
+    pub metrics_open: bool,
     /// One live reconciliation at a time, and when the last one ended.
     pub reconciliation: tokio::sync::Mutex<Option<std::time::Instant>>,
     pub reconciliation_interval: std::time::Duration,
@@ -63,6 +65,7 @@ impl AppState {
             )),
             metrics,
             delivery_attempts_max: cfg.delivery_attempts_max,
+            metrics_open: cfg.metrics_open,
             reconciliation: tokio::sync::Mutex::new(None),
             reconciliation_interval: std::time::Duration::from_millis(
                 cfg.reconciliation_interval_ms,

@@ -135,6 +135,8 @@ pub enum Command {
         code: CodeHash,
         amount: Money,
         fingerprint: Fingerprint,
+        /// The brands a merchant accepts; None: every brand.
+        brands: Option<Vec<String>>,
     },
     ReverseRedemption {
         caller: Caller,

@@ -105,6 +105,18 @@ impl ShardState {
         &self.catalog
     }
 
+    /// Whether a merchant accepting `brands` (None: every brand) may see and redeem `card`:
+    /// its SKU's brand is one of them. To a merchant of other brands the card does not exist.
+    pub fn brand_accepts(&self, brands: Option<&[String]>, card: &Card) -> bool {
+        match brands {
+            None => true,
+            Some(list) => self
+                .catalog
+                .sku(&card.sku)
+                .is_some_and(|sku| list.iter().any(|b| *b == sku.brand)),
+        }
+    }
+
     pub fn wallets(&self) -> &Wallets {
         &self.wallets
     }
@@ -242,9 +254,18 @@ impl ShardState {
                 code,
                 amount,
                 fingerprint,
-            } => self
-                .cards
-                .decide_redeem(caller, redemption_id, code, *amount, *fingerprint),
+                brands,
+            } => {
+                // A card of a brand the merchant does not accept is not found, before anything
+                // about it (or a recorded answer) is revealed or written.
+                if let Some((_, card)) = self.cards.by_code(code) {
+                    if !self.brand_accepts(brands.as_deref(), card) {
+                        return Decision::Reject(Rejection::CardNotFound);
+                    }
+                }
+                self.cards
+                    .decide_redeem(caller, redemption_id, code, *amount, *fingerprint)
+            }
             Command::ReverseRedemption {
                 caller,
                 redemption_id,

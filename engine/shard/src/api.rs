@@ -64,8 +64,10 @@ pub enum Query {
     Card {
         card: CardId,
     },
+    /// The card with this code, if its brand is one of `brands` (None: any brand).
     CardByCode {
         hash: CodeHash,
+        brands: Option<Vec<String>>,
     },
     Cards {
         first: CardId,

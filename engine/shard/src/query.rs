@@ -23,9 +23,11 @@ pub fn answer(state: &ShardState, q: Query) -> Result<QueryAnswer, EngineError> 
             Some(c) => Ok(QueryAnswer::Card(Box::new(c.clone()))),
             None => not_found(Rejection::CardNotFound),
         },
-        Query::CardByCode { hash } => match state.cards().by_code(&hash) {
-            Some((id, c)) => Ok(QueryAnswer::CardWithId(id, Box::new(c.clone()))),
-            None => not_found(Rejection::CardNotFound),
+        Query::CardByCode { hash, brands } => match state.cards().by_code(&hash) {
+            Some((id, c)) if state.brand_accepts(brands.as_deref(), c) => {
+                Ok(QueryAnswer::CardWithId(id, Box::new(c.clone())))
+            }
+            _ => not_found(Rejection::CardNotFound),
         },
         Query::Cards { first, count } => {
             let cards = (0..u64::from(count))

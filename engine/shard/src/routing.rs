@@ -79,7 +79,7 @@ impl Engine {
                 }
                 one(card.shard(), q, reply)
             }
-            Query::CardByCode { hash } => one(shard_for(hash, n), q, reply),
+            Query::CardByCode { hash, .. } => one(shard_for(hash, n), q, reply),
             Query::Skus | Query::Sku { .. } | Query::Fx => one(ShardId(0), q, reply),
             Query::Order { .. } | Query::Redemption { .. } => {
                 let fan = FanOut::new(n, reply, pick_found);

@@ -606,6 +606,7 @@ impl Sim {
                 code: hash,
                 amount: Money::new(amount, usd()),
                 fingerprint: crate::scenario::fingerprint(&amount.to_le_bytes()),
+                brands: None,
             },
             Req::Upload { sku, codes } => {
                 let codes = codes

@@ -80,6 +80,7 @@ impl InProcess {
                     code,
                     amount: Money::new(amount_minor, scenario::usd()),
                     fingerprint: scenario::fingerprint(&amount_minor.to_le_bytes()),
+                    brands: None,
                 }
             }
             Op::Balance { card } => {
@@ -88,7 +89,7 @@ impl InProcess {
                 };
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 self.engine.query(
-                    Query::CardByCode { hash },
+                    Query::CardByCode { hash, brands: None },
                     Box::new(move |r| drop(tx.send(r))),
                 );
                 return match rx.await {

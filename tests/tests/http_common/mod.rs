@@ -12,13 +12,23 @@ pub const CHECKOUT: &str = "test-checkout-1-key";
 pub const CHECKOUT2: &str = "test-checkout-2-key";
 pub const SUPPLIER: &str = "test-supplier-1-key";
 pub const SUPPLIER2: &str = "test-supplier-2-key";
+/// checkout-1's and checkout-2's payment services: the only keys (besides admin) that deposit.
+pub const FUNDING: &str = "test-funding-1-key";
+pub const FUNDING2: &str = "test-funding-2-key";
+/// A merchant accepting every brand, and one accepting only `Other` (test SKUs are all `Acme`).
+pub const MERCHANT: &str = "test-merchant-1-key";
+pub const MERCHANT_OTHER: &str = "test-merchant-other-key";
+/// checkout-1's payment service with a small per-call limit: 10,000 minor units.
+pub const FUNDING_SMALL: &str = "test-funding-small-key";
+pub const DELIVERY: &str = "test-delivery-key";
+pub const METRICS: &str = "test-metrics-key";
 
 /// The keys every test server knows.
 pub fn keys() -> Vec<ApiKeyConfig> {
-    let k = |key: &str, client: &str, role| ApiKeyConfig {
-        key_hash: hash_api_key(key),
-        client: client.into(),
-        role,
+    let k = |key: &str, client: &str, role| ApiKeyConfig::new(hash_api_key(key), client, role);
+    let merchant = |key: &str, client: &str, brand: &str| ApiKeyConfig {
+        brands: vec![brand.into()],
+        ..k(key, client, Role::Merchant)
     };
     vec![
         k(ADMIN, "admin", Role::Admin),
@@ -26,7 +36,27 @@ pub fn keys() -> Vec<ApiKeyConfig> {
         k(CHECKOUT2, "checkout-2", Role::Checkout),
         k(SUPPLIER, "supplier-1", Role::Supplier),
         k(SUPPLIER2, "supplier-2", Role::Supplier),
+        k(FUNDING, "checkout-1", Role::Funding),
+        k(FUNDING2, "checkout-2", Role::Funding),
+        merchant(MERCHANT, "merchant-1", "*"),
+        merchant(MERCHANT_OTHER, "merchant-other", "Other"),
+        ApiKeyConfig {
+            deposit_max_minor: Some(10_000),
+            ..k(FUNDING_SMALL, "checkout-1", Role::Funding)
+        },
+        k(DELIVERY, "delivery", Role::Delivery),
+        k(METRICS, "prometheus", Role::Metrics),
     ]
+}
+
+/// The funding key of a checkout key's tenant (admin funds as admin).
+pub fn funding_of(key: &str) -> &'static str {
+    match key {
+        CHECKOUT => FUNDING,
+        CHECKOUT2 => FUNDING2,
+        ADMIN => ADMIN,
+        other => panic!("no funding key for {other}"),
+    }
 }
 
 /// A test configuration on a free port.
@@ -251,9 +281,10 @@ impl Api {
         assert_eq!(r.status, 201, "{r:?}");
     }
 
+    /// A deposit by the payment service of `key`'s tenant (`key` is its checkout key).
     pub fn deposit(&self, key: &str, wallet: &str, id: &str, minor: i64) -> Res {
         let body = json!({ "deposit_id": id, "amount": {"amount_minor": minor, "currency": "USD"}, "reference": "psp-ref" });
-        self.post(&format!("/v1/wallets/{wallet}/deposits"), key, &body)
+        self.post(&format!("/v1/wallets/{wallet}/deposits"), funding_of(key), &body)
     }
 
     pub fn order(&self, key: &str, order_id: &str, wallet: &str, sku: &str, qty: u32) -> Res {

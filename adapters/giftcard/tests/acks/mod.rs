@@ -14,7 +14,7 @@
 //!   reconciliation holds with nothing in flight.
 #![allow(dead_code)]
 
-use crate::served::{Client, Res, ADMIN, CHECKOUT, SUPPLIER};
+use crate::served::{Client, Res, ADMIN, CHECKOUT, FUNDING, MERCHANT, SUPPLIER};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -122,7 +122,7 @@ pub fn send(c: &Client, op: &Op) -> Result<Res, String> {
         Op::Deposit { wallet, key, minor } => c.call(
             "POST",
             &format!("/v1/wallets/{wallet}/deposits"),
-            Some(CHECKOUT),
+            Some(FUNDING),
             Some(&json!({ "amount": usd(*minor), "reference": format!("psp-{key}") })),
             &[("Idempotency-Key", key)],
         ),
@@ -130,7 +130,7 @@ pub fn send(c: &Client, op: &Op) -> Result<Res, String> {
             id, code, minor, ..
         } => c.post(
             "/v1/redemptions",
-            CHECKOUT,
+            MERCHANT,
             &json!({ "redemption_id": id, "code": code, "amount": usd(*minor) }),
         ),
         Op::Upload { sku, codes } => c.post(

@@ -17,6 +17,10 @@ pub const ADMIN: &str = "dev-admin-key";
 pub const CHECKOUT: &str = "dev-checkout-key";
 /// Supplier `supplier-1`.
 pub const SUPPLIER: &str = "dev-supplier-key";
+/// `checkout-1`'s payment service: deposits only.
+pub const FUNDING: &str = "dev-funding-key";
+/// Merchant `merchant-1`, accepting `Our Store` cards.
+pub const MERCHANT: &str = "dev-merchant-key";
 
 /// Fixed for the life of a data directory; three shards make orders cross shards and borrow stock.
 pub const SHARDS: u16 = 3;

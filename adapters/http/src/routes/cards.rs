@@ -14,7 +14,12 @@ use giftcard_core::state::{Card, CardStatus, CodeRef, RedemptionRecord};
 use giftcard_core::*;
 use giftcard_shard::{codes, Outcome, Query, QueryAnswer};
 
+/// Reading a card by id: the checkout whose order bought it.
 const CARD_ROLES: &[Role] = &[Role::Checkout, Role::Admin];
+/// Balance inquiries by code: the checkout (its customer service) and merchants.
+const LOOKUP_ROLES: &[Role] = &[Role::Checkout, Role::Merchant, Role::Admin];
+/// Redemptions and their reversal: merchants, for the brands they accept.
+const REDEEM_ROLES: &[Role] = &[Role::Merchant, Role::Admin];
 
 fn card_view(state: &AppState, id: CardId, c: &Card) -> Result<CardView, ApiError> {
     let code = state.engine()?.reveal(c)?;
@@ -74,12 +79,14 @@ pub async fn card_balance(
     state: web::Data<AppState>,
     body: JsonBody<BalanceRequest>,
 ) -> crate::error::Answer {
-    who.require(CARD_ROLES)?;
+    who.require(LOOKUP_ROLES)?;
     let body = body.parse()?;
     code("code", &body.code)?;
     state.limit_lookup(&who, &body.code)?;
     let hash = state.engine()?.vault().hash(&body.code);
-    let QueryAnswer::CardWithId(id, card) = state.ask(Query::CardByCode { hash }).await? else {
+    let brands = who.brands.as_deref().map(<[String]>::to_vec);
+    let QueryAnswer::CardWithId(id, card) = state.ask(Query::CardByCode { hash, brands }).await?
+    else {
         return Err(ApiError::Unavailable.into());
     };
     Ok(reply(StatusCode::OK, &card_view(&state, id, &card)?, false))
@@ -152,7 +159,7 @@ pub async fn redeem(
     req: HttpRequest,
     body: JsonBody<RedeemRequest>,
 ) -> crate::error::Answer {
-    who.require(CARD_ROLES)?;
+    who.require(REDEEM_ROLES)?;
     let r = body.parse_with(|bytes| parse_redemption(super::idempotency_header(&req)?, bytes))?;
     let (id, amount) = (r.redemption_id, r.amount);
     state.limit_lookup(&who, &r.code)?;
@@ -164,6 +171,7 @@ pub async fn redeem(
         code: hash,
         amount,
         fingerprint,
+        brands: who.brands.as_deref().map(<[String]>::to_vec),
     };
     let (outcome, replayed) = match state.submit(cmd).await? {
         Outcome::Applied(events) => match events.first() {
@@ -194,7 +202,7 @@ pub async fn reverse(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> crate::error::Answer {
-    who.require(CARD_ROLES)?;
+    who.require(REDEEM_ROLES)?;
     let id = input::id("redemption_id", &path)?;
     let cmd = Command::ReverseRedemption {
         caller: who.caller(),

@@ -17,8 +17,8 @@ use giftcard_core::*;
 use giftcard_shard::{Outcome, Query, QueryAnswer};
 use serde::Deserialize;
 
-/// The delivery service is an internal service: it reports with an admin key.
-const DELIVERY_ROLES: &[Role] = &[Role::Admin];
+/// The delivery service reports with its own `delivery` key, which can do nothing else.
+const DELIVERY_ROLES: &[Role] = &[Role::Delivery, Role::Admin];
 
 /// Given-up cards one listing returns at most (per shard, before merging).
 const FAILED_LIMIT_MAX: u32 = 1_000;

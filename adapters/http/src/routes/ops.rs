@@ -3,7 +3,7 @@
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::wire::HealthView;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 
 /// Liveness: the process serves HTTP and can still make progress. After a journal failure
 /// (a full or failing disk) only a restart recovers, so liveness fails too and an orchestrator
@@ -32,18 +32,24 @@ pub async fn readyz(state: web::Data<AppState>) -> crate::error::Answer {
     }))
 }
 
-/// Prometheus text exposition.
-#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+/// Prometheus text exposition. Unless `http.metrics_open`, it needs a key of the `metrics` (or
+/// `admin`) role: the figures describe every tenant's business.
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")), security((), ("bearer" = [])))]
+pub async fn metrics(state: web::Data<AppState>, req: HttpRequest) -> crate::error::Answer {
+    if !state.metrics_open {
+        state
+            .principal(&req)?
+            .require(&[crate::Role::Metrics, crate::Role::Admin])?;
+    }
     crate::metrics_http::refresh(&state).await;
     let text = state
         .metrics
         .as_ref()
         .map(|h| h.render())
         .unwrap_or_default();
-    HttpResponse::Ok()
+    Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(text)
+        .body(text))
 }
 
 /// This API's OpenAPI 3.1 document.

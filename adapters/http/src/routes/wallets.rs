@@ -10,11 +10,13 @@ use crate::Role;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest};
 use giftcard_core::state::{TxKind, Wallet};
-use giftcard_core::{Command, Money, RequestId, WalletId};
+use giftcard_core::{Command, Money, Rejection, RequestId, WalletId};
 use giftcard_shard::{Outcome, Query, QueryAnswer};
 use serde::Deserialize;
 
 const WALLET_ROLES: &[Role] = &[Role::Checkout, Role::Admin];
+/// Deposits create money: only the tenant's payment service, which saw the capture, and admins.
+const FUNDING_ROLES: &[Role] = &[Role::Funding, Role::Admin];
 
 /// The wire view of a wallet.
 pub fn wallet_view(id: &str, w: &Wallet) -> WalletView {
@@ -127,7 +129,7 @@ pub async fn deposit(
     path: web::Path<String>,
     body: JsonBody<DepositRequest>,
 ) -> crate::error::Answer {
-    who.require(WALLET_ROLES)?;
+    who.require(FUNDING_ROLES)?;
     let body = body.parse()?;
     let wallet = input::id("wallet_id", &path)?;
     let d = body;
@@ -137,6 +139,9 @@ pub async fn deposit(
         "deposit_id",
     )?;
     let amount = input::money("amount", &d.amount)?;
+    if who.deposit_max_minor.is_some_and(|max| amount.minor() > max) {
+        return Err(ApiError::Rejected(Rejection::LimitExceeded, None).into());
+    }
     input::text("reference", &d.reference, 1)?;
     let fingerprint = input::fingerprint(&(&d.amount, &d.reference));
     let cmd = Command::Deposit {
