@@ -121,9 +121,21 @@ fn order(sku: &str, quantity: &str, region: &str) -> Req {
     post("/v1/orders", CHECKOUT, &body)
 }
 
+/// Unix seconds now, as a header value.
+fn now_s() -> String {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        .to_string()
+}
+
 /// A valid order from w1 sent with `key`.
 fn order_by(key: &'static str) -> Req {
-    post("/v1/orders", key, &order_body(&fresh("ord"), WALLET, SKU, 1).to_string())
+    post(
+        "/v1/orders",
+        key,
+        &order_body(&fresh("ord"), WALLET, SKU, 1).to_string(),
+    )
 }
 
 /// An order whose `order_id` and `wallet_id` are the given JSON values (raw text).
@@ -399,6 +411,11 @@ fn hostile_requests_get_the_documented_error_and_change_nothing() {
         ("a supplier key reports a delivery", post(&format!("/v1/deliveries/{}/report", fx.card_id), SUPPLIER, r#"{"status":"failed"}"#), problem(403, "forbidden")),
         ("a delivery key places an order", order_by(DELIVERY), problem(403, "forbidden")),
         ("metrics without a key", get("/metrics", None), problem(401, "unauthenticated")),
+        // Gateway deposits: nothing is parsed, let alone credited, before the signature holds.
+        ("an unsigned gateway payment", raw("POST", &format!("/v1/gateways/{GATEWAY}/events"), None, format!(r#"{{"type":"payment.succeeded","data":{{"wallet_id":"{WALLET}","amount":{{"amount_minor":500,"currency":"USD"}},"reference":"pi"}}}}"#).as_bytes()).header("webhook-id", "evt-h1").header("webhook-timestamp", "1"), problem(401, "invalid_signature")),
+        ("a forged gateway payment", raw("POST", &format!("/v1/gateways/{GATEWAY}/events"), None, format!(r#"{{"type":"payment.succeeded","data":{{"wallet_id":"{WALLET}","amount":{{"amount_minor":500,"currency":"USD"}},"reference":"pi"}}}}"#).as_bytes()).header("webhook-id", "evt-h2").header("webhook-timestamp", &now_s()).header("webhook-signature", "v1,Zm9yZ2VkLXNpZ25hdHVyZS1vZi10aGlydHktdHdvLWI="), problem(401, "invalid_signature")),
+        ("garbage to a gateway, unsigned", raw("POST", &format!("/v1/gateways/{GATEWAY}/events"), None, b"{{{").header("webhook-id", "evt-h3").header("webhook-timestamp", &now_s()).header("webhook-signature", "v1,AAAA"), problem(401, "invalid_signature")),
+        ("an unknown gateway", raw("POST", "/v1/gateways/no-such-psp/events", None, b"{}"), problem(404, "gateway_not_found")),
         ("metrics with a checkout key", get("/metrics", Some(CHECKOUT)), problem(403, "forbidden")),
         ("a metrics key reads a wallet", get(&format!("/v1/wallets/{WALLET}"), Some(METRICS)), problem(403, "forbidden")),
         ("order for a paused SKU", order(PAUSED_SKU, "1", "US"), problem(422, "sku_unavailable")),

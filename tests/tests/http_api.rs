@@ -869,6 +869,7 @@ fn openapi_document_and_metrics() {
         "/v1/wallets",
         "/v1/wallets/{wallet_id}",
         "/v1/wallets/{wallet_id}/deposits",
+        "/v1/gateways/{gateway}/events",
         "/v1/wallets/{wallet_id}/transactions",
         "/v1/skus",
         "/v1/skus/{sku_id}",

@@ -85,7 +85,10 @@ impl KeyTable {
                     ));
                 }
                 if k.deposit_max_minor.is_some_and(|m| m < 1) {
-                    return Err(format!("deposit_max_minor of {} must be positive", k.client));
+                    return Err(format!(
+                        "deposit_max_minor of {} must be positive",
+                        k.client
+                    ));
                 }
                 let who = Principal {
                     client: k.client.clone(),

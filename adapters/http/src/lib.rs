@@ -80,6 +80,25 @@ impl ApiKeyConfig {
     }
 }
 
+/// One payment gateway whose signed payment-succeeded webhooks fund a tenant's wallets
+/// (`[[http.gateways]]`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// In the path: `POST /v1/gateways/{name}/events`.
+    pub name: String,
+    /// The tenant whose wallets its payments fund (the engine's owner check applies).
+    pub client: String,
+    /// Signing secrets, `whsec_<base64>`: the current one and, while rotating, the previous.
+    pub secrets: Vec<String>,
+    /// How far (seconds) a message's timestamp may be from now, either way.
+    #[serde(default = "defaults::gateway_tolerance_s")]
+    pub tolerance_s: i64,
+    /// The most one payment may credit, in minor units (absent: the engine's own bound).
+    #[serde(default)]
+    pub deposit_max_minor: Option<i64>,
+}
+
 /// `[http]`
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -125,6 +144,9 @@ pub struct HttpConfig {
     /// Whether `/metrics` answers without a key; false: a `metrics` or `admin` key is needed.
     #[serde(default)]
     pub metrics_open: bool,
+    /// Payment gateways allowed to fund wallets by signed webhook.
+    #[serde(default)]
+    pub gateways: Vec<GatewayConfig>,
 }
 
 mod defaults {
@@ -161,6 +183,9 @@ mod defaults {
     pub fn delivery_attempts_max() -> u8 {
         5
     }
+    pub fn gateway_tolerance_s() -> i64 {
+        300
+    }
 }
 
 impl HttpConfig {
@@ -184,6 +209,7 @@ impl HttpConfig {
             // Tests reconcile after every step; a server keeps the default.
             reconciliation_interval_ms: 0,
             metrics_open: false,
+            gateways: Vec::new(),
         }
     }
 }

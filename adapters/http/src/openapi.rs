@@ -14,7 +14,7 @@ use utoipa::{Modify, OpenApi};
     info(title = "Giftcard engine API", version = "1.0.0", description = "Durable sharded gift card transaction engine. Money is integer minor units beside an ISO 4217 currency; errors are RFC 9457 problem+json with a stable `code`."),
     paths(
         routes::healthz, routes::readyz, routes::metrics, routes::openapi,
-        routes::create_wallet, routes::get_wallet, routes::update_wallet, routes::deposit, routes::transactions,
+        routes::create_wallet, routes::get_wallet, routes::update_wallet, routes::deposit, routes::gateway_event, routes::transactions,
         routes::create_sku, routes::list_skus, routes::get_sku, routes::patch_sku, routes::upload_codes, routes::stock,
         routes::place_order, routes::place_batch, routes::get_order,
         routes::get_card, routes::card_balance, routes::redeem, routes::reverse,

@@ -31,6 +31,48 @@ pub struct AppState {
     /// One live reconciliation at a time, and when the last one ended.
     pub reconciliation: tokio::sync::Mutex<Option<std::time::Instant>>,
     pub reconciliation_interval: std::time::Duration,
+    /// Payment gateways by name.
+    pub gateways: std::collections::HashMap<String, Gateway>,
+}
+
+/// A configured payment gateway, its secrets parsed.
+pub struct Gateway {
+    pub client: String,
+    pub secrets: Vec<giftcard_intake::signature::Secret>,
+    pub tolerance_s: i64,
+    pub deposit_max_minor: Option<i64>,
+}
+
+fn gateways(cfg: &HttpConfig) -> Result<std::collections::HashMap<String, Gateway>, String> {
+    let mut out = std::collections::HashMap::new();
+    for g in &cfg.gateways {
+        crate::input::id("gateway", &g.name).map_err(|e| format!("gateway name: {e}"))?;
+        if g.secrets.is_empty() || g.secrets.len() > 2 {
+            return Err(format!("gateway {} needs one or two secrets", g.name));
+        }
+        let secrets = g
+            .secrets
+            .iter()
+            .map(|s| giftcard_intake::signature::Secret::parse(s))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("gateway {}: {e}", g.name))?;
+        if !(1..=86_400).contains(&g.tolerance_s) {
+            return Err(format!(
+                "gateway {}: tolerance_s must be 1 to 86400",
+                g.name
+            ));
+        }
+        let gw = Gateway {
+            client: g.client.clone(),
+            secrets,
+            tolerance_s: g.tolerance_s,
+            deposit_max_minor: g.deposit_max_minor,
+        };
+        if out.insert(g.name.clone(), gw).is_some() {
+            return Err(format!("gateway {} is configured twice", g.name));
+        }
+    }
+    Ok(out)
 }
 
 impl AppState {
@@ -70,6 +112,7 @@ impl AppState {
             reconciliation_interval: std::time::Duration::from_millis(
                 cfg.reconciliation_interval_ms,
             ),
+            gateways: gateways(cfg)?,
         })
     }
 

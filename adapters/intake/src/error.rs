@@ -52,6 +52,9 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("missing or unknown API key")]
     Unauthenticated,
+    /// A signed message (a gateway's webhook) whose signature or timestamp does not hold.
+    #[error("{0}")]
+    InvalidSignature(&'static str),
     #[error("this key may not do that")]
     Forbidden,
     #[error("{what} not found")]
@@ -106,6 +109,7 @@ impl ApiError {
             ApiError::LengthRequired => "length_required",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::Unauthenticated => "unauthenticated",
+            ApiError::InvalidSignature(_) => "invalid_signature",
             ApiError::Forbidden => "forbidden",
             ApiError::NotFound { code, .. } => code,
             ApiError::MethodNotAllowed => "method_not_allowed",
@@ -127,7 +131,7 @@ impl ApiError {
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::LengthRequired => StatusCode::LENGTH_REQUIRED,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthenticated | ApiError::InvalidSignature(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,

@@ -92,6 +92,39 @@ pub struct DepositRequest {
     pub reference: String,
 }
 
+/// A payment gateway's event: the body of its signed webhook (`POST /v1/gateways/{gateway}/events`).
+/// Only `payment.succeeded` credits; other types are acknowledged and ignored.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayEvent {
+    #[serde(rename = "type")]
+    #[schema(pattern = r"^[a-z0-9._]{1,64}$", min_length = 1, max_length = 64)]
+    pub kind: String,
+    pub data: GatewayPayment,
+}
+
+/// The captured payment a gateway reports: which wallet it funds, how much, its reference.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayPayment {
+    #[schema(pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)]
+    pub wallet_id: String,
+    pub amount: MoneyDto,
+    #[schema(
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$",
+        min_length = 1,
+        max_length = 256
+    )]
+    pub reference: String,
+}
+
+/// What a gateway's event did: `credited` (with the deposit) or `ignored` (another event type).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct GatewayEventView {
+    pub status: String,
+    pub deposit: Option<DepositView>,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct DepositView {
     pub deposit_id: String,

@@ -352,8 +352,7 @@ impl Http {
             let body =
                 json!({"deposit_id": "initial", "amount": usd(deposit), "reference": "loadtest"});
             // Setup funds as admin: the dev funding key's per-call limit is below a big scale's.
-            h.expect_created(Method::POST, &path, ADMIN_KEY, body)
-                .await
+            h.expect_created(Method::POST, &path, ADMIN_KEY, body).await
         })
         .await?;
         if scale.cards > 0 {

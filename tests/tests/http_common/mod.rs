@@ -2,7 +2,7 @@
 //! own actix system and engine on a temporary directory) and a small blocking client.
 #![allow(dead_code)]
 
-use giftcard_http::{hash_api_key, ApiKeyConfig, HttpConfig, Role, Server};
+use giftcard_http::{hash_api_key, ApiKeyConfig, GatewayConfig, HttpConfig, Role, Server};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -61,8 +61,22 @@ pub fn funding_of(key: &str) -> &'static str {
 
 /// A test configuration on a free port.
 pub fn config() -> HttpConfig {
-    HttpConfig::new("127.0.0.1:0", keys())
+    let mut cfg = HttpConfig::new("127.0.0.1:0", keys());
+    cfg.gateways = vec![GatewayConfig {
+        name: GATEWAY.into(),
+        client: "checkout-1".into(),
+        secrets: vec![GATEWAY_SECRET.into(), GATEWAY_OLD_SECRET.into()],
+        tolerance_s: 300,
+        deposit_max_minor: Some(50_000),
+    }];
+    cfg
 }
+
+/// The payment gateway every test server knows: it funds checkout-1's wallets, up to 50,000
+/// minor units a payment, and is rotating its secret (both sign valid messages).
+pub const GATEWAY: &str = "psp-test";
+pub const GATEWAY_SECRET: &str = "whsec_dGVzdC1nYXRld2F5LXNlY3JldC1udW1iZXItdHdv";
+pub const GATEWAY_OLD_SECRET: &str = "whsec_dGVzdC1nYXRld2F5LXNlY3JldC1udW1iZXItb25l";
 
 /// A running server and a client for it.
 pub struct Api {
@@ -284,7 +298,11 @@ impl Api {
     /// A deposit by the payment service of `key`'s tenant (`key` is its checkout key).
     pub fn deposit(&self, key: &str, wallet: &str, id: &str, minor: i64) -> Res {
         let body = json!({ "deposit_id": id, "amount": {"amount_minor": minor, "currency": "USD"}, "reference": "psp-ref" });
-        self.post(&format!("/v1/wallets/{wallet}/deposits"), funding_of(key), &body)
+        self.post(
+            &format!("/v1/wallets/{wallet}/deposits"),
+            funding_of(key),
+            &body,
+        )
     }
 
     pub fn order(&self, key: &str, order_id: &str, wallet: &str, sku: &str, qty: u32) -> Res {

@@ -5,6 +5,7 @@ mod admin;
 mod cards;
 mod catalog;
 mod deliveries;
+mod gateways;
 mod ops;
 mod orders;
 mod wallets;
@@ -13,6 +14,7 @@ pub use admin::*;
 pub use cards::*;
 pub use catalog::*;
 pub use deliveries::*;
+pub use gateways::*;
 pub use ops::*;
 pub use orders::*;
 pub use wallets::*;
@@ -128,6 +130,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(
                     resource("/wallets/{wallet_id}/deposits", "POST")
                         .route(web::post().to(deposit)),
+                )
+                .service(
+                    resource("/gateways/{gateway}/events", "POST")
+                        .route(web::post().to(gateway_event)),
                 )
                 .service(
                     resource("/wallets/{wallet_id}/transactions", "GET")

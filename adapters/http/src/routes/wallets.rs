@@ -132,38 +132,58 @@ pub async fn deposit(
     who.require(FUNDING_ROLES)?;
     let body = body.parse()?;
     let wallet = input::id("wallet_id", &path)?;
-    let d = body;
     let key = input::idempotency_key(
         idempotency_header(&req)?,
-        d.deposit_id.as_deref(),
+        body.deposit_id.as_deref(),
         "deposit_id",
     )?;
-    let amount = input::money("amount", &d.amount)?;
-    if who.deposit_max_minor.is_some_and(|max| amount.minor() > max) {
-        return Err(ApiError::Rejected(Rejection::LimitExceeded, None).into());
+    let (view, replayed) = credit(
+        &state,
+        who.caller(),
+        wallet,
+        key,
+        &body.amount,
+        body.reference,
+        who.deposit_max_minor,
+    )
+    .await?;
+    Ok(reply(StatusCode::CREATED, &view, replayed))
+}
+
+/// Credits a wallet once per `deposit_id` (a replay answers the same, whether replayed or not):
+/// the one deposit path of funding keys and of payment gateways' webhooks.
+pub(super) async fn credit(
+    state: &AppState,
+    caller: giftcard_core::Caller,
+    wallet: &str,
+    deposit_id: String,
+    amount_dto: &MoneyDto,
+    reference: String,
+    max_minor: Option<i64>,
+) -> Result<(DepositView, bool), ApiError> {
+    let amount = input::money("amount", amount_dto)?;
+    if max_minor.is_some_and(|max| amount.minor() > max) {
+        return Err(ApiError::Rejected(Rejection::LimitExceeded, None));
     }
-    input::text("reference", &d.reference, 1)?;
-    let fingerprint = input::fingerprint(&(&d.amount, &d.reference));
+    input::text("reference", &reference, 1)?;
+    let fingerprint = input::fingerprint(&(amount_dto, &reference));
     let cmd = Command::Deposit {
-        caller: who.caller(),
+        caller,
         wallet: WalletId::new(wallet),
-        deposit_id: RequestId::new(&key),
+        deposit_id: RequestId::new(&deposit_id),
         amount,
-        reference: d.reference.clone(),
+        reference: reference.clone(),
         fingerprint,
     };
-    let replayed = matches!(
-        state.submit(cmd).await?,
-        giftcard_shard::Outcome::Answered(_)
-    );
+    let replayed = matches!(state.submit(cmd).await?, Outcome::Answered(_));
     // The body is derived from the request only, so a replay (same fingerprint) answers the same.
     let view = DepositView {
-        deposit_id: key,
+        deposit_id,
         wallet_id: wallet.to_owned(),
         amount: MoneyView::of(amount),
-        reference: d.reference,
+        reference,
     };
-    Ok(reply(StatusCode::CREATED, &view, replayed))
+    Ok((view, replayed))
 }
 
 /// The `Idempotency-Key` header, if sent.
