@@ -72,25 +72,69 @@ pub fn load(file: Option<&Path>) -> Result<Config> {
         let Some(toml::Value::Table(t)) = value.get_mut(&section) else {
             continue;
         };
-        let typed = match t.get(&key) {
-            Some(toml::Value::Integer(_)) => toml::Value::Integer(
-                val.parse()
-                    .with_context(|| format!("{name} must be an integer"))?,
-            ),
-            Some(toml::Value::Boolean(_)) => toml::Value::Boolean(
-                val.parse()
-                    .with_context(|| format!("{name} must be true or false"))?,
-            ),
-            Some(toml::Value::String(_)) => toml::Value::String(val),
-            Some(_) => bail!("{name} cannot be set from the environment"),
-            None => bail!("{name} names no setting ([{section}] has no {key})"),
+        // `..._FILE` names a file holding the setting's value (a secret kept out of the
+        // environment and the process list); the setting itself is the name without `_file`.
+        let (key, val) = match key.strip_suffix("_file") {
+            Some(setting) if !t.contains_key(&key) => {
+                let text = std::fs::read_to_string(&val)
+                    .with_context(|| format!("{name}: reading {val}"))?;
+                (setting.to_owned(), text.trim().to_owned())
+            }
+            _ => (key, val),
         };
+        let typed = setting_value(&name, &key, t.get(&key), val, &section)?;
         t.insert(key, typed);
     }
     let cfg: Config = toml::Value::Table(value)
         .try_into()
         .context("configuration has wrong or unknown fields")?;
     Ok(cfg)
+}
+
+/// The typed value of one setting given as text (from the environment or a file): parsed as the
+/// type the configuration already has there. A list (API keys, gateways) is TOML: an inline
+/// array `[{key_hash = "..", client = "..", role = ".."}]`, or a document of `[[api_keys]]`.
+fn setting_value(
+    name: &str,
+    key: &str,
+    current: Option<&toml::Value>,
+    val: String,
+    section: &str,
+) -> Result<toml::Value> {
+    Ok(match current {
+        Some(toml::Value::Integer(_)) => toml::Value::Integer(
+            val.parse()
+                .with_context(|| format!("{name} must be an integer"))?,
+        ),
+        Some(toml::Value::Boolean(_)) => toml::Value::Boolean(
+            val.parse()
+                .with_context(|| format!("{name} must be true or false"))?,
+        ),
+        Some(toml::Value::String(_)) => toml::Value::String(val),
+        Some(toml::Value::Array(_)) | None if is_list(section, key) => {
+            let inline = toml::from_str::<toml::Table>(&format!("v = {val}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"));
+            let list = match inline {
+                Some(v) => v,
+                None => toml::from_str::<toml::Table>(&val)
+                    .with_context(|| format!("{name} must be TOML: an array, or [[{key}]] tables"))?
+                    .remove(key)
+                    .with_context(|| format!("{name} holds no [[{key}]]"))?,
+            };
+            if !list.is_array() {
+                bail!("{name} must be a list");
+            }
+            list
+        }
+        Some(_) => bail!("{name} cannot be set from the environment"),
+        None => bail!("{name} names no setting ([{section}] has no {key})"),
+    })
+}
+
+/// Settings that are lists of tables, which the environment may replace whole.
+fn is_list(section: &str, key: &str) -> bool {
+    matches!((section, key), ("http", "api_keys") | ("http", "gateways"))
 }
 
 fn hex32(s: &str, what: &str) -> Result<[u8; 32]> {

@@ -79,6 +79,9 @@ fn main() -> Result<()> {
     // throughput and 13% less RSS (BENCHMARKS.md). Best effort: a kernel without the flag
     // only loses that.
     let _ = rustix::thread::disable_transparent_huge_pages(true);
+    // Every file and directory this process creates (the journal, snapshots, sled's files) is
+    // its owner's alone: 0600 and 0700. The journal holds sealed codes and every balance.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Serve {

@@ -46,6 +46,15 @@ fn dev_keys_in_use(cfg: &Config) -> Result<Vec<&'static str>> {
     Ok(found)
 }
 
+/// Creates the data directory if needed and makes it its owner's alone (0700), so files an older
+/// build wrote with a looser mode cannot be reached by other users either.
+fn owner_only(dir: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| anyhow::anyhow!("making {} owner-only: {e}", dir.display()))
+}
+
 /// Runs the server until SIGTERM or Ctrl-C. With a shipped development key on an address that
 /// is not loopback it refuses to start, unless `insecure_dev_keys` says otherwise.
 pub fn run(cfg: Config, insecure_dev_keys: bool) -> Result<()> {
@@ -55,6 +64,7 @@ pub fn run(cfg: Config, insecure_dev_keys: bool) -> Result<()> {
         )
         .try_init();
     let engine_cfg = cfg.engine_config()?;
+    owner_only(&cfg.engine.data_dir)?;
     let dev = dev_keys_in_use(&cfg)?;
     if !dev.is_empty() && !loopback_only(&cfg.http.addr) {
         let which = dev.join(", ");
@@ -62,8 +72,9 @@ pub fn run(cfg: Config, insecure_dev_keys: bool) -> Result<()> {
             anyhow::bail!(
                 "refusing to serve on {} with the shipped DEVELOPMENT keys ({which}): they are \
                  public in this repository, so anyone could call this API as admin and read card \
-                 codes. Set your own (GIFTCARD_ENGINE_SEAL_KEY, GIFTCARD_ENGINE_HASH_KEY, and API \
-                 key hashes in a config file), listen on loopback, or pass --insecure-dev-keys",
+                 codes. Set your own (GIFTCARD_ENGINE_SEAL_KEY, GIFTCARD_ENGINE_HASH_KEY and \
+                 GIFTCARD_HTTP_API_KEYS, or their _FILE forms naming files; see SECURITY.md), \
+                 listen on loopback, or pass --insecure-dev-keys",
                 cfg.http.addr
             );
         }

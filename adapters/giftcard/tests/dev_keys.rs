@@ -100,6 +100,59 @@ fn development_keys_are_refused_off_loopback_unless_insecure_is_said() {
     let (listening, err) = starts(serve(data.path(), &["--config", config], &own_everything));
     assert!(listening, "own keys were refused: {err}");
 
+    // Own keys from the environment alone, without a config file: API keys as an inline TOML
+    // list, the seal key from a file named by GIFTCARD_ENGINE_SEAL_KEY_FILE.
+    let seal_file = data.path().join("seal.key");
+    std::fs::write(&seal_file, format!("{}\n", "3".repeat(64))).expect("key file");
+    let api_keys = format!(r#"[{{key_hash = "{own_hash}", client = "admin", role = "admin"}}]"#);
+    let from_env = [
+        ("GIFTCARD_HTTP_ADDR", "0.0.0.0:0"),
+        ("GIFTCARD_HTTP_API_KEYS", api_keys.as_str()),
+        (
+            "GIFTCARD_ENGINE_SEAL_KEY_FILE",
+            seal_file.to_str().expect("utf-8"),
+        ),
+        ("GIFTCARD_ENGINE_HASH_KEY", own_hash),
+    ];
+    let (listening, err) = starts(serve(data.path(), &[], &from_env));
+    assert!(
+        listening,
+        "own keys from the environment were refused: {err}"
+    );
+
+    // API keys from a file of [[api_keys]] tables named by GIFTCARD_HTTP_API_KEYS_FILE.
+    let keys_file = data.path().join("api-keys.toml");
+    std::fs::write(
+        &keys_file,
+        format!("[[api_keys]]\nkey_hash = \"{own_hash}\"\nclient = \"admin\"\nrole = \"admin\"\n"),
+    )
+    .expect("keys file");
+    let from_files = [
+        ("GIFTCARD_HTTP_ADDR", "0.0.0.0:0"),
+        (
+            "GIFTCARD_HTTP_API_KEYS_FILE",
+            keys_file.to_str().expect("utf-8"),
+        ),
+        (
+            "GIFTCARD_ENGINE_SEAL_KEY_FILE",
+            seal_file.to_str().expect("utf-8"),
+        ),
+        ("GIFTCARD_ENGINE_HASH_KEY", own_hash),
+    ];
+    let (listening, err) = starts(serve(data.path(), &[], &from_files));
+    assert!(listening, "own keys from files were refused: {err}");
+    // Without the key file's API keys, the dev API keys are back and it refuses.
+    let (listening, err) = starts(serve(
+        data.path(),
+        &[],
+        &from_files[2..]
+            .iter()
+            .copied()
+            .chain([("GIFTCARD_HTTP_ADDR", "0.0.0.0:0")])
+            .collect::<Vec<_>>(),
+    ));
+    assert!(!listening && err.contains("http.api_keys"), "{err}");
+
     // The development keys with --insecure-dev-keys: it starts, and says so.
     let (listening, err) = starts(serve(data.path(), &["--insecure-dev-keys"], &any));
     assert!(listening, "--insecure-dev-keys was refused: {err}");
