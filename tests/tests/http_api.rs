@@ -844,6 +844,85 @@ fn bodies_beyond_the_buffer_budget_are_shed_not_buffered() {
     assert_eq!(api.stock("gc-b"), (10, 0));
 }
 
+/// Sends headers declaring a body of `declared` bytes and `sent` bytes of it, and keeps the
+/// connection open (issue 13: the slow-body finding).
+fn trickle(api: &Api, key: &str, declared: usize, sent: usize) -> std::net::TcpStream {
+    use std::io::Write;
+    let addr = api.base.trim_start_matches("http://").to_owned();
+    let mut s = std::net::TcpStream::connect(&addr).expect("connects");
+    let head = format!(
+        "POST /v1/skus/gc-t/codes HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\n\
+         Content-Type: application/json\r\nContent-Length: {declared}\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).expect("sends");
+    s.write_all(&b"{".repeat(sent)).expect("sends");
+    s
+}
+
+fn answer(mut s: std::net::TcpStream) -> String {
+    use std::io::Read;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .expect("timeout");
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text
+}
+
+#[test]
+fn slow_bodies_time_out_and_one_client_cannot_spend_everyones_budget() {
+    let dir = tmp();
+    let mut cfg = config();
+    cfg.body_read_timeout_ms = 1_000;
+    cfg.body_buffer_per_client_bytes_max = 64 * 1024;
+    let api = Api::start_with(dir.path(), cfg);
+    api.sku("gc-t", "supplier_code", 100, None);
+    api.wallet(CHECKOUT, "w", 1_000);
+    // The supplier declares two 32 KiB bodies and sends a byte of each: its share is spent,
+    // so its next body is shed at once ...
+    let slow: Vec<_> = (0..2)
+        .map(|_| trickle(&api, SUPPLIER, 32 * 1024, 1))
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let started = std::time::Instant::now();
+    let r = api.post(
+        "/v1/skus/gc-t/codes",
+        SUPPLIER,
+        &json!({"codes": ["SHARE-0001"]}),
+    );
+    r.problem(429, "overloaded");
+    // ... while other clients are served as usual.
+    let d = api.deposit(CHECKOUT, "w", "during-slow", 100);
+    assert_eq!(d.status, 201, "{d:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(800),
+        "others waited"
+    );
+    // Each trickling body gets 408 when its second is up, and its budget comes back.
+    for s in slow {
+        let text = answer(s);
+        assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+        assert!(text.contains("request_timeout"), "{text}");
+    }
+    api.codes("gc-t", "AFTER", 3);
+    assert_eq!(api.stock("gc-t"), (3, 0));
+    api.stop();
+
+    // Requests open at once are counted per client too.
+    let dir = tmp();
+    let mut cfg = config();
+    cfg.body_read_timeout_ms = 1_000;
+    cfg.inflight_per_client_max = 2;
+    let api = Api::start_with(dir.path(), cfg);
+    api.sku("gc-t", "supplier_code", 100, None);
+    let slow: Vec<_> = (0..2).map(|_| trickle(&api, SUPPLIER, 100, 1)).collect();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    api.get("/v1/skus/gc-t/stock", Some(SUPPLIER))
+        .problem(429, "overloaded");
+    assert_eq!(api.get("/v1/skus/gc-t", Some(CHECKOUT)).status, 200);
+    slow.into_iter().for_each(|s| drop(answer(s)));
+    assert_eq!(api.get("/v1/skus/gc-t/stock", Some(SUPPLIER)).status, 200);
+}
+
 #[test]
 fn openapi_document_and_metrics() {
     let dir = tmp();

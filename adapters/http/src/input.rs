@@ -16,8 +16,12 @@ pub struct JsonBody<T> {
     /// Whether the request said its body is JSON; checked in [`JsonBody::parse`], so after the
     /// role check like everything else about the body.
     json_media_type: bool,
-    /// This body's share of the buffer budget, given back when the request is done.
-    _budget: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// This body's share of the client's and the server's buffer budgets, given back when the
+    /// request is done.
+    _budget: Option<(
+        tokio::sync::OwnedSemaphorePermit,
+        tokio::sync::OwnedSemaphorePermit,
+    )>,
     kind: std::marker::PhantomData<T>,
 }
 
@@ -62,14 +66,28 @@ impl<T: DeserializeOwned + 'static> actix_web::FromRequest for JsonBody<T> {
         if declared > limit {
             return Box::pin(std::future::ready(Err(ApiError::TooLarge { limit }.into())));
         }
-        // Reserve the bytes this body may take before reading it; when the budget is spent,
-        // shed the request instead of buffering it.
+        // Reserve the bytes this body may take before reading it, from the client's share and
+        // from the server's budget; when either is spent, shed the request instead of
+        // buffering it.
         let kib = u32::try_from(declared.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
-        let budget = match req.app_data::<actix_web::web::Data<crate::state::AppState>>() {
-            Some(state) => match state.body_budget_kib.clone().try_acquire_many_owned(kib) {
-                Ok(p) => Some(p),
-                Err(_) => return Box::pin(std::future::ready(Err(ApiError::Overloaded.into()))),
-            },
+        let state = req.app_data::<actix_web::web::Data<crate::state::AppState>>();
+        let mut timeout = std::time::Duration::from_secs(10);
+        let budget = match state {
+            Some(state) => {
+                timeout = state.body_read_timeout;
+                let client = actix_web::HttpMessage::extensions(req)
+                    .get::<crate::limits::Admitted>()
+                    .map(|a| a.client.clone());
+                let share = state.shares.of(client.as_deref());
+                let own = share.body_kib.clone().try_acquire_many_owned(kib);
+                let all = state.body_budget_kib.clone().try_acquire_many_owned(kib);
+                match (own, all) {
+                    (Ok(own), Ok(all)) => Some((own, all)),
+                    _ => {
+                        return Box::pin(std::future::ready(Err(ApiError::Overloaded.into())));
+                    }
+                }
+            }
             None => None,
         };
         let json_media_type = match req.headers().get(actix_web::http::header::CONTENT_TYPE) {
@@ -80,8 +98,11 @@ impl<T: DeserializeOwned + 'static> actix_web::FromRequest for JsonBody<T> {
         };
         let bytes = <Bytes as actix_web::FromRequest>::from_request(req, payload);
         Box::pin(async move {
-            let bytes = bytes
+            // A body that trickles in (declared, then sent a byte at a time) would hold its
+            // budget for as long as the client likes: it gets a deadline.
+            let bytes = tokio::time::timeout(timeout, bytes)
                 .await
+                .map_err(|_| ApiError::BodyTimeout)?
                 .map_err(|e| match e.as_response_error().status_code() {
                     actix_web::http::StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge { limit },
                     _ => ApiError::Invalid {

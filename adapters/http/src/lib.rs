@@ -144,6 +144,16 @@ pub struct HttpConfig {
     /// Whether `/metrics` answers without a key; false: a `metrics` or `admin` key is needed.
     #[serde(default)]
     pub metrics_open: bool,
+    /// Requests one API client may have open at once (beyond: 429); unauthenticated requests
+    /// share one such allowance.
+    #[serde(default = "defaults::inflight_per_client_max")]
+    pub inflight_per_client_max: usize,
+    /// Request body bytes one client may have buffered at once (beyond: 429).
+    #[serde(default = "defaults::body_buffer_per_client_bytes_max")]
+    pub body_buffer_per_client_bytes_max: usize,
+    /// How long a request body may take to arrive once its headers have (beyond: 408).
+    #[serde(default = "defaults::body_read_timeout_ms")]
+    pub body_read_timeout_ms: u64,
     /// Payment gateways allowed to fund wallets by signed webhook.
     #[serde(default)]
     pub gateways: Vec<GatewayConfig>,
@@ -186,6 +196,15 @@ mod defaults {
     pub fn gateway_tolerance_s() -> i64 {
         300
     }
+    pub fn inflight_per_client_max() -> usize {
+        4_096
+    }
+    pub fn body_buffer_per_client_bytes_max() -> usize {
+        64 << 20
+    }
+    pub fn body_read_timeout_ms() -> u64 {
+        10_000
+    }
 }
 
 impl HttpConfig {
@@ -209,6 +228,9 @@ impl HttpConfig {
             // Tests reconcile after every step; a server keeps the default.
             reconciliation_interval_ms: 0,
             metrics_open: false,
+            inflight_per_client_max: defaults::inflight_per_client_max(),
+            body_buffer_per_client_bytes_max: defaults::body_buffer_per_client_bytes_max(),
+            body_read_timeout_ms: defaults::body_read_timeout_ms(),
             gateways: Vec::new(),
         }
     }

@@ -159,6 +159,68 @@ impl InFlight {
     }
 }
 
+/// One client's share of the server: requests it may have open at once and body KiB it may
+/// have buffered, so one client (a leaked key, a stuck integration) cannot take every slot or
+/// the whole body budget and make everyone else wait.
+pub struct ClientShare {
+    pub requests: Arc<Semaphore>,
+    pub body_kib: Arc<Semaphore>,
+}
+
+/// The shares of every configured client, and one for unauthenticated requests (payment
+/// gateways' webhooks, which authenticate by signature). Built once from the configuration: the
+/// set of clients is fixed, so the table is bounded.
+pub struct ClientShares {
+    shares: HashMap<String, ClientShare>,
+    anonymous: ClientShare,
+}
+
+impl ClientShares {
+    pub fn new<'a>(
+        clients: impl Iterator<Item = &'a str>,
+        requests_max: usize,
+        body_kib_max: usize,
+    ) -> ClientShares {
+        let share = || ClientShare {
+            requests: Arc::new(Semaphore::new(requests_max.max(1))),
+            body_kib: Arc::new(Semaphore::new(body_kib_max.max(1))),
+        };
+        ClientShares {
+            shares: clients.map(|c| (c.to_owned(), share())).collect(),
+            anonymous: share(),
+        }
+    }
+
+    /// The share of `client` (None: unauthenticated).
+    pub fn of(&self, client: Option<&str>) -> &ClientShare {
+        client
+            .and_then(|c| self.shares.get(c))
+            .unwrap_or(&self.anonymous)
+    }
+}
+
+/// The client a request was authenticated as, kept in its extensions with its request slot.
+#[derive(Clone)]
+pub struct Admitted {
+    pub client: String,
+    _slot: Arc<OwnedSemaphorePermit>,
+}
+
+impl Admitted {
+    /// Takes one of `client`'s request slots, or 429 when it has all of them open.
+    pub fn enter(client: &str, share: &ClientShare) -> Result<Admitted, ApiError> {
+        let slot = share.requests.clone().try_acquire_owned().map_err(|_| {
+            metrics::counter!("giftcard_http_rate_limited_total", "scope" => "client_share")
+                .increment(1);
+            ApiError::Overloaded
+        })?;
+        Ok(Admitted {
+            client: client.to_owned(),
+            _slot: Arc::new(slot),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -60,6 +60,10 @@ const API_ERRORS: &[(&str, &str)] = &[
         "412",
         "`If-Match` names a version the object has moved on from",
     ),
+    (
+        "408",
+        "The request body did not arrive within `http.body_read_timeout_ms`",
+    ),
     ("411", "A request body without Content-Length"),
     ("413", "Request body too large"),
     (

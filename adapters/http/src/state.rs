@@ -33,6 +33,10 @@ pub struct AppState {
     pub reconciliation_interval: std::time::Duration,
     /// Payment gateways by name.
     pub gateways: std::collections::HashMap<String, Gateway>,
+    /// Each client's share of requests and body budget.
+    pub shares: crate::limits::ClientShares,
+    /// How long a body may take to arrive.
+    pub body_read_timeout: std::time::Duration,
 }
 
 /// A configured payment gateway, its secrets parsed.
@@ -113,6 +117,12 @@ impl AppState {
                 cfg.reconciliation_interval_ms,
             ),
             gateways: gateways(cfg)?,
+            shares: crate::limits::ClientShares::new(
+                cfg.api_keys.iter().map(|k| k.client.as_str()),
+                cfg.inflight_per_client_max,
+                cfg.body_buffer_per_client_bytes_max / 1024,
+            ),
+            body_read_timeout: std::time::Duration::from_millis(cfg.body_read_timeout_ms.max(1)),
         })
     }
 

@@ -48,6 +48,8 @@ pub enum ApiError {
     TooLarge { limit: usize },
     #[error("a request body must declare its Content-Length")]
     LengthRequired,
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
     #[error("the body must be JSON: send Content-Type: application/json (or none)")]
     UnsupportedMediaType,
     #[error("missing or unknown API key")]
@@ -107,6 +109,7 @@ impl ApiError {
             ApiError::Invalid { code, .. } => code,
             ApiError::TooLarge { .. } => "payload_too_large",
             ApiError::LengthRequired => "length_required",
+            ApiError::BodyTimeout => "request_timeout",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::Unauthenticated => "unauthenticated",
             ApiError::InvalidSignature(_) => "invalid_signature",
@@ -130,6 +133,7 @@ impl ApiError {
             ApiError::Invalid { .. } => StatusCode::BAD_REQUEST,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::LengthRequired => StatusCode::LENGTH_REQUIRED,
+            ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthenticated | ApiError::InvalidSignature(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,

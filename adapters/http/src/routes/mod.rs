@@ -34,11 +34,21 @@ impl FromRequest for Principal {
     type Error = crate::error::HttpError;
     type Future = Ready<Result<Principal, crate::error::HttpError>>;
 
+    /// Authenticates, then takes one of the client's request slots for the life of the request
+    /// (kept in its extensions, where the body extractor also finds whose budget to charge).
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(match req.app_data::<web::Data<AppState>>() {
-            Some(state) => state.principal(req).map_err(Into::into),
-            None => Err(ApiError::Unavailable.into()),
-        })
+        let admitted =
+            req.app_data::<web::Data<AppState>>()
+                .map_or(Err(ApiError::Unavailable), |state| {
+                    let who = state.principal(req)?;
+                    let admitted = crate::limits::Admitted::enter(
+                        &who.client,
+                        state.shares.of(Some(&who.client)),
+                    )?;
+                    actix_web::HttpMessage::extensions_mut(req).insert(admitted);
+                    Ok(who)
+                });
+        ready(admitted.map_err(Into::into))
     }
 }
 
