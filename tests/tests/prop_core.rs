@@ -186,19 +186,6 @@ impl World {
         let n = self.shards.len() as u16;
         let mut at = route(&Command::PlaceOrder(Box::new(req.clone())), n);
         let home = wallet_shard(&req.wallet, n);
-        let issued: u32 = req
-            .items
-            .iter()
-            .filter(|i| i.sku.as_str() == "sku-2")
-            .map(|i| i.quantity)
-            .sum();
-        if self.shards[usize::from(home.0)]
-            .orders()
-            .get(&req.key)
-            .is_none()
-        {
-            req.fresh_codes = (0..issued).map(|_| self.fresh_code(home)).collect();
-        }
         let mut peers_left: Vec<ShardId> = (0..n).map(ShardId).filter(|s| *s != home).collect();
         let mut held = false;
         for _ in 0..(2 * n + 2) {
@@ -220,6 +207,11 @@ impl World {
                         self.commit(at, vec![c]);
                     }
                     at = to;
+                }
+                // Codes are asked for once, after every check, as the runtime draws them.
+                Decision::NeedCodes(k) => {
+                    assert!(req.fresh_codes.is_empty(), "codes asked for twice");
+                    req.fresh_codes = (0..k).map(|_| self.fresh_code(home)).collect();
                 }
                 Decision::NeedStock { hold, missing } => {
                     if !held {

@@ -361,6 +361,11 @@ pub(crate) fn decide_order(st: &ShardState, req: &OrderRequest, ctx: &Ctx) -> De
         .filter(|(l, _)| l.issued)
         .map(|(l, _)| u64::from(l.quantity))
         .sum();
+    // Codes are drawn only now, when every check has passed: an order that is refused costs
+    // no randomness, hashing or sealing (and its refusal is recorded like any other).
+    if req.fresh_codes.is_empty() && issued > 0 {
+        return Decision::NeedCodes(issued);
+    }
     if req.fresh_codes.len() as u64 != issued {
         return Decision::Reject(Rejection::QuantityOutOfRange);
     }

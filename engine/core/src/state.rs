@@ -42,6 +42,9 @@ pub enum Decision {
         hold: Event,
         missing: Vec<(SkuId, u64)>,
     },
+    /// Every check passed and the order issues this many cards: the runtime draws their codes
+    /// (randomness stays outside the core) into `fresh_codes` and decides again.
+    NeedCodes(u64),
 }
 
 /// Everything one shard owns.

@@ -488,31 +488,7 @@ impl ShardCore {
             }
             return;
         }
-        let here = self.state.wallet_shard(&req.wallet) == self.state.shard();
-        if here && req.fresh_codes.is_empty() {
-            let issued: u64 = req
-                .items
-                .iter()
-                .filter(|i| {
-                    self.state
-                        .catalog()
-                        .sku(&i.sku)
-                        .is_some_and(|s| s.kind == SkuKind::Issued)
-                })
-                .map(|i| u64::from(i.quantity))
-                .sum();
-            if issued <= u64::from(ORDER_CARDS_MAX) && self.state.orders().get(&req.key).is_none() {
-                let (shard, n) = (self.state.shard(), self.state.shard_count());
-                req.fresh_codes = (0..issued)
-                    .map(|_| {
-                        self.vault
-                            .generate_for_shard_with(&mut *self.code_rng, shard, n)
-                            .1
-                    })
-                    .collect();
-            }
-        }
-        match self.state.decide_order(&req, &self.ctx()) {
+        match self.decide_order(&mut req) {
             Decision::Events(evs) => {
                 let reply = order_reply(&evs);
                 self.commit(pass, evs);
@@ -550,7 +526,29 @@ impl ShardCore {
                 self.ask_next_peer(pass, &mut saga, missing);
                 self.settle_or_keep(pass, saga);
             }
-            other @ Decision::Answered(_) => Self::reply(pass, to, unreachable_decision(other)),
+            other @ (Decision::Answered(_) | Decision::NeedCodes(_)) => {
+                Self::reply(pass, to, unreachable_decision(other))
+            }
+        }
+    }
+
+    /// Decides an order, drawing its issued cards' codes when the core asks for them (only
+    /// once every check has passed), and deciding again with them.
+    fn decide_order(&mut self, req: &mut OrderRequest) -> Decision {
+        match self.state.decide_order(req, &self.ctx()) {
+            Decision::NeedCodes(n) if req.fresh_codes.is_empty() => {
+                metrics::counter!("giftcard_codes_drawn_total").increment(n);
+                let (shard, count) = (self.state.shard(), self.state.shard_count());
+                req.fresh_codes = (0..n)
+                    .map(|_| {
+                        self.vault
+                            .generate_for_shard_with(&mut *self.code_rng, shard, count)
+                            .1
+                    })
+                    .collect();
+                self.state.decide_order(req, &self.ctx())
+            }
+            other => other,
         }
     }
 
@@ -697,7 +695,7 @@ impl ShardCore {
 
     /// All replies of a round are in: complete the order, or ask the next peer.
     fn retry_saga(&mut self, pass: &mut Pass, mut saga: Saga) {
-        match self.state.decide_order(&saga.req, &self.ctx()) {
+        match self.decide_order(&mut saga.req) {
             Decision::Events(evs) => {
                 let reply = order_reply(&evs);
                 self.commit(pass, evs);
