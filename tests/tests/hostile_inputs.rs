@@ -411,6 +411,10 @@ fn hostile_requests_get_the_documented_error_and_change_nothing() {
         ("a supplier key reports a delivery", post(&format!("/v1/deliveries/{}/report", fx.card_id), SUPPLIER, r#"{"status":"failed"}"#), problem(403, "forbidden")),
         ("a delivery key places an order", order_by(DELIVERY), problem(403, "forbidden")),
         ("metrics without a key", get("/metrics", None), problem(401, "unauthenticated")),
+        // Oracles: another supplier's upload is refused for ownership before any code is
+        // compared, so it cannot learn which codes exist.
+        ("another supplier uploads known codes", post(&format!("/v1/skus/{SKU}/codes"), SUPPLIER2, r#"{"codes":["HOSTILE-000001","NEW-CODE-0001"]}"#), problem(403, "forbidden")),
+        ("another supplier uploads new codes", post(&format!("/v1/skus/{SKU}/codes"), SUPPLIER2, r#"{"codes":["NEW-CODE-0002"]}"#), problem(403, "forbidden")),
         // Gateway deposits: nothing is parsed, let alone credited, before the signature holds.
         ("an unsigned gateway payment", raw("POST", &format!("/v1/gateways/{GATEWAY}/events"), None, format!(r#"{{"type":"payment.succeeded","data":{{"wallet_id":"{WALLET}","amount":{{"amount_minor":500,"currency":"USD"}},"reference":"pi"}}}}"#).as_bytes()).header("webhook-id", "evt-h1").header("webhook-timestamp", "1"), problem(401, "invalid_signature")),
         ("a forged gateway payment", raw("POST", &format!("/v1/gateways/{GATEWAY}/events"), None, format!(r#"{{"type":"payment.succeeded","data":{{"wallet_id":"{WALLET}","amount":{{"amount_minor":500,"currency":"USD"}},"reference":"pi"}}}}"#).as_bytes()).header("webhook-id", "evt-h2").header("webhook-timestamp", &now_s()).header("webhook-signature", "v1,Zm9yZ2VkLXNpZ25hdHVyZS1vZi10aGlydHktdHdvLWI="), problem(401, "invalid_signature")),

@@ -48,13 +48,37 @@ fn catalog_wallet_deposit_order_flow_with_replays() {
     );
     api.get("/v1/skus/nope", Some(CHECKOUT))
         .problem(404, "sku_not_found");
+    // Cost fields (what we pay, and to whom) are for admins and the SKU's own supplier only.
+    for (key, sees) in [
+        (ADMIN, true),
+        (SUPPLIER, true),
+        (SUPPLIER2, false),
+        (CHECKOUT, false),
+        (MERCHANT, false),
+    ] {
+        let one = api.get("/v1/skus/gc-25", Some(key));
+        let all = api.get("/v1/skus", Some(key));
+        let listed = &all.body["skus"][0];
+        for view in [&one.body, listed] {
+            assert_eq!(view["sku_id"], "gc-25", "{view}");
+            assert_eq!(
+                view.get("wholesale_discount").is_some(),
+                sees,
+                "{key}: {view}"
+            );
+            assert_eq!(view.get("supplier_id").is_some(), sees, "{key}: {view}");
+        }
+    }
     api.codes("gc-25", "CODE", 5);
-    api.post(
+    let dup = api.post(
         "/v1/skus/gc-25/codes",
         SUPPLIER,
-        &json!({"codes": ["CODE-000001"]}),
-    )
-    .problem(409, "duplicate_codes");
+        &json!({"codes": ["NEW-000001", "CODE-000001"]}),
+    );
+    dup.problem(409, "duplicate_codes");
+    // How many, never which (positions would say which codes exist).
+    assert_eq!(dup.body["duplicates"], 1, "{dup:?}");
+    assert!(dup.body.get("positions").is_none(), "{dup:?}");
     assert_eq!(api.stock("gc-25"), (5, 0));
 
     let created = api.post(

@@ -27,9 +27,10 @@ pub struct Problem {
     /// The order an order rejection belongs to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub order_id: Option<String>,
-    /// Positions of already-known codes in a rejected upload.
+    /// How many codes of a rejected upload are already known or repeated (never which: that
+    /// would tell a supplier which codes exist). All of them: the upload was applied before.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub positions: Option<Vec<usize>>,
+    pub duplicates: Option<usize>,
     /// Correlates a 5xx answer with the server log.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<String>,
@@ -74,7 +75,8 @@ pub enum ApiError {
     /// A business rule refused the request; `order_id` when it was an order.
     #[error("{0}")]
     Rejected(Rejection, Option<String>),
-    #[error("{} codes are already known (positions lists at most the first 1000)", .0.len())]
+    /// Which codes are known is not said: that would tell a supplier which codes exist.
+    #[error("{} of the codes are already known (or repeated in this upload); nothing was added", .0.len())]
     DuplicateCodes(Vec<usize>),
     #[error("too many requests")]
     RateLimited { retry_after_s: u64 },
@@ -151,15 +153,10 @@ impl ApiError {
     /// The problem document.
     pub fn problem(&self) -> Problem {
         let status = self.status_code();
-        let (field, order_id, positions) = match self {
+        let (field, order_id, duplicates) = match self {
             ApiError::Invalid { field, .. } => (field.clone(), None, None),
             ApiError::Rejected(_, order) => (None, order.clone(), None),
-            // Bounded, so a large upload of known codes cannot make a huge error body.
-            ApiError::DuplicateCodes(p) => (
-                Some("codes".into()),
-                None,
-                Some(p.iter().take(1000).copied().collect()),
-            ),
+            ApiError::DuplicateCodes(p) => (Some("codes".into()), None, Some(p.len())),
             _ => (None, None, None),
         };
         let correlation_id = status.is_server_error().then(correlation_id);
@@ -171,7 +168,7 @@ impl ApiError {
             code: self.code().to_owned(),
             field,
             order_id,
-            positions,
+            duplicates,
             correlation_id,
         }
     }

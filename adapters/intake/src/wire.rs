@@ -274,9 +274,13 @@ pub struct SkuView {
     pub kind: SkuKindDto,
     pub currency: String,
     pub face_value: DenominationView,
-    pub wholesale_discount: String,
+    /// What we pay the supplier: shown to admins and to the SKU's own supplier only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wholesale_discount: Option<String>,
     pub markup: String,
-    pub supplier_id: String,
+    /// Shown to admins and to the SKU's own supplier only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub supplier_id: Option<String>,
     pub regions: Vec<String>,
     pub status: SkuStatusDto,
     pub issue_cap: Option<u64>,

@@ -432,17 +432,8 @@ impl ShardCore {
                 });
             }
         }
-        let mut seen = HashSet::with_capacity(up.codes.len());
-        let mut duplicates = Vec::new();
-        for (i, (hash, _)) in up.codes.iter().enumerate() {
-            let stored = self.stored.contains(hash)?;
-            if !seen.insert(*hash) || self.pending_set.contains(hash) || stored {
-                duplicates.push(i);
-            }
-        }
-        if !duplicates.is_empty() {
-            return Err(EngineError::DuplicateCodes(duplicates));
-        }
+        // Ownership first: a supplier uploading to another's SKU learns nothing about which
+        // codes exist (the duplicate check below would be an oracle on everyone's codes).
         let first_slot = self.state.pools().next_slot();
         let cmd = Command::AddCodes {
             sku: up.sku.clone(),
@@ -456,6 +447,17 @@ impl ShardCore {
             Decision::Reject(r) => return Err(EngineError::Rejected(r)),
             other => return unreachable_decision(other),
         };
+        let mut seen = HashSet::with_capacity(up.codes.len());
+        let mut duplicates = Vec::new();
+        for (i, (hash, _)) in up.codes.iter().enumerate() {
+            let stored = self.stored.contains(hash)?;
+            if !seen.insert(*hash) || self.pending_set.contains(hash) || stored {
+                duplicates.push(i);
+            }
+        }
+        if !duplicates.is_empty() {
+            return Err(EngineError::DuplicateCodes(duplicates));
+        }
         self.upload_tickets += 1;
         pass.batch.upload_ticket = Some(self.upload_tickets);
         let mut hashes = Vec::with_capacity(up.codes.len());

@@ -551,7 +551,7 @@ fn is_replay(op: &Op, r: &Res) -> bool {
         Op::Upload { codes, .. } => {
             r.status == 409
                 && r.code() == "duplicate_codes"
-                && r.body["positions"].as_array().map(Vec::len) == Some(codes.len().min(1000))
+                && r.body["duplicates"].as_u64() == Some(codes.len() as u64)
         }
         Op::Redeem { card_id, minor, .. } => {
             r.status == 201

@@ -19,7 +19,19 @@ use rust_decimal::Decimal;
 /// Codes one upload may carry.
 pub const UPLOAD_CODES_MAX: usize = 50_000;
 
-/// The wire view of a SKU.
+/// The wire view of a SKU as `who` may see it: its cost fields (what we pay, and to whom) only
+/// for admins and the SKU's own supplier, never for competitors or checkouts.
+pub fn sku_view_for(s: &Sku, who: &Principal) -> SkuView {
+    let mut view = sku_view(s);
+    let owner = who.role == Role::Supplier && s.supplier.as_str() == who.client;
+    if who.role != Role::Admin && !owner {
+        view.wholesale_discount = None;
+        view.supplier_id = None;
+    }
+    view
+}
+
+/// The full wire view of a SKU.
 pub fn sku_view(s: &Sku) -> SkuView {
     let m = |minor| MoneyView {
         amount_minor: minor,
@@ -42,9 +54,9 @@ pub fn sku_view(s: &Sku) -> SkuView {
         },
         currency: s.currency.code().to_owned(),
         face_value,
-        wholesale_discount: s.wholesale_discount.to_string(),
+        wholesale_discount: Some(s.wholesale_discount.to_string()),
         markup: s.markup.to_string(),
-        supplier_id: s.supplier.as_str().to_owned(),
+        supplier_id: Some(s.supplier.as_str().to_owned()),
         regions: s.regions.clone(),
         status: match s.status {
             SkuStatus::Active => SkuStatusDto::Active,
@@ -186,13 +198,17 @@ pub async fn create_sku(
 
 /// The catalog.
 #[utoipa::path(get, path = "/v1/skus", tag = "catalog", responses((status = 200, body = SkuList)), security(("bearer" = [])))]
-pub async fn list_skus(_who: Principal, state: web::Data<AppState>) -> crate::error::Answer {
-    let skus = all_skus(&state).await?.iter().map(sku_view).collect();
+pub async fn list_skus(who: Principal, state: web::Data<AppState>) -> crate::error::Answer {
+    let skus = all_skus(&state)
+        .await?
+        .iter()
+        .map(|s| sku_view_for(s, &who))
+        .collect();
     Ok(reply(StatusCode::OK, &SkuList { skus }, false))
 }
 
 /// A SKU with its version as an entity tag (`"v3"`), for a conditional `PATCH`.
-async fn sku_with_etag(state: &AppState, id: &str) -> crate::error::Answer {
+async fn sku_with_etag(state: &AppState, who: &Principal, id: &str) -> crate::error::Answer {
     match state
         .ask(Query::Sku {
             sku: SkuId::new(id),
@@ -200,7 +216,7 @@ async fn sku_with_etag(state: &AppState, id: &str) -> crate::error::Answer {
         .await
     {
         Ok(QueryAnswer::Sku(sku, version)) => {
-            let mut res = reply(StatusCode::OK, &sku_view(&sku), false);
+            let mut res = reply(StatusCode::OK, &sku_view_for(&sku, who), false);
             let etag = actix_web::http::header::HeaderValue::from_str(&format!("\"v{version}\""))
                 .map_err(|_| ApiError::Internal("an entity tag that is no header".into()))?;
             res.headers_mut()
@@ -220,12 +236,12 @@ async fn sku_with_etag(state: &AppState, id: &str) -> crate::error::Answer {
 /// One SKU; its `ETag` names its version.
 #[utoipa::path(get, path = "/v1/skus/{sku_id}", tag = "catalog", params(("sku_id" = String, Path, pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)), responses((status = 200, body = SkuView)), security(("bearer" = [])))]
 pub async fn get_sku(
-    _who: Principal,
+    who: Principal,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> crate::error::Answer {
     let id = input::id("sku_id", &path)?;
-    sku_with_etag(&state, id).await
+    sku_with_etag(&state, &who, id).await
 }
 
 /// The version an `If-Match` header names (`"v3"`, or `*` for any); absent, the change is
@@ -301,7 +317,7 @@ pub async fn patch_sku(
         changes,
     };
     match state.submit(cmd).await {
-        Ok(_) => sku_with_etag(&state, id).await,
+        Ok(_) => sku_with_etag(&state, &who, id).await,
         Err(ApiError::Rejected(Rejection::SkuNotFound, _)) => Err(ApiError::NotFound {
             code: "sku_not_found",
             what: "sku",
@@ -343,6 +359,11 @@ pub async fn upload_codes(
     body: JsonBody<UploadCodes>,
 ) -> crate::error::Answer {
     who.require(&[Role::Supplier, Role::Admin])?;
+    // Each upload is a probe of which codes exist (a refusal says some do): it takes a token
+    // of the supplier's lookup allowance, like a balance inquiry.
+    if who.role == Role::Supplier {
+        state.per_client.take(&who.client)?;
+    }
     let body = body.parse()?;
     let id = input::id("sku_id", &path)?;
     let codes = body.codes;
