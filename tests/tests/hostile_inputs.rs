@@ -407,9 +407,11 @@ fn hostile_requests_get_the_documented_error_and_change_nothing() {
         ("a merchant redeems a brand it does not accept", post("/v1/redemptions", MERCHANT_OTHER, &json!({"redemption_id": fresh("r"), "code": code, "amount": {"amount_minor": 1, "currency": "USD"}}).to_string()), problem(404, "card_not_found")),
         ("a merchant looks up a brand it does not accept", post("/v1/cards/balance", MERCHANT_OTHER, &json!({"code": code}).to_string()), problem(404, "card_not_found")),
         ("a merchant places an order", order_by(MERCHANT), problem(403, "forbidden")),
-        ("a checkout key reports a delivery", post(&format!("/v1/deliveries/{}/report", fx.card_id), CHECKOUT, r#"{"status":"delivered"}"#), problem(403, "forbidden")),
-        ("a supplier key reports a delivery", post(&format!("/v1/deliveries/{}/report", fx.card_id), SUPPLIER, r#"{"status":"failed"}"#), problem(403, "forbidden")),
+        ("a checkout key reports a delivery", post(&format!("/v1/deliveries/{}/report", fx.card_id), CHECKOUT, &format!(r#"{{"status":"delivered","attempt":1,"token":"{}"}}"#, report_token(&fx.card_id, 1))), problem(403, "forbidden")),
+        ("a supplier key reports a delivery", post(&format!("/v1/deliveries/{}/report", fx.card_id), SUPPLIER, &format!(r#"{{"status":"failed","attempt":1,"token":"{}"}}"#, report_token(&fx.card_id, 1))), problem(403, "forbidden")),
         ("a delivery key places an order", order_by(DELIVERY), problem(403, "forbidden")),
+        ("a delivery report with a bare card id", post(&format!("/v1/deliveries/{}/report", fx.card_id), DELIVERY, r#"{"status":"delivered"}"#), problem(400, "invalid_field")),
+        ("a delivery report with a made-up token", post(&format!("/v1/deliveries/{}/report", fx.card_id), DELIVERY, &format!(r#"{{"status":"delivered","attempt":1,"token":"{}"}}"#, "ab".repeat(32))), problem(403, "forbidden")),
         ("metrics without a key", get("/metrics", None), problem(401, "unauthenticated")),
         // Oracles: another supplier's upload is refused for ownership before any code is
         // compared, so it cannot learn which codes exist.

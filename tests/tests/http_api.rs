@@ -1043,38 +1043,57 @@ fn delivery_reports_count_attempts_give_up_and_list_failed_cards() {
     assert_eq!(r.status, 201, "{r:?}");
     let ok_card = r.body["cards"][0]["card_id"].as_str().unwrap().to_owned();
     let bad_card = r.body["cards"][1]["card_id"].as_str().unwrap().to_owned();
-    let report = |card: &str, status: &str| {
+    let report_on = |card: &str, status: &str, attempt: u8, token: &str| {
         api.post(
             &format!("/v1/deliveries/{card}/report"),
-            ADMIN,
-            &json!({ "status": status }),
+            DELIVERY,
+            &json!({ "status": status, "attempt": attempt, "token": token }),
         )
     };
+    let report = |card: &str, status: &str, attempt: u8| {
+        let token = card
+            .parse::<u64>()
+            .map_or_else(|_| "0".repeat(64), |_| report_token(card, attempt));
+        report_on(card, status, attempt, &token)
+    };
 
-    // Only the delivery service (an admin key) reports.
+    // Only the delivery service reports, and only with the token of the attempt.
     api.post(
         &format!("/v1/deliveries/{ok_card}/report"),
         CHECKOUT,
-        &json!({"status": "delivered"}),
+        &json!({"status": "delivered", "attempt": 1, "token": report_token(&ok_card, 1)}),
     )
     .problem(403, "forbidden");
-    let r = report(&ok_card, "delivered");
+    // A bare card id (they are sequential) or another card's token settles nothing.
+    report_on(&ok_card, "delivered", 1, &"0".repeat(64)).problem(403, "forbidden");
+    report_on(&ok_card, "failed", 1, &report_token(&bad_card, 1)).problem(403, "forbidden");
+    report_on(&ok_card, "failed", 1, "not-hex").problem(403, "forbidden");
+    let r = report(&ok_card, "delivered", 1);
     assert_eq!(
         (r.status, r.body["delivery"].as_str()),
         (200, Some("delivered"))
     );
-    assert_eq!(report(&ok_card, "failed").body["delivery"], "unchanged");
+    assert_eq!(report(&ok_card, "failed", 1).body["delivery"], "unchanged");
 
-    // The default allows 5 attempts: four failures retry, the fifth gives up.
+    // The default allows 5 attempts: four failures retry, the fifth gives up. A report on an
+    // attempt other than the one in flight (a late one, or one made up) changes nothing.
     for attempt in 1..=4 {
-        let r = report(&bad_card, "failed");
+        let r = report(&bad_card, "failed", attempt);
         assert_eq!(
             (r.body["delivery"].as_str(), r.body["attempt"].as_u64()),
-            (Some("retrying"), Some(attempt)),
+            (Some("retrying"), Some(u64::from(attempt))),
             "{r:?}"
         );
+        assert_eq!(
+            report(&bad_card, "failed", attempt).body["delivery"],
+            "unchanged"
+        );
+        assert_eq!(
+            report(&bad_card, "delivered", attempt + 2).body["delivery"],
+            "unchanged"
+        );
     }
-    let r = report(&bad_card, "failed");
+    let r = report(&bad_card, "failed", 5);
     assert_eq!(
         (r.body["delivery"].as_str(), r.body["attempt"].as_u64()),
         (Some("gave_up"), Some(5))
@@ -1091,14 +1110,14 @@ fn delivery_reports_count_attempts_give_up_and_list_failed_cards() {
         .problem(400, "invalid_limit");
 
     // Bad input changes nothing.
-    report("nope", "failed").problem(400, "invalid_id");
+    report("nope", "failed", 1).problem(400, "invalid_id");
     api.post_raw(
         &format!("/v1/deliveries/{bad_card}/report"),
-        ADMIN,
-        r#"{"status":"lost"}"#,
+        DELIVERY,
+        r#"{"status":"lost","attempt":1,"token":"x"}"#,
     )
     .problem(400, "invalid_field");
-    report("999999", "failed").problem(404, "card_not_found");
+    report("999999", "failed", 1).problem(404, "card_not_found");
     let doc = api.get("/openapi.json", None).body;
     assert!(doc["paths"]["/v1/deliveries/{card_id}/report"]["post"].is_object());
     assert!(doc["paths"]["/v1/admin/deliveries/failed"]["get"].is_object());

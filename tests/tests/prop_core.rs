@@ -362,12 +362,30 @@ impl World {
                 let Some(card) = self.cards.get(*nth).copied() else {
                     return;
                 };
+                // The report of the attempt in flight (as its delivery event would say).
+                let at = route(
+                    &Command::ReportDelivery {
+                        card,
+                        delivered: *delivered,
+                        attempt: 1,
+                        attempts_max: 3,
+                    },
+                    n,
+                );
+                let attempt = match self.shards[usize::from(at.0)].cards().get(&card) {
+                    Some(c) => match c.delivery {
+                        giftcard_core::state::Delivery::Pending { failures } => failures + 1,
+                        _ => 1,
+                    },
+                    None => 1,
+                };
                 let cmd = Command::ReportDelivery {
                     card,
                     delivered: *delivered,
+                    attempt,
                     attempts_max: 3,
                 };
-                self.run(route(&cmd, n), &cmd);
+                self.run(at, &cmd);
             }
             Step::Close { period } => {
                 let cmd = Command::CloseSettlement {

@@ -10,8 +10,17 @@ use queue_common::*;
 use serde_json::{json, Value};
 use std::time::Duration;
 
-async fn report(nc: &async_nats::Client, card: &str, status: &str) -> Value {
-    let body = serde_json::to_vec(&json!({"card_id": card, "status": status})).unwrap();
+/// Reports on the attempt a delivery event announced, with the token it carried.
+async fn report(nc: &async_nats::Client, event: &Value, status: &str) -> Value {
+    report_raw(
+        nc,
+        json!({"card_id": event["card_id"], "status": status, "attempt": event["attempt"], "token": event["report_token"]}),
+    )
+    .await
+}
+
+async fn report_raw(nc: &async_nats::Client, msg: Value) -> Value {
+    let body = serde_json::to_vec(&msg).unwrap();
     let reply = tokio::time::timeout(
         Duration::from_secs(10),
         nc.request("giftcard.deliveries.report", body.into()),
@@ -57,11 +66,20 @@ async fn failed_deliveries_are_retried_with_backoff_then_given_up() {
         first[1].payload["card_id"].as_str().unwrap(),
     );
 
+    // A bare card id (they are sequential) or a made-up token settles nothing.
+    let forged = report_raw(
+        &nc,
+        json!({"card_id": ok_card, "status": "delivered", "attempt": 1, "token": "ab".repeat(32)}),
+    )
+    .await;
+    assert_eq!(forged["problem"]["code"], "forbidden", "{forged}");
+    let bare = report_raw(&nc, json!({"card_id": ok_card, "status": "delivered"})).await;
+    assert_eq!(bare["problem"]["status"], 400, "{bare}");
     assert_eq!(
-        report(&nc, ok_card, "delivered").await["delivery"],
+        report(&nc, &first[0].payload, "delivered").await["delivery"],
         "delivered"
     );
-    let r = report(&nc, bad_card, "failed").await;
+    let r = report(&nc, &first[1].payload, "failed").await;
     assert_eq!(
         (r["delivery"].as_str(), r["attempt"].as_u64()),
         (Some("retrying"), Some(1))
@@ -74,19 +92,25 @@ async fn failed_deliveries_are_retried_with_backoff_then_given_up() {
         |e| e.len() >= 3,
     )
     .await;
-    assert_eq!(
-        events[2].msg_id.as_deref(),
-        Some(format!("{bad_card}-retry-1").as_str())
-    );
+    // Behind the engine's secret tag, so no one can pre-publish the id and have the broker
+    // drop the real event.
+    let id = events[2].msg_id.as_deref().unwrap();
+    assert!(id.ends_with(&format!(".{bad_card}-retry-1")), "{id}");
+    assert_eq!(id.split_once('.').unwrap().0.len(), 16, "{id}");
     assert_eq!(events[2].payload["card_id"], bad_card);
     assert_eq!(events[2].payload["attempt"], 2);
     assert_eq!(open_code(&events[2].payload), open_code(&first[1].payload));
 
+    // The first event's token is of an attempt that is over: it changes nothing.
     assert_eq!(
-        report(&nc, bad_card, "failed").await["delivery"],
+        report(&nc, &first[1].payload, "delivered").await["delivery"],
+        "unchanged"
+    );
+    assert_eq!(
+        report(&nc, &events[2].payload, "failed").await["delivery"],
         "retrying"
     );
-    wait_for(
+    let events = wait_for(
         &js,
         "GIFTCARD_EVENTS",
         "giftcard.delivery.email",
@@ -95,13 +119,14 @@ async fn failed_deliveries_are_retried_with_backoff_then_given_up() {
     )
     .await;
     // The third failure is the last allowed (attempts_max = 3): given up, not re-sent.
-    let r = report(&nc, bad_card, "failed").await;
+    assert_eq!(events[3].payload["attempt"], 3);
+    let r = report(&nc, &events[3].payload, "failed").await;
     assert_eq!(
         (r["delivery"].as_str(), r["attempt"].as_u64()),
         (Some("gave_up"), Some(3))
     );
     assert_eq!(
-        report(&nc, bad_card, "delivered").await["delivery"],
+        report(&nc, &events[3].payload, "delivered").await["delivery"],
         "unchanged"
     );
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -125,7 +150,11 @@ async fn failed_deliveries_are_retried_with_backoff_then_given_up() {
         vec![bad_card.to_owned()]
     );
 
-    let bad = report(&nc, "not-a-card", "failed").await;
+    let bad = report_raw(
+        &nc,
+        json!({"card_id": "not-a-card", "status": "failed", "attempt": 1, "token": ""}),
+    )
+    .await;
     assert_eq!(bad["problem"]["code"], "invalid_id");
     adapter.stop();
 }
@@ -147,7 +176,7 @@ async fn a_restart_schedules_the_pending_retries_again() {
     let js = async_nats::jetstream::new(nc.clone());
     let first = order_and_deliveries(&js, "r-1", 1, "sms").await;
     let card = first[0].payload["card_id"].as_str().unwrap().to_owned();
-    let r = report(&nc, &card, "failed").await;
+    let r = report(&nc, &first[0].payload, "failed").await;
     assert_eq!(r["delivery"], "retrying");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
@@ -171,10 +200,8 @@ async fn a_restart_schedules_the_pending_retries_again() {
         |e| e.len() >= 2,
     )
     .await;
-    assert_eq!(
-        events[1].msg_id.as_deref(),
-        Some(format!("{card}-retry-1").as_str())
-    );
+    let id = events[1].msg_id.as_deref().unwrap();
+    assert!(id.ends_with(&format!(".{card}-retry-1")), "{id}");
     assert_eq!(events[1].payload["card_id"], card.as_str());
     assert_eq!(events[1].payload["attempt"], 2);
     adapter.stop();

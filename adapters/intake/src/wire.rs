@@ -553,6 +553,12 @@ pub enum DeliveryStatusDto {
 #[serde(deny_unknown_fields)]
 pub struct DeliveryReportRequest {
     pub status: DeliveryStatusDto,
+    /// The attempt reported on: the delivery event's `attempt`.
+    #[schema(minimum = 1, maximum = 255)]
+    pub attempt: u8,
+    /// The delivery event's `report_token` for that attempt.
+    #[schema(pattern = r"^[0-9a-f]{64}$", min_length = 64, max_length = 64)]
+    pub token: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]

@@ -1,6 +1,6 @@
 //! The outbox: reads durable journal frames after the published position, turns their events
 //! into messages (order outcome, one delivery per card, settlement per supplier, low stock), and
-//! publishes them with stable ids as `Nats-Msg-Id`, in journal order (so in order per shard), at
+//! publishes them with stable ids as `Nats-Msg-Id` (behind a secret tag: `{tag}.{id}`), in journal order (so in order per shard), at
 //! least once. The position advances only after the broker acked every message of the frames;
 //! while the broker is away the journal holds the backlog (the engine keeps frames the outbox
 //! has not published), and publishing resumes where it stopped. After a crash a few frames may
@@ -275,11 +275,9 @@ fn retry_message(
     ev.shard = r.shard.0;
     ev.lsn = r.lsn.0;
     ev.attempt = r.failed_attempt.saturating_add(1);
-    Ok(Some(out(
-        format!("giftcard.delivery.{channel}"),
-        &ev.event_id.clone(),
-        &ev,
-    )))
+    ev.report_token = engine.vault().report_token(r.card.0, ev.attempt);
+    let id = format!("{}.{}", engine.vault().message_id_tag(), ev.event_id);
+    Ok(Some(out(format!("giftcard.delivery.{channel}"), &id, &ev)))
 }
 
 /// Turns frames into messages (in journal order) and the retries their reports ask for.
@@ -346,6 +344,10 @@ fn build(
                 low_stock(engine, cfg, memory, sku, shard, lsn, &mut msgs)?;
             }
         }
+    }
+    let tag = engine.vault().message_id_tag();
+    for m in &mut msgs {
+        m.id = format!("{tag}.{}", m.id);
     }
     Ok((msgs, retries))
 }
@@ -443,6 +445,7 @@ fn delivery_event(
         batch_index: 0,
         batch_count: 1,
         attempt: 1,
+        report_token: engine.vault().report_token(id.0, 1),
     })
 }
 

@@ -58,18 +58,24 @@ async fn report(engine: &Engine, payload: &[u8], attempts_max: u8) -> serde_json
     let parsed: Result<DeliveryReportMessage, ApiError> =
         giftcard_intake::input::json(&bytes::Bytes::copy_from_slice(payload));
     let r = match parsed {
-        Ok(m) => {
-            giftcard_intake::input::digits("card_id", &m.card_id).map(|id| (CardId(id), m.status))
-        }
+        Ok(m) => giftcard_intake::input::digits("card_id", &m.card_id).and_then(|id| {
+            // Only who received the delivery event of this attempt holds its token.
+            if engine.vault().report_token_valid(id, m.attempt, &m.token) {
+                Ok((CardId(id), m.status, m.attempt))
+            } else {
+                Err(ApiError::Forbidden)
+            }
+        }),
         Err(e) => Err(e),
     };
-    let (card, status) = match r {
+    let (card, status, attempt) = match r {
         Ok(v) => v,
         Err(e) => return serde_json::json!({ "problem": problem_of(&e) }),
     };
     let cmd = Command::ReportDelivery {
         card,
         delivered: status == DeliveryStatusDto::Delivered,
+        attempt,
         attempts_max,
     };
     match submit(engine, cmd).await {

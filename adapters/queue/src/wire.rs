@@ -91,6 +91,9 @@ pub struct DeliveryEvent {
     pub batch_count: u64,
     /// 1 for the first sending; a retry after a failed report carries the attempt it is.
     pub attempt: u8,
+    /// What a report on this attempt must carry (with `attempt`): proof that the reporter
+    /// received this event, so no one else on the bus can settle the card's delivery.
+    pub report_token: String,
 }
 
 /// An order a settlement covers.
@@ -132,4 +135,7 @@ pub struct LowStockEvent {
 pub struct DeliveryReportMessage {
     pub card_id: String,
     pub status: giftcard_intake::wire::DeliveryStatusDto,
+    /// The delivery event's `attempt` and `report_token`.
+    pub attempt: u8,
+    pub token: String,
 }

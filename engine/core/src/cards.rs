@@ -192,6 +192,7 @@ impl Cards {
         &self,
         card_id: CardId,
         delivered: bool,
+        reported_attempt: u8,
         attempts_max: u8,
     ) -> Decision {
         let Some(card) = self.cards.get(&card_id) else {
@@ -205,6 +206,11 @@ impl Cards {
             }
         };
         let attempt = failures.saturating_add(1);
+        // A report on an earlier attempt (late, or replayed from an old event) or a later one
+        // (made up) is not about the delivery in flight.
+        if reported_attempt != attempt {
+            return Decision::Answered(vec![]);
+        }
         let gave_up = !delivered && attempt >= attempts_max.max(1);
         Decision::Events(vec![Event::DeliveryReported {
             card: card_id,

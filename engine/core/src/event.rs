@@ -142,11 +142,13 @@ pub enum Command {
         caller: Caller,
         redemption_id: RequestId,
     },
-    /// The delivery service's report on one card; after `attempts_max` failures the card's
-    /// delivery is given up and listed for operators.
+    /// The delivery service's report on one attempt of one card; after `attempts_max` failures
+    /// the card's delivery is given up and listed for operators. A report on any attempt but
+    /// the current one changes nothing.
     ReportDelivery {
         card: CardId,
         delivered: bool,
+        attempt: u8,
         attempts_max: u8,
     },
     /// Close the settlement period on this shard: everything owed to suppliers since the last

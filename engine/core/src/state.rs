@@ -276,8 +276,11 @@ impl ShardState {
             Command::ReportDelivery {
                 card,
                 delivered,
+                attempt,
                 attempts_max,
-            } => self.cards.decide_delivery(*card, *delivered, *attempts_max),
+            } => self
+                .cards
+                .decide_delivery(*card, *delivered, *attempt, *attempts_max),
             Command::CloseSettlement { period_id } => self.settlement.decide_close(period_id),
             Command::Tick => self.deadlines.decide_tick(self, ctx.now),
         }

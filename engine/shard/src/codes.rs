@@ -19,6 +19,8 @@ pub const CODE_LEN_MAX: usize = 128;
 pub struct CodeVault {
     cipher: ChaCha20Poly1305,
     hash_key: [u8; 32],
+    /// Keys the delivery report tokens, derived from the hash key for that purpose alone.
+    report_key: [u8; 32],
 }
 
 /// A code that could not be unsealed: wrong key or damaged data.
@@ -32,7 +34,35 @@ impl CodeVault {
         CodeVault {
             cipher: ChaCha20Poly1305::new(Key::from_slice(&seal_key)),
             hash_key,
+            report_key: blake3::derive_key("giftcard delivery report token v1", &hash_key),
         }
+    }
+
+    fn report_tag(&self, card: u64, attempt: u8) -> blake3::Hash {
+        let mut msg = [0u8; 9];
+        msg[..8].copy_from_slice(&card.to_le_bytes());
+        msg[8] = attempt;
+        blake3::keyed_hash(&self.report_key, &msg)
+    }
+
+    /// The token a delivery event carries for one attempt of one card: only who received that
+    /// event can report on that attempt (card ids are sequential; a bare id would let anyone on
+    /// the bus settle every card's delivery).
+    pub fn report_token(&self, card: u64, attempt: u8) -> String {
+        self.report_tag(card, attempt).to_hex().to_string()
+    }
+
+    /// A secret part of every `Nats-Msg-Id` the engine publishes, stable for the keys: the
+    /// broker drops a message whose id it saw within its duplicate window, so a predictable id
+    /// (`{shard}-{lsn}`) would let anyone who may publish on the stream pre-empt a real event.
+    pub fn message_id_tag(&self) -> String {
+        let tag = blake3::keyed_hash(&self.report_key, b"nats message id");
+        tag.to_hex()[..16].to_owned()
+    }
+
+    /// Whether `token` is the one of this card's attempt (compared in constant time).
+    pub fn report_token_valid(&self, card: u64, attempt: u8, token: &str) -> bool {
+        blake3::Hash::from_hex(token).is_ok_and(|t| t == self.report_tag(card, attempt))
     }
 
     /// The keyed hash of a code, as used for lookups and duplicate detection.

@@ -49,6 +49,15 @@ pub fn keys() -> Vec<ApiKeyConfig> {
     ]
 }
 
+/// The report token a delivery event would carry for `card`'s `attempt` under the test
+/// engine's keys (the development keys of `EngineConfig::new`); tests without NATS have no
+/// delivery events to read it from.
+pub fn report_token(card: &str, attempt: u8) -> String {
+    let cfg = giftcard_shard::EngineConfig::new(Path::new("unused"), 1);
+    let vault = giftcard_shard::codes::CodeVault::new(cfg.seal_key, cfg.hash_key);
+    vault.report_token(card.parse().expect("a card id"), attempt)
+}
+
 /// The funding key of a checkout key's tenant (admin funds as admin).
 pub fn funding_of(key: &str) -> &'static str {
     match key {

@@ -34,10 +34,20 @@ pub async fn report_delivery(
     who.require(DELIVERY_ROLES)?;
     let card = CardId(input::digits("card_id", &path)?);
     let body = body.parse()?;
+    // The token of the attempt, from its delivery event: a delivery key alone cannot settle
+    // a card it was never sent.
+    if !state
+        .engine()?
+        .vault()
+        .report_token_valid(card.0, body.attempt, &body.token)
+    {
+        return Err(ApiError::Forbidden.into());
+    }
     let delivered = body.status == DeliveryStatusDto::Delivered;
     let cmd = Command::ReportDelivery {
         card,
         delivered,
+        attempt: body.attempt,
         attempts_max: state.delivery_attempts_max,
     };
     // Answered: the delivery was settled before and the report changed nothing.
