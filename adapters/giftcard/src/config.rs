@@ -134,7 +134,10 @@ fn setting_value(
 
 /// Settings that are lists of tables, which the environment may replace whole.
 fn is_list(section: &str, key: &str) -> bool {
-    matches!((section, key), ("http", "api_keys") | ("http", "gateways"))
+    matches!(
+        (section, key),
+        ("http", "api_keys") | ("http", "gateways") | ("nats", "order_signers")
+    )
 }
 
 fn hex32(s: &str, what: &str) -> Result<[u8; 32]> {

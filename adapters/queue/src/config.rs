@@ -15,6 +15,21 @@ pub struct QueueConfig {
     /// Token authentication (empty: none).
     #[serde(default)]
     pub token: String,
+    /// User and password authentication (empty: none): the engine's own broker user, which the
+    /// broker's permissions let consume every client's orders (see SECURITY.md).
+    #[serde(default)]
+    pub user: String,
+    #[serde(default)]
+    pub password: String,
+    /// Clients whose orders must carry a `Giftcard-Signature` header: `v1,` base64 HMAC-SHA256
+    /// with the client's secret over `{subject}.0.{body}`. In addition to, not instead of, the
+    /// broker's per-client publish permissions.
+    #[serde(default)]
+    pub order_signers: Vec<OrderSigner>,
+    /// Refuse every order whose client has no signer configured (true), or accept the unsigned
+    /// orders of such clients on the broker's word alone (false).
+    #[serde(default)]
+    pub order_signatures_required: bool,
     /// A `.creds` file (JWT and NKey seed) for account-based authentication (empty: none).
     #[serde(default)]
     pub credentials_file: String,
@@ -134,6 +149,14 @@ mod defaults {
     }
 }
 
+/// One client's order signing secrets (`whsec_<base64>`; two while rotating).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderSigner {
+    pub client: String,
+    pub secrets: Vec<String>,
+}
+
 impl QueueConfig {
     /// Settings for tests and tools: one server, defaults everywhere else, enabled.
     pub fn new(url: &str) -> QueueConfig {
@@ -141,6 +164,10 @@ impl QueueConfig {
             enabled: true,
             url: url.to_owned(),
             token: String::new(),
+            user: String::new(),
+            password: String::new(),
+            order_signers: Vec::new(),
+            order_signatures_required: false,
             credentials_file: String::new(),
             tls_required: false,
             tls_ca_file: String::new(),

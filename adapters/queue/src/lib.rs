@@ -60,6 +60,7 @@ impl QueueAdapter {
         // Refused here, before anything connects: no delivery event leaves without its code
         // sealed, unless the configuration asks for clear codes.
         seal::CodeSealer::from_config(&cfg.delivery_public_key, cfg.delivery_codes_in_clear)?;
+        let signers = Arc::new(orders::Signers::from_config(&cfg).map_err(QueueError::Config)?);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("giftcard-queue")
@@ -69,7 +70,7 @@ impl QueueAdapter {
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
             .name("giftcard-queue".into())
-            .spawn(move || rt.block_on(run(cfg, engine, flag)))?;
+            .spawn(move || rt.block_on(run(cfg, engine, signers, flag)))?;
         Ok(QueueAdapter {
             stop,
             thread: Some(thread),
@@ -94,7 +95,12 @@ impl Drop for QueueAdapter {
     }
 }
 
-async fn run(cfg: QueueConfig, engine: Arc<Engine>, stop: Arc<AtomicBool>) {
+async fn run(
+    cfg: QueueConfig,
+    engine: Arc<Engine>,
+    signers: Arc<orders::Signers>,
+    stop: Arc<AtomicBool>,
+) {
     let client = loop {
         match connect(&cfg).await {
             Ok(c) => break c,
@@ -134,7 +140,7 @@ async fn run(cfg: QueueConfig, engine: Arc<Engine>, stop: Arc<AtomicBool>) {
         cfg.clone(),
         stop.clone(),
     ));
-    orders::run(js, engine, cfg, stop.clone()).await;
+    orders::run(js, engine, cfg, signers, stop.clone()).await;
     // The outbox publishes once more what is durable if the broker is there. A broker that is
     // gone must not hold up shutdown: a publish into a disconnected client can wait forever, and
     // the journal keeps whatever was not published (the cursor only moves after the acks).
@@ -172,6 +178,9 @@ async fn connect(cfg: &QueueConfig) -> Result<async_nats::Client, QueueError> {
         });
     if !cfg.token.is_empty() {
         opts = opts.token(cfg.token.clone());
+    }
+    if !cfg.user.is_empty() {
+        opts = opts.user_and_password(cfg.user.clone(), cfg.password.clone());
     }
     if !cfg.credentials_file.is_empty() {
         opts = opts

@@ -27,6 +27,64 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 
 const SUBJECT_PREFIX: &str = "giftcard.orders.";
+/// The header an order's signature travels in.
+pub const SIGNATURE_HEADER: &str = "Giftcard-Signature";
+
+/// The clients whose orders must be signed, with their secrets.
+pub struct Signers {
+    by_client: std::collections::HashMap<String, Vec<giftcard_intake::signature::Secret>>,
+    required: bool,
+}
+
+impl Signers {
+    /// Parses `nats.order_signers`; a malformed secret is a configuration error.
+    pub fn from_config(cfg: &QueueConfig) -> Result<Signers, String> {
+        let mut by_client = std::collections::HashMap::new();
+        for s in &cfg.order_signers {
+            if s.secrets.is_empty() || s.secrets.len() > 2 {
+                return Err(format!(
+                    "order signer {} needs one or two secrets",
+                    s.client
+                ));
+            }
+            let secrets = s
+                .secrets
+                .iter()
+                .map(|t| giftcard_intake::signature::Secret::parse(t))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("order signer {}: {e}", s.client))?;
+            by_client.insert(s.client.clone(), secrets);
+        }
+        Ok(Signers {
+            by_client,
+            required: cfg.order_signatures_required,
+        })
+    }
+
+    /// Whether a message on `subject` for `client` may be taken: signed by the client when it
+    /// has secrets (or when every order must be signed).
+    fn check(&self, client: &str, subject: &str, msg: &Message) -> Result<(), ApiError> {
+        let Some(secrets) = self.by_client.get(client) else {
+            return if self.required {
+                Err(ApiError::InvalidSignature(
+                    "orders must be signed and this client has no signing secret",
+                ))
+            } else {
+                Ok(())
+            };
+        };
+        let signature = msg
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(SIGNATURE_HEADER))
+            .map(|v| v.as_str())
+            .ok_or(ApiError::InvalidSignature(
+                "the Giftcard-Signature header is missing",
+            ))?;
+        giftcard_intake::signature::verify_untimed(secrets, subject, signature, &msg.payload)
+            .map_err(|_| ApiError::InvalidSignature("no signature matches"))
+    }
+}
 /// How long an overloaded engine's message waits before redelivery, and the consumer before
 /// pulling again.
 const OVERLOAD_PAUSE: Duration = Duration::from_millis(200);
@@ -42,7 +100,13 @@ enum Settle {
 }
 
 /// Pulls and handles orders until `stop`.
-pub async fn run(js: Context, engine: Arc<Engine>, cfg: Arc<QueueConfig>, stop: Arc<AtomicBool>) {
+pub async fn run(
+    js: Context,
+    engine: Arc<Engine>,
+    cfg: Arc<QueueConfig>,
+    signers: Arc<Signers>,
+    stop: Arc<AtomicBool>,
+) {
     let inflight = Arc::new(Semaphore::new(cfg.orders_inflight_max.max(1)));
     let paused_until = Arc::new(AtomicU64::new(0));
     while !stop.load(Ordering::Acquire) {
@@ -83,8 +147,9 @@ pub async fn run(js: Context, engine: Arc<Engine>, cfg: Arc<QueueConfig>, stop: 
             };
             let (js, engine, paused) = (js.clone(), engine.clone(), paused_until.clone());
             let store = cfg.store_results;
+            let signers = signers.clone();
             tokio::spawn(async move {
-                handle(&js, &engine, store, &msg, &paused).await;
+                handle(&js, &engine, &signers, store, &msg, &paused).await;
                 drop(permit);
             });
         }
@@ -143,12 +208,13 @@ fn settle_failed(e: &EngineError, seq: u64) -> Settle {
 async fn handle(
     js: &Context,
     engine: &Engine,
+    signers: &Signers,
     store: bool,
     msg: &Message,
     paused_until: &AtomicU64,
 ) {
     let seq = msg.info().map(|i| i.stream_sequence).unwrap_or(0);
-    let settle = match decide(engine, msg, seq).await {
+    let settle = match decide(engine, signers, msg, seq).await {
         Err(EngineError::Overloaded) => {
             paused_until.store(
                 now_ms() + OVERLOAD_PAUSE.as_millis() as u64,
@@ -192,6 +258,7 @@ async fn handle(
 /// retry on.
 async fn decide(
     engine: &Engine,
+    signers: &Signers,
     msg: &Message,
     seq: u64,
 ) -> Result<(String, OrderResult, String, bool), EngineError> {
@@ -235,6 +302,10 @@ async fn decide(
     if let Err(e) = checked {
         // No client to answer: the result goes to `giftcard.results._invalid` for operators.
         return Ok(invalid("_invalid", None, e));
+    }
+    // Before anything is parsed: an unsigned or forged order of a signing client is refused.
+    if let Err(e) = signers.check(&client, msg.subject.as_str(), msg) {
+        return Ok(invalid(&client, None, e));
     }
     let dto: OrderRequestDto = match giftcard_intake::input::json(&msg.payload) {
         Ok(d) => d,

@@ -73,8 +73,25 @@ impl NatsServer {
 
     /// Starts a server on `port` (a restart keeps the port and the store).
     pub fn start_on(port: u16, store_dir: &Path) -> NatsServer {
+        NatsServer::spawn(port, store_dir, None)
+    }
+
+    /// Starts a server whose configuration file holds `authorization` (the body of a nats-server
+    /// `authorization { ... }` block: users and their permissions), on a free port.
+    pub fn start_with_authorization(store_dir: &Path, authorization: &str) -> NatsServer {
+        let conf = store_dir.with_extension("conf");
+        let text = format!("authorization {{\n{authorization}\n}}\n");
+        std::fs::write(&conf, text).expect("nats-server configuration written");
+        NatsServer::spawn(free_port(), store_dir, Some(&conf))
+    }
+
+    fn spawn(port: u16, store_dir: &Path, conf: Option<&Path>) -> NatsServer {
         let bin = nats_server_binary();
-        let child = Command::new(&bin)
+        let mut cmd = Command::new(&bin);
+        if let Some(c) = conf {
+            cmd.arg("-c").arg(c);
+        }
+        let child = cmd
             .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
             .arg(store_dir)
             .stdout(Stdio::null())
