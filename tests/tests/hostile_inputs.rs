@@ -381,6 +381,8 @@ fn hostile_requests_get_the_documented_error_and_change_nothing() {
         ("unauthenticated deposit", raw("POST", &dep_path, None, br#"{"deposit_id":"x","amount":{"amount_minor":1,"currency":"USD"},"reference":"psp"}"#), problem(401, "unauthenticated")),
         // A batch naming one order id twice would answer (and reveal) the same order again.
         ("one order id twice in a batch", post("/v1/orders/batch", CHECKOUT, &format!(r#"{{"orders":[{},{}]}}"#, order_json("dup-1"), order_json("dup-1"))), problem_at(400, "duplicate_order_id", "orders[1].order_id")),
+        // One response carries at most one order's worth of cards.
+        ("a batch of more cards than one order may buy", post("/v1/orders/batch", CHECKOUT, &json!({"orders": [order_body("big-1", WALLET, SKU, 6_000), order_body("big-2", WALLET, SKU, 6_000)]}).to_string()), problem_at(400, "too_many_cards", "orders")),
         // Conditional SKU changes: an If-Match that is no version of ours, or a stale one.
         ("If-Match without quotes", raw("PATCH", &format!("/v1/skus/{SKU}"), Some(ADMIN), br#"{"brand":"x"}"#).header("If-Match", "v1"), problem_at(400, "invalid_if_match", "If-Match")),
         ("If-Match of a weak tag", raw("PATCH", &format!("/v1/skus/{SKU}"), Some(ADMIN), br#"{"brand":"x"}"#).header("If-Match", "W/\"v1\""), problem_at(400, "invalid_if_match", "If-Match")),

@@ -247,6 +247,20 @@ pub async fn place_batch(
     for (i, o) in orders.iter().enumerate() {
         reqs.push(order_request(&who.caller(), o, &format!("orders[{i}]."))?);
     }
+    // One answer carries at most one order's worth of cards (and codes): a batch of a thousand
+    // 10,000-card orders would reveal ten million codes in a single response.
+    let cards: u64 = reqs.iter().map(giftcard_core::OrderRequest::card_count).sum();
+    if cards > u64::from(giftcard_core::ORDER_CARDS_MAX) {
+        return Err(ApiError::invalid(
+            "too_many_cards",
+            "orders",
+            format!(
+                "a batch buys at most {} cards in all; send the rest in another",
+                giftcard_core::ORDER_CARDS_MAX
+            ),
+        )
+        .into());
+    }
     let engine = state.engine()?;
     let prefixed = orders.iter().enumerate();
     check_amounts(engine, prefixed.map(|(i, o)| (o, format!("orders[{i}].")))).await?;
