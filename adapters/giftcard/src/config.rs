@@ -37,6 +37,12 @@ pub struct EngineSection {
     /// 64 hex characters each.
     pub seal_key: String,
     pub hash_key: String,
+    /// The version of `seal_key` (0: codes carry no version header). Absent: 0.
+    #[serde(default)]
+    pub seal_key_version: u8,
+    /// Earlier sealing keys, `version:hex` comma-separated: they open what they sealed.
+    #[serde(default)]
+    pub previous_seal_keys: String,
 }
 
 /// `[nats]` (the queue adapter; off in the embedded default). Its settings are the queue
@@ -151,6 +157,24 @@ fn hex32(s: &str, what: &str) -> Result<[u8; 32]> {
         .map_err(|_| anyhow::anyhow!("{what} must be 64 hex characters (32 bytes)"))
 }
 
+/// `version:hex,version:hex` as (version, key) pairs.
+fn previous_keys(text: &str) -> Result<Vec<(u8, [u8; 32])>> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|entry| {
+            let (v, hex) = entry
+                .split_once(':')
+                .context("engine.previous_seal_keys entries are version:hex")?;
+            let v: u8 = v
+                .trim()
+                .parse()
+                .context("a previous seal key's version is 0 to 255")?;
+            Ok((v, hex32(hex.trim(), "engine.previous_seal_keys")?))
+        })
+        .collect()
+}
+
 fn rejection_replay_window_ms() -> u64 {
     86_400_000
 }
@@ -169,6 +193,14 @@ impl Config {
         c.checkpoint_after_records = self.engine.checkpoint_after_records;
         c.rejection_replay_window_ms = self.engine.rejection_replay_window_ms;
         c.seal_key = hex32(&self.engine.seal_key, "engine.seal_key")?;
+        c.seal_key_version = self.engine.seal_key_version;
+        c.previous_seal_keys = previous_keys(&self.engine.previous_seal_keys)?;
+        if c.previous_seal_keys
+            .iter()
+            .any(|(v, _)| *v == c.seal_key_version)
+        {
+            bail!("engine.previous_seal_keys repeats the version of engine.seal_key");
+        }
         c.hash_key = hex32(&self.engine.hash_key, "engine.hash_key")?;
         // The queue adapter publishes events from the journal: checkpoints must keep what it
         // has not published yet.

@@ -62,6 +62,15 @@ enum Cmd {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Seal every card code again under the configured seal key (`engine.seal_key` with a new
+    /// `engine.seal_key_version`, the old key listed in `engine.previous_seal_keys`), then write
+    /// a checkpoint. Afterwards the previous key is no longer needed. The server must be stopped.
+    RotateSealKey {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Print the hash of an API key, as the configuration stores it.
     HashKey { key: String },
     /// Make a key pair for the delivery consumer: the public key goes in
@@ -99,6 +108,30 @@ fn main() -> Result<()> {
                 .checkpoint()
                 .map_err(|e| anyhow::anyhow!("checkpoint failed: {e}"))?;
             println!("checkpoint written through frame {through}");
+            Ok(())
+        }
+        Cmd::RotateSealKey { data, config } => {
+            let mut cfg = config::load(config.as_deref())?;
+            cfg.engine.data_dir = data;
+            let engine = giftcard_shard::Engine::open(cfg.engine_config()?)?;
+            let report = engine
+                .reseal()
+                .map_err(|e| anyhow::anyhow!("re-sealing failed: {e}"))?;
+            let through = engine
+                .checkpoint()
+                .map_err(|e| anyhow::anyhow!("checkpoint failed: {e}"))?;
+            let left = engine
+                .reseal()
+                .map_err(|e| anyhow::anyhow!("checking the re-sealed codes failed: {e}"))?;
+            anyhow::ensure!(
+                left == giftcard_shard::ResealReport::default(),
+                "codes still sealed under an earlier key after re-sealing: {left:?}"
+            );
+            println!(
+                "re-sealed {} supplier codes and {} issued codes under seal key version {}; \
+                 checkpoint through frame {through}. engine.previous_seal_keys may now be emptied.",
+                report.slots, report.cards, cfg.engine.seal_key_version
+            );
             Ok(())
         }
         Cmd::HashKey { key } => {

@@ -220,6 +220,27 @@ impl Cards {
         }])
     }
 
+    /// New sealed boxes for issued cards of this shard. Any card that is not one (unknown,
+    /// another shard's, a supplier code) refuses the whole command.
+    pub(crate) fn decide_reseal(&self, shard: ShardId, cards: &[(CardId, Vec<u8>)]) -> Decision {
+        let issued = |id: &CardId| {
+            id.shard() == shard
+                && self
+                    .cards
+                    .get(id)
+                    .is_some_and(|c| matches!(c.code, CodeRef::Sealed(_)))
+        };
+        if cards
+            .iter()
+            .any(|(id, sealed)| !issued(id) || sealed.is_empty())
+        {
+            return Decision::Reject(Rejection::CardNotFound);
+        }
+        Decision::Events(vec![Event::CodesResealed {
+            cards: cards.to_vec(),
+        }])
+    }
+
     fn card_mut(&mut self, id: &CardId) -> &mut Card {
         self.cards
             .get_mut(id)
@@ -229,6 +250,11 @@ impl Cards {
     /// The cards' part of an event.
     pub(crate) fn apply(&mut self, event: &Event) {
         match event {
+            Event::CodesResealed { cards } => {
+                for (id, sealed) in cards {
+                    self.card_mut(id).code = CodeRef::Sealed(sealed.clone());
+                }
+            }
             Event::OrderCompleted(order) => self.issue(order),
             Event::DeliveryReported {
                 card,

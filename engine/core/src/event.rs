@@ -142,6 +142,11 @@ pub enum Command {
         caller: Caller,
         redemption_id: RequestId,
     },
+    /// Replace issued cards' sealed codes with boxes of the same codes under the current key
+    /// (drawn by the runtime, which holds the keys); all cards of this shard.
+    ResealCodes {
+        cards: Vec<(CardId, Vec<u8>)>,
+    },
     /// The delivery service's report on one attempt of one card; after `attempts_max` failures
     /// the card's delivery is given up and listed for operators. A report on any attempt but
     /// the current one changes nothing.
@@ -312,6 +317,11 @@ pub enum Event {
     Expired {
         fired: Vec<crate::deadlines::Deadline>,
         at: UnixMillis,
+    },
+    /// Issued cards' codes sealed again, under the current key (a key rotation): the same codes,
+    /// new boxes. Carries only sealed bytes, never a code.
+    CodesResealed {
+        cards: Vec<(CardId, Vec<u8>)>,
     },
 }
 

@@ -57,6 +57,10 @@ pub fn route(cmd: &crate::Command, n: u16) -> ShardId {
                 ShardId(0)
             }
         }
+        Command::ResealCodes { cards } => match cards.first() {
+            Some((card, _)) if card.shard().0 < n => card.shard(),
+            _ => ShardId(0),
+        },
         Command::LendStock { .. }
         | Command::ReceiveStock { .. }
         | Command::ReverseRedemption { .. }

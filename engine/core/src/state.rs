@@ -281,6 +281,7 @@ impl ShardState {
             } => self
                 .cards
                 .decide_delivery(*card, *delivered, *attempt, *attempts_max),
+            Command::ResealCodes { cards } => self.cards.decide_reseal(self.shard, cards),
             Command::CloseSettlement { period_id } => self.settlement.decide_close(period_id),
             Command::Tick => self.deadlines.decide_tick(self, ctx.now),
         }

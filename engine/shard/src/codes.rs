@@ -14,10 +14,20 @@ const ISSUED_CODE_LEN: usize = 18;
 /// Longest code a supplier may upload.
 pub const CODE_LEN_MAX: usize = 128;
 
-/// The two secrets of the code vault.
+/// First byte of a sealed code that names its key's version (the next byte). Codes sealed
+/// before key versions existed, and every code sealed under version 0, are `nonce ‖ ciphertext`
+/// with no header, and open with the version-0 key.
+const VERSIONED: u8 = 0xF1;
+
+/// The secrets of the code vault: the sealing keys by version (the current one seals, every
+/// one listed opens what it sealed, so a key can rotate), and the hashing key.
 #[derive(Clone)]
 pub struct CodeVault {
+    /// The key new codes are sealed with, and its version.
     cipher: ChaCha20Poly1305,
+    version: u8,
+    /// Every key that may open a code, by version (the current one included).
+    openers: Vec<(u8, ChaCha20Poly1305)>,
     hash_key: [u8; 32],
     /// Keys the delivery report tokens, derived from the hash key for that purpose alone.
     report_key: [u8; 32],
@@ -29,10 +39,27 @@ pub struct CodeVault {
 pub struct UnsealError;
 
 impl CodeVault {
-    /// A vault from a 32-byte sealing key and a 32-byte hashing key.
+    /// A vault from a 32-byte sealing key (version 0) and a 32-byte hashing key.
     pub fn new(seal_key: [u8; 32], hash_key: [u8; 32]) -> CodeVault {
+        CodeVault::with_keys((0, seal_key), &[], hash_key)
+    }
+
+    /// A vault sealing with `current` (version, key) that also opens codes sealed under any of
+    /// `previous` (while a rotation re-seals them, or until it does).
+    pub fn with_keys(
+        current: (u8, [u8; 32]),
+        previous: &[(u8, [u8; 32])],
+        hash_key: [u8; 32],
+    ) -> CodeVault {
+        let cipher = |k: &[u8; 32]| ChaCha20Poly1305::new(Key::from_slice(k));
+        let openers = std::iter::once(&current)
+            .chain(previous.iter().filter(|(v, _)| *v != current.0))
+            .map(|(v, k)| (*v, cipher(k)))
+            .collect();
         CodeVault {
-            cipher: ChaCha20Poly1305::new(Key::from_slice(&seal_key)),
+            cipher: cipher(&current.1),
+            version: current.0,
+            openers,
             hash_key,
             report_key: blake3::derive_key("giftcard delivery report token v1", &hash_key),
         }
@@ -73,7 +100,21 @@ impl CodeVault {
         out
     }
 
-    /// Encrypts a code: nonce (12 bytes) followed by ciphertext and tag.
+    /// The version of the key new codes are sealed with.
+    pub fn key_version(&self) -> u8 {
+        self.version
+    }
+
+    /// The version of the key a sealed code names (0 for a code without a version header).
+    pub fn sealed_version(sealed: &[u8]) -> u8 {
+        match sealed {
+            [VERSIONED, v, rest @ ..] if *v != 0 && rest.len() >= 12 + 16 => *v,
+            _ => 0,
+        }
+    }
+
+    /// Encrypts a code: under key version 0, nonce (12 bytes) followed by ciphertext and tag;
+    /// under a later version the same behind a header `0xF1, version`.
     pub fn seal(&self, code: &str) -> Vec<u8> {
         self.seal_with(&mut OsRng, code)
     }
@@ -82,7 +123,11 @@ impl CodeVault {
     pub fn seal_with(&self, rng: &mut dyn RngCore, code: &str) -> Vec<u8> {
         let mut nonce = [0u8; 12];
         rng.fill_bytes(&mut nonce);
-        let mut out = nonce.to_vec();
+        let mut out = Vec::with_capacity(2 + 12 + code.len() + 16);
+        if self.version != 0 {
+            out.extend_from_slice(&[VERSIONED, self.version]);
+        }
+        out.extend_from_slice(&nonce);
         // Encryption with a valid key and nonce cannot fail for inputs of this size.
         let ct = self
             .cipher
@@ -94,15 +139,30 @@ impl CodeVault {
 
     /// Decrypts a sealed code.
     pub fn unseal(&self, sealed: &[u8]) -> Result<String, UnsealError> {
-        if sealed.len() < 12 {
-            return Err(UnsealError);
-        }
-        let (nonce, ct) = sealed.split_at(12);
-        let plain = self
-            .cipher
-            .decrypt(Nonce::from_slice(nonce), ct)
-            .map_err(|_| UnsealError)?;
-        String::from_utf8(plain).map_err(|_| UnsealError)
+        self.open_version(sealed).map(|(_, code)| code)
+    }
+
+    /// Decrypts a sealed code and says which key version opened it (what a rotation asks:
+    /// a header alone could be a version-0 nonce that begins like one).
+    pub fn open_version(&self, sealed: &[u8]) -> Result<(u8, String), UnsealError> {
+        let open = |version: u8, body: &[u8]| {
+            let (_, cipher) = self.openers.iter().find(|(v, _)| *v == version)?;
+            if body.len() < 12 {
+                return None;
+            }
+            let (nonce, ct) = body.split_at(12);
+            cipher.decrypt(Nonce::from_slice(nonce), ct).ok()
+        };
+        // A versioned header, or a version-0 code whose random nonce happens to begin like one:
+        // the AEAD tag tells which.
+        let versioned = match Self::sealed_version(sealed) {
+            0 => None,
+            v => open(v, &sealed[2..]).map(|p| (v, p)),
+        };
+        let (version, plain) = versioned
+            .or_else(|| open(0, sealed).map(|p| (0, p)))
+            .ok_or(UnsealError)?;
+        Ok((version, String::from_utf8(plain).map_err(|_| UnsealError)?))
     }
 
     /// A fresh issued-card code whose hash places it on `shard`, so the card can live with the
@@ -161,6 +221,31 @@ mod tests {
             !s.windows(4).any(|w| w == b"1234"),
             "code is not stored in clear"
         );
+    }
+
+    #[test]
+    fn a_rotated_vault_opens_old_codes_seals_new_ones_under_its_version_and_needs_its_keys() {
+        let old = CodeVault::new([7; 32], [9; 32]);
+        let legacy = old.seal("OLD-CODE-0001");
+        assert_eq!(CodeVault::sealed_version(&legacy), 0);
+        let rotated = CodeVault::with_keys((1, [8; 32]), &[(0, [7; 32])], [9; 32]);
+        assert_eq!(rotated.unseal(&legacy).expect("old code"), "OLD-CODE-0001");
+        let fresh = rotated.seal("NEW-CODE-0001");
+        assert_eq!(&fresh[..2], &[VERSIONED, 1]);
+        assert_eq!(CodeVault::sealed_version(&fresh), 1);
+        assert_eq!(rotated.unseal(&fresh).expect("new code"), "NEW-CODE-0001");
+        // Again rotated, the oldest key retired: what it sealed no longer opens.
+        let again = CodeVault::with_keys((2, [6; 32]), &[(1, [8; 32])], [9; 32]);
+        assert_eq!(again.unseal(&fresh).expect("v1 code"), "NEW-CODE-0001");
+        assert!(again.unseal(&legacy).is_err());
+        assert!(
+            old.unseal(&fresh).is_err(),
+            "an old build cannot open a new key's code"
+        );
+        // The version byte is authenticated only through its key: naming another fails.
+        let mut renamed = fresh.clone();
+        renamed[1] = 2;
+        assert!(again.unseal(&renamed).is_err());
     }
 
     #[test]

@@ -11,7 +11,12 @@ pub struct EngineConfig {
     pub mailbox_len_max: usize,
     /// Messages a shard handles per pass (per journal hand-off).
     pub batch_events_max: usize,
+    /// The key new codes are sealed with, and its version (0: sealed codes carry no version
+    /// header, as before versions existed).
     pub seal_key: [u8; 32],
+    pub seal_key_version: u8,
+    /// Earlier sealing keys by version: they open what they sealed, and seal nothing.
+    pub previous_seal_keys: Vec<(u8, [u8; 32])>,
     pub hash_key: [u8; 32],
     pub cache_bytes: u64,
     /// Records replayed at start-up above which a checkpoint is written right after recovery.
@@ -34,6 +39,8 @@ impl EngineConfig {
             seal_key: *b"dev-seal-key-change-me-0123456789"[..32]
                 .try_into()
                 .unwrap_or(&[0u8; 32]),
+            seal_key_version: 0,
+            previous_seal_keys: Vec::new(),
             hash_key: *b"dev-hash-key-change-me-0123456789"[..32]
                 .try_into()
                 .unwrap_or(&[0u8; 32]),

@@ -44,6 +44,15 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use writer::{WriteMsg, WriterShared};
 
+/// What [`Engine::reseal`] sealed again.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ResealReport {
+    /// Supplier codes in the store.
+    pub slots: u64,
+    /// Issued cards' codes.
+    pub cards: u64,
+}
+
 /// The running engine. Cheap to share behind an `Arc`; every method is callable from any thread.
 pub struct Engine {
     mailboxes: Vec<Mailbox>,
@@ -119,7 +128,11 @@ impl Engine {
         }));
         let quiesce = Arc::new(Quiesce::default());
         let stopping = Arc::new(AtomicBool::new(false));
-        let vault = CodeVault::new(cfg.seal_key, cfg.hash_key);
+        let vault = CodeVault::with_keys(
+            (cfg.seal_key_version, cfg.seal_key),
+            &cfg.previous_seal_keys,
+            cfg.hash_key,
+        );
         let mut receivers = Vec::new();
         let mut mailboxes = Vec::new();
         for _ in 0..n {
@@ -234,6 +247,55 @@ impl Engine {
                 reply,
             ),
         );
+    }
+
+    /// Seals every code again under the current seal key (a key rotation): the supplier codes in
+    /// the store and every shard's issued cards, each durable before this returns. Afterwards
+    /// no code needs an earlier key; the journal frames written before still hold the old boxes
+    /// until a checkpoint truncates them. Safe while serving (codes never change, only boxes).
+    pub fn reseal(&self) -> Result<ResealReport, EngineError> {
+        let current = self.vault.key_version();
+        let mut report = ResealReport::default();
+        let mut slots = Vec::new();
+        let send = |shard: u16, slots: Vec<(u64, Vec<u8>)>| -> Result<u64, EngineError> {
+            let (tx, rx) = bounded(1);
+            self.deliver(
+                ShardId(shard),
+                ClientMsg::Reseal(slots, Box::new(move |r| drop(tx.send(r)))),
+            );
+            match rx.recv().unwrap_or(Err(EngineError::Stopping))? {
+                Outcome::Applied(evs) => Ok(evs
+                    .iter()
+                    .map(|e| match e {
+                        Event::CodesResealed { cards } => cards.len() as u64,
+                        _ => 0,
+                    })
+                    .sum()),
+                other => Err(unexpected(other)),
+            }
+        };
+        for entry in self.reader.scan_prefix(&slot_key(0)[..1]) {
+            let (key, sealed) = entry.map_err(|_| EngineError::Storage)?;
+            let Ok(slot) = <[u8; 8]>::try_from(&key[1..]).map(u64::from_be_bytes) else {
+                continue;
+            };
+            let (version, code) = self
+                .vault
+                .open_version(&sealed)
+                .map_err(|_| EngineError::Storage)?;
+            if version != current {
+                slots.push((slot, self.vault.seal(&code)));
+                report.slots += 1;
+            }
+            if slots.len() >= 4_096 {
+                report.cards += send(0, std::mem::take(&mut slots))?;
+            }
+        }
+        report.cards += send(0, slots)?;
+        for s in 1..self.shard_count() {
+            report.cards += send(s, Vec::new())?;
+        }
+        Ok(report)
     }
 
     /// Reads and decrypts the codes of cards (for the buyer's response and delivery).

@@ -38,9 +38,10 @@ impl Engine {
     pub(crate) fn deliver(&self, shard: ShardId, msg: ClientMsg) {
         if let Err((e, msg)) = self.send(shard, msg) {
             match msg {
-                ClientMsg::Command(_, to) | ClientMsg::Query(_, to) | ClientMsg::Upload(_, to) => {
-                    to(Err(e))
-                }
+                ClientMsg::Command(_, to)
+                | ClientMsg::Query(_, to)
+                | ClientMsg::Upload(_, to)
+                | ClientMsg::Reseal(_, to) => to(Err(e)),
             }
         }
     }

@@ -31,7 +31,13 @@ pub enum ClientMsg {
     Command(Command, ReplyTo),
     Query(Query, ReplyTo),
     Upload(Upload, ReplyTo),
+    /// Seal this shard's issued codes again under the current key, and write `slots` (supplier
+    /// codes already sealed again by the caller) to the store with them.
+    Reseal(Vec<(u64, Vec<u8>)>, ReplyTo),
 }
+
+/// Cards per `CodesResealed` event, so each stays within a journal frame's size.
+const RESEAL_CARDS_PER_EVENT: usize = 64;
 
 /// Messages between shards.
 pub enum PeerMsg {
@@ -416,7 +422,56 @@ impl ShardCore {
                 let r = self.upload(pass, up);
                 Self::reply(pass, to, r);
             }
+            ClientMsg::Reseal(slots, to) => {
+                let r = self.reseal(pass, slots);
+                Self::reply(pass, to, r);
+            }
         }
+    }
+
+    /// Seals every issued code of this shard that the current key did not seal again, and
+    /// writes the given supplier codes, in one pass: durable together before the reply.
+    fn reseal(&mut self, pass: &mut Pass, slots: Vec<(u64, Vec<u8>)>) -> Reply {
+        let current = self.vault.key_version();
+        let mut cards = Vec::new();
+        for (id, card) in self.state.cards().iter() {
+            if let giftcard_core::state::CodeRef::Sealed(sealed) = &card.code {
+                let (version, code) = self
+                    .vault
+                    .open_version(sealed)
+                    .map_err(|_| EngineError::Storage)?;
+                if version != current {
+                    cards.push((*id, self.vault.seal_with(&mut *self.code_rng, &code)));
+                }
+            }
+        }
+        cards.sort_by_key(|(id, _)| *id);
+        let mut events = Vec::new();
+        let mut chunks: Vec<Vec<(CardId, Vec<u8>)>> = cards
+            .chunks(RESEAL_CARDS_PER_EVENT)
+            .map(<[_]>::to_vec)
+            .collect();
+        if chunks.is_empty() && !slots.is_empty() {
+            // The supplier codes need a frame to travel with.
+            chunks.push(Vec::new());
+        }
+        for chunk in chunks {
+            match self
+                .state
+                .decide(&Command::ResealCodes { cards: chunk }, &self.ctx())
+            {
+                Decision::Events(evs) => {
+                    events.extend(evs.iter().cloned());
+                    self.commit(pass, evs);
+                }
+                Decision::Reject(r) => return Err(EngineError::Rejected(r)),
+                other => return unreachable_decision(other),
+            }
+        }
+        for (slot, sealed) in slots {
+            pass.batch.side.push((crate::slot_key(slot), sealed));
+        }
+        Ok(Outcome::Applied(events))
     }
 
     fn upload(&mut self, pass: &mut Pass, up: Upload) -> Reply {

@@ -110,6 +110,18 @@ impl WalReader {
             .map(|v| v.to_vec()))
     }
 
+    /// Side entries whose key starts with `prefix`, in key order (sealed codes, for a key
+    /// rotation).
+    pub fn scan_prefix(
+        &self,
+        prefix: &[u8],
+    ) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), WalError>> + '_ {
+        self.db.scan_prefix(prefix).map(|r| {
+            r.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .map_err(storage("scan"))
+        })
+    }
+
     /// Up to `max_frames` frames after `after_seq`, in order: how the outbox follows the journal.
     /// Only frames the writer has made durable are visible to a reader that is told their number
     /// (see `WriterShared::last_seq`); a frame that fails its checksum ends the read with an error.

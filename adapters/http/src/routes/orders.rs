@@ -249,7 +249,10 @@ pub async fn place_batch(
     }
     // One answer carries at most one order's worth of cards (and codes): a batch of a thousand
     // 10,000-card orders would reveal ten million codes in a single response.
-    let cards: u64 = reqs.iter().map(giftcard_core::OrderRequest::card_count).sum();
+    let cards: u64 = reqs
+        .iter()
+        .map(giftcard_core::OrderRequest::card_count)
+        .sum();
     if cards > u64::from(giftcard_core::ORDER_CARDS_MAX) {
         return Err(ApiError::invalid(
             "too_many_cards",
