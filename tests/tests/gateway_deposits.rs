@@ -113,8 +113,8 @@ fn signed_payments_credit_once_and_forged_stale_or_misdirected_ones_change_nothi
 
     let wrong_secret = "whsec_bm90LXRoZS1nYXRld2F5cy1zZWNyZXQtYXQtYWxs";
     let more = payment("payment.succeeded", "w1", 49_999);
-    let stale = now - 301;
-    let future = now + 301;
+    let stale = now - 600;
+    let future = now + 600;
     let w2 = payment("payment.succeeded", "w2", 100);
     let over = payment("payment.succeeded", "w1", 50_001);
     let other_amount = payment("payment.succeeded", "w1", 12_346);

@@ -19,8 +19,8 @@ pub struct Principal {
     pub role: Role,
     /// Merchants: the brands it accepts (None: every brand, for every other role too).
     pub brands: Option<std::sync::Arc<[String]>>,
-    /// Funding keys: the most one deposit may credit.
-    pub deposit_max_minor: Option<i64>,
+    /// Funding keys: the most one deposit, and one day's deposits, may credit.
+    pub deposit_limit: crate::limits::DepositLimit,
 }
 
 impl Principal {
@@ -94,7 +94,10 @@ impl KeyTable {
                     client: k.client.clone(),
                     role: k.role,
                     brands,
-                    deposit_max_minor: k.deposit_max_minor,
+                    deposit_limit: crate::limits::DepositLimit {
+                        per_call_minor: k.deposit_max_minor,
+                        per_day_minor: k.deposits_per_day_max_minor,
+                    },
                 };
                 Ok((hash, who))
             })

@@ -65,6 +65,9 @@ pub struct ApiKeyConfig {
     /// (absent: the engine's own bound).
     #[serde(default)]
     pub deposit_max_minor: Option<i64>,
+    /// Funding keys: the most the client's deposits may credit per UTC day, per currency.
+    #[serde(default)]
+    pub deposits_per_day_max_minor: Option<i64>,
 }
 
 impl ApiKeyConfig {
@@ -76,6 +79,7 @@ impl ApiKeyConfig {
             role,
             brands: Vec::new(),
             deposit_max_minor: None,
+            deposits_per_day_max_minor: None,
         }
     }
 }
@@ -97,6 +101,9 @@ pub struct GatewayConfig {
     /// The most one payment may credit, in minor units (absent: the engine's own bound).
     #[serde(default)]
     pub deposit_max_minor: Option<i64>,
+    /// The most its payments may credit per UTC day, per currency.
+    #[serde(default)]
+    pub deposits_per_day_max_minor: Option<i64>,
 }
 
 /// `[http]`

@@ -159,6 +159,60 @@ impl InFlight {
     }
 }
 
+/// What one funder (a funding key's client, or a gateway) may deposit: per call, and per UTC
+/// day per currency. The day's total is counted here, in memory, like the other rate limits: a
+/// restart forgets it (see SECURITY.md), and only credits that took effect count.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DepositLimit {
+    pub per_call_minor: Option<i64>,
+    pub per_day_minor: Option<i64>,
+}
+
+/// The day's deposits per (funder, currency).
+#[derive(Default)]
+pub struct DailyDeposits {
+    inner: Mutex<(u64, HashMap<(String, giftcard_core::Currency), i64>)>,
+}
+
+impl DailyDeposits {
+    /// Takes `minor` of `funder`'s allowance for today in `currency`, or `limit_exceeded`.
+    pub fn take(
+        &self,
+        funder: &str,
+        currency: giftcard_core::Currency,
+        minor: i64,
+        per_day: i64,
+        day: u64,
+    ) -> Result<(), ApiError> {
+        let mut g = self.inner.lock().map_err(|_| ApiError::Unavailable)?;
+        if g.0 != day {
+            *g = (day, HashMap::new());
+        }
+        let used = g.1.entry((funder.to_owned(), currency)).or_insert(0);
+        match used.checked_add(minor) {
+            Some(total) if total <= per_day => {
+                *used = total;
+                Ok(())
+            }
+            _ => Err(ApiError::Rejected(
+                giftcard_core::Rejection::LimitExceeded,
+                None,
+            )),
+        }
+    }
+
+    /// Gives back what [`DailyDeposits::take`] took for a deposit that did not take effect.
+    pub fn give_back(&self, funder: &str, currency: giftcard_core::Currency, minor: i64, day: u64) {
+        if let Ok(mut g) = self.inner.lock() {
+            if g.0 == day {
+                if let Some(used) = g.1.get_mut(&(funder.to_owned(), currency)) {
+                    *used = used.saturating_sub(minor).max(0);
+                }
+            }
+        }
+    }
+}
+
 /// One client's share of the server: requests it may have open at once and body KiB it may
 /// have buffered, so one client (a leaked key, a stuck integration) cannot take every slot or
 /// the whole body budget and make everyone else wait.
@@ -224,6 +278,26 @@ impl Admitted {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_days_deposits_are_bounded_per_funder_and_currency_and_a_new_day_starts_afresh() {
+        let d = DailyDeposits::default();
+        let (usd, eur) = (
+            giftcard_core::Currency::parse("USD").unwrap(),
+            giftcard_core::Currency::parse("EUR").unwrap(),
+        );
+        assert!(d.take("f", usd, 600, 1_000, 1).is_ok());
+        assert!(d.take("f", usd, 401, 1_000, 1).is_err());
+        assert!(d.take("f", eur, 1_000, 1_000, 1).is_ok(), "per currency");
+        assert!(d.take("g", usd, 1_000, 1_000, 1).is_ok(), "per funder");
+        d.give_back("f", usd, 600, 1);
+        assert!(d.take("f", usd, 1_000, 1_000, 1).is_ok(), "given back");
+        assert!(d.take("f", usd, 1_000, 1_000, 2).is_ok(), "a new day");
+        assert!(
+            d.take("f", usd, i64::MAX, i64::MAX, 2).is_err(),
+            "no overflow"
+        );
+    }
 
     #[test]
     fn a_bucket_allows_its_burst_then_says_when_to_retry() {

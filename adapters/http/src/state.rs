@@ -37,6 +37,8 @@ pub struct AppState {
     pub shares: crate::limits::ClientShares,
     /// How long a body may take to arrive.
     pub body_read_timeout: std::time::Duration,
+    /// The day's deposits per funder, against `deposits_per_day_max_minor`.
+    pub daily_deposits: crate::limits::DailyDeposits,
 }
 
 /// A configured payment gateway, its secrets parsed.
@@ -44,7 +46,7 @@ pub struct Gateway {
     pub client: String,
     pub secrets: Vec<giftcard_intake::signature::Secret>,
     pub tolerance_s: i64,
-    pub deposit_max_minor: Option<i64>,
+    pub deposit_limit: crate::limits::DepositLimit,
 }
 
 fn gateways(cfg: &HttpConfig) -> Result<std::collections::HashMap<String, Gateway>, String> {
@@ -60,6 +62,13 @@ fn gateways(cfg: &HttpConfig) -> Result<std::collections::HashMap<String, Gatewa
             .map(|s| giftcard_intake::signature::Secret::parse(s))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("gateway {}: {e}", g.name))?;
+        let limits = [g.deposit_max_minor, g.deposits_per_day_max_minor];
+        if limits.iter().flatten().any(|m| *m < 1) {
+            return Err(format!(
+                "gateway {}: deposit limits must be positive",
+                g.name
+            ));
+        }
         if !(1..=86_400).contains(&g.tolerance_s) {
             return Err(format!(
                 "gateway {}: tolerance_s must be 1 to 86400",
@@ -70,7 +79,10 @@ fn gateways(cfg: &HttpConfig) -> Result<std::collections::HashMap<String, Gatewa
             client: g.client.clone(),
             secrets,
             tolerance_s: g.tolerance_s,
-            deposit_max_minor: g.deposit_max_minor,
+            deposit_limit: crate::limits::DepositLimit {
+                per_call_minor: g.deposit_max_minor,
+                per_day_minor: g.deposits_per_day_max_minor,
+            },
         };
         if out.insert(g.name.clone(), gw).is_some() {
             return Err(format!("gateway {} is configured twice", g.name));
@@ -123,6 +135,7 @@ impl AppState {
                 cfg.body_buffer_per_client_bytes_max / 1024,
             ),
             body_read_timeout: std::time::Duration::from_millis(cfg.body_read_timeout_ms.max(1)),
+            daily_deposits: crate::limits::DailyDeposits::default(),
         })
     }
 

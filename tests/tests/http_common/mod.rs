@@ -77,12 +77,13 @@ pub fn config() -> HttpConfig {
         secrets: vec![GATEWAY_SECRET.into(), GATEWAY_OLD_SECRET.into()],
         tolerance_s: 300,
         deposit_max_minor: Some(50_000),
+        deposits_per_day_max_minor: Some(100_000),
     }];
     cfg
 }
 
 /// The payment gateway every test server knows: it funds checkout-1's wallets, up to 50,000
-/// minor units a payment, and is rotating its secret (both sign valid messages).
+/// minor units a payment and 100,000 a day, and is rotating its secret (both sign valid messages).
 pub const GATEWAY: &str = "psp-test";
 pub const GATEWAY_SECRET: &str = "whsec_dGVzdC1nYXRld2F5LXNlY3JldC1udW1iZXItdHdv";
 pub const GATEWAY_OLD_SECRET: &str = "whsec_dGVzdC1nYXRld2F5LXNlY3JldC1udW1iZXItb25l";

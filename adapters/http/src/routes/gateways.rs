@@ -93,6 +93,7 @@ pub async fn gateway_event(
         client: ClientId::new(&gateway.client),
         admin: false,
     };
+    let funder = format!("gateway:{name}");
     let (deposit, replayed) = credit(
         &state,
         caller,
@@ -100,7 +101,7 @@ pub async fn gateway_event(
         deposit_id,
         &event.data.amount,
         event.data.reference,
-        gateway.deposit_max_minor,
+        (&funder, gateway.deposit_limit),
     )
     .await?;
     let view = GatewayEventView {

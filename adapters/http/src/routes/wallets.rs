@@ -137,6 +137,7 @@ pub async fn deposit(
         body.deposit_id.as_deref(),
         "deposit_id",
     )?;
+    let funder = format!("key:{}", who.client);
     let (view, replayed) = credit(
         &state,
         who.caller(),
@@ -144,7 +145,7 @@ pub async fn deposit(
         key,
         &body.amount,
         body.reference,
-        who.deposit_max_minor,
+        (&funder, who.deposit_limit),
     )
     .await?;
     Ok(reply(StatusCode::CREATED, &view, replayed))
@@ -159,13 +160,31 @@ pub(super) async fn credit(
     deposit_id: String,
     amount_dto: &MoneyDto,
     reference: String,
-    max_minor: Option<i64>,
+    (funder, limit): (&str, crate::limits::DepositLimit),
 ) -> Result<(DepositView, bool), ApiError> {
     let amount = input::money("amount", amount_dto)?;
-    if max_minor.is_some_and(|max| amount.minor() > max) {
+    if limit.per_call_minor.is_some_and(|max| amount.minor() > max) {
         return Err(ApiError::Rejected(Rejection::LimitExceeded, None));
     }
     input::text("reference", &reference, 1)?;
+    // The day's allowance is taken before the engine call and given back unless the credit
+    // took effect (refused, failed, or a replay of one already counted).
+    let day = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 86_400);
+    let ccy = amount.currency();
+    if let Some(per_day) = limit.per_day_minor {
+        state
+            .daily_deposits
+            .take(funder, ccy, amount.minor(), per_day, day)?;
+    }
+    let give_back = || {
+        if limit.per_day_minor.is_some() {
+            state
+                .daily_deposits
+                .give_back(funder, ccy, amount.minor(), day);
+        }
+    };
     let fingerprint = input::fingerprint(&(amount_dto, &reference));
     let cmd = Command::Deposit {
         caller,
@@ -175,7 +194,16 @@ pub(super) async fn credit(
         reference: reference.clone(),
         fingerprint,
     };
-    let replayed = matches!(state.submit(cmd).await?, Outcome::Answered(_));
+    let replayed = match state.submit(cmd).await {
+        Ok(outcome) => matches!(outcome, Outcome::Answered(_)),
+        Err(e) => {
+            give_back();
+            return Err(e);
+        }
+    };
+    if replayed {
+        give_back();
+    }
     // The body is derived from the request only, so a replay (same fingerprint) answers the same.
     let view = DepositView {
         deposit_id,
