@@ -287,3 +287,69 @@ fn stock_levels_from_the_pools_agree_with_the_full_totals() {
     assert!(levels.values().any(|(_, sold)| *sold > 0));
     assert_eq!(levels[&SkuId::new("sku-2")], (7, 0));
 }
+
+/// A redemption id is claimed at its home shard (issue 13): the same id on a card of another
+/// shard is a conflict, not a second redemption, and a retry of the first replays its answer.
+#[test]
+fn one_redemption_id_redeems_once_whichever_shard_its_cards_live_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path(), 4);
+    let mut s = sku(1, SkuKind::Issued, 5000);
+    s.issue_cap = Some(10);
+    engine.call(Command::DefineSku(s)).unwrap();
+    // Two wallets on two shards, so their issued cards (and codes) live on two shards.
+    let wallets: Vec<String> = (0..)
+        .map(|i| format!("w{i}"))
+        .scan(std::collections::BTreeSet::new(), |seen, w| {
+            let shard = giftcard_core::placement::wallet_shard(&WalletId::new(&w), 4);
+            Some(seen.insert(shard).then_some(w))
+        })
+        .flatten()
+        .take(2)
+        .collect();
+    let code_of = |order: &str, wallet: &str| {
+        funded_wallet(&engine, wallet, 10_000);
+        let (outcome, _) = place(&engine, order, wallet, "sku-1", 1).unwrap();
+        let OrderOutcome::Completed { first_card, .. } = outcome else {
+            panic!("{outcome:?}")
+        };
+        let QueryAnswer::Card(card) = engine.ask(Query::Card { card: first_card }).unwrap() else {
+            panic!("a card")
+        };
+        (
+            first_card,
+            engine.vault().hash(&engine.reveal(&card).unwrap()),
+        )
+    };
+    let (card_a, hash_a) = code_of("o-a", &wallets[0]);
+    let (card_b, hash_b) = code_of("o-b", &wallets[1]);
+    assert_ne!(card_a.shard(), card_b.shard());
+    let redeem = |hash: CodeHash| {
+        engine.call(Command::Redeem {
+            caller: caller(),
+            redemption_id: RequestId::new("one-id"),
+            code: hash,
+            amount: Money::new(1000, usd()),
+            fingerprint: fingerprint(&hash),
+            brands: None,
+        })
+    };
+    assert!(matches!(redeem(hash_a), Ok(Outcome::Applied(_))));
+    assert!(
+        matches!(redeem(hash_a), Ok(Outcome::Answered(_))),
+        "a retry replays"
+    );
+    assert!(
+        matches!(
+            redeem(hash_b),
+            Err(EngineError::Rejected(Rejection::IdempotencyConflict))
+        ),
+        "the same id on another shard's card"
+    );
+    let balance = |id| match engine.ask(Query::Card { card: id }).unwrap() {
+        QueryAnswer::Card(c) => c.balance_minor,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!((balance(card_a), balance(card_b)), (4000, 5000));
+    check_invariants(&engine);
+}

@@ -346,7 +346,15 @@ impl World {
                     fingerprint: [*id ^ *nth as u8; 16],
                     brands: None,
                 };
-                self.run(route(&cmd, n), &cmd);
+                // Claimed at the id's home, then decided on the card's shard (as the runtime
+                // forwards it).
+                let home = route(&cmd, n);
+                if let Decision::Forward { claim, to } = self.run(home, &cmd) {
+                    if let Some(c) = claim {
+                        self.commit(home, vec![c]);
+                    }
+                    self.run(to, &cmd);
+                }
             }
             Step::Reverse { id } => {
                 // Asked of every shard, as the engine does; the one holding it reverses it.

@@ -318,6 +318,13 @@ pub enum Event {
         fired: Vec<crate::deadlines::Deadline>,
         at: UnixMillis,
     },
+    /// A redemption id taken at its home shard and sent on to the shard of the card it names.
+    RedemptionClaimed {
+        client: ClientId,
+        redemption_id: RequestId,
+        fingerprint: Fingerprint,
+        card_shard: ShardId,
+    },
     /// Issued cards' codes sealed again, under the current key (a key rotation): the same codes,
     /// new boxes. Carries only sealed bytes, never a code.
     CodesResealed {

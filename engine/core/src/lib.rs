@@ -10,6 +10,7 @@
 
 pub mod cards;
 pub mod catalog;
+pub mod claims;
 pub mod deadlines;
 pub mod event;
 pub mod ledger;

@@ -4,7 +4,9 @@
 //! - a wallet lives on `shard_for(wallet_id)`;
 //! - an order's *home* is `shard_for(client, order_id)` (it records the idempotency claim) and
 //!   the order executes on its wallet's shard;
-//! - an issued card lives on its buyer's wallet shard, and its code's keyed hash places it there.
+//! - an issued card lives on its buyer's wallet shard, and its code's keyed hash places it there;
+//! - a redemption's *home* is `shard_for(client, redemption_id)` (its claim) and it executes on
+//!   the card's shard.
 
 use crate::{OrderKey, ShardId, WalletId};
 
@@ -34,6 +36,21 @@ pub fn order_home(key: &OrderKey, shard_count: u16) -> ShardId {
     shard_for(&buf, shard_count)
 }
 
+/// The home shard of a redemption id (`client`, a zero byte, `redemption_id`), where it is
+/// claimed before the card's shard acts.
+pub fn redemption_home(
+    client: &crate::ClientId,
+    id: &crate::RequestId,
+    shard_count: u16,
+) -> ShardId {
+    let (client, id) = (client.as_str().as_bytes(), id.as_str().as_bytes());
+    let mut buf = Vec::with_capacity(client.len() + 1 + id.len());
+    buf.extend_from_slice(client);
+    buf.push(0);
+    buf.extend_from_slice(id);
+    shard_for(&buf, shard_count)
+}
+
 /// The shard a command goes to first, for `n` shards. Reversals and settlement closes are asked
 /// of every shard by the engine; this names shard 0 for them.
 pub fn route(cmd: &crate::Command, n: u16) -> ShardId {
@@ -49,7 +66,11 @@ pub fn route(cmd: &crate::Command, n: u16) -> ShardId {
         | Command::SetWalletFrozen { wallet, .. } => wallet_shard(wallet, n),
         Command::PlaceOrder(req) => order_home(&req.key, n),
         Command::ClaimOrder { key, .. } | Command::AbortOrder { key, .. } => order_home(key, n),
-        Command::Redeem { code, .. } => shard_for(code, n),
+        Command::Redeem {
+            caller,
+            redemption_id,
+            ..
+        } => redemption_home(&caller.client, redemption_id, n),
         Command::ReportDelivery { card, .. } => {
             if card.shard().0 < n {
                 card.shard()

@@ -119,6 +119,7 @@ sections! {
     Settlement => "settlement" v 1,
     Reports => "reports" v 1,
     Deadlines => "deadlines" v 1,
+    crate::claims::RedemptionClaims => "redemption_claims" v 1,
 }
 
 /// A section as written: name, version, body.
@@ -144,7 +145,7 @@ fn write<T: Section>(out: &mut Vec<Written>, part: &T) -> Result<(), SnapshotErr
 
 /// Encodes a shard's state as sections.
 pub fn encode(st: &ShardState) -> Result<ShardSnapshot, SnapshotError> {
-    let mut out = Vec::with_capacity(9);
+    let mut out = Vec::with_capacity(10);
     let header = Header {
         shard: st.shard,
         shard_count: st.shard_count,
@@ -160,6 +161,7 @@ pub fn encode(st: &ShardState) -> Result<ShardSnapshot, SnapshotError> {
     write(&mut out, &st.settlement)?;
     write(&mut out, &st.reports)?;
     write(&mut out, &st.deadlines)?;
+    write(&mut out, &st.redemption_claims)?;
     bincode::serialize(&out).map_err(|source| SnapshotError::Codec {
         section: "list",
         source,
@@ -185,6 +187,7 @@ pub fn decode(bytes: &[u8]) -> Result<ShardState, SnapshotError> {
     let (mut header, mut catalog, mut wallets, mut pools) = (None, None, None, None);
     let (mut orders, mut cards, mut settlement, mut reports, mut deadlines) =
         (None, None, None, None, None);
+    let mut redemption_claims = None;
     for w in &written {
         match w.name.as_str() {
             <Header as Section>::NAME => read::<Header>(&mut header, w)?,
@@ -215,6 +218,7 @@ pub fn decode(bytes: &[u8]) -> Result<ShardState, SnapshotError> {
             <Settlement as Section>::NAME => read(&mut settlement, w)?,
             <Reports as Section>::NAME => read(&mut reports, w)?,
             <Deadlines as Section>::NAME => read(&mut deadlines, w)?,
+            <crate::claims::RedemptionClaims as Section>::NAME => read(&mut redemption_claims, w)?,
             other => return Err(SnapshotError::UnknownSection(other.to_owned())),
         }
     }
@@ -232,6 +236,7 @@ pub fn decode(bytes: &[u8]) -> Result<ShardState, SnapshotError> {
         settlement: settlement.unwrap_or_default(),
         reports: reports.unwrap_or_default(),
         deadlines: deadlines.unwrap_or_default(),
+        redemption_claims: redemption_claims.unwrap_or_default(),
     };
     st.rebuild_derived();
     Ok(st)
@@ -313,6 +318,7 @@ pub fn decode_legacy(format: u8, bytes: &[u8]) -> Result<ShardState, SnapshotErr
         },
         // Formats 1 and 2 had no deadlines; rejections recorded then are kept for ever.
         deadlines: Deadlines::default(),
+        redemption_claims: Default::default(),
     };
     st.rebuild_derived();
     Ok(st)

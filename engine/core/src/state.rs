@@ -63,6 +63,7 @@ pub struct ShardState {
     pub(crate) settlement: Settlement,
     pub(crate) reports: Reports,
     pub(crate) deadlines: Deadlines,
+    pub(crate) redemption_claims: crate::claims::RedemptionClaims,
 }
 
 impl ShardState {
@@ -81,6 +82,7 @@ impl ShardState {
             settlement: Settlement::default(),
             reports: Reports::default(),
             deadlines: Deadlines::default(),
+            redemption_claims: Default::default(),
         }
     }
 
@@ -134,6 +136,10 @@ impl ShardState {
 
     pub fn cards(&self) -> &Cards {
         &self.cards
+    }
+
+    pub fn redemption_claims(&self) -> &crate::claims::RedemptionClaims {
+        &self.redemption_claims
     }
 
     pub fn settlement(&self) -> &Settlement {
@@ -259,6 +265,35 @@ impl ShardState {
                 fingerprint,
                 brands,
             } => {
+                // The id's claim, kept here when this is its home: a retry goes where the first
+                // request went, another request under the id is a conflict.
+                if let Some((fp, to)) = self.redemption_claims.get(&caller.client, redemption_id) {
+                    return if fp == fingerprint {
+                        Decision::Forward {
+                            claim: None,
+                            to: *to,
+                        }
+                    } else {
+                        Decision::Reject(Rejection::IdempotencyConflict)
+                    };
+                }
+                let card_shard = crate::placement::shard_for(code, self.shard_count);
+                if card_shard != self.shard
+                    && self
+                        .cards
+                        .redemption(&caller.client, redemption_id)
+                        .is_none()
+                {
+                    return Decision::Forward {
+                        claim: Some(Event::RedemptionClaimed {
+                            client: caller.client.clone(),
+                            redemption_id: redemption_id.clone(),
+                            fingerprint: *fingerprint,
+                            card_shard,
+                        }),
+                        to: card_shard,
+                    };
+                }
                 // A card of a brand the merchant does not accept is not found, before anything
                 // about it (or a recorded answer) is revealed or written.
                 if let Some((_, card)) = self.cards.by_code(code) {
@@ -314,6 +349,7 @@ impl ShardState {
         self.cards.apply(event);
         self.settlement.apply(event);
         self.deadlines.apply(event, cx.at);
+        self.redemption_claims.apply(event);
     }
 }
 

@@ -43,6 +43,8 @@ const RESEAL_CARDS_PER_EVENT: usize = 64;
 pub enum PeerMsg {
     /// An order whose wallet lives here, forwarded by the order's home shard.
     Order(Box<OrderRequest>, ReplyTo),
+    /// A command claimed at its home shard (a redemption) for the shard that owns its object.
+    Command(Command, ReplyTo),
     /// A replicated event journaled by shard 0: apply it, do not journal it again.
     Replicate(Event),
     LendRequest {
@@ -400,20 +402,7 @@ impl ShardCore {
     pub fn on_client(&mut self, pass: &mut Pass, msg: ClientMsg) {
         match msg {
             ClientMsg::Command(Command::PlaceOrder(req), to) => self.order(pass, req, to),
-            ClientMsg::Command(cmd, to) => {
-                let decision = self.state.decide(&cmd, &self.ctx());
-                let reply = match decision {
-                    Decision::Events(evs) => {
-                        self.commit(pass, evs.clone());
-                        Ok(Outcome::Applied(evs))
-                    }
-                    // Released with this pass's group, so never before the original is durable.
-                    Decision::Answered(evs) => Ok(Outcome::Answered(evs)),
-                    Decision::Reject(r) => Err(EngineError::Rejected(r)),
-                    other => unreachable_decision(other),
-                };
-                Self::reply(pass, to, reply);
-            }
+            ClientMsg::Command(cmd, to) => self.command(pass, cmd, to),
             ClientMsg::Query(q, to) => {
                 let answer = crate::query::answer(&self.state, q);
                 Self::reply(pass, to, answer.map(Outcome::Query));
@@ -427,6 +416,29 @@ impl ShardCore {
                 Self::reply(pass, to, r);
             }
         }
+    }
+
+    /// Decides and answers one command (not an order), forwarding it after its claim when its
+    /// object lives on another shard.
+    fn command(&mut self, pass: &mut Pass, cmd: Command, to: ReplyTo) {
+        let reply = match self.state.decide(&cmd, &self.ctx()) {
+            Decision::Events(evs) => {
+                self.commit(pass, evs.clone());
+                Ok(Outcome::Applied(evs))
+            }
+            // Released with this pass's group, so never before the original is durable.
+            Decision::Answered(evs) => Ok(Outcome::Answered(evs)),
+            Decision::Reject(r) => Err(EngineError::Rejected(r)),
+            Decision::Forward { claim, to: shard } if shard != self.state.shard() => {
+                if let Some(c) = claim {
+                    self.commit(pass, vec![c]);
+                }
+                pass.out.push((shard, PeerMsg::Command(cmd, to)));
+                return;
+            }
+            other => unreachable_decision(other),
+        };
+        Self::reply(pass, to, reply);
     }
 
     /// Seals every issued code of this shard that the current key did not seal again, and
@@ -697,6 +709,7 @@ impl ShardCore {
     pub fn on_peer(&mut self, pass: &mut Pass, msg: PeerMsg) {
         match msg {
             PeerMsg::Order(req, to) => self.order(pass, req, to),
+            PeerMsg::Command(cmd, to) => self.command(pass, cmd, to),
             PeerMsg::Replicate(ev) => self.state.apply(&ev, Lsn(0)),
             PeerMsg::LendRequest {
                 sku,

@@ -1,0 +1,45 @@
+//! Redemption claims: a redemption id is claimed at its *home* shard (`shard_for(client,
+//! redemption_id)`) before it is forwarded to the shard of the card it names, as order ids are.
+//! Without it the same id on cards of two shards would be two redemptions, since each shard
+//! keeps only its own records. A claim says where the id went, so a retry goes there too and
+//! another request under the same id is a conflict.
+
+use crate::maps::SpreadMap;
+use crate::*;
+use serde::{Deserialize, Serialize};
+
+/// Claims kept by this shard as the home of their redemption ids.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RedemptionClaims {
+    pub(crate) claims: SpreadMap<(ClientId, RequestId), (Fingerprint, ShardId)>,
+}
+
+impl RedemptionClaims {
+    /// Where a claimed redemption id went, and the fingerprint of the request that took it.
+    pub fn get(&self, client: &ClientId, id: &RequestId) -> Option<&(Fingerprint, ShardId)> {
+        self.claims.get(&(client.clone(), id.clone()))
+    }
+
+    pub fn len(&self) -> usize {
+        self.claims.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.claims.is_empty()
+    }
+
+    pub(crate) fn apply(&mut self, event: &Event) {
+        if let Event::RedemptionClaimed {
+            client,
+            redemption_id,
+            fingerprint,
+            card_shard,
+        } = event
+        {
+            self.claims.insert(
+                (client.clone(), redemption_id.clone()),
+                (*fingerprint, *card_shard),
+            );
+        }
+    }
+}
