@@ -118,6 +118,7 @@ fn signed_payments_credit_once_and_forged_stale_or_misdirected_ones_change_nothi
     let w2 = payment("payment.succeeded", "w2", 100);
     let over = payment("payment.succeeded", "w1", 50_001);
     let other_amount = payment("payment.succeeded", "w1", 12_346);
+    let euros = payment("payment.succeeded", "w1", 100).replace("USD", "EUR");
     let cases: Vec<(&str, Res, u16, &str)> = vec![
         (
             "a body altered after signing",
@@ -223,6 +224,19 @@ fn signed_payments_credit_once_and_forged_stale_or_misdirected_ones_change_nothi
                 now,
                 &sign(GATEWAY_SECRET, "evt_11", now, &over),
                 &over,
+            ),
+            422,
+            "limit_exceeded",
+        ),
+        (
+            "a currency the gateway may not credit",
+            post(
+                &api,
+                GATEWAY,
+                "evt_12",
+                now,
+                &sign(GATEWAY_SECRET, "evt_12", now, &euros),
+                &euros,
             ),
             422,
             "limit_exceeded",

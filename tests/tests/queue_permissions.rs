@@ -3,7 +3,8 @@
 //! `giftcard.orders.{client}` and read only its own results, and an engine user that consumes
 //! them all. A client publishing on another's subject (or on `giftcard.orders.admin`) is refused
 //! by the broker and nothing reaches the engine. On top of that the engine can require each
-//! client's orders to carry its signature, and refuses unsigned or forged ones.
+//! client's orders to carry its signature and a recent timestamp, and refuses unsigned, forged
+//! or stale ones.
 
 mod queue_common;
 
@@ -43,13 +44,15 @@ async fn send(
     subject: &str,
     msg_id: &str,
     body: Vec<u8>,
-    signature: Option<String>,
+    signature: Option<(i64, String)>,
 ) -> Result<(), String> {
     let mut m = async_nats::jetstream::message::PublishMessage::build()
         .payload(body.into())
         .message_id(msg_id);
-    if let Some(sig) = signature {
-        m = m.header("Giftcard-Signature", sig.as_str());
+    if let Some((ts, sig)) = signature {
+        m = m
+            .header("Giftcard-Signature", sig.as_str())
+            .header("Giftcard-Timestamp", ts.to_string().as_str());
     }
     let attempt = async {
         js.send_publish(subject.to_owned(), m)
@@ -91,7 +94,12 @@ async fn the_broker_confines_each_client_to_its_subject_and_the_engine_checks_si
     let other = connect(&nats, "checkout-2", "pw-2").await;
     let secret = Secret::parse(SIGNING_SECRET).unwrap();
     let body = |id: &str| order_json(id, "w-0", "sku-0", 1, "none");
-    let sign = |subject: &str, b: &[u8]| Some(secret.sign_untimed(subject, b));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let sign_at = |ts: i64, subject: &str, b: &[u8]| Some((ts, secret.sign(subject, ts, b)));
+    let sign = |subject: &str, b: &[u8]| sign_at(now, subject, b);
 
     // checkout-2 tries to spend checkout-1's wallet through checkout-1's subject, and to act as
     // admin: the broker refuses both; so does checkout-1 publishing as checkout-2.
@@ -118,8 +126,12 @@ async fn the_broker_confines_each_client_to_its_subject_and_the_engine_checks_si
     send(&shop, own, "o-unsigned", b, None).await.unwrap();
     let b = body("o-forged");
     let forged = Secret::parse("whsec_bm90LXRoZS1jbGllbnRzLXNpZ25pbmctc2VjcmV0").unwrap();
-    let sig = Some(forged.sign_untimed(own, &b));
+    let sig = Some((now, forged.sign(own, now, &b)));
     send(&shop, own, "o-forged", b, sig).await.unwrap();
+    // Correctly signed, an hour ago: a captured order replayed later is refused.
+    let b = body("o-stale");
+    let sig = sign_at(now - 3_600, own, &b);
+    send(&shop, own, "o-stale", b, sig).await.unwrap();
     // Signed for another subject: the signature covers the subject too.
     let b = body("o-elsewhere");
     let sig = sign("giftcard.orders.checkout-2", &b);
@@ -148,7 +160,7 @@ async fn the_broker_confines_each_client_to_its_subject_and_the_engine_checks_si
         .iter()
         .filter(|r| r.subject == checkout1 && r.payload["status"] == "invalid")
         .collect();
-    assert_eq!(invalid.len(), 3, "{results:?}");
+    assert_eq!(invalid.len(), 4, "{results:?}");
     for r in &invalid {
         assert_eq!(r.payload["problem"]["code"], "invalid_signature", "{r:?}");
     }
@@ -160,7 +172,7 @@ async fn the_broker_confines_each_client_to_its_subject_and_the_engine_checks_si
 
     // Nothing the broker refused reached the stream.
     let orders = read_stream(&ops, "GIFTCARD_ORDERS", ">").await;
-    assert_eq!(orders.len(), 5, "{orders:?}");
+    assert_eq!(orders.len(), 6, "{orders:?}");
     assert!(orders
         .iter()
         .all(|m| m.msg_id.as_deref().is_some_and(|i| i.starts_with("o-"))));

@@ -78,26 +78,18 @@ impl KeyTable {
                     }
                     _ => None,
                 };
-                if k.deposit_max_minor.is_some() && k.role != Role::Funding {
-                    return Err(format!(
-                        "deposit_max_minor is for funding keys ({})",
-                        k.client
-                    ));
-                }
-                if k.deposit_max_minor.is_some_and(|m| m < 1) {
-                    return Err(format!(
-                        "deposit_max_minor of {} must be positive",
-                        k.client
-                    ));
-                }
+                let deposit_limit = crate::limits::DepositLimit::from_config(
+                    &k.client,
+                    k.role == Role::Funding,
+                    k.deposit_max_minor,
+                    k.deposits_per_day_max_minor,
+                    &k.deposit_currencies,
+                )?;
                 let who = Principal {
                     client: k.client.clone(),
                     role: k.role,
                     brands,
-                    deposit_limit: crate::limits::DepositLimit {
-                        per_call_minor: k.deposit_max_minor,
-                        per_day_minor: k.deposits_per_day_max_minor,
-                    },
+                    deposit_limit,
                 };
                 Ok((hash, who))
             })

@@ -68,6 +68,9 @@ pub struct ApiKeyConfig {
     /// Funding keys: the most the client's deposits may credit per UTC day, per currency.
     #[serde(default)]
     pub deposits_per_day_max_minor: Option<i64>,
+    /// Funding keys: the currencies it may deposit (empty: any; required with a day's limit).
+    #[serde(default)]
+    pub deposit_currencies: Vec<String>,
 }
 
 impl ApiKeyConfig {
@@ -80,6 +83,7 @@ impl ApiKeyConfig {
             brands: Vec::new(),
             deposit_max_minor: None,
             deposits_per_day_max_minor: None,
+            deposit_currencies: Vec::new(),
         }
     }
 }
@@ -104,6 +108,9 @@ pub struct GatewayConfig {
     /// The most its payments may credit per UTC day, per currency.
     #[serde(default)]
     pub deposits_per_day_max_minor: Option<i64>,
+    /// The currencies its payments may be in (empty: any; required with a day's limit).
+    #[serde(default)]
+    pub deposit_currencies: Vec<String>,
 }
 
 /// `[http]`

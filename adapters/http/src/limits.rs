@@ -159,13 +159,67 @@ impl InFlight {
     }
 }
 
-/// What one funder (a funding key's client, or a gateway) may deposit: per call, and per UTC
-/// day per currency. The day's total is counted here, in memory, like the other rate limits: a
-/// restart forgets it (see SECURITY.md), and only credits that took effect count.
-#[derive(Clone, Copy, Debug, Default)]
+/// What one funder (a funding key's client, or a gateway) may deposit: in which currencies, how
+/// much per call, and how much per UTC day in each of those currencies. The day's total is
+/// counted here, in memory, like the other rate limits: a restart forgets it (see SECURITY.md),
+/// and only credits that took effect count.
+#[derive(Clone, Debug, Default)]
 pub struct DepositLimit {
     pub per_call_minor: Option<i64>,
     pub per_day_minor: Option<i64>,
+    /// The currencies it may deposit (None: any). A day's limit needs this list: counted per
+    /// currency, it would otherwise allow that much again in every currency the engine knows.
+    pub currencies: Option<Arc<[giftcard_core::Currency]>>,
+}
+
+impl DepositLimit {
+    /// The limits of `who` from its configuration; `limited` says whether the role may carry
+    /// limits at all.
+    pub fn from_config(
+        who: &str,
+        limited: bool,
+        per_call_minor: Option<i64>,
+        per_day_minor: Option<i64>,
+        currencies: &[String],
+    ) -> Result<DepositLimit, String> {
+        let set = per_call_minor.is_some() || per_day_minor.is_some() || !currencies.is_empty();
+        if set && !limited {
+            return Err(format!(
+                "deposit limits are for funding keys and gateways ({who})"
+            ));
+        }
+        if [per_call_minor, per_day_minor]
+            .iter()
+            .flatten()
+            .any(|m| *m < 1)
+        {
+            return Err(format!("deposit limits of {who} must be positive"));
+        }
+        if per_day_minor.is_some() && currencies.is_empty() {
+            return Err(format!(
+                "{who}: a per-day deposit limit needs deposit_currencies (it counts per currency)"
+            ));
+        }
+        let currencies = currencies
+            .iter()
+            .map(|c| {
+                giftcard_core::Currency::parse(c)
+                    .ok_or_else(|| format!("{who}: {c} is not a known currency"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(DepositLimit {
+            per_call_minor,
+            per_day_minor,
+            currencies: (!currencies.is_empty()).then(|| currencies.into()),
+        })
+    }
+
+    /// Whether a deposit in `currency` is allowed at all.
+    pub fn allows(&self, currency: giftcard_core::Currency) -> bool {
+        self.currencies
+            .as_ref()
+            .is_none_or(|list| list.contains(&currency))
+    }
 }
 
 /// The day's deposits per (funder, currency).

@@ -53,14 +53,7 @@ fn gateways(cfg: &HttpConfig) -> Result<std::collections::HashMap<String, Gatewa
     let mut out = std::collections::HashMap::new();
     for g in &cfg.gateways {
         crate::input::id("gateway", &g.name).map_err(|e| format!("gateway name: {e}"))?;
-        if g.secrets.is_empty() || g.secrets.len() > 2 {
-            return Err(format!("gateway {} needs one or two secrets", g.name));
-        }
-        let secrets = g
-            .secrets
-            .iter()
-            .map(|s| giftcard_intake::signature::Secret::parse(s))
-            .collect::<Result<Vec<_>, _>>()
+        let secrets = giftcard_intake::signature::Secret::parse_list(&g.secrets)
             .map_err(|e| format!("gateway {}: {e}", g.name))?;
         let limits = [g.deposit_max_minor, g.deposits_per_day_max_minor];
         if limits.iter().flatten().any(|m| *m < 1) {
@@ -79,10 +72,13 @@ fn gateways(cfg: &HttpConfig) -> Result<std::collections::HashMap<String, Gatewa
             client: g.client.clone(),
             secrets,
             tolerance_s: g.tolerance_s,
-            deposit_limit: crate::limits::DepositLimit {
-                per_call_minor: g.deposit_max_minor,
-                per_day_minor: g.deposits_per_day_max_minor,
-            },
+            deposit_limit: crate::limits::DepositLimit::from_config(
+                &format!("gateway {}", g.name),
+                true,
+                g.deposit_max_minor,
+                g.deposits_per_day_max_minor,
+                &g.deposit_currencies,
+            )?,
         };
         if out.insert(g.name.clone(), gw).is_some() {
             return Err(format!("gateway {} is configured twice", g.name));

@@ -59,9 +59,12 @@ impl Secret {
         mac
     }
 
-    /// [`Secret::sign`] of a message without a timestamp, as [`verify_untimed`] checks it.
-    pub fn sign_untimed(&self, id: &str, body: &[u8]) -> String {
-        self.sign(id, 0, body)
+    /// Parses one or two secrets (the current one and, while rotating, the previous).
+    pub fn parse_list(texts: &[String]) -> Result<Vec<Secret>, String> {
+        if texts.is_empty() || texts.len() > 2 {
+            return Err("one or two secrets are needed".into());
+        }
+        texts.iter().map(|t| Secret::parse(t)).collect()
     }
 
     /// The `webhook-signature` value for a message: `v1,<base64>`.
@@ -112,17 +115,6 @@ pub fn verify(
     } else {
         Err(Refusal::Malformed("webhook-signature"))
     }
-}
-
-/// Checks a message signed without a timestamp (orders on the queue, where the order id makes
-/// a replay harmless): a `v1,` signature over `{id}.0.{body}` under any of `secrets`.
-pub fn verify_untimed(
-    secrets: &[Secret],
-    id: &str,
-    signatures: &str,
-    body: &[u8],
-) -> Result<(), Refusal> {
-    verify(secrets, id, "0", signatures, body, 0, 0)
 }
 
 #[cfg(test)]

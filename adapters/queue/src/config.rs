@@ -21,15 +21,19 @@ pub struct QueueConfig {
     pub user: String,
     #[serde(default)]
     pub password: String,
-    /// Clients whose orders must carry a `Giftcard-Signature` header: `v1,` base64 HMAC-SHA256
-    /// with the client's secret over `{subject}.0.{body}`. In addition to, not instead of, the
-    /// broker's per-client publish permissions.
+    /// Clients whose orders must carry `Giftcard-Signature` (`v1,` base64 HMAC-SHA256 with the
+    /// client's secret over `{subject}.{timestamp}.{body}`) and `Giftcard-Timestamp` (Unix
+    /// seconds). In addition to, not instead of, the broker's per-client publish permissions.
     #[serde(default)]
     pub order_signers: Vec<OrderSigner>,
     /// Refuse every order whose client has no signer configured (true), or accept the unsigned
     /// orders of such clients on the broker's word alone (false).
     #[serde(default)]
     pub order_signatures_required: bool,
+    /// How far (seconds) a signed order's timestamp may be from now, either way: keep it far
+    /// below `engine.rejection_replay_window_ms`, after which a rejected order's id is free.
+    #[serde(default = "defaults::order_signature_tolerance_s")]
+    pub order_signature_tolerance_s: i64,
     /// A `.creds` file (JWT and NKey seed) for account-based authentication (empty: none).
     #[serde(default)]
     pub credentials_file: String,
@@ -147,6 +151,9 @@ mod defaults {
     pub fn store_results() -> bool {
         true
     }
+    pub fn order_signature_tolerance_s() -> i64 {
+        300
+    }
 }
 
 /// One client's order signing secrets (`whsec_<base64>`; two while rotating).
@@ -168,6 +175,7 @@ impl QueueConfig {
             password: String::new(),
             order_signers: Vec::new(),
             order_signatures_required: false,
+            order_signature_tolerance_s: defaults::order_signature_tolerance_s(),
             credentials_file: String::new(),
             tls_required: false,
             tls_ca_file: String::new(),

@@ -27,13 +27,17 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 
 const SUBJECT_PREFIX: &str = "giftcard.orders.";
-/// The header an order's signature travels in.
+/// The headers an order's signature travels in: the signature, and the Unix seconds it was
+/// made at (signed with it, so a captured order cannot be replayed once its rejection is
+/// forgotten and its id free again).
 pub const SIGNATURE_HEADER: &str = "Giftcard-Signature";
+pub const TIMESTAMP_HEADER: &str = "Giftcard-Timestamp";
 
 /// The clients whose orders must be signed, with their secrets.
 pub struct Signers {
     by_client: std::collections::HashMap<String, Vec<giftcard_intake::signature::Secret>>,
     required: bool,
+    tolerance_s: i64,
 }
 
 impl Signers {
@@ -47,17 +51,17 @@ impl Signers {
                     s.client
                 ));
             }
-            let secrets = s
-                .secrets
-                .iter()
-                .map(|t| giftcard_intake::signature::Secret::parse(t))
-                .collect::<Result<Vec<_>, _>>()
+            let secrets = giftcard_intake::signature::Secret::parse_list(&s.secrets)
                 .map_err(|e| format!("order signer {}: {e}", s.client))?;
             by_client.insert(s.client.clone(), secrets);
+        }
+        if !(1..=86_400).contains(&cfg.order_signature_tolerance_s) {
+            return Err("nats.order_signature_tolerance_s must be 1 to 86400".into());
         }
         Ok(Signers {
             by_client,
             required: cfg.order_signatures_required,
+            tolerance_s: cfg.order_signature_tolerance_s,
         })
     }
 
@@ -73,16 +77,35 @@ impl Signers {
                 Ok(())
             };
         };
-        let signature = msg
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(SIGNATURE_HEADER))
-            .map(|v| v.as_str())
-            .ok_or(ApiError::InvalidSignature(
-                "the Giftcard-Signature header is missing",
-            ))?;
-        giftcard_intake::signature::verify_untimed(secrets, subject, signature, &msg.payload)
-            .map_err(|_| ApiError::InvalidSignature("no signature matches"))
+        let header = |name: &str, missing: &'static str| {
+            msg.headers
+                .as_ref()
+                .and_then(|h| h.get(name))
+                .map(|v| v.as_str())
+                .ok_or(ApiError::InvalidSignature(missing))
+        };
+        let signature = header(SIGNATURE_HEADER, "the Giftcard-Signature header is missing")?;
+        let timestamp = header(TIMESTAMP_HEADER, "the Giftcard-Timestamp header is missing")?;
+        let now_s = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        giftcard_intake::signature::verify(
+            secrets,
+            subject,
+            timestamp,
+            signature,
+            &msg.payload,
+            now_s,
+            self.tolerance_s,
+        )
+        .map_err(|r| {
+            ApiError::InvalidSignature(match r {
+                giftcard_intake::signature::Refusal::Stale => {
+                    "Giftcard-Timestamp is outside the tolerance"
+                }
+                _ => "no signature matches",
+            })
+        })
     }
 }
 /// How long an overloaded engine's message waits before redelivery, and the consumer before

@@ -78,6 +78,7 @@ pub fn config() -> HttpConfig {
         tolerance_s: 300,
         deposit_max_minor: Some(50_000),
         deposits_per_day_max_minor: Some(100_000),
+        deposit_currencies: vec!["USD".into()],
     }];
     cfg
 }

@@ -101,7 +101,7 @@ pub async fn gateway_event(
         deposit_id,
         &event.data.amount,
         event.data.reference,
-        (&funder, gateway.deposit_limit),
+        (&funder, &gateway.deposit_limit),
     )
     .await?;
     let view = GatewayEventView {

@@ -145,7 +145,7 @@ pub async fn deposit(
         key,
         &body.amount,
         body.reference,
-        (&funder, who.deposit_limit),
+        (&funder, &who.deposit_limit),
     )
     .await?;
     Ok(reply(StatusCode::CREATED, &view, replayed))
@@ -160,10 +160,12 @@ pub(super) async fn credit(
     deposit_id: String,
     amount_dto: &MoneyDto,
     reference: String,
-    (funder, limit): (&str, crate::limits::DepositLimit),
+    (funder, limit): (&str, &crate::limits::DepositLimit),
 ) -> Result<(DepositView, bool), ApiError> {
     let amount = input::money("amount", amount_dto)?;
-    if limit.per_call_minor.is_some_and(|max| amount.minor() > max) {
+    if !limit.allows(amount.currency())
+        || limit.per_call_minor.is_some_and(|max| amount.minor() > max)
+    {
         return Err(ApiError::Rejected(Rejection::LimitExceeded, None));
     }
     input::text("reference", &reference, 1)?;
@@ -197,7 +199,14 @@ pub(super) async fn credit(
     let replayed = match state.submit(cmd).await {
         Ok(outcome) => matches!(outcome, Outcome::Answered(_)),
         Err(e) => {
-            give_back();
+            // Only an answer that says nothing was written gives the allowance back: after a
+            // storage failure the credit may have been journaled.
+            if matches!(
+                e,
+                ApiError::Rejected(..) | ApiError::Overloaded | ApiError::NotReady
+            ) {
+                give_back();
+            }
             return Err(e);
         }
     };
