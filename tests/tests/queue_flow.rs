@@ -76,9 +76,12 @@ async fn an_order_in_gives_its_result_and_events_out() {
         assert_eq!(open_code(&d.payload), engine.reveal(card).unwrap());
         assert_eq!(d.payload["recipient"], "buyer@example.com");
         assert_eq!(d.payload["batch_count"], 4);
+        // Stable event ids (`{shard}-{lsn}-{i}`), published under their keyed hashes.
+        let event_id = format!("{}-{i}", completed[0].payload["event_id"].as_str().unwrap());
+        assert_eq!(d.payload["event_id"], event_id.as_str());
         assert_eq!(
             d.msg_id.as_deref(),
-            Some(format!("{}-{i}", completed[0].msg_id.as_deref().unwrap()).as_str())
+            Some(engine.vault().message_id(&event_id).as_str())
         );
     }
 

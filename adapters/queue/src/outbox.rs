@@ -1,6 +1,6 @@
 //! The outbox: reads durable journal frames after the published position, turns their events
 //! into messages (order outcome, one delivery per card, settlement per supplier, low stock), and
-//! publishes them with stable ids as `Nats-Msg-Id` (behind a secret tag: `{tag}.{id}`), in journal order (so in order per shard), at
+//! publishes them with stable ids as `Nats-Msg-Id` (a keyed hash of the event id, unguessable), in journal order (so in order per shard), at
 //! least once. The position advances only after the broker acked every message of the frames;
 //! while the broker is away the journal holds the backlog (the engine keeps frames the outbox
 //! has not published), and publishing resumes where it stopped. After a crash a few frames may
@@ -276,7 +276,7 @@ fn retry_message(
     ev.lsn = r.lsn.0;
     ev.attempt = r.failed_attempt.saturating_add(1);
     ev.report_token = engine.vault().report_token(r.card.0, ev.attempt);
-    let id = format!("{}.{}", engine.vault().message_id_tag(), ev.event_id);
+    let id = engine.vault().message_id(&ev.event_id);
     Ok(Some(out(format!("giftcard.delivery.{channel}"), &id, &ev)))
 }
 
@@ -345,9 +345,8 @@ fn build(
             }
         }
     }
-    let tag = engine.vault().message_id_tag();
     for m in &mut msgs {
-        m.id = format!("{tag}.{}", m.id);
+        m.id = engine.vault().message_id(&m.id);
     }
     Ok((msgs, retries))
 }

@@ -79,12 +79,15 @@ impl CodeVault {
         self.report_tag(card, attempt).to_hex().to_string()
     }
 
-    /// A secret part of every `Nats-Msg-Id` the engine publishes, stable for the keys: the
-    /// broker drops a message whose id it saw within its duplicate window, so a predictable id
-    /// (`{shard}-{lsn}`) would let anyone who may publish on the stream pre-empt a real event.
-    pub fn message_id_tag(&self) -> String {
-        let tag = blake3::keyed_hash(&self.report_key, b"nats message id");
-        tag.to_hex()[..16].to_owned()
+    /// The `Nats-Msg-Id` the engine publishes an event under: a keyed hash of its stable event
+    /// id, so it is stable across republishing (the broker drops the repeat) and yet no one who
+    /// reads the stream can compute the next one and pre-publish it (the broker would then drop
+    /// the real event as a duplicate).
+    pub fn message_id(&self, event_id: &str) -> String {
+        let mut msg = Vec::with_capacity(16 + event_id.len());
+        msg.extend_from_slice(b"nats message id\0");
+        msg.extend_from_slice(event_id.as_bytes());
+        blake3::keyed_hash(&self.report_key, &msg).to_hex()[..32].to_owned()
     }
 
     /// Whether `token` is the one of this card's attempt (compared in constant time).
