@@ -871,11 +871,21 @@ fn bodies_beyond_the_buffer_budget_are_shed_not_buffered() {
 /// Sends headers declaring a body of `declared` bytes and `sent` bytes of it, and keeps the
 /// connection open (issue 13: the slow-body finding).
 fn trickle(api: &Api, key: &str, declared: usize, sent: usize) -> std::net::TcpStream {
+    trickle_to(api, "/v1/skus/gc-t/codes", key, declared, sent)
+}
+
+fn trickle_to(
+    api: &Api,
+    path: &str,
+    key: &str,
+    declared: usize,
+    sent: usize,
+) -> std::net::TcpStream {
     use std::io::Write;
     let addr = api.base.trim_start_matches("http://").to_owned();
     let mut s = std::net::TcpStream::connect(&addr).expect("connects");
     let head = format!(
-        "POST /v1/skus/gc-t/codes HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\n\
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\n\
          Content-Type: application/json\r\nContent-Length: {declared}\r\nConnection: close\r\n\r\n"
     );
     s.write_all(head.as_bytes()).expect("sends");
@@ -929,6 +939,19 @@ fn slow_bodies_time_out_and_one_client_cannot_spend_everyones_budget() {
     }
     api.codes("gc-t", "AFTER", 3);
     assert_eq!(api.stock("gc-t"), (3, 0));
+    // Unauthenticated bodies go to payment gateways only: to an unknown one the answer comes
+    // before a byte of the body is read, so it cannot hold anyone's budget.
+    let started = std::time::Instant::now();
+    let mut s = trickle_to(&api, "/v1/gateways/nope/events", "x", 32 * 1024, 0);
+    let mut head = [0u8; 512];
+    let n = std::io::Read::read(&mut s, &mut head).expect("an answer");
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(900),
+        "it waited for the body"
+    );
+    let text = String::from_utf8_lossy(&head[..n]).into_owned();
+    assert!(text.starts_with("HTTP/1.1 404"), "{text}");
+    drop(s);
     api.stop();
 
     // Requests open at once are counted per client too.

@@ -97,7 +97,12 @@ async fn failed_deliveries_are_retried_with_backoff_then_given_up() {
     assert_eq!(events[2].payload["event_id"], format!("{bad_card}-retry-1"));
     assert_eq!(
         events[2].msg_id.as_deref(),
-        Some(engine.vault().message_id(&format!("{bad_card}-retry-1")).as_str())
+        Some(
+            engine
+                .vault()
+                .message_id(&format!("{bad_card}-retry-1"))
+                .as_str()
+        )
     );
     assert!(!events[2].msg_id.as_deref().unwrap().contains("retry"));
     assert_eq!(events[2].payload["card_id"], bad_card);
@@ -205,7 +210,12 @@ async fn a_restart_schedules_the_pending_retries_again() {
     .await;
     assert_eq!(
         events[1].msg_id.as_deref(),
-        Some(engine.vault().message_id(&format!("{card}-retry-1")).as_str())
+        Some(
+            engine
+                .vault()
+                .message_id(&format!("{card}-retry-1"))
+                .as_str()
+        )
     );
     assert_eq!(events[1].payload["card_id"], card.as_str());
     assert_eq!(events[1].payload["attempt"], 2);

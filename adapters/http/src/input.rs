@@ -22,6 +22,8 @@ pub struct JsonBody<T> {
         tokio::sync::OwnedSemaphorePermit,
         tokio::sync::OwnedSemaphorePermit,
     )>,
+    /// The request slot of an unauthenticated request (a gateway's, or the shared one).
+    _slot: Option<crate::limits::Admitted>,
     kind: std::marker::PhantomData<T>,
 }
 
@@ -72,12 +74,41 @@ impl<T: DeserializeOwned + 'static> actix_web::FromRequest for JsonBody<T> {
         let kib = u32::try_from(declared.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
         let state = req.app_data::<actix_web::web::Data<crate::state::AppState>>();
         let mut timeout = std::time::Duration::from_secs(10);
+        let mut slot = None;
         let budget = match state {
             Some(state) => {
                 timeout = state.body_read_timeout;
                 let client = actix_web::HttpMessage::extensions(req)
                     .get::<crate::limits::Admitted>()
                     .map(|a| a.client.clone());
+                // An unauthenticated body is a payment gateway's webhook: an unknown gateway is
+                // told so before any of its body is read, and each known one has its own share
+                // (and request slots), so nobody's slow bodies starve a gateway.
+                let client = match (client, req.match_info().get("gateway")) {
+                    (Some(c), _) => Some(c),
+                    (None, Some(name)) if state.gateways.contains_key(name) => {
+                        let key = crate::limits::gateway_share(name);
+                        match crate::limits::Admitted::enter(&key, state.shares.of(Some(&key))) {
+                            Ok(a) => slot = Some(a),
+                            Err(e) => return Box::pin(std::future::ready(Err(e.into()))),
+                        }
+                        Some(key)
+                    }
+                    (None, Some(_)) => {
+                        let unknown = ApiError::NotFound {
+                            code: "gateway_not_found",
+                            what: "gateway",
+                        };
+                        return Box::pin(std::future::ready(Err(unknown.into())));
+                    }
+                    (None, None) => {
+                        match crate::limits::Admitted::enter("", state.shares.of(None)) {
+                            Ok(a) => slot = Some(a),
+                            Err(e) => return Box::pin(std::future::ready(Err(e.into()))),
+                        }
+                        None
+                    }
+                };
                 let share = state.shares.of(client.as_deref());
                 let own = share.body_kib.clone().try_acquire_many_owned(kib);
                 let all = state.body_budget_kib.clone().try_acquire_many_owned(kib);
@@ -115,6 +146,7 @@ impl<T: DeserializeOwned + 'static> actix_web::FromRequest for JsonBody<T> {
                 bytes,
                 json_media_type,
                 _budget: budget,
+                _slot: slot,
                 kind: std::marker::PhantomData,
             })
         })

@@ -284,8 +284,8 @@ pub struct ClientShares {
 }
 
 impl ClientShares {
-    pub fn new<'a>(
-        clients: impl Iterator<Item = &'a str>,
+    pub fn new(
+        clients: impl Iterator<Item = String>,
         requests_max: usize,
         body_kib_max: usize,
     ) -> ClientShares {
@@ -294,7 +294,7 @@ impl ClientShares {
             body_kib: Arc::new(Semaphore::new(body_kib_max.max(1))),
         };
         ClientShares {
-            shares: clients.map(|c| (c.to_owned(), share())).collect(),
+            shares: clients.map(|c| (c, share())).collect(),
             anonymous: share(),
         }
     }
@@ -305,6 +305,11 @@ impl ClientShares {
             .and_then(|c| self.shares.get(c))
             .unwrap_or(&self.anonymous)
     }
+}
+
+/// The share key of a payment gateway (which authenticates by signature, not by API key).
+pub fn gateway_share(name: &str) -> String {
+    format!("gateway:{name}")
 }
 
 /// The client a request was authenticated as, kept in its extensions with its request slot.

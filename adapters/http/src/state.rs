@@ -126,7 +126,11 @@ impl AppState {
             ),
             gateways: gateways(cfg)?,
             shares: crate::limits::ClientShares::new(
-                cfg.api_keys.iter().map(|k| k.client.as_str()),
+                cfg.api_keys.iter().map(|k| k.client.clone()).chain(
+                    cfg.gateways
+                        .iter()
+                        .map(|g| crate::limits::gateway_share(&g.name)),
+                ),
                 cfg.inflight_per_client_max,
                 cfg.body_buffer_per_client_bytes_max / 1024,
             ),
