@@ -54,7 +54,6 @@ fn catalog_wallet_deposit_order_flow_with_replays() {
         (SUPPLIER, true),
         (SUPPLIER2, false),
         (CHECKOUT, false),
-        (MERCHANT, false),
     ] {
         let one = api.get("/v1/skus/gc-25", Some(key));
         let all = api.get("/v1/skus", Some(key));

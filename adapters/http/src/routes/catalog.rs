@@ -16,6 +16,10 @@ use giftcard_core::{
 use giftcard_shard::{Outcome, Query, QueryAnswer};
 use rust_decimal::Decimal;
 
+/// Who may read the catalog and its stock: the checkouts that sell it, the suppliers that
+/// fill it (their cost fields and stock only), admins.
+const CATALOG_READERS: &[Role] = &[Role::Checkout, Role::Supplier, Role::Admin];
+
 /// Codes one upload may carry.
 pub const UPLOAD_CODES_MAX: usize = 50_000;
 
@@ -199,6 +203,7 @@ pub async fn create_sku(
 /// The catalog.
 #[utoipa::path(get, path = "/v1/skus", tag = "catalog", responses((status = 200, body = SkuList)), security(("bearer" = [])))]
 pub async fn list_skus(who: Principal, state: web::Data<AppState>) -> crate::error::Answer {
+    who.require(CATALOG_READERS)?;
     let skus = all_skus(&state)
         .await?
         .iter()
@@ -240,6 +245,7 @@ pub async fn get_sku(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> crate::error::Answer {
+    who.require(CATALOG_READERS)?;
     let id = input::id("sku_id", &path)?;
     sku_with_etag(&state, &who, id).await
 }
@@ -418,6 +424,7 @@ pub async fn stock(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> crate::error::Answer {
+    who.require(CATALOG_READERS)?;
     let id = input::id("sku_id", &path)?;
     if who.role == Role::Supplier {
         let sku = find_sku(&state, id)
