@@ -269,5 +269,47 @@ fn signed_payments_credit_once_and_forged_stale_or_misdirected_ones_change_nothi
         "a refused message changed a balance"
     );
     assert_eq!(api.balance("w2"), (0, 0));
+
+    // An event id too long (or too odd) for a deposit id is used by its hash, once.
+    let long_id = format!("evt/{}", "x".repeat(100));
+    let small = payment("payment.succeeded", "w1", 1);
+    let sig = sign(GATEWAY_SECRET, &long_id, now, &small);
+    let r = post(&api, GATEWAY, &long_id, now, &sig, &small);
+    assert_eq!(r.status, 201, "{r:?}");
+    assert!(
+        r.body["deposit"]["deposit_id"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("psp-test:h") && d.len() <= 64),
+        "{r:?}"
+    );
+    assert!(post(&api, GATEWAY, &long_id, now, &sig, &small).replayed);
+    assert_eq!(api.balance("w1"), (12_446, 0));
+
+    // The day's allowance (100,000): what was credited counts, refusals and replays do not.
+    let big = payment("payment.succeeded", "w1", 49_000);
+    let sig = sign(GATEWAY_SECRET, "evt_20", now, &big);
+    assert_eq!(post(&api, GATEWAY, "evt_20", now, &sig, &big).status, 201);
+    assert!(post(&api, GATEWAY, "evt_20", now, &sig, &big).replayed);
+    let fits = payment("payment.succeeded", "w1", 100_000 - 12_446 - 49_000);
+    let r = post(
+        &api,
+        GATEWAY,
+        "evt_21",
+        now,
+        &sign(GATEWAY_SECRET, "evt_21", now, &fits),
+        &fits,
+    );
+    assert_eq!(r.status, 201, "the replay was counted: {r:?}");
+    let one_more = payment("payment.succeeded", "w1", 1);
+    post(
+        &api,
+        GATEWAY,
+        "evt_22",
+        now,
+        &sign(GATEWAY_SECRET, "evt_22", now, &one_more),
+        &one_more,
+    )
+    .problem(422, "limit_exceeded");
+    assert_eq!(api.balance("w1"), (100_000, 0));
     api.reconciled();
 }

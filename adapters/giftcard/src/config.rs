@@ -123,8 +123,11 @@ fn setting_value(
                 .and_then(|mut t| t.remove("v"));
             let list = match inline {
                 Some(v) => v,
+                // The parser's own message may quote the text, which holds secrets: not shown.
                 None => toml::from_str::<toml::Table>(&val)
-                    .with_context(|| format!("{name} must be TOML: an array, or [[{key}]] tables"))?
+                    .map_err(|_| {
+                        anyhow::anyhow!("{name} must be TOML: an array, or [[{key}]] tables")
+                    })?
                     .remove(key)
                     .with_context(|| format!("{name} holds no [[{key}]]"))?,
             };

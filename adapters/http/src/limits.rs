@@ -222,46 +222,82 @@ impl DepositLimit {
     }
 }
 
-/// The day's deposits per (funder, currency).
+/// Deposits the day's counts remember at once; beyond, new deposits wait for the next day.
+const COUNTED_DEPOSITS_MAX: usize = 1_000_000;
+
+/// The day's deposits per (funder, currency), and which deposits were counted (so a gateway's
+/// retry of a credited event is let through to the engine's replay, not refused for the limit
+/// it already took its share of).
 #[derive(Default)]
 pub struct DailyDeposits {
-    inner: Mutex<(u64, HashMap<(String, giftcard_core::Currency), i64>)>,
+    inner: Mutex<Day>,
+}
+
+#[derive(Default)]
+struct Day {
+    day: u64,
+    used: HashMap<(String, giftcard_core::Currency), i64>,
+    /// (funder, wallet, deposit id) counted today.
+    counted: std::collections::HashSet<(String, String, String)>,
+}
+
+/// One deposit as the day's count sees it.
+pub struct DepositCount<'a> {
+    pub funder: &'a str,
+    pub wallet: &'a str,
+    pub deposit_id: &'a str,
+    pub currency: giftcard_core::Currency,
+    pub minor: i64,
+    pub day: u64,
 }
 
 impl DailyDeposits {
-    /// Takes `minor` of `funder`'s allowance for today in `currency`, or `limit_exceeded`.
-    pub fn take(
-        &self,
-        funder: &str,
-        currency: giftcard_core::Currency,
-        minor: i64,
-        per_day: i64,
-        day: u64,
-    ) -> Result<(), ApiError> {
+    /// Takes the deposit's amount of its funder's allowance for the day, or `limit_exceeded`.
+    /// False when this deposit was counted already today (a retry): nothing is taken.
+    pub fn take(&self, d: &DepositCount<'_>, per_day: i64) -> Result<bool, ApiError> {
         let mut g = self.inner.lock().map_err(|_| ApiError::Unavailable)?;
-        if g.0 != day {
-            *g = (day, HashMap::new());
+        if g.day != d.day {
+            *g = Day {
+                day: d.day,
+                ..Day::default()
+            };
         }
-        let used = g.1.entry((funder.to_owned(), currency)).or_insert(0);
-        match used.checked_add(minor) {
+        let id = (
+            d.funder.to_owned(),
+            d.wallet.to_owned(),
+            d.deposit_id.to_owned(),
+        );
+        if g.counted.contains(&id) {
+            return Ok(false);
+        }
+        let refused = ApiError::Rejected(giftcard_core::Rejection::LimitExceeded, None);
+        if g.counted.len() >= COUNTED_DEPOSITS_MAX {
+            return Err(refused);
+        }
+        let used = g.used.entry((d.funder.to_owned(), d.currency)).or_insert(0);
+        match used.checked_add(d.minor) {
             Some(total) if total <= per_day => {
                 *used = total;
-                Ok(())
+                g.counted.insert(id);
+                Ok(true)
             }
-            _ => Err(ApiError::Rejected(
-                giftcard_core::Rejection::LimitExceeded,
-                None,
-            )),
+            _ => Err(refused),
         }
     }
 
     /// Gives back what [`DailyDeposits::take`] took for a deposit that did not take effect.
-    pub fn give_back(&self, funder: &str, currency: giftcard_core::Currency, minor: i64, day: u64) {
+    pub fn give_back(&self, d: &DepositCount<'_>) {
         if let Ok(mut g) = self.inner.lock() {
-            if g.0 == day {
-                if let Some(used) = g.1.get_mut(&(funder.to_owned(), currency)) {
-                    *used = used.saturating_sub(minor).max(0);
+            if g.day == d.day {
+                if let Some(used) = g.used.get_mut(&(d.funder.to_owned(), d.currency)) {
+                    *used = used.saturating_sub(d.minor).max(0);
                 }
+                let id = (
+                    d.funder.to_owned(),
+                    d.wallet.to_owned(),
+                    d.deposit_id.to_owned(),
+                );
+                g.counted.remove(&id);
             }
         }
     }
@@ -345,15 +381,40 @@ mod tests {
             giftcard_core::Currency::parse("USD").unwrap(),
             giftcard_core::Currency::parse("EUR").unwrap(),
         );
-        assert!(d.take("f", usd, 600, 1_000, 1).is_ok());
-        assert!(d.take("f", usd, 401, 1_000, 1).is_err());
-        assert!(d.take("f", eur, 1_000, 1_000, 1).is_ok(), "per currency");
-        assert!(d.take("g", usd, 1_000, 1_000, 1).is_ok(), "per funder");
-        d.give_back("f", usd, 600, 1);
-        assert!(d.take("f", usd, 1_000, 1_000, 1).is_ok(), "given back");
-        assert!(d.take("f", usd, 1_000, 1_000, 2).is_ok(), "a new day");
+        let dep = |funder, id, currency, minor, day| DepositCount {
+            funder,
+            wallet: "w",
+            deposit_id: id,
+            currency,
+            minor,
+            day,
+        };
+        assert_eq!(d.take(&dep("f", "d1", usd, 600, 1), 1_000).ok(), Some(true));
+        assert_eq!(
+            d.take(&dep("f", "d1", usd, 600, 1), 1_000).ok(),
+            Some(false),
+            "a retry takes nothing"
+        );
+        assert!(d.take(&dep("f", "d2", usd, 401, 1), 1_000).is_err());
         assert!(
-            d.take("f", usd, i64::MAX, i64::MAX, 2).is_err(),
+            d.take(&dep("f", "d3", eur, 1_000, 1), 1_000).is_ok(),
+            "per currency"
+        );
+        assert!(
+            d.take(&dep("g", "d4", usd, 1_000, 1), 1_000).is_ok(),
+            "per funder"
+        );
+        d.give_back(&dep("f", "d1", usd, 600, 1));
+        assert!(
+            d.take(&dep("f", "d5", usd, 1_000, 1), 1_000).is_ok(),
+            "given back"
+        );
+        assert!(
+            d.take(&dep("f", "d6", usd, 1_000, 2), 1_000).is_ok(),
+            "a new day"
+        );
+        assert!(
+            d.take(&dep("f", "d7", usd, i64::MAX, 2), i64::MAX).is_err(),
             "no overflow"
         );
     }

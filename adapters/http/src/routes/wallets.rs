@@ -174,17 +174,21 @@ pub(super) async fn credit(
     let day = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() / 86_400);
-    let ccy = amount.currency();
-    if let Some(per_day) = limit.per_day_minor {
-        state
-            .daily_deposits
-            .take(funder, ccy, amount.minor(), per_day, day)?;
-    }
+    let count = crate::limits::DepositCount {
+        funder,
+        wallet,
+        deposit_id: &deposit_id,
+        currency: amount.currency(),
+        minor: amount.minor(),
+        day,
+    };
+    let taken = match limit.per_day_minor {
+        Some(per_day) => state.daily_deposits.take(&count, per_day)?,
+        None => false,
+    };
     let give_back = || {
-        if limit.per_day_minor.is_some() {
-            state
-                .daily_deposits
-                .give_back(funder, ccy, amount.minor(), day);
+        if taken {
+            state.daily_deposits.give_back(&count);
         }
     };
     let fingerprint = input::fingerprint(&(amount_dto, &reference));
