@@ -252,7 +252,8 @@ impl Engine {
     /// Seals every code again under the current seal key (a key rotation): the supplier codes in
     /// the store and every shard's issued cards, each durable before this returns. Afterwards
     /// no code needs an earlier key; the journal frames written before still hold the old boxes
-    /// until a checkpoint truncates them. Safe while serving (codes never change, only boxes).
+    /// until a checkpoint truncates them. Safe while serving (codes never change, only boxes);
+    /// `giftcard rotate-seal-key` runs it on a stopped server's data directory.
     pub fn reseal(&self) -> Result<ResealReport, EngineError> {
         let current = self.vault.key_version();
         let mut report = ResealReport::default();
