@@ -353,3 +353,65 @@ fn one_redemption_id_redeems_once_whichever_shard_its_cards_live_on() {
     assert_eq!((balance(card_a), balance(card_b)), (4000, 5000));
     check_invariants(&engine);
 }
+
+/// A redemption refused on the card's shard without a trace (no such card: a mistyped code)
+/// lets go of its id's claim at the home shard, so the id can be used again with the right
+/// code instead of being tied to the wrong one for ever.
+#[test]
+fn a_redemption_id_sent_with_a_mistyped_code_can_be_used_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path(), 4);
+    let mut s = sku(1, SkuKind::Issued, 5000);
+    s.issue_cap = Some(10);
+    engine.call(Command::DefineSku(s)).unwrap();
+    funded_wallet(&engine, "buyer", 10_000);
+    let (outcome, _) = place(&engine, "o-1", "buyer", "sku-1", 1).unwrap();
+    let OrderOutcome::Completed { first_card, .. } = outcome else {
+        panic!("{outcome:?}")
+    };
+    let QueryAnswer::Card(card) = engine.ask(Query::Card { card: first_card }).unwrap() else {
+        panic!("a card")
+    };
+    let real = engine.vault().hash(&engine.reveal(&card).unwrap());
+    // An id whose home is not the card's shard, and a mistyped code on a third shard, so the
+    // claim is made at the home and refused elsewhere.
+    let shard = |h: &[u8]| giftcard_core::placement::shard_for(h, 4);
+    let id = (0..)
+        .map(|i| format!("typo-{i}"))
+        .find(|id| {
+            let home =
+                giftcard_core::placement::redemption_home(&caller().client, &RequestId::new(id), 4);
+            home != shard(&real)
+        })
+        .unwrap();
+    let home = giftcard_core::placement::redemption_home(&caller().client, &RequestId::new(&id), 4);
+    let typo: CodeHash = (0u8..).map(|b| [b; 16]).find(|h| shard(h) != home).unwrap();
+    let redeem = |hash: CodeHash| {
+        engine.call(Command::Redeem {
+            caller: caller(),
+            redemption_id: RequestId::new(&id),
+            code: hash,
+            amount: Money::new(1000, usd()),
+            fingerprint: fingerprint(&hash),
+            brands: None,
+        })
+    };
+    assert!(matches!(
+        redeem(typo),
+        Err(EngineError::Rejected(Rejection::CardNotFound))
+    ));
+    // The release travels from the card's shard to the home after the refusal is answered.
+    let started = std::time::Instant::now();
+    let outcome = loop {
+        match redeem(real) {
+            Err(EngineError::Rejected(Rejection::IdempotencyConflict))
+                if started.elapsed() < std::time::Duration::from_secs(5) =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5))
+            }
+            other => break other,
+        }
+    };
+    assert!(matches!(outcome, Ok(Outcome::Applied(_))), "{outcome:?}");
+    check_invariants(&engine);
+}

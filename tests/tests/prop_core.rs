@@ -353,7 +353,15 @@ impl World {
                     if let Some(c) = claim {
                         self.commit(home, vec![c]);
                     }
-                    self.run(to, &cmd);
+                    // Refused there without a trace: the claim is let go, as the runtime does.
+                    if let Decision::Reject(_) = self.run(to, &cmd) {
+                        let release = Command::ReleaseRedemptionClaim {
+                            client: caller(false).client,
+                            redemption_id: RequestId::new(&format!("r{id}")),
+                            fingerprint: [*id ^ *nth as u8; 16],
+                        };
+                        self.run(home, &release);
+                    }
                 }
             }
             Step::Reverse { id } => {

@@ -5,6 +5,7 @@
 //! another request under the same id is a conflict.
 
 use crate::maps::SpreadMap;
+use crate::state::Decision;
 use crate::*;
 use serde::{Deserialize, Serialize};
 
@@ -28,18 +29,45 @@ impl RedemptionClaims {
         self.claims.is_empty()
     }
 
+    /// Lets go of a claim whose redemption was refused without a trace, if it is still the
+    /// one that request made (same fingerprint); anything else changes nothing.
+    pub(crate) fn decide_release(
+        &self,
+        client: &ClientId,
+        id: &RequestId,
+        fingerprint: &Fingerprint,
+    ) -> Decision {
+        match self.get(client, id) {
+            Some((fp, _)) if fp == fingerprint => {
+                Decision::Events(vec![Event::RedemptionClaimReleased {
+                    client: client.clone(),
+                    redemption_id: id.clone(),
+                }])
+            }
+            _ => Decision::Answered(vec![]),
+        }
+    }
+
     pub(crate) fn apply(&mut self, event: &Event) {
-        if let Event::RedemptionClaimed {
-            client,
-            redemption_id,
-            fingerprint,
-            card_shard,
-        } = event
-        {
-            self.claims.insert(
-                (client.clone(), redemption_id.clone()),
-                (*fingerprint, *card_shard),
-            );
+        match event {
+            Event::RedemptionClaimed {
+                client,
+                redemption_id,
+                fingerprint,
+                card_shard,
+            } => {
+                self.claims.insert(
+                    (client.clone(), redemption_id.clone()),
+                    (*fingerprint, *card_shard),
+                );
+            }
+            Event::RedemptionClaimReleased {
+                client,
+                redemption_id,
+            } => {
+                self.claims.remove(&(client.clone(), redemption_id.clone()));
+            }
+            _ => {}
         }
     }
 }

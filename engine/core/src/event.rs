@@ -142,6 +142,14 @@ pub enum Command {
         caller: Caller,
         redemption_id: RequestId,
     },
+    /// Let go of a redemption id's claim at its home: the card's shard refused the redemption
+    /// without a trace (no such card, or a brand the merchant does not accept), so the id may
+    /// be used afresh (say with the code typed correctly). Sent by the card's shard.
+    ReleaseRedemptionClaim {
+        client: ClientId,
+        redemption_id: RequestId,
+        fingerprint: Fingerprint,
+    },
     /// Replace issued cards' sealed codes with boxes of the same codes under the current key
     /// (drawn by the runtime, which holds the keys); all cards of this shard.
     ResealCodes {
@@ -324,6 +332,11 @@ pub enum Event {
         redemption_id: RequestId,
         fingerprint: Fingerprint,
         card_shard: ShardId,
+    },
+    /// A redemption id's claim let go: its redemption was refused without a trace.
+    RedemptionClaimReleased {
+        client: ClientId,
+        redemption_id: RequestId,
     },
     /// Issued cards' codes sealed again, under the current key (a key rotation): the same codes,
     /// new boxes. Carries only sealed bytes, never a code.

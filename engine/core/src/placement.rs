@@ -78,6 +78,11 @@ pub fn route(cmd: &crate::Command, n: u16) -> ShardId {
                 ShardId(0)
             }
         }
+        Command::ReleaseRedemptionClaim {
+            client,
+            redemption_id,
+            ..
+        } => redemption_home(client, redemption_id, n),
         Command::ResealCodes { cards } => match cards.first() {
             Some((card, _)) if card.shard().0 < n => card.shard(),
             _ => ShardId(0),

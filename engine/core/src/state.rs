@@ -317,6 +317,13 @@ impl ShardState {
                 .cards
                 .decide_delivery(*card, *delivered, *attempt, *attempts_max),
             Command::ResealCodes { cards } => self.cards.decide_reseal(self.shard, cards),
+            Command::ReleaseRedemptionClaim {
+                client,
+                redemption_id,
+                fingerprint,
+            } => self
+                .redemption_claims
+                .decide_release(client, redemption_id, fingerprint),
             Command::CloseSettlement { period_id } => self.settlement.decide_close(period_id),
             Command::Tick => self.deadlines.decide_tick(self, ctx.now),
         }

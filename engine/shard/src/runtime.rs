@@ -428,7 +428,10 @@ impl ShardCore {
             }
             // Released with this pass's group, so never before the original is durable.
             Decision::Answered(evs) => Ok(Outcome::Answered(evs)),
-            Decision::Reject(r) => Err(EngineError::Rejected(r)),
+            Decision::Reject(r) => {
+                self.release_claim(pass, &cmd);
+                Err(EngineError::Rejected(r))
+            }
             Decision::Forward { claim, to: shard } if shard != self.state.shard() => {
                 if let Some(c) = claim {
                     self.commit(pass, vec![c]);
@@ -439,6 +442,33 @@ impl ShardCore {
             other => unreachable_decision(other),
         };
         Self::reply(pass, to, reply);
+    }
+
+    /// A redemption refused here without a trace, whose id was claimed at another shard (its
+    /// home): the claim is let go there, so the id may be used afresh (a mistyped code). The
+    /// home keeps it if another request under the id claimed it meanwhile.
+    fn release_claim(&mut self, pass: &mut Pass, cmd: &Command) {
+        let Command::Redeem {
+            caller,
+            redemption_id,
+            fingerprint,
+            ..
+        } = cmd
+        else {
+            return;
+        };
+        let n = self.state.shard_count();
+        let home = giftcard_core::placement::redemption_home(&caller.client, redemption_id, n);
+        if home == self.state.shard() {
+            return;
+        }
+        let release = Command::ReleaseRedemptionClaim {
+            client: caller.client.clone(),
+            redemption_id: redemption_id.clone(),
+            fingerprint: *fingerprint,
+        };
+        pass.out
+            .push((home, PeerMsg::Command(release, Box::new(|_| ()))));
     }
 
     /// Seals every issued code of this shard that the current key did not seal again, and
