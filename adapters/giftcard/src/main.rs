@@ -81,6 +81,18 @@ enum Cmd {
     Simulate(simulate::SimArgs),
 }
 
+/// The configuration (the file, or the embedded default, with the environment) and the engine
+/// opened on `data`, for the commands that work on a stopped server's data directory.
+fn open_stopped(
+    data: PathBuf,
+    config: Option<&std::path::Path>,
+) -> Result<(config::Config, giftcard_shard::Engine)> {
+    let mut cfg = config::load(config)?;
+    cfg.engine.data_dir = data;
+    let engine = giftcard_shard::Engine::open(cfg.engine_config()?)?;
+    Ok((cfg, engine))
+}
+
 fn main() -> Result<()> {
     // No transparent huge pages for this process. mimalloc asks for them on its arenas, and a
     // fault on a fresh huge page zeroes 2 MiB (and may compact memory first) while a shard
@@ -101,9 +113,7 @@ fn main() -> Result<()> {
         Cmd::Bench(args) => bench::run(args),
         Cmd::Simulate(args) => simulate::run(args),
         Cmd::Snapshot { data, config } => {
-            let mut cfg = config::load(config.as_deref())?;
-            cfg.engine.data_dir = data;
-            let engine = giftcard_shard::Engine::open(cfg.engine_config()?)?;
+            let (_, engine) = open_stopped(data, config.as_deref())?;
             let through = engine
                 .checkpoint()
                 .map_err(|e| anyhow::anyhow!("checkpoint failed: {e}"))?;
@@ -111,9 +121,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Cmd::RotateSealKey { data, config } => {
-            let mut cfg = config::load(config.as_deref())?;
-            cfg.engine.data_dir = data;
-            let engine = giftcard_shard::Engine::open(cfg.engine_config()?)?;
+            let (cfg, engine) = open_stopped(data, config.as_deref())?;
             let report = engine
                 .reseal()
                 .map_err(|e| anyhow::anyhow!("re-sealing failed: {e}"))?;
