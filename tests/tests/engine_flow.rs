@@ -121,7 +121,7 @@ fn issued_cards_redeem_partially_and_reverse() {
         QueryAnswer::Card(c) => c,
         other => panic!("{other:?}"),
     };
-    let code = engine.reveal(&card).unwrap();
+    let code = engine.reveal(first_card, &card).unwrap();
     let hash = engine.vault().hash(&code);
     let redeem_as = |id: &str, minor: i64, brands: Option<Vec<String>>| {
         engine.call(Command::Redeem {
@@ -318,7 +318,9 @@ fn one_redemption_id_redeems_once_whichever_shard_its_cards_live_on() {
         };
         (
             first_card,
-            engine.vault().hash(&engine.reveal(&card).unwrap()),
+            engine
+                .vault()
+                .hash(&engine.reveal(first_card, &card).unwrap()),
         )
     };
     let (card_a, hash_a) = code_of("o-a", &wallets[0]);
@@ -372,7 +374,9 @@ fn a_redemption_id_sent_with_a_mistyped_code_can_be_used_again() {
     let QueryAnswer::Card(card) = engine.ask(Query::Card { card: first_card }).unwrap() else {
         panic!("a card")
     };
-    let real = engine.vault().hash(&engine.reveal(&card).unwrap());
+    let real = engine
+        .vault()
+        .hash(&engine.reveal(first_card, &card).unwrap());
     // An id whose home is not the card's shard, and a mistyped code on a third shard, so the
     // claim is made at the home and refused elsewhere.
     let shard = |h: &[u8]| giftcard_core::placement::shard_for(h, 4);

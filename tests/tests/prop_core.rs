@@ -209,9 +209,15 @@ impl World {
                     at = to;
                 }
                 // Codes are asked for once, after every check, as the runtime draws them.
-                Decision::NeedCodes(k) => {
+                Decision::NeedCodes(ids) => {
                     assert!(req.fresh_codes.is_empty(), "codes asked for twice");
-                    req.fresh_codes = (0..k).map(|_| self.fresh_code(home)).collect();
+                    let next = self.shards[usize::from(at.0)].cards().next_seq();
+                    assert!(
+                        ids.iter()
+                            .all(|c| c.shard() == at && c.0 & ((1 << 48) - 1) >= next),
+                        "codes asked for cards not yet sold here: {ids:?}"
+                    );
+                    req.fresh_codes = ids.iter().map(|_| self.fresh_code(home)).collect();
                 }
                 Decision::NeedStock { hold, missing } => {
                     if !held {

@@ -265,7 +265,7 @@ fn run(world: &mut World, dir: &Path, s: &Step) {
             let QueryAnswer::Card(c) = e.ask(Query::Card { card: *card }).unwrap() else {
                 panic!("card {card:?} missing")
             };
-            let hash = e.vault().hash(&e.reveal(&c).unwrap());
+            let hash = e.vault().hash(&e.reveal(*card, &c).unwrap());
             let r = e.call(Command::Redeem {
                 caller: caller(),
                 redemption_id: RequestId::new(&format!("r{id}")),

@@ -73,7 +73,12 @@ async fn an_order_in_gives_its_result_and_events_out() {
     };
     for (i, (d, card)) in deliveries.iter().zip(&cards).enumerate() {
         assert_eq!(d.payload["card_id"], (first_card + i as u64).to_string());
-        assert_eq!(open_code(&d.payload), engine.reveal(card).unwrap());
+        assert_eq!(
+            open_code(&d.payload),
+            engine
+                .reveal(giftcard_core::CardId(first_card + i as u64), card)
+                .unwrap()
+        );
         assert_eq!(d.payload["recipient"], "buyer@example.com");
         assert_eq!(d.payload["batch_count"], 4);
         // Stable event ids (`{shard}-{lsn}-{i}`), published under their keyed hashes.

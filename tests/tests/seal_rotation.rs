@@ -25,7 +25,7 @@ fn codes(e: &Engine, orders: &[CardId]) -> Result<Vec<String>, EngineError> {
     orders
         .iter()
         .map(|id| match e.ask(Query::Card { card: *id })? {
-            QueryAnswer::Card(c) => e.reveal(&c),
+            QueryAnswer::Card(c) => e.reveal(*id, &c),
             other => panic!("{other:?}"),
         })
         .collect()
@@ -98,4 +98,48 @@ fn rotated_keys_open_old_codes_and_resealing_retires_the_old_key() {
             "card {id:?} still opens under the old key"
         );
     }
+}
+
+/// Issue 13: a sealed code is bound to the slot (or card) it belongs to. Someone who can write
+/// the data directory but holds no key moves the box of a dear card into the slot of a cheap
+/// one; the cheap card sold from it then does not open (before, it opened as the dear code).
+#[test]
+fn a_box_moved_to_another_slot_does_not_open_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine(dir.path(), (0, OLD), &[]);
+    e.call(Command::DefineSku(sku(2, SkuKind::SupplierCode, 500)))
+        .unwrap();
+    e.call(Command::DefineSku(sku(3, SkuKind::SupplierCode, 50_000)))
+        .unwrap();
+    e.upload(SkuId::new("sku-2"), None, &["CHEAP-0001".to_owned()])
+        .unwrap();
+    e.upload(SkuId::new("sku-3"), None, &["DEAR-0001".to_owned()])
+        .unwrap();
+    e.shutdown();
+    drop(e);
+
+    let mut wal = giftcard_wal::Wal::open(
+        dir.path(),
+        &giftcard_wal::WalOptions {
+            cache_bytes: 8 << 20,
+        },
+    )
+    .unwrap();
+    let reader = wal.reader();
+    let (cheap, dear) = (giftcard_shard::slot_key(0), giftcard_shard::slot_key(1));
+    let cheap_box = reader.get(&cheap).unwrap().expect("slot 0");
+    let dear_box = reader.get(&dear).unwrap().expect("slot 1");
+    wal.append_group(&[], &[(cheap.clone(), dear_box), (dear, cheap_box)])
+        .unwrap();
+    drop((reader, wal));
+
+    let e = engine(dir.path(), (0, OLD), &[]);
+    funded_wallet(&e, "buyer", 1_000_000);
+    let cheap_card = buy(&e, "o-cheap", "sku-2", 1);
+    assert!(
+        codes(&e, &cheap_card).is_err(),
+        "the cheap card opened the box moved into its slot"
+    );
+    let dear_card = buy(&e, "o-dear", "sku-3", 1);
+    assert!(codes(&e, &dear_card).is_err());
 }

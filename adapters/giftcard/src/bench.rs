@@ -216,11 +216,12 @@ fn redeem_setup(engine: &Engine, args: &BenchArgs) -> Result<Vec<CodeHash>> {
         else {
             bail!("cards query failed");
         };
-        for c in cs {
+        for (i, c) in cs.iter().enumerate() {
+            let id = CardId(first_card.0 + i as u64);
             hashes.push(
                 engine
                     .vault()
-                    .hash(&engine.reveal(&c).map_err(|e| anyhow::anyhow!("{e}"))?),
+                    .hash(&engine.reveal(id, c).map_err(|e| anyhow::anyhow!("{e}"))?),
             );
         }
     }

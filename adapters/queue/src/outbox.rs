@@ -426,7 +426,7 @@ fn delivery_event(
     recipient: &str,
 ) -> Result<DeliveryEvent, EngineError> {
     let code = sealer
-        .field(engine.reveal(card)?)
+        .field(engine.reveal(id, card)?)
         .map_err(|e| EngineError::Internal(e.to_string()))?;
     Ok(DeliveryEvent {
         event_id: String::new(),

@@ -364,7 +364,7 @@ pub(crate) fn decide_order(st: &ShardState, req: &OrderRequest, ctx: &Ctx) -> De
     // Codes are drawn only now, when every check has passed: an order that is refused costs
     // no randomness, hashing or sealing (and its refusal is recorded like any other).
     if req.fresh_codes.is_empty() && issued > 0 {
-        return Decision::NeedCodes(issued);
+        return Decision::NeedCodes(issued_card_ids(st, &plan));
     }
     if req.fresh_codes.len() as u64 != issued {
         return Decision::Reject(Rejection::QuantityOutOfRange);
@@ -439,6 +439,22 @@ fn price(catalog: &crate::catalog::Catalog, req: &OrderRequest) -> Result<Plan, 
         lines,
         needs,
     })
+}
+
+/// The ids `fill` gives the issued cards of `plan`, in its order: cards are numbered from the
+/// shard's next sequence through the lines in turn, each line's cards together.
+fn issued_card_ids(st: &ShardState, plan: &Plan) -> Vec<CardId> {
+    let first = CardId::new(st.shard(), st.cards().next_seq()).0;
+    let mut at = first;
+    let mut ids = Vec::new();
+    for (line, qty) in &plan.lines {
+        let qty = u64::from(*qty);
+        if line.issued {
+            ids.extend((at..at + qty).map(CardId));
+        }
+        at += qty;
+    }
+    ids
 }
 
 /// Takes stock and codes for a priced plan. Stock sufficiency was checked by the caller.

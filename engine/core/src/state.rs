@@ -42,9 +42,10 @@ pub enum Decision {
         hold: Event,
         missing: Vec<(SkuId, u64)>,
     },
-    /// Every check passed and the order issues this many cards: the runtime draws their codes
-    /// (randomness stays outside the core) into `fresh_codes` and decides again.
-    NeedCodes(u64),
+    /// Every check passed and the order issues cards with these ids: the runtime draws their
+    /// codes (randomness stays outside the core), seals each bound to its card, puts them in
+    /// `fresh_codes` in this order and decides again.
+    NeedCodes(Vec<CardId>),
 }
 
 /// Everything one shard owns.

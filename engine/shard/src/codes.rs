@@ -2,9 +2,9 @@
 //! hash redemption looks codes up by (BLAKE3 keyed mode), and generation of issued codes from the
 //! OS's CSPRNG. Codes never reach a log: `mask` keeps the last four characters.
 
-use chacha20poly1305::aead::{Aead, KeyInit};
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
-use giftcard_core::{state::shard_for, CodeHash, FreshCode, ShardId};
+use giftcard_core::{state::shard_for, CardId, CodeHash, FreshCode, ShardId};
 use rand::{rngs::OsRng, Rng, RngCore};
 
 /// Characters of generated codes: no 0/O or 1/I/L to misread.
@@ -18,6 +18,45 @@ pub const CODE_LEN_MAX: usize = 128;
 /// before key versions existed, and every code sealed under version 0, are `nonce ‖ ciphertext`
 /// with no header, and open with the version-0 key.
 const VERSIONED: u8 = 0xF1;
+/// First byte of a sealed code bound to its place: `0xF2, version, nonce, ciphertext`, sealed
+/// with the slot or card it belongs to as associated data, so a box moved to another slot or
+/// card does not open there. Every code sealed now is bound; the unbound forms above open
+/// until `giftcard rotate-seal-key` has sealed them again.
+const BOUND: u8 = 0xF2;
+
+/// Where a sealed code belongs: what its box is bound to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Binding {
+    /// A supplier code in the store, under its slot.
+    Slot(u64),
+    /// An issued card's code.
+    Card(CardId),
+}
+
+impl Binding {
+    /// The associated data: a domain tag, the kind of place, its id, and the key version.
+    fn aad(self, version: u8) -> [u8; 26] {
+        let mut out = [0u8; 26];
+        out[..16].copy_from_slice(b"giftcard code\0v1");
+        let (kind, id) = match self {
+            Binding::Slot(slot) => (1, slot),
+            Binding::Card(card) => (2, card.0),
+        };
+        out[16] = kind;
+        out[17..25].copy_from_slice(&id.to_le_bytes());
+        out[25] = version;
+        out
+    }
+}
+
+/// What opening a sealed code found: the code, the key version that opened it, and whether
+/// the box was bound to its place (false for a box sealed before bindings existed).
+#[derive(Debug)]
+pub struct Opened {
+    pub code: String,
+    pub version: u8,
+    pub bound: bool,
+}
 
 /// The secrets of the code vault: the sealing keys by version (the current one seals, every
 /// one listed opens what it sealed, so a key can rotate), and the hashing key.
@@ -111,67 +150,92 @@ impl CodeVault {
     /// The version of the key a sealed code names (0 for a code without a version header).
     pub fn sealed_version(sealed: &[u8]) -> u8 {
         match sealed {
-            [VERSIONED, v, rest @ ..] if *v != 0 && rest.len() >= 12 + 16 => *v,
+            [BOUND | VERSIONED, v, rest @ ..] if rest.len() >= 12 + 16 => *v,
             _ => 0,
         }
     }
 
-    /// Encrypts a code: under key version 0, nonce (12 bytes) followed by ciphertext and tag;
-    /// under a later version the same behind a header `0xF1, version`.
-    pub fn seal(&self, code: &str) -> Vec<u8> {
-        self.seal_with(&mut OsRng, code)
+    /// Encrypts a code bound to `place`: `0xF2, version, nonce (12 bytes), ciphertext and tag`,
+    /// with the place and the version as associated data.
+    pub fn seal(&self, code: &str, place: Binding) -> Vec<u8> {
+        self.seal_with(&mut OsRng, code, place)
     }
 
     /// [`CodeVault::seal`] with the nonce drawn from `rng` (a seeded one in the simulator).
-    pub fn seal_with(&self, rng: &mut dyn RngCore, code: &str) -> Vec<u8> {
+    pub fn seal_with(&self, rng: &mut dyn RngCore, code: &str, place: Binding) -> Vec<u8> {
         let mut nonce = [0u8; 12];
         rng.fill_bytes(&mut nonce);
         let mut out = Vec::with_capacity(2 + 12 + code.len() + 16);
-        if self.version != 0 {
-            out.extend_from_slice(&[VERSIONED, self.version]);
-        }
+        out.extend_from_slice(&[BOUND, self.version]);
         out.extend_from_slice(&nonce);
+        let aad = place.aad(self.version);
         // Encryption with a valid key and nonce cannot fail for inputs of this size.
         let ct = self
             .cipher
-            .encrypt(Nonce::from_slice(&nonce), code.as_bytes())
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: code.as_bytes(),
+                    aad: &aad,
+                },
+            )
             .unwrap_or_default();
         out.extend_from_slice(&ct);
         out
     }
 
-    /// Decrypts a sealed code.
-    pub fn unseal(&self, sealed: &[u8]) -> Result<String, UnsealError> {
-        self.open_version(sealed).map(|(_, code)| code)
+    /// Decrypts the code sealed for `place`.
+    pub fn unseal(&self, sealed: &[u8], place: Binding) -> Result<String, UnsealError> {
+        self.open(sealed, place).map(|o| o.code)
     }
 
-    /// Decrypts a sealed code and says which key version opened it (what a rotation asks:
-    /// a header alone could be a version-0 nonce that begins like one).
-    pub fn open_version(&self, sealed: &[u8]) -> Result<(u8, String), UnsealError> {
-        let open = |version: u8, body: &[u8]| {
+    /// Decrypts the code sealed for `place` and says which key version opened it and whether
+    /// the box was bound (what a rotation asks: a header alone could be the random nonce of a
+    /// header-less box that begins like one; the AEAD tag tells which).
+    pub fn open(&self, sealed: &[u8], place: Binding) -> Result<Opened, UnsealError> {
+        let open = |version: u8, body: &[u8], aad: &[u8]| {
             let (_, cipher) = self.openers.iter().find(|(v, _)| *v == version)?;
             if body.len() < 12 {
                 return None;
             }
             let (nonce, ct) = body.split_at(12);
-            cipher.decrypt(Nonce::from_slice(nonce), ct).ok()
+            cipher
+                .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad })
+                .ok()
         };
-        // A versioned header, or a version-0 code whose random nonce happens to begin like one:
-        // the AEAD tag tells which.
-        let versioned = match Self::sealed_version(sealed) {
-            0 => None,
-            v => open(v, &sealed[2..]).map(|p| (v, p)),
+        let header = match sealed {
+            [kind @ (BOUND | VERSIONED), v, ..] => Some((*kind, *v)),
+            _ => None,
         };
-        let (version, plain) = versioned
-            .or_else(|| open(0, sealed).map(|p| (0, p)))
-            .ok_or(UnsealError)?;
-        Ok((version, String::from_utf8(plain).map_err(|_| UnsealError)?))
+        let found = match header {
+            Some((BOUND, v)) => open(v, &sealed[2..], &place.aad(v)).map(|p| (v, true, p)),
+            Some((_, v)) if v != 0 => open(v, &sealed[2..], &[]).map(|p| (v, false, p)),
+            _ => None,
+        }
+        .or_else(|| open(0, sealed, &[]).map(|p| (0, false, p)));
+        let (version, bound, plain) = found.ok_or(UnsealError)?;
+        Ok(Opened {
+            code: String::from_utf8(plain).map_err(|_| UnsealError)?,
+            version,
+            bound,
+        })
+    }
+
+    /// Whether a box must be sealed again: a key other than the current one sealed it, or it
+    /// is not bound to its place.
+    pub fn needs_reseal(&self, opened: &Opened) -> bool {
+        opened.version != self.version || !opened.bound
     }
 
     /// A fresh issued-card code whose hash places it on `shard`, so the card can live with the
     /// wallet that bought it and still be found by code. Returns the clear code too, once.
-    pub fn generate_for_shard(&self, shard: ShardId, shard_count: u16) -> (String, FreshCode) {
-        self.generate_for_shard_with(&mut OsRng, shard, shard_count)
+    pub fn generate_for_shard(
+        &self,
+        shard: ShardId,
+        shard_count: u16,
+        card: CardId,
+    ) -> (String, FreshCode) {
+        self.generate_for_shard_with(&mut OsRng, shard, shard_count, card)
     }
 
     /// [`CodeVault::generate_for_shard`] drawing from `rng` (the OS's CSPRNG in production; a
@@ -181,6 +245,7 @@ impl CodeVault {
         rng: &mut dyn RngCore,
         shard: ShardId,
         shard_count: u16,
+        card: CardId,
     ) -> (String, FreshCode) {
         loop {
             let code: String = (0..ISSUED_CODE_LEN)
@@ -188,7 +253,7 @@ impl CodeVault {
                 .collect();
             let hash = self.hash(&code);
             if shard_for(&hash, shard_count) == shard {
-                let sealed = self.seal_with(rng, &code);
+                let sealed = self.seal_with(rng, &code, Binding::Card(card));
                 return (code, FreshCode { hash, sealed });
             }
         }
@@ -211,15 +276,37 @@ pub fn valid_code(code: &str) -> bool {
 mod tests {
     use super::*;
 
+    const SLOT: Binding = Binding::Slot(7);
+
+    /// A box as builds before bindings sealed it: under version 0 `nonce ‖ ciphertext`, under a
+    /// later version the same behind `0xF1, version`, with no associated data.
+    fn unbound(key: [u8; 32], version: u8, code: &str) -> Vec<u8> {
+        let cipher = ChaCha20Poly1305::new(Key::from_slice(&key));
+        let nonce = [3u8; 12];
+        let mut out = if version == 0 {
+            Vec::new()
+        } else {
+            vec![VERSIONED, version]
+        };
+        out.extend_from_slice(&nonce);
+        out.extend(
+            cipher
+                .encrypt(Nonce::from_slice(&nonce), code.as_bytes())
+                .unwrap(),
+        );
+        out
+    }
+
     #[test]
     fn seal_round_trips_and_rejects_tampering() {
         let v = CodeVault::new([7; 32], [9; 32]);
-        let s = v.seal("ABCD-1234");
-        assert_eq!(v.unseal(&s).expect("unseals"), "ABCD-1234");
+        let s = v.seal("ABCD-1234", SLOT);
+        assert_eq!(&s[..2], &[BOUND, 0]);
+        assert_eq!(v.unseal(&s, SLOT).expect("unseals"), "ABCD-1234");
         let mut t = s.clone();
         t[14] ^= 1;
-        assert!(v.unseal(&t).is_err());
-        assert_ne!(v.seal("ABCD-1234"), s, "nonces differ");
+        assert!(v.unseal(&t, SLOT).is_err());
+        assert_ne!(v.seal("ABCD-1234", SLOT), s, "nonces differ");
         assert!(
             !s.windows(4).any(|w| w == b"1234"),
             "code is not stored in clear"
@@ -227,38 +314,74 @@ mod tests {
     }
 
     #[test]
+    fn a_box_opens_only_in_the_place_it_was_sealed_for() {
+        let v = CodeVault::new([7; 32], [9; 32]);
+        let card = Binding::Card(CardId(42));
+        let s = v.seal("CARD-CODE-42", card);
+        assert_eq!(v.unseal(&s, card).expect("its own card"), "CARD-CODE-42");
+        for other in [
+            Binding::Card(CardId(43)),
+            Binding::Slot(42),
+            Binding::Slot(7),
+        ] {
+            assert!(v.unseal(&s, other).is_err(), "opened as {other:?}");
+        }
+        let slot = v.seal("SLOT-CODE-7", SLOT);
+        assert!(v.unseal(&slot, Binding::Slot(8)).is_err());
+        assert!(v.unseal(&slot, Binding::Card(CardId(7))).is_err());
+        // Boxes of the builds before open anywhere (they carry no place) and are marked so,
+        // which is what makes `rotate-seal-key` seal them again.
+        let legacy = unbound([7; 32], 0, "OLD-CODE-0001");
+        let opened = v.open(&legacy, SLOT).expect("legacy box");
+        assert_eq!((opened.code.as_str(), opened.version), ("OLD-CODE-0001", 0));
+        assert!(!opened.bound && v.needs_reseal(&opened));
+        let fresh = v.open(&slot, SLOT).unwrap();
+        assert!(fresh.bound && !v.needs_reseal(&fresh));
+    }
+
+    #[test]
     fn a_rotated_vault_opens_old_codes_seals_new_ones_under_its_version_and_needs_its_keys() {
         let old = CodeVault::new([7; 32], [9; 32]);
-        let legacy = old.seal("OLD-CODE-0001");
+        let legacy = unbound([7; 32], 0, "OLD-CODE-0001");
+        let sealed_v0 = old.seal("OLD-CODE-0002", SLOT);
         assert_eq!(CodeVault::sealed_version(&legacy), 0);
         let rotated = CodeVault::with_keys((1, [8; 32]), &[(0, [7; 32])], [9; 32]);
-        assert_eq!(rotated.unseal(&legacy).expect("old code"), "OLD-CODE-0001");
-        let fresh = rotated.seal("NEW-CODE-0001");
-        assert_eq!(&fresh[..2], &[VERSIONED, 1]);
+        assert_eq!(rotated.unseal(&legacy, SLOT).unwrap(), "OLD-CODE-0001");
+        assert_eq!(rotated.unseal(&sealed_v0, SLOT).unwrap(), "OLD-CODE-0002");
+        assert!(rotated.needs_reseal(&rotated.open(&sealed_v0, SLOT).unwrap()));
+        let fresh = rotated.seal("NEW-CODE-0001", SLOT);
+        assert_eq!(&fresh[..2], &[BOUND, 1]);
         assert_eq!(CodeVault::sealed_version(&fresh), 1);
-        assert_eq!(rotated.unseal(&fresh).expect("new code"), "NEW-CODE-0001");
+        assert_eq!(rotated.unseal(&fresh, SLOT).unwrap(), "NEW-CODE-0001");
+        // A version-1 box of a build before bindings.
+        let legacy_v1 = unbound([8; 32], 1, "OLD-CODE-0003");
+        assert_eq!(rotated.open(&legacy_v1, SLOT).unwrap().version, 1);
         // Again rotated, the oldest key retired: what it sealed no longer opens.
         let again = CodeVault::with_keys((2, [6; 32]), &[(1, [8; 32])], [9; 32]);
-        assert_eq!(again.unseal(&fresh).expect("v1 code"), "NEW-CODE-0001");
-        assert!(again.unseal(&legacy).is_err());
+        assert_eq!(again.unseal(&fresh, SLOT).unwrap(), "NEW-CODE-0001");
+        assert!(again.unseal(&legacy, SLOT).is_err());
+        assert!(again.unseal(&sealed_v0, SLOT).is_err());
         assert!(
-            old.unseal(&fresh).is_err(),
+            old.unseal(&fresh, SLOT).is_err(),
             "an old build cannot open a new key's code"
         );
-        // The version byte is authenticated only through its key: naming another fails.
+        // The version byte is bound too: naming another fails even where both keys are held.
+        let both = CodeVault::with_keys((2, [6; 32]), &[(1, [8; 32]), (3, [8; 32])], [9; 32]);
         let mut renamed = fresh.clone();
-        renamed[1] = 2;
-        assert!(again.unseal(&renamed).is_err());
+        renamed[1] = 3;
+        assert!(both.unseal(&renamed, SLOT).is_err());
     }
 
     #[test]
     fn generated_codes_land_on_the_requested_shard() {
         let v = CodeVault::new([1; 32], [2; 32]);
         for shard in 0..4 {
-            let (code, fresh) = v.generate_for_shard(ShardId(shard), 4);
+            let card = CardId::new(ShardId(shard), 5);
+            let (code, fresh) = v.generate_for_shard(ShardId(shard), 4, card);
             assert_eq!(fresh.hash, v.hash(&code));
             assert_eq!(shard_for(&fresh.hash, 4), ShardId(shard));
             assert_eq!(code.len(), ISSUED_CODE_LEN);
+            assert_eq!(v.unseal(&fresh.sealed, Binding::Card(card)).unwrap(), code);
         }
         assert_eq!(mask("ABCDEFGH"), "****EFGH");
     }

@@ -234,7 +234,7 @@ impl Engine {
     ) {
         let codes = codes
             .iter()
-            .map(|c| (self.vault.hash(c), self.vault.seal(c)))
+            .map(|c| (self.vault.hash(c), c.clone()))
             .collect();
         self.deliver(
             ShardId(0),
@@ -255,7 +255,6 @@ impl Engine {
     /// until a checkpoint truncates them. Safe while serving (codes never change, only boxes);
     /// `giftcard rotate-seal-key` runs it on a stopped server's data directory.
     pub fn reseal(&self) -> Result<ResealReport, EngineError> {
-        let current = self.vault.key_version();
         let mut report = ResealReport::default();
         let mut slots = Vec::new();
         let send = |shard: u16, slots: Vec<(u64, Vec<u8>)>| -> Result<u64, EngineError> {
@@ -280,12 +279,13 @@ impl Engine {
             let Ok(slot) = <[u8; 8]>::try_from(&key[1..]).map(u64::from_be_bytes) else {
                 continue;
             };
-            let (version, code) = self
+            let place = codes::Binding::Slot(slot);
+            let opened = self
                 .vault
-                .open_version(&sealed)
+                .open(&sealed, place)
                 .map_err(|_| EngineError::Storage)?;
-            if version != current {
-                slots.push((slot, self.vault.seal(&code)));
+            if self.vault.needs_reseal(&opened) {
+                slots.push((slot, self.vault.seal(&opened.code, place)));
                 report.slots += 1;
             }
             if slots.len() >= 4_096 {
@@ -299,17 +299,22 @@ impl Engine {
         Ok(report)
     }
 
-    /// Reads and decrypts the codes of cards (for the buyer's response and delivery).
-    pub fn reveal(&self, card: &Card) -> Result<String, EngineError> {
-        let sealed = match &card.code {
-            state::CodeRef::Sealed(s) => s.clone(),
-            state::CodeRef::Slot(slot) => self
-                .reader
-                .get(&slot_key(*slot))
-                .map_err(|_| EngineError::Storage)?
-                .ok_or(EngineError::Storage)?,
+    /// Reads and decrypts the code of card `id` (for the buyer's response and delivery). A box
+    /// that is not bound to this card (or its slot) does not open: a moved box is damage.
+    pub fn reveal(&self, id: CardId, card: &Card) -> Result<String, EngineError> {
+        let (sealed, place) = match &card.code {
+            state::CodeRef::Sealed(s) => (s.clone(), codes::Binding::Card(id)),
+            state::CodeRef::Slot(slot) => (
+                self.reader
+                    .get(&slot_key(*slot))
+                    .map_err(|_| EngineError::Storage)?
+                    .ok_or(EngineError::Storage)?,
+                codes::Binding::Slot(*slot),
+            ),
         };
-        self.vault.unseal(&sealed).map_err(|_| EngineError::Storage)
+        self.vault
+            .unseal(&sealed, place)
+            .map_err(|_| EngineError::Storage)
     }
 
     /// Blocking form of `submit`.

@@ -7,7 +7,7 @@
 //! writer, messages for peers). [`Shard`] drives it on a thread over crossbeam channels; the
 //! deterministic simulator (`crate::sim`) drives the same core step by step under faults.
 
-use crate::codes::CodeVault;
+use crate::codes::{Binding, CodeVault};
 use crate::writer::{WriteBatch, WriteMsg, WriterShared};
 use crate::{EngineError, Outcome, Query, QueryAnswer, Reply, ReplyTo};
 use crossbeam_channel::{Receiver, Select, Sender};
@@ -23,7 +23,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub struct Upload {
     pub sku: SkuId,
     pub supplier: Option<SupplierId>,
-    pub codes: Vec<(CodeHash, Vec<u8>)>,
+    /// Each code's keyed hash and the code itself, which the shard seals bound to the slot it
+    /// gets (it is in memory only until then).
+    pub codes: Vec<(CodeHash, String)>,
 }
 
 /// Work a client hands a shard.
@@ -474,16 +476,19 @@ impl ShardCore {
     /// Seals every issued code of this shard that the current key did not seal again, and
     /// writes the given supplier codes, in one pass: durable together before the reply.
     fn reseal(&mut self, pass: &mut Pass, slots: Vec<(u64, Vec<u8>)>) -> Reply {
-        let current = self.vault.key_version();
         let mut cards = Vec::new();
         for (id, card) in self.state.cards().iter() {
             if let giftcard_core::state::CodeRef::Sealed(sealed) = &card.code {
-                let (version, code) = self
+                let place = Binding::Card(*id);
+                let opened = self
                     .vault
-                    .open_version(sealed)
+                    .open(sealed, place)
                     .map_err(|_| EngineError::Storage)?;
-                if version != current {
-                    cards.push((*id, self.vault.seal_with(&mut *self.code_rng, &code)));
+                if self.vault.needs_reseal(&opened) {
+                    let sealed = self
+                        .vault
+                        .seal_with(&mut *self.code_rng, &opened.code, place);
+                    cards.push((*id, sealed));
                 }
             }
         }
@@ -558,8 +563,11 @@ impl ShardCore {
         self.upload_tickets += 1;
         pass.batch.upload_ticket = Some(self.upload_tickets);
         let mut hashes = Vec::with_capacity(up.codes.len());
-        for (i, (hash, sealed)) in up.codes.into_iter().enumerate() {
+        for (i, (hash, code)) in up.codes.into_iter().enumerate() {
             let slot = first_slot + i as u64;
+            let sealed = self
+                .vault
+                .seal_with(&mut *self.code_rng, &code, Binding::Slot(slot));
             pass.batch.side.push((crate::slot_key(slot), sealed));
             pass.batch.side.push((
                 crate::index_key(&hash).to_vec(),
@@ -635,13 +643,14 @@ impl ShardCore {
     /// once every check has passed), and deciding again with them.
     fn decide_order(&mut self, req: &mut OrderRequest) -> Decision {
         match self.state.decide_order(req, &self.ctx()) {
-            Decision::NeedCodes(n) if req.fresh_codes.is_empty() => {
-                metrics::counter!("giftcard_codes_drawn_total").increment(n);
+            Decision::NeedCodes(cards) if req.fresh_codes.is_empty() => {
+                metrics::counter!("giftcard_codes_drawn_total").increment(cards.len() as u64);
                 let (shard, count) = (self.state.shard(), self.state.shard_count());
-                req.fresh_codes = (0..n)
-                    .map(|_| {
+                req.fresh_codes = cards
+                    .into_iter()
+                    .map(|card| {
                         self.vault
-                            .generate_for_shard_with(&mut *self.code_rng, shard, count)
+                            .generate_for_shard_with(&mut *self.code_rng, shard, count, card)
                             .1
                     })
                     .collect();

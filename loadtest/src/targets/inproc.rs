@@ -225,11 +225,12 @@ fn load(engine: &Engine, scale: &Scale) -> Result<Vec<CodeHash>> {
         else {
             bail!("the engine did not list the cards it just issued");
         };
-        for c in cs {
+        for (i, c) in cs.iter().enumerate() {
+            let id = giftcard_core::CardId(first_card.0 + i as u64);
             hashes.push(
                 engine.vault().hash(
                     &engine
-                        .reveal(&c)
+                        .reveal(id, c)
                         .map_err(|e| anyhow!("revealing a card: {e}"))?,
                 ),
             );

@@ -22,7 +22,7 @@ const LOOKUP_ROLES: &[Role] = &[Role::Checkout, Role::Merchant, Role::Admin];
 const REDEEM_ROLES: &[Role] = &[Role::Merchant, Role::Admin];
 
 fn card_view(state: &AppState, id: CardId, c: &Card) -> Result<CardView, ApiError> {
-    let code = state.engine()?.reveal(c)?;
+    let code = state.engine()?.reveal(id, c)?;
     // Sealed codes belong to cards the platform issued, which carry a stored value.
     let issued = matches!(c.code, CodeRef::Sealed(_));
     Ok(CardView {

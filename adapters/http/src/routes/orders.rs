@@ -36,10 +36,11 @@ fn reveal_cards(
         .iter()
         .enumerate()
         .map(|(i, c)| {
+            let id = CardId(first_card.0 + i as u64);
             Ok(IssuedCard {
-                card_id: (first_card.0 + i as u64).to_string(),
+                card_id: id.0.to_string(),
                 sku_id: c.sku.as_str().to_owned(),
-                code: engine.reveal(c)?,
+                code: engine.reveal(id, c)?,
                 face_value: MoneyView::of(c.face),
             })
         })
