@@ -32,7 +32,7 @@ for i in range(0, codes, 5000):
     post("/v1/skus/bench-25/codes", {"codes": [f"BENCH-{c:010d}" for c in range(i, min(codes, i + 5000))]}, "dev-supplier-key")
 for w in range(100):
     post("/v1/wallets", {"wallet_id": f"bw-{w}", "kyc_verified": True}, "dev-checkout-key")
-    post(f"/v1/wallets/bw-{w}/deposits", {"deposit_id": "fund", "amount": {"amount_minor": 10**12, "currency": "USD"}, "reference": "bench"}, "dev-admin-key")
+    post(f"/v1/wallets/checkout-1~bw-{w}/deposits", {"deposit_id": "fund", "amount": {"amount_minor": 10**12, "currency": "USD"}, "reference": "bench"}, "dev-admin-key")
 PY
 # The server's CPU time (user + system, all threads) in clock ticks, from /proc.
 ticks() { awk '{print $14 + $15}' "/proc/$server/stat"; }

@@ -268,7 +268,7 @@ fn signed_payments_credit_once_and_forged_stale_or_misdirected_ones_change_nothi
         (12_445, 0),
         "a refused message changed a balance"
     );
-    assert_eq!(api.balance("w2"), (0, 0));
+    assert_eq!(api.balance("checkout-2~w2"), (0, 0));
 
     // An event id too long (or too odd) for a deposit id is used by its hash, once.
     let long_id = format!("evt/{}", "x".repeat(100));

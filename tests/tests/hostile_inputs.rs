@@ -178,7 +178,11 @@ fn books(api: &Api, card_id: &str) -> Books {
         assert_eq!(r.status, 200, "{path}: {r:?}");
         r.body
     };
-    let wallets = [WALLET, OTHER_WALLET];
+    // Read as admin, by their stored ids: `{client}~{id}`.
+    let wallets = [
+        format!("checkout-1~{WALLET}"),
+        format!("checkout-2~{OTHER_WALLET}"),
+    ];
     let mut reconciliation = read("/v1/admin/reconciliation");
     assert_eq!(reconciliation["ok"], true, "{reconciliation}");
     if let Some(o) = reconciliation.as_object_mut() {
@@ -367,6 +371,9 @@ fn hostile_requests_get_the_documented_error_and_change_nothing() {
         ("deposit into another client's wallet", post(&dep_path, FUNDING2, &json!({"deposit_id": fresh("dep"), "amount": {"amount_minor": 1, "currency": "USD"}, "reference": "psp"}).to_string()), problem(404, "wallet_not_found")),
         ("read another client's wallet", get(&format!("/v1/wallets/{WALLET}"), Some(CHECKOUT2)), problem(404, "wallet_not_found")),
         ("read another client's history", get(&format!("/v1/wallets/{WALLET}/transactions"), Some(CHECKOUT2)), problem(404, "wallet_not_found")),
+        // Wallet ids are each client's own (issue 13): naming another's namespace is refused.
+        ("read another client's wallet by its stored id", get(&format!("/v1/wallets/checkout-1~{WALLET}"), Some(CHECKOUT2)), problem_at(400, "invalid_id", "wallet_id")),
+        ("order from another client's wallet by its stored id", post("/v1/orders", CHECKOUT2, &order_body(&fresh("ord"), &format!("checkout-1~{WALLET}"), SKU, 1).to_string()), problem_at(400, "invalid_id", "wallet_id")),
         ("read another client's card", get(&format!("/v1/cards/{}", fx.card_id), Some(CHECKOUT2)), problem(404, "card_not_found")),
         ("supplier uploads to another supplier's SKU", post(&format!("/v1/skus/{SKU}/codes"), SUPPLIER2, r#"{"codes":["EVIL-0001"]}"#), problem(403, "forbidden")),
         ("supplier probes an unknown SKU", post("/v1/skus/nope/codes", SUPPLIER2, r#"{"codes":["EVIL-0001"]}"#), problem(403, "forbidden")),

@@ -214,10 +214,7 @@ fn cross_tenant_attempts_are_refused_and_change_nothing() {
         201
     );
 
-    // Checkout-2 cannot read, fund, list or spend checkout-1's wallet, nor read its order, nor
-    // take over its id by "creating" it with the same body.
-    api.post("/v1/wallets", CHECKOUT2, &json!({ "wallet_id": "mine" }))
-        .problem(409, "wallet_exists");
+    // Checkout-2 cannot read, fund, list or spend checkout-1's wallet, nor read its order.
     api.get("/v1/wallets/mine", Some(CHECKOUT2))
         .problem(404, "wallet_not_found");
     api.get("/v1/wallets/mine/transactions", Some(CHECKOUT2))
@@ -228,6 +225,26 @@ fn cross_tenant_attempts_are_refused_and_change_nothing() {
         .problem(404, "wallet_not_found");
     api.get("/v1/orders/o-mine", Some(CHECKOUT2))
         .problem(404, "order_not_found");
+    // Wallet ids are each client's own (issue 13): checkout-2 creating `mine` gets an empty
+    // wallet of its own (before, a 409 told it the id was taken, and took it from it), and
+    // checkout-1's stored id is not a name checkout-2 may use.
+    let created = api.post("/v1/wallets", CHECKOUT2, &json!({ "wallet_id": "mine" }));
+    assert_eq!(
+        (created.status, &created.body["owner"]),
+        (201, &json!("checkout-2")),
+        "{created:?}"
+    );
+    let own = api.get("/v1/wallets/mine", Some(CHECKOUT2));
+    assert_eq!(
+        (own.status, &own.body["balances"]),
+        (200, &json!([])),
+        "{own:?}"
+    );
+    api.order(CHECKOUT2, "o-own", "mine", "gc-10", 1)
+        .problem(422, "insufficient_funds");
+    api.get("/v1/wallets/checkout-1~mine", Some(CHECKOUT2))
+        .problem(400, "invalid_id");
+    assert_eq!(api.balance("checkout-2~mine"), (0, 0));
     // Suppliers touch only their own SKUs' pools; other roles none.
     let upload = json!({"codes": ["EVIL-0001"]});
     api.post("/v1/skus/gc-10/codes", SUPPLIER2, &upload)
@@ -268,7 +285,7 @@ fn cross_tenant_attempts_are_refused_and_change_nothing() {
         .problem(401, "unauthenticated");
 
     assert_eq!(api.balance("mine"), (49_000, 0));
-    assert_eq!(api.balance("theirs"), (50_000, 0));
+    assert_eq!(api.balance("checkout-2~theirs"), (50_000, 0));
     assert_eq!(api.stock("gc-10"), (3, 1));
     assert_eq!(
         api.get("/v1/skus/gc-10", Some(ADMIN)).body["status"],
@@ -749,7 +766,7 @@ fn admin_fx_patch_freeze_batch_stats_and_settlement() {
     // Freeze: deposits and orders refused.
     let freeze = api.call(
         "PATCH",
-        "/v1/wallets/w",
+        "/v1/wallets/checkout-1~w",
         Some(ADMIN),
         Some(r#"{"frozen": true}"#),
         &[],

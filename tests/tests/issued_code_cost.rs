@@ -32,7 +32,7 @@ fn refused_issued_card_orders_draw_no_codes() {
     }
     let frozen = api.call(
         "PATCH",
-        "/v1/wallets/poor",
+        "/v1/wallets/checkout-1~poor",
         Some(ADMIN),
         Some(&json!({"frozen": true}).to_string()),
         &[],

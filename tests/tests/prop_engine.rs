@@ -248,8 +248,12 @@ fn run(world: &mut World, dir: &Path, s: &Step) {
                 .unwrap();
         }
         Step::Freeze { wallet, frozen } => {
+            // An admin command: it names the wallet by its stored id.
             e.call(Command::SetWalletFrozen {
-                wallet: WalletId::new(&format!("w{wallet}")),
+                wallet: WalletId::scoped(
+                    &giftcard_shard::scenario::client(),
+                    &format!("w{wallet}"),
+                ),
                 frozen: *frozen,
             })
             .unwrap();

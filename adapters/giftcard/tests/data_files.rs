@@ -41,7 +41,9 @@ fn data_files_are_readable_by_their_owner_only() {
         )
         .expect("answer");
     assert_eq!(r.status, 201, "{r:?}");
-    let r = c.get("/v1/wallets/w-1", Some(ADMIN)).expect("answer");
+    let r = c
+        .get("/v1/wallets/checkout-1~w-1", Some(ADMIN))
+        .expect("answer");
     assert_eq!(r.status, 200, "{r:?}");
     assert!(served.terminate(Duration::from_secs(30)).success());
 

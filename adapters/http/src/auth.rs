@@ -61,6 +61,10 @@ impl KeyTable {
         let keys = cfg
             .iter()
             .map(|k| {
+                // A client id is an id like any other (no `~`: it names wallet namespaces).
+                crate::input::id("client", &k.client).map_err(|_| {
+                    format!("api key client {:?} is not 1-64 of A-Za-z0-9._:-", k.client)
+                })?;
                 let hash = blake3::Hash::from_hex(k.key_hash.trim()).map_err(|_| {
                     format!("api key hash of {} is not 64 hex characters", k.client)
                 })?;

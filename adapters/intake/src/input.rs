@@ -170,6 +170,20 @@ pub fn id<'a>(field: &str, s: &'a str) -> Result<&'a str, ApiError> {
     }
 }
 
+/// Checks a wallet id in a request. A client names its own wallets by the ids it chose (the
+/// engine finds them in its namespace); an admin may also name any client's wallet as
+/// `{client}~{id}`.
+pub fn wallet_id<'a>(field: &str, s: &'a str, admin: bool) -> Result<&'a str, ApiError> {
+    match s.split_once(giftcard_core::WalletId::NAMESPACE) {
+        Some((client, own)) if admin => {
+            id(field, client)?;
+            id(field, own)?;
+            Ok(s)
+        }
+        _ => id(field, s),
+    }
+}
+
 /// Checks a free-text field's length.
 pub fn text<'a>(field: &str, s: &'a str, min: usize) -> Result<&'a str, ApiError> {
     if (min..=TEXT_LEN_MAX).contains(&s.chars().count()) && !s.chars().any(char::is_control) {

@@ -33,7 +33,7 @@ pub fn order_request(
 ) -> Result<OrderRequest, ApiError> {
     let f = |name: &str| format!("{prefix}{name}");
     let order_id = input::id(&f("order_id"), &o.order_id)?;
-    let wallet = input::id(&f("wallet_id"), &o.wallet_id)?;
+    let wallet = input::wallet_id(&f("wallet_id"), &o.wallet_id, who.admin)?;
     if o.items.is_empty() || o.items.len() > ORDER_LINES_MAX {
         return Err(ApiError::invalid(
             "invalid_items",

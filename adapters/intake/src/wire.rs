@@ -47,7 +47,12 @@ impl MoneyDto {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWallet {
-    #[schema(pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)]
+    /// Your own id for the wallet. An admin may create a client's wallet as `{client}~{id}`.
+    #[schema(
+        pattern = r"^[A-Za-z0-9._:-]{1,64}(~[A-Za-z0-9._:-]{1,64})?$",
+        min_length = 1,
+        max_length = 129
+    )]
     pub wallet_id: String,
     #[serde(default)]
     pub kyc_verified: bool,
@@ -345,7 +350,12 @@ pub struct OrderItemDto {
 pub struct OrderRequestDto {
     #[schema(pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)]
     pub order_id: String,
-    #[schema(pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)]
+    /// Your own wallet's id (an admin may name a client's as `{client}~{id}`).
+    #[schema(
+        pattern = r"^[A-Za-z0-9._:-]{1,64}(~[A-Za-z0-9._:-]{1,64})?$",
+        min_length = 1,
+        max_length = 129
+    )]
     pub wallet_id: String,
     #[schema(min_items = 1, max_items = 100)]
     pub items: Vec<OrderItemDto>,

@@ -96,6 +96,45 @@ string_id! {
     RequestId,
 }
 
+impl WalletId {
+    /// What separates the owning client from the client's own id in a stored wallet id:
+    /// `{client}~{id}`. Neither a client id nor an id a client chooses may contain it.
+    pub const NAMESPACE: char = '~';
+
+    /// The wallet `id` in `client`'s namespace: each tenant's ids are its own, so no tenant can
+    /// take, or learn of, another's.
+    pub fn scoped(client: &ClientId, id: &str) -> WalletId {
+        let mut s = String::with_capacity(client.as_str().len() + 1 + id.len());
+        s.push_str(client.as_str());
+        s.push(Self::NAMESPACE);
+        s.push_str(id);
+        WalletId(s.into())
+    }
+
+    /// The client's own part: the id after the namespace (the whole id of a wallet created
+    /// before namespaces, which has none). Wallets are placed by it, so a wallet and the
+    /// namespaced id its owner now gives it live on one shard.
+    pub fn local(&self) -> &str {
+        self.0
+            .split_once(Self::NAMESPACE)
+            .map_or(&self.0, |(_, local)| local)
+    }
+
+    /// The id as `client` names it: its own part when the wallet is in `client`'s namespace,
+    /// the stored id otherwise (a wallet from before namespaces, or another's, to an admin).
+    pub fn named_by(&self, client: &ClientId) -> &str {
+        match self.0.split_once(Self::NAMESPACE) {
+            Some((ns, local)) if ns == client.as_str() => local,
+            _ => &self.0,
+        }
+    }
+
+    /// The client whose namespace holds this id, if it has one.
+    pub fn namespace(&self) -> Option<&str> {
+        self.0.split_once(Self::NAMESPACE).map(|(client, _)| client)
+    }
+}
+
 /// A card, engine-generated: the owning shard in the top 16 bits, a per-shard counter below, so a
 /// card id alone says where the card lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

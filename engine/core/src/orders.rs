@@ -302,7 +302,10 @@ pub(crate) fn decide_order(st: &ShardState, req: &OrderRequest, ctx: &Ctx) -> De
             },
         };
     }
-    let wallet = match st.wallets().get(&req.wallet) {
+    // The client's own wallet of that id (any wallet for an admin); the events name it by its
+    // stored id.
+    let wallet_id = st.wallets().resolve(&key.client, req.admin, &req.wallet);
+    let wallet = match st.wallets().get(&wallet_id) {
         Some(w) if req.admin || w.owner == key.client => w,
         _ => return Decision::Reject(Rejection::WalletNotFound),
     };
@@ -310,7 +313,7 @@ pub(crate) fn decide_order(st: &ShardState, req: &OrderRequest, ctx: &Ctx) -> De
         Decision::Events(vec![Event::OrderRejected {
             key: key.clone(),
             fingerprint: req.fingerprint,
-            wallet: req.wallet.clone(),
+            wallet: wallet_id.clone(),
             reason,
             released_hold: hold.map(|h| h.amount),
         }])
@@ -349,7 +352,7 @@ pub(crate) fn decide_order(st: &ShardState, req: &OrderRequest, ctx: &Ctx) -> De
             hold: Event::FundsHeld {
                 key: key.clone(),
                 fingerprint: req.fingerprint,
-                wallet: req.wallet.clone(),
+                wallet: wallet_id,
                 amount: plan.charged,
             },
             missing,
@@ -372,6 +375,7 @@ pub(crate) fn decide_order(st: &ShardState, req: &OrderRequest, ctx: &Ctx) -> De
     Decision::Events(vec![Event::OrderCompleted(Box::new(fill(
         st,
         req,
+        wallet_id,
         plan,
         hold.map(|h| h.amount),
         ctx,
@@ -461,6 +465,7 @@ fn issued_card_ids(st: &ShardState, plan: &Plan) -> Vec<CardId> {
 fn fill(
     st: &ShardState,
     req: &OrderRequest,
+    wallet: WalletId,
     plan: Plan,
     captured_hold: Option<Money>,
     ctx: &Ctx,
@@ -489,7 +494,7 @@ fn fill(
     CompletedOrder {
         key: req.key.clone(),
         fingerprint: req.fingerprint,
-        wallet: req.wallet.clone(),
+        wallet,
         charged: plan.charged,
         captured_hold,
         first_card: CardId::new(st.shard(), st.cards().next_seq()),

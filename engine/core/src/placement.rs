@@ -20,9 +20,10 @@ pub fn shard_for(key: &[u8], shard_count: u16) -> ShardId {
     ShardId((h % u64::from(shard_count.max(1))) as u16)
 }
 
-/// The shard a wallet lives on.
+/// The shard a wallet lives on, by its client's own part of the id (the whole id for wallets
+/// created before namespaces: they stay where they were).
 pub fn wallet_shard(wallet: &WalletId, shard_count: u16) -> ShardId {
-    shard_for(wallet.as_str().as_bytes(), shard_count)
+    shard_for(wallet.local().as_bytes(), shard_count)
 }
 
 /// The home shard of an order key (`client`, a zero byte, `order_id`).

@@ -119,7 +119,7 @@ impl ShardState {
             Some(list) => self
                 .catalog
                 .sku(&card.sku)
-                .is_some_and(|sku| list.iter().any(|b| *b == sku.brand)),
+                .is_some_and(|sku| list.contains(&sku.brand)),
         }
     }
 
@@ -526,7 +526,7 @@ mod tests {
         }
         let b = s
             .wallets()
-            .get(&WalletId::new("w"))
+            .get(&WalletId::new("c~w"))
             .unwrap()
             .balance(Currency::parse("USD").unwrap());
         assert_eq!(
@@ -554,7 +554,7 @@ mod tests {
         let mut s = shard_with(100_000, 10);
         s.apply(
             &Event::WalletFrozenSet {
-                wallet: WalletId::new("w"),
+                wallet: WalletId::new("c~w"),
                 frozen: true,
             },
             Lsn(50),
@@ -574,5 +574,110 @@ mod tests {
             s.decide_order(&o, &ctx_at(5)),
             Decision::Reject(Rejection::WalletNotFound)
         );
+    }
+
+    /// Issue 13: wallet ids are the tenant's own. Another tenant may use the same id (it gets
+    /// its own wallet, with nothing to learn from the first), a wallet created before
+    /// namespaces keeps its bare id and is found through its owner's namespace, and an admin
+    /// names any wallet by its stored id and creates one for a client in that client's.
+    #[test]
+    fn wallet_ids_are_namespaced_per_client() {
+        let mut s = shard_with(100_000, 10);
+        let as_client = |name: &str, admin: bool| Caller {
+            client: ClientId::new(name),
+            admin,
+        };
+        let create = |s: &mut ShardState, who: &Caller, id: &str| {
+            let d = s.decide(
+                &Command::CreateWallet {
+                    caller: who.clone(),
+                    wallet: WalletId::new(id),
+                    kyc_verified: true,
+                },
+                &ctx_at(2),
+            );
+            let answer = d.clone();
+            if let Decision::Events(evs) = d {
+                for e in &evs {
+                    let lsn = Lsn(s.last_lsn().0 + 1);
+                    s.apply(e, lsn);
+                }
+            }
+            answer
+        };
+        let other = as_client("other", false);
+        // The same id again by its owner is a retry; by another tenant, a wallet of its own.
+        assert_eq!(create(&mut s, &caller(), "w"), Decision::Answered(vec![]));
+        assert!(matches!(create(&mut s, &other, "w"), Decision::Events(_)));
+        fn w(s: &ShardState, id: &str) -> Option<Wallet> {
+            s.wallets().get(&WalletId::new(id)).cloned()
+        }
+        assert_eq!(w(&s, "other~w").unwrap().owner, ClientId::new("other"));
+        assert_eq!(
+            w(&s, "c~w")
+                .unwrap()
+                .balance(usd(1).currency())
+                .available_minor,
+            100_000
+        );
+        assert_eq!(
+            s.wallets()
+                .owned(&other, &WalletId::new("w"))
+                .map(|(_, w)| w.balance(usd(1).currency()).available_minor),
+            Ok(0),
+            "the other tenant sees its own empty wallet, not c's"
+        );
+        // A client cannot reach into another namespace by naming it.
+        assert_eq!(
+            s.wallets().owned(&other, &WalletId::new("c~w")).err(),
+            Some(Rejection::WalletNotFound)
+        );
+        // A wallet from before namespaces: found by its owner under its bare id, by no one else.
+        s.apply(
+            &Event::WalletCreated {
+                wallet: WalletId::new("legacy"),
+                owner: ClientId::new("c"),
+                kyc_verified: true,
+            },
+            Lsn(s.last_lsn().0 + 1),
+        );
+        let (id, _) = s
+            .wallets()
+            .owned(&caller(), &WalletId::new("legacy"))
+            .unwrap();
+        assert_eq!(id, WalletId::new("legacy"));
+        assert_eq!(
+            create(&mut s, &caller(), "legacy"),
+            Decision::Answered(vec![])
+        );
+        assert!(matches!(
+            create(&mut s, &other, "legacy"),
+            Decision::Events(_)
+        ));
+        assert_eq!(w(&s, "other~legacy").unwrap().owner, ClientId::new("other"));
+        // An admin creates in a client's namespace for that client, and reads it by that id.
+        let admin = as_client("ops", true);
+        assert!(matches!(
+            create(&mut s, &admin, "third~w"),
+            Decision::Events(_)
+        ));
+        assert_eq!(w(&s, "third~w").unwrap().owner, ClientId::new("third"));
+        let third = as_client("third", false);
+        assert!(s.wallets().owned(&third, &WalletId::new("w")).is_ok());
+        assert!(s.wallets().owned(&admin, &WalletId::new("c~w")).is_ok());
+        // An order names the wallet by the client's id, and its events by the stored one.
+        let Decision::Events(evs) = s.decide_order(&order(1, "US", 1), &ctx_at(5)) else {
+            panic!("the order completes")
+        };
+        assert!(evs.iter().any(|e| matches!(e,
+            Event::OrderCompleted(o) if o.wallet == WalletId::new("c~w"))));
+        let mut o = order(1, "US", 1);
+        o.key.client = ClientId::new("other");
+        assert!(matches!(
+            s.decide_order(&o, &ctx_at(5)),
+            Decision::Events(evs) if evs.iter().any(|e| matches!(e,
+                Event::OrderRejected { reason: Rejection::InsufficientFunds, wallet, .. }
+                    if *wallet == WalletId::new("other~w")))
+        ));
     }
 }

@@ -161,10 +161,34 @@ impl Wallets {
         self.deposits.iter()
     }
 
-    /// The wallet if the caller may act on it; another tenant's wallet looks missing.
-    pub fn owned(&self, caller: &Caller, wallet: &WalletId) -> Result<&Wallet, Rejection> {
-        match self.wallets.get(wallet) {
-            Some(w) if caller.admin || w.owner == caller.client => Ok(w),
+    /// The stored id that the id a client gives names. A client names its own wallets only:
+    /// `id` in its namespace, or, for a wallet it created before namespaces existed, the bare
+    /// id of a wallet it owns. An admin names the stored id itself (`{client}~{id}`, or a bare
+    /// one). A wallet of neither kind resolves to the namespaced id, which creation would take.
+    pub fn resolve(&self, client: &ClientId, admin: bool, id: &WalletId) -> WalletId {
+        if admin {
+            return id.clone();
+        }
+        let scoped = WalletId::scoped(client, id.as_str());
+        if self.wallets.contains_key(&scoped) {
+            return scoped;
+        }
+        match self.wallets.get(id) {
+            Some(w) if id.namespace().is_none() && w.owner == *client => id.clone(),
+            _ => scoped,
+        }
+    }
+
+    /// The wallet a caller's id names, with its stored id, if the caller may act on it; any
+    /// other looks missing.
+    pub fn owned(
+        &self,
+        caller: &Caller,
+        wallet: &WalletId,
+    ) -> Result<(WalletId, &Wallet), Rejection> {
+        let id = self.resolve(&caller.client, caller.admin, wallet);
+        match self.wallets.get(&id) {
+            Some(w) if caller.admin || w.owner == caller.client => Ok((id, w)),
             _ => Err(Rejection::WalletNotFound),
         }
     }
@@ -175,6 +199,7 @@ impl Wallets {
         wallet: &WalletId,
         kyc_verified: bool,
     ) -> Decision {
+        let wallet = &self.resolve(&caller.client, caller.admin, wallet);
         if let Some(w) = self.wallets.get(wallet) {
             // A retry of the same creation by its owner is answered again; anything else with a
             // taken id is a conflict. No event changes `kyc_verified` after creation, so this
@@ -186,9 +211,14 @@ impl Wallets {
                 Decision::Reject(Rejection::WalletExists)
             };
         }
+        // An admin creating `{client}~{id}` creates it for that client.
+        let owner = match wallet.namespace() {
+            Some(client) if caller.admin => ClientId::new(client),
+            _ => caller.client.clone(),
+        };
         Decision::Events(vec![Event::WalletCreated {
             wallet: wallet.clone(),
-            owner: caller.client.clone(),
+            owner,
             kyc_verified,
         }])
     }
@@ -204,11 +234,11 @@ impl Wallets {
         fp: Fingerprint,
         at: UnixMillis,
     ) -> Decision {
-        let w = match self.owned(caller, wallet) {
-            Ok(w) => w,
+        let (wallet, w) = match self.owned(caller, wallet) {
+            Ok(found) => found,
             Err(r) => return Decision::Reject(r),
         };
-        if let Some((seen, _)) = self.deposit(wallet, id) {
+        if let Some((seen, _)) = self.deposit(&wallet, id) {
             return if *seen == fp {
                 Decision::Answered(vec![])
             } else {
@@ -230,7 +260,7 @@ impl Wallets {
             return Decision::Reject(Rejection::AmountOutOfRange);
         }
         Decision::Events(vec![Event::Deposited {
-            wallet: wallet.clone(),
+            wallet,
             deposit_id: id.clone(),
             amount,
             reference: reference.to_owned(),

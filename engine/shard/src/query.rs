@@ -9,11 +9,9 @@ use giftcard_core::{Account, CardId, Rejection};
 pub fn answer(state: &ShardState, q: Query) -> Result<QueryAnswer, EngineError> {
     let not_found = |r| Err(EngineError::Rejected(r));
     match q {
-        Query::Wallet { caller, wallet } => match state.wallets().get(&wallet) {
-            Some(w) if caller.admin || w.owner == caller.client => {
-                Ok(QueryAnswer::Wallet(Box::new(w.clone())))
-            }
-            _ => not_found(Rejection::WalletNotFound),
+        Query::Wallet { caller, wallet } => match state.wallets().owned(&caller, &wallet) {
+            Ok((_, w)) => Ok(QueryAnswer::Wallet(Box::new(w.clone()))),
+            Err(r) => not_found(r),
         },
         Query::Order { key } => match state.orders().get(&key) {
             Some(rec) => Ok(QueryAnswer::Order(Box::new(rec.clone()))),
@@ -85,8 +83,8 @@ pub fn answer(state: &ShardState, q: Query) -> Result<QueryAnswer, EngineError> 
             wallet,
             after,
             limit,
-        } => match state.wallets().get(&wallet) {
-            Some(w) if caller.admin || w.owner == caller.client => {
+        } => match state.wallets().owned(&caller, &wallet) {
+            Ok((_, w)) => {
                 let start = usize::try_from(after)
                     .unwrap_or(usize::MAX)
                     .min(w.history.len());

@@ -72,7 +72,7 @@ impl Engine {
             |s: ShardId, q: Query, reply: ReplyTo| self.deliver(s, ClientMsg::Query(q, reply));
         match &q {
             Query::Wallet { wallet, .. } | Query::WalletHistory { wallet, .. } => {
-                one(shard_for(wallet.as_str().as_bytes(), n), q, reply)
+                one(giftcard_core::placement::wallet_shard(wallet, n), q, reply)
             }
             Query::Card { card } | Query::Cards { first: card, .. } => {
                 if card.shard().0 >= n {

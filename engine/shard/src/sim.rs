@@ -1016,11 +1016,13 @@ impl Sim {
                 }
             }
         }
-        let mut deposits: HashMap<(&WalletId, &RequestId), i64> = HashMap::new();
+        // By the client's own wallet id (the books store it namespaced; the simulator has one
+        // client).
+        let mut deposits: HashMap<(&str, &RequestId), i64> = HashMap::new();
         let mut redemptions = HashSet::new();
         for st in states {
             for ((w, id), (_, m)) in st.wallets().deposits() {
-                deposits.insert((w, id), m.minor());
+                deposits.insert((w.local(), id), m.minor());
             }
             redemptions.extend(st.cards().redemptions().map(|(k, _)| k.clone()));
         }
@@ -1055,7 +1057,7 @@ impl Sim {
                         amount,
                     },
                     Outcome::Applied(_) | Outcome::Answered(_),
-                ) if deposits.get(&(wallet, d)) != Some(amount) => {
+                ) if deposits.get(&(wallet.as_str(), d)) != Some(amount) => {
                     return Err(format!(
                         "acknowledged deposit {d:?} to {wallet:?} is missing"
                     ));
@@ -1090,7 +1092,10 @@ impl Sim {
                     return Err(format!("acknowledged reversal of {r:?} is missing"));
                 }
                 (Req::CreateWallet(w), Outcome::Applied(_) | Outcome::Answered(_))
-                    if !states.iter().any(|s| s.wallets().get(w).is_some()) =>
+                    if !states.iter().any(|s| {
+                        let stored = s.wallets().resolve(&ClientId::new(CLIENT), false, w);
+                        s.wallets().get(&stored).is_some()
+                    }) =>
                 {
                     return Err(format!("acknowledged wallet {w:?} is missing"));
                 }
@@ -1099,9 +1104,9 @@ impl Sim {
         }
         // Each order charged exactly once: every wallet holds what its deposits put in minus
         // what its completed orders took (one currency, no redemption touches a wallet).
-        let mut expect: BTreeMap<&WalletId, i64> = BTreeMap::new();
+        let mut expect: BTreeMap<&str, i64> = BTreeMap::new();
         for ((w, _), m) in &deposits {
-            *expect.entry(w).or_default() += m;
+            *expect.entry(*w).or_default() += m;
         }
         let mut cards = 0u64;
         for rec in orders.values() {
@@ -1109,7 +1114,7 @@ impl Sim {
                 charged, cards: c, ..
             } = rec.outcome
             {
-                *expect.entry(&rec.wallet).or_default() -= charged.minor();
+                *expect.entry(rec.wallet.local()).or_default() -= charged.minor();
                 cards += u64::from(c);
             }
         }
@@ -1117,7 +1122,7 @@ impl Sim {
             for (w, wallet) in st.wallets().iter() {
                 let b = wallet.balance(usd());
                 let have = b.available_minor + b.held_minor;
-                let want = expect.get(w).copied().unwrap_or(0);
+                let want = expect.get(w.local()).copied().unwrap_or(0);
                 if have != want {
                     return Err(format!(
                         "wallet {w:?} holds {have}, its deposits and orders say {want}"

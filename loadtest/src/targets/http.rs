@@ -19,6 +19,8 @@ use tokio::sync::{Mutex, Semaphore};
 
 const ADMIN_KEY: &str = "dev-admin-key";
 const CHECKOUT_KEY: &str = "dev-checkout-key";
+/// The client of `CHECKOUT_KEY`: an admin names its wallets `{client}~{id}`.
+const CHECKOUT_CLIENT: &str = "checkout-1";
 /// Redemptions and balance inquiries are a merchant's (the dev merchant accepts every brand).
 const MERCHANT_KEY: &str = "dev-merchant-key";
 /// A request that takes longer than this counts as failed with an unknown effect.
@@ -348,7 +350,7 @@ impl Http {
                 json!({"wallet_id": h.id("w", w), "kyc_verified": true}),
             )
             .await?;
-            let path = format!("/v1/wallets/{}/deposits", h.id("w", w));
+            let path = format!("/v1/wallets/{CHECKOUT_CLIENT}~{}/deposits", h.id("w", w));
             let body =
                 json!({"deposit_id": "initial", "amount": usd(deposit), "reference": "loadtest"});
             // Setup funds as admin: the dev funding key's per-call limit is below a big scale's.

@@ -320,9 +320,15 @@ impl Api {
         self.post("/v1/orders", key, &order_body(order_id, wallet, sku, qty))
     }
 
-    /// (available, held) USD of a wallet, read as admin.
+    /// (available, held) USD of a wallet, read as admin: a wallet of checkout-1 (the tests'
+    /// usual tenant) by its own id, any other by its stored id `{client}~{id}`.
     pub fn balance(&self, wallet: &str) -> (i64, i64) {
-        let r = self.get(&format!("/v1/wallets/{wallet}"), Some(ADMIN));
+        let stored = if wallet.contains('~') {
+            wallet.to_owned()
+        } else {
+            format!("checkout-1~{wallet}")
+        };
+        let r = self.get(&format!("/v1/wallets/{stored}"), Some(ADMIN));
         assert_eq!(r.status, 200, "{r:?}");
         let usd = r.body["balances"]
             .as_array()

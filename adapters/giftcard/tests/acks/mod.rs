@@ -365,7 +365,8 @@ impl Books {
         }
         for (wallet, want) in want {
             let r = answered(c, "wallet", || {
-                c.get(&format!("/v1/wallets/{wallet}"), Some(ADMIN))
+                // The admin names a client's wallet by its stored id.
+                c.get(&format!("/v1/wallets/checkout-1~{wallet}"), Some(ADMIN))
             });
             assert_eq!(r.status, 200, "{r:?}");
             let usd = r.body["balances"]

@@ -372,7 +372,14 @@ pub async fn get_order(
     match state.ask(Query::Order { key }).await? {
         QueryAnswer::Order(rec) => Ok(reply_no_store(
             StatusCode::OK,
-            &order_view(&state, id, rec.wallet.as_str(), &rec.outcome, Vec::new()).await?,
+            &order_view(
+                &state,
+                id,
+                rec.wallet.named_by(&ClientId::new(&who.client)),
+                &rec.outcome,
+                Vec::new(),
+            )
+            .await?,
             false,
         )),
         _ => Err(ApiError::NotFound {

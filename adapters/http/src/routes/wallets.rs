@@ -60,7 +60,7 @@ pub async fn create_wallet(
 ) -> crate::error::Answer {
     who.require(WALLET_ROLES)?;
     let body = body.parse()?;
-    let id = input::id("wallet_id", &body.wallet_id)?;
+    let id = input::wallet_id("wallet_id", &body.wallet_id, who.role == Role::Admin)?;
     let cmd = Command::CreateWallet {
         caller: who.caller(),
         wallet: WalletId::new(id),
@@ -79,14 +79,14 @@ pub async fn create_wallet(
 }
 
 /// A wallet's balances per currency.
-#[utoipa::path(get, path = "/v1/wallets/{wallet_id}", tag = "wallets", params(("wallet_id" = String, Path, pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)), responses((status = 200, body = WalletView)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/wallets/{wallet_id}", tag = "wallets", params(("wallet_id" = String, Path, pattern = r"^[A-Za-z0-9._:-]{1,64}(~[A-Za-z0-9._:-]{1,64})?$", min_length = 1, max_length = 129)), responses((status = 200, body = WalletView)), security(("bearer" = [])))]
 pub async fn get_wallet(
     who: Principal,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> crate::error::Answer {
     who.require(WALLET_ROLES)?;
-    let id = input::id("wallet_id", &path)?;
+    let id = input::wallet_id("wallet_id", &path, who.role == Role::Admin)?;
     Ok(reply(
         StatusCode::OK,
         &load_wallet(&state, &who, id).await?,
@@ -95,7 +95,7 @@ pub async fn get_wallet(
 }
 
 /// Freezes or unfreezes a wallet (admin).
-#[utoipa::path(patch, path = "/v1/wallets/{wallet_id}", tag = "wallets", params(("wallet_id" = String, Path, pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)), request_body = UpdateWallet, responses((status = 200, body = WalletView)), security(("bearer" = [])))]
+#[utoipa::path(patch, path = "/v1/wallets/{wallet_id}", tag = "wallets", params(("wallet_id" = String, Path, pattern = r"^[A-Za-z0-9._:-]{1,64}(~[A-Za-z0-9._:-]{1,64})?$", min_length = 1, max_length = 129)), request_body = UpdateWallet, responses((status = 200, body = WalletView)), security(("bearer" = [])))]
 pub async fn update_wallet(
     who: Principal,
     state: web::Data<AppState>,
@@ -104,7 +104,7 @@ pub async fn update_wallet(
 ) -> crate::error::Answer {
     who.require(&[Role::Admin])?;
     let body = body.parse()?;
-    let id = input::id("wallet_id", &path)?;
+    let id = input::wallet_id("wallet_id", &path, who.role == Role::Admin)?;
     state
         .submit(Command::SetWalletFrozen {
             wallet: WalletId::new(id),
@@ -120,7 +120,7 @@ pub async fn update_wallet(
 
 /// Funds a wallet with a captured payment. Idempotent by `Idempotency-Key` or `deposit_id`.
 #[utoipa::path(post, path = "/v1/wallets/{wallet_id}/deposits", tag = "wallets",
-    params(("wallet_id" = String, Path, pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)),
+    params(("wallet_id" = String, Path, pattern = r"^[A-Za-z0-9._:-]{1,64}(~[A-Za-z0-9._:-]{1,64})?$", min_length = 1, max_length = 129)),
     request_body = DepositRequest, responses((status = 201, body = DepositView)), security(("bearer" = [])))]
 pub async fn deposit(
     who: Principal,
@@ -131,7 +131,7 @@ pub async fn deposit(
 ) -> crate::error::Answer {
     who.require(FUNDING_ROLES)?;
     let body = body.parse()?;
-    let wallet = input::id("wallet_id", &path)?;
+    let wallet = input::wallet_id("wallet_id", &path, who.role == Role::Admin)?;
     let key = input::idempotency_key(
         idempotency_header(&req)?,
         body.deposit_id.as_deref(),
@@ -252,7 +252,7 @@ pub struct HistoryParams {
 }
 
 /// A wallet's history, oldest first, cursor-paginated.
-#[utoipa::path(get, path = "/v1/wallets/{wallet_id}/transactions", tag = "wallets", params(("wallet_id" = String, Path, pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64), HistoryParams),
+#[utoipa::path(get, path = "/v1/wallets/{wallet_id}/transactions", tag = "wallets", params(("wallet_id" = String, Path, pattern = r"^[A-Za-z0-9._:-]{1,64}(~[A-Za-z0-9._:-]{1,64})?$", min_length = 1, max_length = 129), HistoryParams),
     responses((status = 200, body = TxPage)), security(("bearer" = [])))]
 pub async fn transactions(
     who: Principal,
@@ -261,7 +261,7 @@ pub async fn transactions(
     q: web::Query<HistoryParams>,
 ) -> crate::error::Answer {
     who.require(WALLET_ROLES)?;
-    let id = input::id("wallet_id", &path)?;
+    let id = input::wallet_id("wallet_id", &path, who.role == Role::Admin)?;
     let after = match &q.cursor {
         None => 0,
         Some(c) => input::digits("cursor", c)?,
