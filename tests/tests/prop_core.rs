@@ -310,6 +310,7 @@ impl World {
                     }],
                     region: "US".into(),
                     pay_currency: pay_eur.then_some(eur),
+                    fx_quote: None,
                     channel: if id % 2 == 0 {
                         DeliveryChannel::Email
                     } else {

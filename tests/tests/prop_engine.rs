@@ -135,6 +135,7 @@ fn order_req(wallet: u32, sku: u32, qty: u32, order_id: &str, eur: bool) -> Orde
         }],
         region: "US".into(),
         pay_currency: eur.then(|| Currency::parse("EUR").unwrap()),
+        fx_quote: None,
         channel: DeliveryChannel::Email,
         recipient: "a@example.com".into(),
         fingerprint: fingerprint(format!("{wallet}/{sku}/{qty}/{eur}").as_bytes()),

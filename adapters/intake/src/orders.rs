@@ -77,14 +77,24 @@ pub fn order_request(
             "a delivery channel needs a recipient",
         ));
     }
-    // Everything but the key itself identifies the request.
-    let fingerprint = input::fingerprint(&(
+    let fx_quote = o
+        .fx_quote_id
+        .as_deref()
+        .map(|q| input::id(&f("fx_quote_id"), q).map(RequestId::new))
+        .transpose()?;
+    // Everything but the key itself identifies the request (a quote only when named, so an
+    // order without one keeps the fingerprint it had before quotes existed).
+    let parts = (
         &o.wallet_id,
         &o.items,
         &o.region,
         &o.pay_currency,
         &o.delivery,
-    ));
+    );
+    let fingerprint = match &o.fx_quote_id {
+        None => input::fingerprint(&parts),
+        Some(q) => input::fingerprint(&(parts, q)),
+    };
     Ok(OrderRequest {
         key: OrderKey {
             client: who.client.clone(),
@@ -95,6 +105,7 @@ pub fn order_request(
         items,
         region: region.to_owned(),
         pay_currency,
+        fx_quote,
         channel: channel(o.delivery.channel),
         recipient: o.delivery.recipient.clone(),
         fingerprint,

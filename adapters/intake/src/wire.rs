@@ -364,6 +364,11 @@ pub struct OrderRequestDto {
     /// Currency the wallet pays in; the first SKU's currency when absent.
     #[schema(schema_with = optional_currency_schema)]
     pub pay_currency: Option<String>,
+    /// A locked FX quote of yours (`POST /v1/fx/quotes`) for this wallet: the order is
+    /// converted exactly at it until it expires, then refused `quote_expired`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)]
+    pub fx_quote_id: Option<String>,
     pub delivery: DeliveryDto,
 }
 

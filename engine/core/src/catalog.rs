@@ -141,13 +141,25 @@ impl FxTable {
         let mid = self
             .mid_rate(amount.currency(), to)
             .ok_or(Rejection::FxRateMissing)?;
-        let at_mid = convert(amount, to, mid)?;
-        let with_spread = mid
-            .checked_mul(Decimal::ONE + self.spread)
-            .ok_or(Rejection::AmountOutOfRange)?;
-        let charged = convert(amount, to, with_spread)?;
-        Ok(Conversion { at_mid, charged })
+        convert_at(amount, to, mid, self.spread)
     }
+}
+
+/// Converts `amount` into `to` at `mid`, and at `mid` plus `spread` (what the payer is
+/// charged): the one conversion of the FX table and of a locked quote.
+pub fn convert_at(
+    amount: Money,
+    to: Currency,
+    mid: Decimal,
+    spread: Decimal,
+) -> Result<Conversion, Rejection> {
+    let at_mid = convert(amount, to, mid)?;
+    let with_spread = Decimal::ONE
+        .checked_add(spread)
+        .and_then(|f| mid.checked_mul(f))
+        .ok_or(Rejection::AmountOutOfRange)?;
+    let charged = convert(amount, to, with_spread)?;
+    Ok(Conversion { at_mid, charged })
 }
 
 /// The replicated catalog of one shard: SKUs, the FX table, and the unit prices of fixed

@@ -23,6 +23,8 @@ pub enum Deadline {
     RejectedOrder(OrderKey),
     /// A reserved hold that nothing settled is released (an `OrderAborted`).
     HoldExpires(OrderKey),
+    /// An FX quote, expired for a while, is forgotten (`quotes`).
+    QuoteForgotten(ClientId, RequestId),
 }
 
 /// Deadlines that fire in one tick at most, so one tick never makes a large journal frame.
@@ -74,7 +76,7 @@ impl Deadlines {
             .iter()
             .filter_map(|(t, d)| match d {
                 Deadline::HoldExpires(key) => Some((key.clone(), *t)),
-                Deadline::RejectedOrder(_) => None,
+                Deadline::RejectedOrder(_) | Deadline::QuoteForgotten(..) => None,
             })
             .collect();
     }
@@ -107,6 +109,7 @@ impl Deadlines {
                     // Cannot happen (the entry goes with its hold); forget it if it does.
                     None => forgotten.push(d.clone()),
                 },
+                Deadline::QuoteForgotten(..) => forgotten.push(d.clone()),
             }
         }
         if !forgotten.is_empty() {
@@ -143,6 +146,20 @@ impl Deadlines {
             Event::OrderRejected { key, .. } if self.rejection_window_ms > 0 => {
                 let due = UnixMillis(at.0.saturating_add(self.rejection_window_ms));
                 self.due.insert((due, Deadline::RejectedOrder(key.clone())));
+            }
+            Event::FxQuoted {
+                client,
+                quote_id,
+                quote,
+            } => {
+                let due = quote
+                    .expires_at
+                    .0
+                    .saturating_add(crate::quotes::QUOTE_KEPT_AFTER_EXPIRY_MS);
+                self.due.insert((
+                    UnixMillis(due),
+                    Deadline::QuoteForgotten(client.clone(), quote_id.clone()),
+                ));
             }
             Event::Expired { fired, .. } => {
                 // A tick fires the earliest entries, so they are found at the front; anything

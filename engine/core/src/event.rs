@@ -49,6 +49,8 @@ pub struct OrderRequest {
     pub region: String,
     /// Currency the wallet pays in; the first item's SKU currency when absent.
     pub pay_currency: Option<Currency>,
+    /// A locked FX quote of the client's that converts the order, instead of the FX table.
+    pub fx_quote: Option<RequestId>,
     pub channel: DeliveryChannel,
     pub recipient: String,
     pub fingerprint: Fingerprint,
@@ -171,6 +173,12 @@ pub enum Command {
     },
     /// Fire what is due in the shard's deadline index at the decision's time.
     Tick,
+    /// Lock the FX table's rate and spread for one wallet and currency pair (a quote), on the
+    /// wallet's shard.
+    QuoteFx {
+        caller: Caller,
+        request: crate::quotes::QuoteRequest,
+    },
 }
 
 /// What one shard owes one supplier for a settlement period.
@@ -342,6 +350,12 @@ pub enum Event {
     /// new boxes. Carries only sealed bytes, never a code.
     CodesResealed {
         cards: Vec<(CardId, Vec<u8>)>,
+    },
+    /// A rate and spread locked for a client's wallet until the quote's expiry.
+    FxQuoted {
+        client: ClientId,
+        quote_id: RequestId,
+        quote: crate::quotes::FxQuote,
     },
 }
 

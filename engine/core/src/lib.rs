@@ -19,6 +19,7 @@ pub mod money;
 pub mod orders;
 pub mod placement;
 pub mod pools;
+pub mod quotes;
 pub mod reports;
 pub mod settlement;
 pub mod snapshot;
@@ -222,6 +223,12 @@ pub enum Rejection {
     SkuExists,
     #[error("the resource changed since the version the request names")]
     VersionMismatch,
+    #[error("fx quote not found")]
+    QuoteNotFound,
+    #[error("the fx quote has expired")]
+    QuoteExpired,
+    #[error("the fx quote does not price this order (another wallet or currency pair)")]
+    QuoteMismatch,
 }
 
 impl Rejection {
@@ -252,6 +259,9 @@ impl Rejection {
             Rejection::InvalidSku => "invalid_sku",
             Rejection::SkuExists => "sku_exists",
             Rejection::VersionMismatch => "precondition_failed",
+            Rejection::QuoteNotFound => "quote_not_found",
+            Rejection::QuoteExpired => "quote_expired",
+            Rejection::QuoteMismatch => "quote_mismatch",
         }
     }
 }

@@ -325,7 +325,16 @@ pub(crate) fn decide_order(st: &ShardState, req: &OrderRequest, ctx: &Ctx) -> De
     if wallet.frozen {
         return rejected(Rejection::WalletFrozen);
     }
-    let plan = match price(st.catalog(), req) {
+    // A locked quote prices the order's conversions while it lives; one that cannot (gone,
+    // expired, another wallet's or pair's) refuses the order like any other rule.
+    let quote = match &req.fx_quote {
+        None => None,
+        Some(id) => match st.quotes().for_order(&key.client, id, &wallet_id, ctx.now) {
+            Ok(q) => Some(q),
+            Err(r) => return rejected(r),
+        },
+    };
+    let plan = match price(st.catalog(), req, quote) {
         Ok(p) => p,
         Err(r) => return rejected(r),
     };
@@ -382,8 +391,13 @@ pub(crate) fn decide_order(st: &ShardState, req: &OrderRequest, ctx: &Ctx) -> De
     )))])
 }
 
-/// Prices every line and converts it to the pay currency.
-fn price(catalog: &crate::catalog::Catalog, req: &OrderRequest) -> Result<Plan, Rejection> {
+/// Prices every line and converts it to the pay currency: at the locked `quote` when the
+/// order names one (every converted line must be of its pair), else at the FX table.
+fn price(
+    catalog: &crate::catalog::Catalog,
+    req: &OrderRequest,
+    quote: Option<&crate::quotes::FxQuote>,
+) -> Result<Plan, Rejection> {
     let first_ccy = req
         .items
         .first()
@@ -391,8 +405,12 @@ fn price(catalog: &crate::catalog::Catalog, req: &OrderRequest) -> Result<Plan, 
         .map(|s| s.currency);
     let pay = req
         .pay_currency
+        .or(quote.map(|q| q.to))
         .or(first_ccy)
         .ok_or(Rejection::SkuUnavailable)?;
+    if quote.is_some_and(|q| q.to != pay) {
+        return Err(Rejection::QuoteMismatch);
+    }
     let mut charged = Money::zero(pay);
     let mut lines = Vec::with_capacity(req.items.len());
     let mut needs: BTreeMap<SkuId, u64> = BTreeMap::new();
@@ -416,7 +434,13 @@ fn price(catalog: &crate::catalog::Catalog, req: &OrderRequest) -> Result<Plan, 
         let (line_charged, at_mid) = if sku.currency == pay {
             (total, total)
         } else {
-            let c = catalog.fx().convert_for_payer(total, pay)?;
+            let c = match quote {
+                Some(q) if q.from == sku.currency => {
+                    crate::catalog::convert_at(total, pay, q.mid, q.spread)?
+                }
+                Some(_) => return Err(Rejection::QuoteMismatch),
+                None => catalog.fx().convert_for_payer(total, pay)?,
+            };
             (c.charged, c.at_mid)
         };
         charged = charged.checked_add(line_charged)?;

@@ -118,8 +118,9 @@ sections! {
     Cards => "cards" v 1,
     Settlement => "settlement" v 1,
     Reports => "reports" v 1,
-    Deadlines => "deadlines" v 1,
+    Deadlines => "deadlines" v 2,
     crate::claims::RedemptionClaims => "redemption_claims" v 1,
+    crate::quotes::FxQuotes => "fx_quotes" v 1,
 }
 
 /// A section as written: name, version, body.
@@ -162,6 +163,7 @@ pub fn encode(st: &ShardState) -> Result<ShardSnapshot, SnapshotError> {
     write(&mut out, &st.reports)?;
     write(&mut out, &st.deadlines)?;
     write(&mut out, &st.redemption_claims)?;
+    write(&mut out, &st.quotes)?;
     bincode::serialize(&out).map_err(|source| SnapshotError::Codec {
         section: "list",
         source,
@@ -187,7 +189,7 @@ pub fn decode(bytes: &[u8]) -> Result<ShardState, SnapshotError> {
     let (mut header, mut catalog, mut wallets, mut pools) = (None, None, None, None);
     let (mut orders, mut cards, mut settlement, mut reports, mut deadlines) =
         (None, None, None, None, None);
-    let mut redemption_claims = None;
+    let (mut redemption_claims, mut quotes) = (None, None);
     for w in &written {
         match w.name.as_str() {
             <Header as Section>::NAME => read::<Header>(&mut header, w)?,
@@ -217,8 +219,17 @@ pub fn decode(bytes: &[u8]) -> Result<ShardState, SnapshotError> {
             <Cards as Section>::NAME => read(&mut cards, w)?,
             <Settlement as Section>::NAME => read(&mut settlement, w)?,
             <Reports as Section>::NAME => read(&mut reports, w)?,
-            <Deadlines as Section>::NAME => read(&mut deadlines, w)?,
+            <Deadlines as Section>::NAME => {
+                if deadlines.is_some() {
+                    return Err(SnapshotError::Repeated("deadlines"));
+                }
+                // Version 2 added a kind of deadline (`QuoteForgotten`); version 1 bodies,
+                // which cannot hold one, read as they are.
+                let v = if w.version == 1 { 2 } else { w.version };
+                deadlines = Some(<Deadlines as Section>::decode(v, &w.body)?);
+            }
             <crate::claims::RedemptionClaims as Section>::NAME => read(&mut redemption_claims, w)?,
+            <crate::quotes::FxQuotes as Section>::NAME => read(&mut quotes, w)?,
             other => return Err(SnapshotError::UnknownSection(other.to_owned())),
         }
     }
@@ -237,6 +248,7 @@ pub fn decode(bytes: &[u8]) -> Result<ShardState, SnapshotError> {
         reports: reports.unwrap_or_default(),
         deadlines: deadlines.unwrap_or_default(),
         redemption_claims: redemption_claims.unwrap_or_default(),
+        quotes: quotes.unwrap_or_default(),
     };
     st.rebuild_derived();
     Ok(st)
@@ -319,6 +331,7 @@ pub fn decode_legacy(format: u8, bytes: &[u8]) -> Result<ShardState, SnapshotErr
         // Formats 1 and 2 had no deadlines; rejections recorded then are kept for ever.
         deadlines: Deadlines::default(),
         redemption_claims: Default::default(),
+        quotes: Default::default(),
     };
     st.rebuild_derived();
     Ok(st)

@@ -65,6 +65,7 @@ pub struct ShardState {
     pub(crate) reports: Reports,
     pub(crate) deadlines: Deadlines,
     pub(crate) redemption_claims: crate::claims::RedemptionClaims,
+    pub(crate) quotes: crate::quotes::FxQuotes,
 }
 
 impl ShardState {
@@ -84,6 +85,7 @@ impl ShardState {
             reports: Reports::default(),
             deadlines: Deadlines::default(),
             redemption_claims: Default::default(),
+            quotes: Default::default(),
         }
     }
 
@@ -141,6 +143,11 @@ impl ShardState {
 
     pub fn redemption_claims(&self) -> &crate::claims::RedemptionClaims {
         &self.redemption_claims
+    }
+
+    /// The locked FX quotes of the wallets on this shard.
+    pub fn quotes(&self) -> &crate::quotes::FxQuotes {
+        &self.quotes
     }
 
     pub fn settlement(&self) -> &Settlement {
@@ -327,6 +334,9 @@ impl ShardState {
                 .decide_release(client, redemption_id, fingerprint),
             Command::CloseSettlement { period_id } => self.settlement.decide_close(period_id),
             Command::Tick => self.deadlines.decide_tick(self, ctx.now),
+            Command::QuoteFx { caller, request } => {
+                self.quotes.decide_quote(self, caller, request, ctx.now)
+            }
         }
     }
 
@@ -358,6 +368,7 @@ impl ShardState {
         self.settlement.apply(event);
         self.deadlines.apply(event, cx.at);
         self.redemption_claims.apply(event);
+        self.quotes.apply(event);
     }
 }
 
@@ -466,6 +477,7 @@ mod tests {
             }],
             region: region.into(),
             pay_currency: None,
+            fx_quote: None,
             channel: DeliveryChannel::None,
             recipient: String::new(),
             fingerprint: [fp; 16],
@@ -679,5 +691,160 @@ mod tests {
                 Event::OrderRejected { reason: Rejection::InsufficientFunds, wallet, .. }
                     if *wallet == WalletId::new("other~w")))
         ));
+    }
+
+    /// Decides `cmd` at `at` and applies what it journals; returns the decision.
+    fn step(s: &mut ShardState, cmd: &Command, at: u64) -> Decision {
+        let d = s.decide(cmd, &ctx_at(at));
+        if let Decision::Events(evs) = &d {
+            for e in evs {
+                let lsn = Lsn(s.last_lsn().0 + 1);
+                s.apply(e, lsn);
+            }
+        }
+        d
+    }
+
+    /// Issue 14: a locked FX quote prices an order to the minor unit until the instant it
+    /// expires, whatever the table says by then; one millisecond later the order is refused
+    /// `quote_expired`; the quote is the client's and its wallet's alone; a tick forgets it.
+    #[test]
+    fn a_locked_quote_prices_orders_exactly_until_it_expires() {
+        use crate::catalog::{convert_at, FxTable};
+        use crate::quotes::{QuoteRequest, QUOTE_KEPT_AFTER_EXPIRY_MS};
+        let (usd, eur) = (
+            Currency::parse("USD").unwrap(),
+            Currency::parse("EUR").unwrap(),
+        );
+        let mut s = shard_with(0, 10);
+        let fx = |mid: Decimal, spread: Decimal| {
+            let mut t = FxTable {
+                spread,
+                ..FxTable::default()
+            };
+            t.mid.insert((usd, eur), mid);
+            Command::SetFx(t)
+        };
+        let (mid, spread) = (Decimal::new(9137, 4), Decimal::new(125, 4));
+        step(&mut s, &fx(mid, spread), 1);
+        let deposit = Command::Deposit {
+            caller: caller(),
+            wallet: WalletId::new("w"),
+            deposit_id: RequestId::new("eur"),
+            amount: Money::new(1_000_000, eur),
+            reference: "r".into(),
+            fingerprint: [4; 16],
+        };
+        assert!(matches!(step(&mut s, &deposit, 1), Decision::Events(_)));
+        let ask = |id: &str, fp: u8| Command::QuoteFx {
+            caller: caller(),
+            request: QuoteRequest {
+                wallet: WalletId::new("w"),
+                quote_id: RequestId::new(id),
+                from: usd,
+                to: eur,
+                ttl_ms: 1_000,
+                fingerprint: [fp; 16],
+            },
+        };
+        assert!(matches!(
+            step(&mut s, &ask("q-1", 1), 10),
+            Decision::Events(_)
+        ));
+        let q = s
+            .quotes()
+            .get(&ClientId::new("c"), &RequestId::new("q-1"))
+            .unwrap()
+            .clone();
+        assert_eq!(
+            (q.mid, q.spread, q.expires_at),
+            (mid, spread, UnixMillis(1_010))
+        );
+        assert_eq!(q.wallet, WalletId::new("c~w"));
+        // The same request again is answered by the quote; another under its id conflicts.
+        assert_eq!(step(&mut s, &ask("q-1", 1), 11), Decision::Answered(vec![]));
+        assert_eq!(
+            step(&mut s, &ask("q-1", 2), 11),
+            Decision::Reject(Rejection::IdempotencyConflict)
+        );
+        // The table moves far; the quote does not.
+        step(&mut s, &fx(Decimal::new(2, 0), Decimal::new(5, 2)), 20);
+        let with_quote = |id: &str, client: &str| {
+            let mut o = order(2, "US", 9);
+            o.key.order_id = OrderId::new(id);
+            o.key.client = ClientId::new(client);
+            o.pay_currency = Some(eur);
+            o.fx_quote = Some(RequestId::new("q-1"));
+            o
+        };
+        let decide = |s: &mut ShardState, o: &OrderRequest, at: u64| {
+            step(s, &Command::PlaceOrder(Box::new(o.clone())), at)
+        };
+        let want = convert_at(Money::new(5_000, usd), eur, mid, spread).unwrap();
+        let Decision::Events(evs) = decide(&mut s, &with_quote("at-expiry", "c"), 1_010) else {
+            panic!("the order at the quote's last instant completes")
+        };
+        let Some(Event::OrderCompleted(done)) = evs.first() else {
+            panic!("{evs:?}")
+        };
+        assert_eq!(done.charged, want.charged, "charged exactly at the quote");
+        assert_eq!(
+            s.reports().account(&crate::ledger::Account::RevenueFx(eur)),
+            want.charged.minor() - want.at_mid.minor(),
+            "the quote's spread is FX revenue"
+        );
+        assert_eq!(
+            rejection(&decide(&mut s, &with_quote("late", "c"), 1_011)),
+            Some(Rejection::QuoteExpired)
+        );
+        // Without the quote, the table's rate of now.
+        let mut plain = with_quote("plain", "c");
+        plain.fx_quote = None;
+        let Decision::Events(evs) = decide(&mut s, &plain, 1_011) else {
+            panic!("a plain order completes")
+        };
+        let now = convert_at(
+            Money::new(5_000, usd),
+            eur,
+            Decimal::new(2, 0),
+            Decimal::new(5, 2),
+        );
+        assert!(
+            matches!(evs.first(), Some(Event::OrderCompleted(o)) if o.charged == now.unwrap().charged)
+        );
+        // Another client's order cannot use it (its id names nothing of theirs), nor an order
+        // paying in another currency.
+        step(
+            &mut s,
+            &Command::CreateWallet {
+                caller: Caller {
+                    client: ClientId::new("d"),
+                    admin: false,
+                },
+                wallet: WalletId::new("w"),
+                kyc_verified: true,
+            },
+            1_000,
+        );
+        assert_eq!(
+            rejection(&decide(&mut s, &with_quote("theirs", "d"), 1_000)),
+            Some(Rejection::QuoteNotFound)
+        );
+        let mut in_usd = with_quote("in-usd", "c");
+        in_usd.pay_currency = Some(usd);
+        assert_eq!(
+            rejection(&decide(&mut s, &in_usd, 1_000)),
+            Some(Rejection::QuoteMismatch)
+        );
+        // Forgotten by a tick once it has been expired for a while, not before.
+        let forget_at = 1_010 + QUOTE_KEPT_AFTER_EXPIRY_MS;
+        step(&mut s, &Command::Tick, forget_at - 1);
+        assert_eq!(s.quotes().len(), 1);
+        step(&mut s, &Command::Tick, forget_at);
+        assert!(s.quotes().is_empty());
+        assert_eq!(
+            rejection(&decide(&mut s, &with_quote("after", "c"), forget_at)),
+            Some(Rejection::QuoteNotFound)
+        );
     }
 }

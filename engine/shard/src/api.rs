@@ -109,6 +109,12 @@ pub enum Query {
         client: ClientId,
         redemption_id: RequestId,
     },
+    /// A client's FX quote, asked of the shard of the wallet it was asked for.
+    FxQuote {
+        client: ClientId,
+        wallet: WalletId,
+        quote_id: RequestId,
+    },
 }
 
 /// Answers to queries.
@@ -134,6 +140,7 @@ pub enum QueryAnswer {
     /// Cards, with their ids.
     CardList(Vec<(CardId, Card)>),
     Redemption(Box<state::RedemptionRecord>),
+    FxQuote(Box<giftcard_core::quotes::FxQuote>),
     Missing,
 }
 

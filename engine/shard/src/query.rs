@@ -94,6 +94,12 @@ pub fn answer(state: &ShardState, q: Query) -> Result<QueryAnswer, EngineError> 
             }
             _ => not_found(Rejection::WalletNotFound),
         },
+        Query::FxQuote {
+            client, quote_id, ..
+        } => match state.quotes().get(&client, &quote_id) {
+            Some(q) => Ok(QueryAnswer::FxQuote(Box::new(q.clone()))),
+            None => Ok(QueryAnswer::Missing),
+        },
         Query::Redemption {
             client,
             redemption_id,

@@ -71,7 +71,9 @@ impl Engine {
         let one =
             |s: ShardId, q: Query, reply: ReplyTo| self.deliver(s, ClientMsg::Query(q, reply));
         match &q {
-            Query::Wallet { wallet, .. } | Query::WalletHistory { wallet, .. } => {
+            Query::Wallet { wallet, .. }
+            | Query::WalletHistory { wallet, .. }
+            | Query::FxQuote { wallet, .. } => {
                 one(giftcard_core::placement::wallet_shard(wallet, n), q, reply)
             }
             Query::Card { card } | Query::Cards { first: card, .. } => {

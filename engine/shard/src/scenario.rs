@@ -128,6 +128,7 @@ fn order_with(
         }],
         region: "US".into(),
         pay_currency: None,
+        fx_quote: None,
         channel: DeliveryChannel::None,
         recipient: String::new(),
         fingerprint: fp_src,

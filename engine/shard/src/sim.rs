@@ -529,6 +529,7 @@ impl Sim {
             items,
             region: "US".into(),
             pay_currency: None,
+            fx_quote: None,
             channel: DeliveryChannel::None,
             recipient: String::new(),
             fingerprint: [0; 16],

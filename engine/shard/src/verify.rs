@@ -5,6 +5,7 @@
 use crate::recovery;
 use crate::RecoveryReport;
 use giftcard_core::ledger::Account;
+use giftcard_core::quotes::QUOTE_KEPT_AFTER_EXPIRY_MS;
 use giftcard_core::state::{CardStatus, CodeRef, ShardState};
 use giftcard_core::*;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -268,12 +269,34 @@ fn check_cards_and_orders(
                 st.orders().hold(key).is_some_and(|h| h.until == Some(*due)),
                 "a hold reserved until then",
             ),
+            Deadline::QuoteForgotten(client, id) => (
+                st.quotes().get(client, id).is_some_and(|q| {
+                    q.expires_at.0.saturating_add(QUOTE_KEPT_AFTER_EXPIRY_MS) == due.0
+                }),
+                "a quote kept until then",
+            ),
         };
         if !holds {
             r.violations.push(format!(
                 "shard {}: deadline at {} ({d:?}) does not name {what}",
                 st.shard().0,
                 due.0
+            ));
+        }
+    }
+    // Every quote prices a wallet of this shard, and will be forgotten.
+    for ((client, id), q) in st.quotes().iter() {
+        let forgotten_at = UnixMillis(q.expires_at.0.saturating_add(QUOTE_KEPT_AFTER_EXPIRY_MS));
+        let indexed = st.deadlines().iter().any(|(t, d)| {
+            *t == forgotten_at && *d == Deadline::QuoteForgotten(client.clone(), id.clone())
+        });
+        let wallet_here =
+            st.wallets().get(&q.wallet).is_some() && st.wallet_shard(&q.wallet) == st.shard();
+        if !indexed || !wallet_here || q.from == q.to || q.mid <= rust_decimal::Decimal::ZERO {
+            r.violations.push(format!(
+                "shard {}: quote {id:?} of {client:?} (indexed {indexed}, wallet here {wallet_here}) \
+                 is not a live quote of a wallet here: {q:?}",
+                st.shard().0
             ));
         }
     }
