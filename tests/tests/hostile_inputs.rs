@@ -374,6 +374,12 @@ fn hostile_requests_get_the_documented_error_and_change_nothing() {
         // Wallet ids are each client's own (issue 13): naming another's namespace is refused.
         ("read another client's wallet by its stored id", get(&format!("/v1/wallets/checkout-1~{WALLET}"), Some(CHECKOUT2)), problem_at(400, "invalid_id", "wallet_id")),
         ("order from another client's wallet by its stored id", post("/v1/orders", CHECKOUT2, &order_body(&fresh("ord"), &format!("checkout-1~{WALLET}"), SKU, 1).to_string()), problem_at(400, "invalid_id", "wallet_id")),
+        // FX quotes (issue 14): bad asks change nothing; an order names only its client's own.
+        ("a quote between one currency and itself", post("/v1/fx/quotes", CHECKOUT, &json!({"quote_id": fresh("q"), "wallet_id": WALLET, "from": "USD", "to": "USD"}).to_string()), problem_at(400, "same_currency", "to")),
+        ("a quote held for no time", post("/v1/fx/quotes", CHECKOUT, &json!({"quote_id": fresh("q"), "wallet_id": WALLET, "from": "USD", "to": "EUR", "ttl_ms": 0}).to_string()), problem_at(400, "invalid_ttl", "ttl_ms")),
+        ("a quote for another client's wallet", post("/v1/fx/quotes", CHECKOUT2, &json!({"quote_id": fresh("q"), "wallet_id": WALLET, "from": "USD", "to": "EUR"}).to_string()), problem(404, "wallet_not_found")),
+        ("a quote for a wallet by another's stored id", post("/v1/fx/quotes", CHECKOUT2, &json!({"quote_id": fresh("q"), "wallet_id": format!("checkout-1~{WALLET}"), "from": "USD", "to": "EUR"}).to_string()), problem_at(400, "invalid_id", "wallet_id")),
+        ("an order naming an unknown quote", post("/v1/orders", CHECKOUT, &{ let mut o = order_body(&fresh("ord"), WALLET, SKU, 1); o["fx_quote_id"] = json!("no-such-quote"); o }.to_string()), problem(404, "quote_not_found")),
         ("read another client's card", get(&format!("/v1/cards/{}", fx.card_id), Some(CHECKOUT2)), problem(404, "card_not_found")),
         ("supplier uploads to another supplier's SKU", post(&format!("/v1/skus/{SKU}/codes"), SUPPLIER2, r#"{"codes":["EVIL-0001"]}"#), problem(403, "forbidden")),
         ("supplier probes an unknown SKU", post("/v1/skus/nope/codes", SUPPLIER2, r#"{"codes":["EVIL-0001"]}"#), problem(403, "forbidden")),

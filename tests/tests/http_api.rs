@@ -1325,3 +1325,147 @@ fn chunked_bodies_are_refused_and_reconciliation_is_rate_limited() {
     again.problem(429, "rate_limited");
     assert!(again.retry_after.is_some(), "{again:?}");
 }
+
+/// Issue 14: a locked FX quote prices orders at its rate to the minor unit, whatever the table
+/// says by then, until it expires; then `quote_expired`. It is the asking client's alone, and
+/// bad requests for one are problems that change nothing.
+#[test]
+fn fx_quotes_lock_a_rate_until_they_expire() {
+    let dir = tmp();
+    let api = Api::start(dir.path());
+    api.sku("gc-10", "supplier_code", 1000, None);
+    api.codes("gc-10", "TEN", 8);
+    let set_fx = |mid: &str, spread: &str| {
+        let body =
+            json!({"rates": [{"base": "USD", "quote": "EUR", "mid": mid}], "spread": spread});
+        let r = api.call(
+            "PUT",
+            "/v1/fx/rates",
+            Some(ADMIN),
+            Some(&body.to_string()),
+            &[],
+        );
+        assert_eq!(r.status, 200, "{r:?}");
+    };
+    set_fx("0.9137", "0.0125");
+    api.wallet(CHECKOUT, "w", 1);
+    let eur = json!({"deposit_id": "eur", "amount": {"amount_minor": 100_000, "currency": "EUR"}, "reference": "psp"});
+    assert_eq!(
+        api.post("/v1/wallets/w/deposits", FUNDING, &eur).status,
+        201
+    );
+
+    let ask =
+        json!({"quote_id": "q-1", "wallet_id": "w", "from": "USD", "to": "EUR", "ttl_ms": 1500});
+    let q = api.post("/v1/fx/quotes", CHECKOUT, &ask);
+    assert_eq!(q.status, 201, "{q:?}");
+    assert_eq!(
+        (
+            &q.body["mid_rate"],
+            &q.body["spread"],
+            &q.body["rate"],
+            &q.body["wallet_id"]
+        ),
+        (
+            &json!("0.9137"),
+            &json!("0.0125"),
+            &json!("0.92512125"),
+            &json!("w")
+        )
+    );
+    let expires_at = q.body["expires_at_ms"].as_u64().expect("expiry");
+    let again = api.post("/v1/fx/quotes", CHECKOUT, &ask);
+    assert_eq!(
+        (again.status, &again.body, again.replayed),
+        (201, &q.body, true)
+    );
+    let mut other = ask.clone();
+    other["ttl_ms"] = json!(1000);
+    api.post("/v1/fx/quotes", CHECKOUT, &other)
+        .problem(409, "idempotency_conflict");
+
+    // The table moves; the quote does not. 2 × $10.00 at 0.92512125 is 18.502425 EUR.
+    set_fx("2", "0.05");
+    let quoted = |order_id: &str, key: &str, quote: &str| {
+        let mut o = order_body(order_id, "w", "gc-10", 2);
+        o["pay_currency"] = json!("EUR");
+        o["fx_quote_id"] = json!(quote);
+        api.post("/v1/orders", key, &o)
+    };
+    let r = quoted("o-quoted", CHECKOUT, "q-1");
+    assert_eq!(
+        (r.status, &r.body["charged"]),
+        (201, &json!({"amount_minor": 1_850, "currency": "EUR"})),
+        "{r:?}"
+    );
+    // Unknown, another client's, or for another currency: refused, nothing charged.
+    quoted("o-unknown", CHECKOUT, "q-404").problem(404, "quote_not_found");
+    api.wallet(CHECKOUT2, "w", 1);
+    quoted("o-theirs", CHECKOUT2, "q-1").problem(404, "quote_not_found");
+    let mut in_usd = order_body("o-usd", "w", "gc-10", 1);
+    in_usd["pay_currency"] = json!("USD");
+    in_usd["fx_quote_id"] = json!("q-1");
+    api.post("/v1/orders", CHECKOUT, &in_usd)
+        .problem(422, "quote_mismatch");
+    for (body, code, field) in [
+        (
+            json!({"quote_id": "q-2", "wallet_id": "w", "from": "USD", "to": "USD"}),
+            "same_currency",
+            "to",
+        ),
+        (
+            json!({"quote_id": "q-2", "wallet_id": "w", "from": "USD", "to": "EUR", "ttl_ms": 900_001}),
+            "invalid_ttl",
+            "ttl_ms",
+        ),
+        (
+            json!({"quote_id": "q-2", "wallet_id": "w", "from": "USD", "to": "eur"}),
+            "invalid_currency",
+            "to",
+        ),
+        (
+            json!({"quote_id": "q 2", "wallet_id": "w", "from": "USD", "to": "EUR"}),
+            "invalid_id",
+            "quote_id",
+        ),
+    ] {
+        let r = api.post("/v1/fx/quotes", CHECKOUT, &body);
+        r.problem(400, code);
+        assert_eq!(r.body["field"], field, "{r:?}");
+    }
+    api.post(
+        "/v1/fx/quotes",
+        CHECKOUT,
+        &json!({"quote_id": "q-3", "wallet_id": "nope", "from": "USD", "to": "EUR"}),
+    )
+    .problem(404, "wallet_not_found");
+    api.post(
+        "/v1/fx/quotes",
+        CHECKOUT,
+        &json!({"quote_id": "q-3", "wallet_id": "w", "from": "USD", "to": "JPY"}),
+    )
+    .problem(422, "fx_rate_missing");
+    api.post("/v1/fx/quotes", SUPPLIER, &ask)
+        .problem(403, "forbidden");
+    assert_eq!(api.balance("w"), (1, 0), "USD untouched");
+
+    // After its last instant the quote prices nothing.
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    };
+    while now_ms() <= expires_at {
+        std::thread::sleep(std::time::Duration::from_millis(
+            expires_at + 20 - now_ms().min(expires_at),
+        ));
+    }
+    quoted("o-late", CHECKOUT, "q-1").problem(422, "quote_expired");
+    // The quoted order replays as it was charged.
+    let replay = quoted("o-quoted", CHECKOUT, "q-1");
+    assert_eq!(
+        (replay.status, &replay.body, replay.replayed),
+        (201, &r.body, true)
+    );
+    api.reconciled();
+}

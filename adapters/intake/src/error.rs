@@ -180,7 +180,8 @@ pub fn rejection_status(r: Rejection) -> StatusCode {
         Rejection::WalletNotFound
         | Rejection::SkuNotFound
         | Rejection::CardNotFound
-        | Rejection::RedemptionNotFound => StatusCode::NOT_FOUND,
+        | Rejection::RedemptionNotFound
+        | Rejection::QuoteNotFound => StatusCode::NOT_FOUND,
         Rejection::IdempotencyConflict
         | Rejection::WalletExists
         | Rejection::AlreadyReversed

@@ -364,12 +364,12 @@ pub struct OrderRequestDto {
     /// Currency the wallet pays in; the first SKU's currency when absent.
     #[schema(schema_with = optional_currency_schema)]
     pub pay_currency: Option<String>,
+    pub delivery: DeliveryDto,
     /// A locked FX quote of yours (`POST /v1/fx/quotes`) for this wallet: the order is
     /// converted exactly at it until it expires, then refused `quote_expired`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)]
     pub fx_quote_id: Option<String>,
-    pub delivery: DeliveryDto,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
@@ -479,6 +479,49 @@ pub struct FxTableDto {
     /// Added to the mid rate on conversions, decimal string in [0, 1): "0.01".
     #[schema(pattern = r"^0(\.[0-9]{1,12})?$")]
     pub spread: String,
+}
+
+/// A request to lock the FX rate at which a wallet pays for cards priced in another currency.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FxQuoteRequest {
+    /// Your id for the quote; asking again with the same body answers the same quote.
+    #[schema(pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)]
+    pub quote_id: String,
+    /// The wallet that will pay (an admin may name a client's as `{client}~{id}`).
+    #[schema(
+        pattern = r"^[A-Za-z0-9._:-]{1,64}(~[A-Za-z0-9._:-]{1,64})?$",
+        min_length = 1,
+        max_length = 129
+    )]
+    pub wallet_id: String,
+    /// The currency the cards are priced in.
+    #[schema(schema_with = currency_schema)]
+    pub from: String,
+    /// The currency the wallet pays in.
+    #[schema(schema_with = currency_schema)]
+    pub to: String,
+    /// How long the quote holds, 1 to 900000 ms; 60000 when absent.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 900000)]
+    pub ttl_ms: Option<u64>,
+}
+
+/// A locked FX quote: orders that name it pay `rate` (mid plus spread) until `expires_at_ms`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct FxQuoteView {
+    pub quote_id: String,
+    pub wallet_id: String,
+    pub from: String,
+    pub to: String,
+    /// Units of `to` per unit of `from` at mid, decimal string.
+    pub mid_rate: String,
+    /// Added to the mid rate, decimal string.
+    pub spread: String,
+    /// What an order is charged per unit: mid × (1 + spread), decimal string.
+    pub rate: String,
+    /// The last instant (ms since the epoch, inclusive) at which the quote prices an order.
+    pub expires_at_ms: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]

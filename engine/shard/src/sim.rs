@@ -18,11 +18,13 @@
 //!   checkpoints (snapshot plus truncation) at quiescent points.
 //! - **Clients**: deposits, orders (single and multi-SKU, over stock that runs short so sagas
 //!   borrow across shards), redemptions of sold cards, code uploads; duplicate retries of the same
-//!   request in flight and after crashes, and retries of a key with an altered body.
+//!   request in flight and after crashes, and retries of a key with an altered body; deposits in
+//!   two currencies, FX rate changes, locked FX quotes, and orders that pay in euros at the
+//!   table or at a quote (live, expired, unknown or another wallet's).
 //!
 //! After every recovery (and at the end) the simulator checks every invariant of
 //! [`verify::check`], and that every acknowledged operation is in the books exactly once with the
-//! answer the client saw.
+//! answer the client saw; an order priced by a quote was charged exactly at the quote's rate.
 
 use crate::codes::CodeVault;
 use crate::recovery::{self, Transit};
@@ -71,6 +73,10 @@ pub struct SimReport {
     pub requests: u64,
     pub acked: u64,
     pub orders_completed: u64,
+    /// Orders completed at a locked FX quote, and orders a quote refused (expired, mismatched,
+    /// unknown), as acknowledged to clients.
+    pub orders_quoted: u64,
+    pub quotes_refused: u64,
     /// Redemptions applied and reversals of them, as acknowledged to clients.
     pub redemptions: u64,
     pub reversals: u64,
@@ -102,6 +108,8 @@ impl SimReport {
         self.requests += o.requests;
         self.acked += o.acked;
         self.orders_completed += o.orders_completed;
+        self.orders_quoted += o.orders_quoted;
+        self.quotes_refused += o.quotes_refused;
         self.redemptions += o.redemptions;
         self.reversals += o.reversals;
         self.crashes += o.crashes;
@@ -122,12 +130,14 @@ impl SimReport {
     /// One line per kind of figure, for people.
     pub fn summary(&self) -> String {
         format!(
-            "requests {} (acknowledged {}, orders completed {}, redemptions {}, reversals {}), duplicate retries {}, altered retries {}\n\
+            "requests {} (acknowledged {}, orders completed {} (at a locked quote {}, refused by one {}), redemptions {}, reversals {}), duplicate retries {}, altered retries {}\n\
              crashes {} (during recovery {}), unsynced writes lost {}, torn {}, failed syncs {}, checkpoints {}\n\
              peer messages {}, holds released by recovery {}, transfers completed by recovery {}, deadlines fired {}, book checks {}",
             self.requests,
             self.acked,
             self.orders_completed,
+            self.orders_quoted,
+            self.quotes_refused,
             self.redemptions,
             self.reversals,
             self.duplicate_retries,
@@ -208,6 +218,7 @@ enum Req {
         wallet: WalletId,
         id: RequestId,
         amount: i64,
+        eur: bool,
     },
     Upload {
         sku: SkuId,
@@ -226,6 +237,14 @@ enum Req {
     Freeze {
         wallet: WalletId,
         frozen: bool,
+    },
+    /// The FX table: USD to EUR at `mid` ten-thousandths, 2% spread.
+    SetFx(i64),
+    /// A quote of USD to EUR for a wallet, held `ttl_ms`.
+    Quote {
+        wallet: WalletId,
+        id: RequestId,
+        ttl_ms: u64,
     },
 }
 
@@ -300,6 +319,9 @@ struct Sim {
     next_order: u64,
     next_deposit: u64,
     next_redeem: u64,
+    next_quote: u64,
+    /// The wallet each quote was asked for, by quote number - 1.
+    quote_wallets: Vec<u32>,
     next_code: u64,
     crash_pending: bool,
     report: SimReport,
@@ -329,6 +351,8 @@ impl Sim {
             next_order: 0,
             next_deposit: 0,
             next_redeem: 0,
+            next_quote: 0,
+            quote_wallets: Vec::new(),
             next_code: 0,
             crash_pending: false,
             report: SimReport {
@@ -414,6 +438,7 @@ impl Sim {
         for w in 0..WALLETS {
             self.send(Req::CreateWallet(wallet(w)));
         }
+        self.send(Req::SetFx(9_000));
     }
 
     fn caller() -> Caller {
@@ -431,10 +456,12 @@ impl Sim {
             5..=9 => Req::CreateWallet(wallet(self.rng.gen_range(0..WALLETS))),
             10..=24 => {
                 self.next_deposit += 1;
+                // One deposit in four is of euros, which orders priced by quotes spend.
                 Req::Deposit {
                     wallet: wallet(self.rng.gen_range(0..WALLETS)),
                     id: RequestId::new(&format!("d-{}", self.next_deposit)),
                     amount: self.rng.gen_range(1..20) * FACE,
+                    eur: self.rng.gen_range(0..4) == 0,
                 }
             }
             25..=32 => {
@@ -456,7 +483,20 @@ impl Sim {
                     codes,
                 }
             }
-            33..=69 => Req::Order(Box::new(self.new_order())),
+            33..=36 => {
+                // Quotes live a few dozen simulated milliseconds, so orders meet them both
+                // before and after they expire.
+                self.next_quote += 1;
+                let w = self.rng.gen_range(0..WALLETS);
+                self.quote_wallets.push(w);
+                Req::Quote {
+                    wallet: wallet(w),
+                    id: RequestId::new(&format!("q-{}", self.next_quote)),
+                    ttl_ms: self.rng.gen_range(1..200),
+                }
+            }
+            37 => Req::SetFx(self.rng.gen_range(8_000..12_000)),
+            38..=69 => Req::Order(Box::new(self.new_order())),
             70..=79 => match self.any_card_hash() {
                 Some(hash) => {
                     self.next_redeem += 1;
@@ -519,17 +559,34 @@ impl Sim {
                 amount_minor: None,
             })
             .collect();
+        // One order in four pays in euros: at the table, or at a quote asked for before.
+        // A quoted order mostly names one of the last few quotes, for the wallet it was asked
+        // for; now and then another wallet's (a mismatch).
+        let mut w = self.rng.gen_range(0..WALLETS);
+        let (pay_currency, fx_quote) = match self.rng.gen_range(0..8) {
+            0 => (Some(eur()), None),
+            1 if self.next_quote > 0 => {
+                let q = self
+                    .rng
+                    .gen_range(self.next_quote.saturating_sub(3).max(1)..=self.next_quote);
+                if self.rng.gen_range(0..8) > 0 {
+                    w = self.quote_wallets[(q - 1) as usize];
+                }
+                (Some(eur()), Some(RequestId::new(&format!("q-{q}"))))
+            }
+            _ => (None, None),
+        };
         let mut req = OrderRequest {
             key: OrderKey {
                 client: ClientId::new(CLIENT),
                 order_id: OrderId::new(&format!("o-{}", self.next_order)),
             },
             admin: false,
-            wallet: wallet(self.rng.gen_range(0..WALLETS)),
+            wallet: wallet(w),
             items,
             region: "US".into(),
-            pay_currency: None,
-            fx_quote: None,
+            pay_currency,
+            fx_quote,
             channel: DeliveryChannel::None,
             recipient: String::new(),
             fingerprint: [0; 16],
@@ -578,13 +635,40 @@ impl Sim {
                 wallet,
                 kyc_verified: true,
             },
-            Req::Deposit { wallet, id, amount } => Command::Deposit {
+            Req::Deposit {
+                wallet,
+                id,
+                amount,
+                eur: in_eur,
+            } => Command::Deposit {
                 caller,
                 wallet,
                 deposit_id: id,
-                amount: Money::new(amount, usd()),
+                amount: Money::new(amount, if in_eur { eur() } else { usd() }),
                 reference: String::new(),
-                fingerprint: crate::scenario::fingerprint(&amount.to_le_bytes()),
+                fingerprint: crate::scenario::fingerprint(format!("{amount}{in_eur}").as_bytes()),
+            },
+            Req::SetFx(mid) => {
+                let mut fx = FxTable {
+                    spread: rust_decimal::Decimal::new(2, 2),
+                    ..FxTable::default()
+                };
+                fx.mid
+                    .insert((usd(), eur()), rust_decimal::Decimal::new(mid, 4));
+                Command::SetFx(fx)
+            }
+            Req::Quote { wallet, id, ttl_ms } => Command::QuoteFx {
+                caller,
+                request: giftcard_core::quotes::QuoteRequest {
+                    fingerprint: crate::scenario::fingerprint(
+                        format!("{}|{ttl_ms}", wallet.as_str()).as_bytes(),
+                    ),
+                    wallet,
+                    quote_id: id,
+                    from: usd(),
+                    to: eur(),
+                    ttl_ms,
+                },
             },
             Req::Order(o) => Command::PlaceOrder(o),
             Req::Freeze { wallet, frozen } => Command::SetWalletFrozen { wallet, frozen },
@@ -850,6 +934,22 @@ impl Sim {
             } = &outcome
             {
                 self.report.orders_completed += 1;
+                if matches!(&self.sent[id as usize], Req::Order(o) if o.fx_quote.is_some()) {
+                    self.report.orders_quoted += 1;
+                }
+            }
+            if let Outcome::Order {
+                outcome:
+                    OrderOutcome::Rejected(
+                        Rejection::QuoteExpired
+                        | Rejection::QuoteMismatch
+                        | Rejection::QuoteNotFound,
+                    ),
+                replayed: false,
+                ..
+            } = &outcome
+            {
+                self.report.quotes_refused += 1;
             }
             if let Outcome::Applied(evs) = &outcome {
                 for ev in evs {
@@ -1019,15 +1119,27 @@ impl Sim {
         }
         // By the client's own wallet id (the books store it namespaced; the simulator has one
         // client).
-        let mut deposits: HashMap<(&str, &RequestId), i64> = HashMap::new();
+        let mut deposits: HashMap<(&str, &RequestId), Money> = HashMap::new();
+        let mut quotes = HashMap::new();
         let mut redemptions = HashSet::new();
         for st in states {
             for ((w, id), (_, m)) in st.wallets().deposits() {
-                deposits.insert((w.local(), id), m.minor());
+                deposits.insert((w.local(), id), *m);
             }
             redemptions.extend(st.cards().redemptions().map(|(k, _)| k.clone()));
+            quotes.extend(st.quotes().iter().map(|(k, q)| (k.clone(), q.clone())));
         }
         for (id, outcome) in &self.acked {
+            if let (
+                Req::Order(o),
+                Outcome::Order {
+                    outcome: OrderOutcome::Completed { charged, .. },
+                    ..
+                },
+            ) = (&self.sent[*id as usize], outcome)
+            {
+                check_quoted(states, &quotes, o, *charged)?;
+            }
             match (&self.sent[*id as usize], outcome) {
                 (
                     Req::Order(o),
@@ -1056,9 +1168,12 @@ impl Sim {
                         wallet,
                         id: d,
                         amount,
+                        eur: in_eur,
                     },
                     Outcome::Applied(_) | Outcome::Answered(_),
-                ) if deposits.get(&(wallet.as_str(), d)) != Some(amount) => {
+                ) if deposits.get(&(wallet.as_str(), d))
+                    != Some(&Money::new(*amount, if *in_eur { eur() } else { usd() })) =>
+                {
                     return Err(format!(
                         "acknowledged deposit {d:?} to {wallet:?} is missing"
                     ));
@@ -1092,6 +1207,11 @@ impl Sim {
                 {
                     return Err(format!("acknowledged reversal of {r:?} is missing"));
                 }
+                (Req::Quote { id, .. }, Outcome::Applied(_) | Outcome::Answered(_))
+                    if !quotes.contains_key(&(ClientId::new(CLIENT), id.clone())) =>
+                {
+                    return Err(format!("acknowledged quote {id:?} is missing"));
+                }
                 (Req::CreateWallet(w), Outcome::Applied(_) | Outcome::Answered(_))
                     if !states.iter().any(|s| {
                         let stored = s.wallets().resolve(&ClientId::new(CLIENT), false, w);
@@ -1105,9 +1225,9 @@ impl Sim {
         }
         // Each order charged exactly once: every wallet holds what its deposits put in minus
         // what its completed orders took (one currency, no redemption touches a wallet).
-        let mut expect: BTreeMap<&str, i64> = BTreeMap::new();
+        let mut expect: BTreeMap<(&str, Currency), i64> = BTreeMap::new();
         for ((w, _), m) in &deposits {
-            *expect.entry(*w).or_default() += m;
+            *expect.entry((*w, m.currency())).or_default() += m.minor();
         }
         let mut cards = 0u64;
         for rec in orders.values() {
@@ -1115,19 +1235,23 @@ impl Sim {
                 charged, cards: c, ..
             } = rec.outcome
             {
-                *expect.entry(rec.wallet.local()).or_default() -= charged.minor();
+                *expect
+                    .entry((rec.wallet.local(), charged.currency()))
+                    .or_default() -= charged.minor();
                 cards += u64::from(c);
             }
         }
         for st in states {
             for (w, wallet) in st.wallets().iter() {
-                let b = wallet.balance(usd());
-                let have = b.available_minor + b.held_minor;
-                let want = expect.get(w.local()).copied().unwrap_or(0);
-                if have != want {
-                    return Err(format!(
-                        "wallet {w:?} holds {have}, its deposits and orders say {want}"
-                    ));
+                for ccy in [usd(), eur()] {
+                    let b = wallet.balance(ccy);
+                    let have = b.available_minor + b.held_minor;
+                    let want = expect.get(&(w.local(), ccy)).copied().unwrap_or(0);
+                    if have != want {
+                        return Err(format!(
+                            "wallet {w:?} holds {have} {ccy:?}, its deposits and orders say {want}"
+                        ));
+                    }
                 }
             }
         }
@@ -1177,6 +1301,10 @@ fn usd() -> Currency {
     crate::scenario::usd()
 }
 
+fn eur() -> Currency {
+    Currency::parse("EUR").unwrap_or_else(|| unreachable!("EUR is in the table"))
+}
+
 fn sku_id(i: u32) -> SkuId {
     SkuId::new(&format!("sim-sku-{i}"))
 }
@@ -1197,9 +1325,51 @@ fn sim_sku(i: u32) -> Sku {
     s
 }
 
+/// An order priced by a quote was charged exactly at the quote's rate, whatever the table said
+/// when it ran (and the answer recovered is the one given, checked with every order).
+fn check_quoted(
+    states: &[ShardState],
+    quotes: &HashMap<(ClientId, RequestId), giftcard_core::quotes::FxQuote>,
+    o: &OrderRequest,
+    charged: Money,
+) -> Result<(), String> {
+    let Some(id) = &o.fx_quote else {
+        return Ok(());
+    };
+    let q = quotes
+        .get(&(ClientId::new(CLIENT), id.clone()))
+        .ok_or_else(|| format!("order {:?} priced by a missing quote", o.key))?;
+    let catalog = states[0].catalog();
+    let mut want = Money::zero(q.to);
+    for item in &o.items {
+        let line = catalog
+            .sku(&item.sku)
+            .and_then(|s| catalog.unit_price(s, None).ok())
+            .and_then(|p| p.price.checked_mul(item.quantity).ok())
+            .and_then(|t| giftcard_core::catalog::convert_at(t, q.to, q.mid, q.spread).ok())
+            .ok_or_else(|| format!("order {:?}: a line does not price", o.key))?;
+        want = want
+            .checked_add(line.charged)
+            .map_err(|r| format!("order {:?}: {r}", o.key))?;
+    }
+    if want != charged {
+        return Err(format!(
+            "order {:?} at quote {q:?} charged {charged:?}, the quote says {want:?}",
+            o.key
+        ));
+    }
+    Ok(())
+}
+
 fn order_fingerprint(o: &OrderRequest) -> Fingerprint {
     let mut text = String::new();
-    let _ = write!(text, "{}|", o.wallet.as_str());
+    let _ = write!(
+        text,
+        "{}|{:?}|{:?}|",
+        o.wallet.as_str(),
+        o.pay_currency,
+        o.fx_quote
+    );
     for i in &o.items {
         let _ = write!(text, "{}x{};", i.sku.as_str(), i.quantity);
     }

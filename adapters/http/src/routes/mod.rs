@@ -8,6 +8,7 @@ mod deliveries;
 mod gateways;
 mod ops;
 mod orders;
+mod quotes;
 mod wallets;
 
 pub use admin::*;
@@ -17,6 +18,7 @@ pub use deliveries::*;
 pub use gateways::*;
 pub use ops::*;
 pub use orders::*;
+pub use quotes::*;
 pub use wallets::*;
 
 use crate::auth::Principal;
@@ -173,6 +175,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     resource("/redemptions/{redemption_id}/reversal", "POST")
                         .route(web::post().to(reverse)),
                 )
+                .service(resource("/fx/quotes", "POST").route(web::post().to(create_quote)))
                 .service(
                     resource("/fx/rates", "PUT, GET")
                         .route(web::put().to(put_fx))
