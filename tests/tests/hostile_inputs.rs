@@ -380,6 +380,12 @@ fn hostile_requests_get_the_documented_error_and_change_nothing() {
         ("a quote for another client's wallet", post("/v1/fx/quotes", CHECKOUT2, &json!({"quote_id": fresh("q"), "wallet_id": WALLET, "from": "USD", "to": "EUR"}).to_string()), problem(404, "wallet_not_found")),
         ("a quote for a wallet by another's stored id", post("/v1/fx/quotes", CHECKOUT2, &json!({"quote_id": fresh("q"), "wallet_id": format!("checkout-1~{WALLET}"), "from": "USD", "to": "EUR"}).to_string()), problem_at(400, "invalid_id", "wallet_id")),
         ("an order naming an unknown quote", post("/v1/orders", CHECKOUT, &{ let mut o = order_body(&fresh("ord"), WALLET, SKU, 1); o["fx_quote_id"] = json!("no-such-quote"); o }.to_string()), problem(404, "quote_not_found")),
+        // Price lists (issue 14): malformed or below cost, refused with nothing changed.
+        ("a price list below cost", raw("PUT", "/v1/admin/price-lists/checkout-1", Some(ADMIN), br#"{"entries":[{"brand":"Acme","discount":"0.5"}]}"#), problem(422, "below_margin_floor")),
+        ("a price list whose tiers do not increase", raw("PUT", "/v1/admin/price-lists/checkout-1", Some(ADMIN), br#"{"entries":[{"sku_id":"gc-25","min_quantity":5,"discount":"0.01"},{"sku_id":"gc-25","min_quantity":5,"discount":"0.02"}]}"#), problem_at(400, "invalid_price_list", "entries")),
+        ("a price list entry naming nothing", raw("PUT", "/v1/admin/price-lists/checkout-1", Some(ADMIN), br#"{"entries":[{"discount":"0.01"}]}"#), problem_at(400, "invalid_field", "entries[0]")),
+        ("a price list tier of no cards", raw("PUT", "/v1/admin/price-lists/checkout-1", Some(ADMIN), br#"{"entries":[{"brand":"Acme","min_quantity":0,"discount":"0.01"}]}"#), problem_at(400, "invalid_field", "entries[0].min_quantity")),
+        ("a checkout key sets its own price list", raw("PUT", "/v1/admin/price-lists/checkout-1", Some(CHECKOUT), br#"{"entries":[]}"#), problem(403, "forbidden")),
         ("read another client's card", get(&format!("/v1/cards/{}", fx.card_id), Some(CHECKOUT2)), problem(404, "card_not_found")),
         ("supplier uploads to another supplier's SKU", post(&format!("/v1/skus/{SKU}/codes"), SUPPLIER2, r#"{"codes":["EVIL-0001"]}"#), problem(403, "forbidden")),
         ("supplier probes an unknown SKU", post("/v1/skus/nope/codes", SUPPLIER2, r#"{"codes":["EVIL-0001"]}"#), problem(403, "forbidden")),

@@ -1469,3 +1469,65 @@ fn fx_quotes_lock_a_rate_until_they_expire() {
     );
     api.reconciled();
 }
+
+/// Issue 14: a client's B2B price list discounts its orders by brand or SKU in quantity tiers,
+/// never below a card's cost; a list that would is refused and changes nothing.
+#[test]
+fn price_lists_discount_a_clients_orders_by_tier() {
+    let dir = tmp();
+    let api = Api::start(dir.path());
+    api.sku("gc-25", "supplier_code", 2500, None);
+    api.codes("gc-25", "TWENTYFIVE", 12);
+    api.wallet(CHECKOUT, "w", 100_000);
+    api.wallet(CHECKOUT2, "w", 100_000);
+    let put = |body: Value| {
+        api.call(
+            "PUT",
+            "/v1/admin/price-lists/checkout-1",
+            Some(ADMIN),
+            Some(&body.to_string()),
+            &[],
+        )
+    };
+    // 16% off a card bought at 15% off face would sell below cost.
+    put(json!({"entries": [{"brand": "Acme", "discount": "0.16"}]}))
+        .problem(422, "below_margin_floor");
+    let r = put(
+        json!({"entries": [{"sku_id": "gc-25", "min_quantity": 3, "discount": "0.05"}, {"sku_id": "gc-25", "min_quantity": 2, "discount": "0.06"}]}),
+    );
+    r.problem(400, "invalid_price_list");
+    assert_eq!(r.body["field"], "entries");
+    put(json!({"entries": [{"sku_id": "gc-25", "brand": "Acme", "discount": "0.05"}]}))
+        .problem(400, "invalid_field");
+    api.call(
+        "PUT",
+        "/v1/admin/price-lists/checkout-1",
+        Some(CHECKOUT),
+        Some(r#"{"entries": []}"#),
+        &[],
+    )
+    .problem(403, "forbidden");
+    let list = json!({"entries": [
+        {"brand": "Acme", "min_quantity": 1, "discount": "0.02"},
+        {"sku_id": "gc-25", "min_quantity": 3, "discount": "0.05"},
+    ]});
+    let r = put(list.clone());
+    assert_eq!((r.status, &r.body), (200, &list), "{r:?}");
+    let read = api.get("/v1/admin/price-lists/checkout-1", Some(ADMIN));
+    assert_eq!((read.status, &read.body), (200, &list));
+
+    let charged = |key: &str, id: &str, qty: u32| {
+        let r = api.order(key, id, "w", "gc-25", qty);
+        assert_eq!(r.status, 201, "{r:?}");
+        r.body["charged"]["amount_minor"].as_i64()
+    };
+    // 2 cards at the brand's 2%; 3 at the SKU's tier of 5%; checkout-2 at the catalog price.
+    assert_eq!(charged(CHECKOUT, "o-2", 2), Some(2 * 2_450));
+    assert_eq!(charged(CHECKOUT, "o-3", 3), Some(3 * 2_375));
+    assert_eq!(charged(CHECKOUT2, "o-2", 2), Some(2 * 2_500));
+    assert_eq!(api.balance("w"), (100_000 - 4_900 - 7_125, 0));
+    // Removing the list ends its discounts.
+    assert_eq!(put(json!({"entries": []})).status, 200);
+    assert_eq!(charged(CHECKOUT, "o-after", 1), Some(2_500));
+    api.reconciled();
+}

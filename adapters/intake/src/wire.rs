@@ -481,6 +481,37 @@ pub struct FxTableDto {
     pub spread: String,
 }
 
+/// One entry of a client's price list: a discount on a SKU's or a brand's cards, from an order
+/// line of `min_quantity` cards on.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PriceEntryDto {
+    /// The SKU discounted (give this or `brand`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)]
+    pub sku_id: Option<String>,
+    /// Every SKU of this brand (give this or `sku_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 200)]
+    pub brand: Option<String>,
+    /// The tier: the cards an order line must buy for the discount; 1 when absent.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 10000)]
+    pub min_quantity: Option<u32>,
+    /// Off the catalog price, decimal string in [0, 1): "0.05".
+    #[schema(pattern = r"^0(\.[0-9]{1,12})?$")]
+    pub discount: String,
+}
+
+/// A client's B2B price list. Tiers of one target increase in quantity; no entry may sell a
+/// card below its cost.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PriceListDto {
+    #[schema(max_items = 100)]
+    pub entries: Vec<PriceEntryDto>,
+}
+
 /// A request to lock the FX rate at which a wallet pays for cards priced in another currency.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -382,6 +382,30 @@ impl Catalog {
     }
 }
 
+/// SKUs for other modules' unit tests.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    /// A $25.00 supplier-code SKU bought at 15% off face.
+    pub fn sku(id: &str, brand: &str) -> Sku {
+        Sku {
+            id: SkuId::new(id),
+            brand: brand.into(),
+            category: "c".into(),
+            kind: SkuKind::SupplierCode,
+            denomination: Denomination::Fixed(2500),
+            currency: Currency::parse("USD").unwrap_or_else(|| unreachable!()),
+            wholesale_discount: Decimal::new(15, 2),
+            markup: Decimal::ZERO,
+            supplier: SupplierId::new("sup"),
+            regions: vec!["US".into()],
+            status: SkuStatus::Active,
+            issue_cap: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -179,6 +179,11 @@ pub enum Command {
         caller: Caller,
         request: crate::quotes::QuoteRequest,
     },
+    /// Replace a client's B2B price list (replicated; an empty list removes it).
+    SetPriceList {
+        client: ClientId,
+        list: crate::pricelists::PriceList,
+    },
 }
 
 /// What one shard owes one supplier for a settlement period.
@@ -357,6 +362,11 @@ pub enum Event {
         quote_id: RequestId,
         quote: crate::quotes::FxQuote,
     },
+    /// A client's price list replaced, on every shard.
+    PriceListSet {
+        client: ClientId,
+        list: crate::pricelists::PriceList,
+    },
 }
 
 impl Event {
@@ -373,7 +383,10 @@ impl Event {
     pub fn is_replicated(&self) -> bool {
         matches!(
             self,
-            Event::SkuDefined(_) | Event::FxSet(_) | Event::CodesAdded { .. }
+            Event::SkuDefined(_)
+                | Event::FxSet(_)
+                | Event::CodesAdded { .. }
+                | Event::PriceListSet { .. }
         )
     }
 }

@@ -19,6 +19,7 @@ pub mod money;
 pub mod orders;
 pub mod placement;
 pub mod pools;
+pub mod pricelists;
 pub mod quotes;
 pub mod reports;
 pub mod settlement;
@@ -229,6 +230,10 @@ pub enum Rejection {
     QuoteExpired,
     #[error("the fx quote does not price this order (another wallet or currency pair)")]
     QuoteMismatch,
+    #[error("invalid price list")]
+    InvalidPriceList,
+    #[error("the price would be below the card's cost")]
+    BelowMarginFloor,
 }
 
 impl Rejection {
@@ -262,6 +267,8 @@ impl Rejection {
             Rejection::QuoteNotFound => "quote_not_found",
             Rejection::QuoteExpired => "quote_expired",
             Rejection::QuoteMismatch => "quote_mismatch",
+            Rejection::InvalidPriceList => "invalid_price_list",
+            Rejection::BelowMarginFloor => "below_margin_floor",
         }
     }
 }

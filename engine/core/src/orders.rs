@@ -334,7 +334,8 @@ pub(crate) fn decide_order(st: &ShardState, req: &OrderRequest, ctx: &Ctx) -> De
             Err(r) => return rejected(r),
         },
     };
-    let plan = match price(st.catalog(), req, quote) {
+    let list = st.price_lists().get(&key.client);
+    let plan = match price(st.catalog(), req, quote, list) {
         Ok(p) => p,
         Err(r) => return rejected(r),
     };
@@ -397,6 +398,7 @@ fn price(
     catalog: &crate::catalog::Catalog,
     req: &OrderRequest,
     quote: Option<&crate::quotes::FxQuote>,
+    list: Option<&crate::pricelists::PriceList>,
 ) -> Result<Plan, Rejection> {
     let first_ccy = req
         .items
@@ -426,6 +428,11 @@ fn price(
             return Err(Rejection::QuantityOutOfRange);
         }
         let UnitPrice { face, price, cost } = catalog.unit_price(sku, item.amount_minor)?;
+        // The client's price list, if it has one: never below the card's cost.
+        let price = match list.map(|l| l.discount(sku, item.quantity)) {
+            Some(d) if !d.is_zero() => crate::pricelists::discounted(price, d, cost)?,
+            _ => price,
+        };
         let total = price.checked_mul(item.quantity)?;
         // Settlement and reports multiply the cost and margin by the quantity when the order
         // applies: check here that they fit, so applying never overflows.

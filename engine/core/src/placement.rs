@@ -61,6 +61,7 @@ pub fn route(cmd: &crate::Command, n: u16) -> ShardId {
         | Command::CreateSku(_)
         | Command::ChangeSku { .. }
         | Command::SetFx(_)
+        | Command::SetPriceList { .. }
         | Command::AddCodes { .. } => ShardId(0),
         Command::CreateWallet { wallet, .. }
         | Command::Deposit { wallet, .. }

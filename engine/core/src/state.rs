@@ -66,6 +66,7 @@ pub struct ShardState {
     pub(crate) deadlines: Deadlines,
     pub(crate) redemption_claims: crate::claims::RedemptionClaims,
     pub(crate) quotes: crate::quotes::FxQuotes,
+    pub(crate) price_lists: crate::pricelists::PriceLists,
 }
 
 impl ShardState {
@@ -86,6 +87,7 @@ impl ShardState {
             deadlines: Deadlines::default(),
             redemption_claims: Default::default(),
             quotes: Default::default(),
+            price_lists: Default::default(),
         }
     }
 
@@ -143,6 +145,11 @@ impl ShardState {
 
     pub fn redemption_claims(&self) -> &crate::claims::RedemptionClaims {
         &self.redemption_claims
+    }
+
+    /// Every client's B2B price list (replicated).
+    pub fn price_lists(&self) -> &crate::pricelists::PriceLists {
+        &self.price_lists
     }
 
     /// The locked FX quotes of the wallets on this shard.
@@ -337,6 +344,9 @@ impl ShardState {
             Command::QuoteFx { caller, request } => {
                 self.quotes.decide_quote(self, caller, request, ctx.now)
             }
+            Command::SetPriceList { client, list } => {
+                crate::pricelists::PriceLists::decide_set(&self.catalog, client, list)
+            }
         }
     }
 
@@ -369,6 +379,7 @@ impl ShardState {
         self.deadlines.apply(event, cx.at);
         self.redemption_claims.apply(event);
         self.quotes.apply(event);
+        self.price_lists.apply(event);
     }
 }
 
@@ -846,5 +857,85 @@ mod tests {
             rejection(&decide(&mut s, &with_quote("after", "c"), forget_at)),
             Some(Rejection::QuoteNotFound)
         );
+    }
+
+    /// Issue 14: a client's price list discounts its orders by SKU or brand and quantity tier,
+    /// exactly from the tier's quantity; a list that would sell below cost is refused; other
+    /// clients pay the catalog price.
+    #[test]
+    fn price_lists_discount_by_tier_and_never_below_cost() {
+        use crate::pricelists::{PriceEntry, PriceList, PriceTarget};
+        let mut s = shard_with(1_000_000, 100);
+        let entry = |target: PriceTarget, min_quantity: u32, discount: i64| PriceEntry {
+            target,
+            min_quantity,
+            discount: Decimal::new(discount, 2),
+        };
+        let set = |s: &mut ShardState, entries: Vec<PriceEntry>| {
+            step(
+                s,
+                &Command::SetPriceList {
+                    client: ClientId::new("c"),
+                    list: PriceList { entries },
+                },
+                2,
+            )
+        };
+        // 16% off a card bought at 15% off face sells below cost: refused, nothing changes.
+        assert_eq!(
+            set(&mut s, vec![entry(PriceTarget::Brand("b".into()), 1, 16)]),
+            Decision::Reject(Rejection::BelowMarginFloor)
+        );
+        assert!(s.price_lists().is_empty());
+        let list = vec![
+            entry(PriceTarget::Brand("b".into()), 1, 2),
+            entry(PriceTarget::Sku(SkuId::new("s")), 3, 5),
+        ];
+        assert!(matches!(set(&mut s, list), Decision::Events(_)));
+        let charged = |s: &mut ShardState, id: &str, qty: u32| {
+            let mut o = order(qty, "US", qty as u8);
+            o.key.order_id = OrderId::new(id);
+            match step(s, &Command::PlaceOrder(Box::new(o)), 5) {
+                Decision::Events(evs) => match evs.first() {
+                    Some(Event::OrderCompleted(done)) => done.charged.minor(),
+                    other => panic!("{other:?}"),
+                },
+                other => panic!("{other:?}"),
+            }
+        };
+        // 2 cards: the brand's 2% (2450 each); 3 cards: the SKU's tier of 5% (2375 each).
+        assert_eq!(charged(&mut s, "two", 2), 2 * 2_450);
+        assert_eq!(charged(&mut s, "three", 3), 3 * 2_375);
+        // Margin is booked on the discounted price: 2 × (2450 - 2125) + 3 × (2375 - 2125).
+        assert_eq!(
+            s.reports()
+                .account(&crate::ledger::Account::RevenueMargin(usd(1).currency())),
+            2 * 325 + 3 * 250
+        );
+        // Another client pays the catalog price.
+        let mut o = order(1, "US", 7);
+        o.key.order_id = OrderId::new("theirs");
+        o.key.client = ClientId::new("d");
+        o.wallet = WalletId::new("c~w");
+        o.admin = true;
+        let Decision::Events(evs) = step(&mut s, &Command::PlaceOrder(Box::new(o)), 5) else {
+            panic!("an admin's order completes")
+        };
+        assert!(
+            matches!(evs.first(), Some(Event::OrderCompleted(d)) if d.charged.minor() == 2_500)
+        );
+        // Tiers that do not increase are refused; an empty list removes the client's.
+        assert_eq!(
+            set(
+                &mut s,
+                vec![
+                    entry(PriceTarget::Sku(SkuId::new("s")), 3, 5),
+                    entry(PriceTarget::Sku(SkuId::new("s")), 2, 6),
+                ]
+            ),
+            Decision::Reject(Rejection::InvalidPriceList)
+        );
+        assert!(matches!(set(&mut s, vec![]), Decision::Events(_)));
+        assert!(s.price_lists().is_empty());
     }
 }

@@ -109,6 +109,10 @@ pub enum Query {
         client: ClientId,
         redemption_id: RequestId,
     },
+    /// A client's B2B price list (replicated: asked of shard 0).
+    PriceList {
+        client: ClientId,
+    },
     /// A client's FX quote, asked of the shard of the wallet it was asked for.
     FxQuote {
         client: ClientId,
@@ -141,6 +145,7 @@ pub enum QueryAnswer {
     CardList(Vec<(CardId, Card)>),
     Redemption(Box<state::RedemptionRecord>),
     FxQuote(Box<giftcard_core::quotes::FxQuote>),
+    PriceList(giftcard_core::pricelists::PriceList),
     Missing,
 }
 

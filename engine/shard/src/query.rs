@@ -94,6 +94,13 @@ pub fn answer(state: &ShardState, q: Query) -> Result<QueryAnswer, EngineError> 
             }
             _ => not_found(Rejection::WalletNotFound),
         },
+        Query::PriceList { client } => Ok(QueryAnswer::PriceList(
+            state
+                .price_lists()
+                .get(&client)
+                .cloned()
+                .unwrap_or_default(),
+        )),
         Query::FxQuote {
             client, quote_id, ..
         } => match state.quotes().get(&client, &quote_id) {

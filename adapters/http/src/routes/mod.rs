@@ -8,6 +8,7 @@ mod deliveries;
 mod gateways;
 mod ops;
 mod orders;
+mod pricelists;
 mod quotes;
 mod wallets;
 
@@ -18,6 +19,7 @@ pub use deliveries::*;
 pub use gateways::*;
 pub use ops::*;
 pub use orders::*;
+pub use pricelists::*;
 pub use quotes::*;
 pub use wallets::*;
 
@@ -182,6 +184,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                         .route(web::get().to(get_fx)),
                 )
                 .service(resource("/admin/stats", "GET").route(web::get().to(stats)))
+                .service(
+                    resource("/admin/price-lists/{client_id}", "PUT, GET")
+                        .route(web::put().to(put_price_list))
+                        .route(web::get().to(get_price_list)),
+                )
                 .service(
                     resource("/admin/settlements", "POST").route(web::post().to(close_settlement)),
                 )
