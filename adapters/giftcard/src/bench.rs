@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use giftcard_core::*;
 use giftcard_shard::scenario::{self, DataSet};
-use giftcard_shard::{Engine, EngineConfig, Outcome, Query, QueryAnswer};
+use giftcard_shard::{Engine, EngineConfig, EngineError, Outcome, Query, QueryAnswer};
 use hdrhistogram::Histogram;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -67,6 +67,10 @@ pub struct BenchArgs {
     order_offset: u64,
     #[arg(long)]
     json: bool,
+    /// Every pricing rule on (issue 14): the client has a price list (a brand discount and a
+    /// SKU tier), and every order pays in euros at a locked FX quote of its wallet.
+    #[arg(long)]
+    rules: bool,
 }
 
 struct Tally {
@@ -103,6 +107,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     } else {
         Vec::new()
     };
+    if args.rules {
+        rules_setup(&engine, &ds)?;
+    }
     let setup_secs = setup_started.elapsed().as_secs_f64();
     if args.ack_log {
         println!("ready");
@@ -183,6 +190,73 @@ fn dataset(args: &BenchArgs, per_order: u64) -> DataSet {
     }
 }
 
+fn eur() -> giftcard_core::Currency {
+    giftcard_core::Currency::parse("EUR").unwrap_or_else(|| unreachable!("EUR is in the table"))
+}
+
+/// The quote id each wallet's orders name under `--rules`.
+fn quote_id(wallet: u32) -> RequestId {
+    RequestId::new(&format!("q-{wallet}"))
+}
+
+/// `--rules`: an FX table, a price list for the bench's client (1% off the SKUs' brand, 2%
+/// off SKU 0 from two cards), euros in every wallet, and a quote per wallet held for the
+/// longest a quote may be (the run is shorter).
+fn rules_setup(engine: &Engine, ds: &DataSet) -> Result<()> {
+    use giftcard_core::pricelists::{PriceEntry, PriceList, PriceTarget};
+    let mut fx = giftcard_core::catalog::FxTable {
+        spread: rust_decimal::Decimal::new(1, 2),
+        ..Default::default()
+    };
+    fx.mid
+        .insert((scenario::usd(), eur()), rust_decimal::Decimal::new(92, 2));
+    let fail = |what: &'static str| move |e: EngineError| anyhow::anyhow!("{what}: {e}");
+    engine.call(Command::SetFx(fx)).map_err(fail("FX table"))?;
+    let brand = scenario::sku(0, ds.kind, ds.face_minor).brand;
+    let list = PriceList {
+        entries: vec![
+            PriceEntry {
+                target: PriceTarget::Brand(brand),
+                min_quantity: 1,
+                discount: rust_decimal::Decimal::new(1, 2),
+            },
+            PriceEntry {
+                target: PriceTarget::Sku(scenario::sku_id(0)),
+                min_quantity: 2,
+                discount: rust_decimal::Decimal::new(2, 2),
+            },
+        ],
+    };
+    engine
+        .call(Command::SetPriceList {
+            client: scenario::caller().client,
+            list,
+        })
+        .map_err(fail("price list"))?;
+    let deposits = (0..ds.wallets).map(|i| Command::Deposit {
+        caller: scenario::caller(),
+        wallet: scenario::wallet_id(i),
+        deposit_id: RequestId::new("eur"),
+        amount: Money::new(ds.deposit_minor, eur()),
+        reference: "bench".into(),
+        fingerprint: scenario::fingerprint(&i.to_le_bytes()),
+    });
+    scenario::submit_all(engine, deposits, 4096).map_err(fail("euro deposits"))?;
+    let quotes = (0..ds.wallets).map(|i| Command::QuoteFx {
+        caller: scenario::caller(),
+        request: giftcard_core::quotes::QuoteRequest {
+            wallet: scenario::wallet_id(i),
+            quote_id: quote_id(i),
+            from: scenario::usd(),
+            to: eur(),
+            ttl_ms: giftcard_core::quotes::QUOTE_TTL_MAX_MS,
+            fingerprint: [0; 16],
+        },
+    });
+    scenario::submit_all(engine, quotes, 4096).map_err(fail("quotes"))?;
+    Ok(())
+}
+
 /// Buys issued cards for the redeem scenario and returns their code hashes.
 fn redeem_setup(engine: &Engine, args: &BenchArgs) -> Result<Vec<CodeHash>> {
     let cards_wanted = 10_000u64.min(args.orders.max(1));
@@ -257,7 +331,12 @@ fn command(
                 _ if args.ack_log => rng.gen_range(1..=3),
                 _ => 1,
             };
-            Command::PlaceOrder(Box::new(ids.order(args.order_offset + i, wallet, sku, qty)))
+            let mut order = ids.order(args.order_offset + i, wallet, sku, qty);
+            if args.rules {
+                order.pay_currency = Some(eur());
+                order.fx_quote = Some(quote_id(wallet));
+            }
+            Command::PlaceOrder(Box::new(order))
         }
     }
 }
