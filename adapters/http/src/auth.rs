@@ -61,10 +61,13 @@ impl KeyTable {
         let keys = cfg
             .iter()
             .map(|k| {
-                // A client id is an id like any other (no `~`: it names wallet namespaces).
-                crate::input::id("client", &k.client).map_err(|_| {
-                    format!("api key client {:?} is not 1-64 of A-Za-z0-9._:-", k.client)
-                })?;
+                // `~` separates a wallet's namespace (its client) from the client's own id.
+                if !crate::valid_client_id(&k.client) {
+                    return Err(format!(
+                        "api key client {:?} is empty or has `~` or a control character",
+                        k.client
+                    ));
+                }
                 let hash = blake3::Hash::from_hex(k.key_hash.trim()).map_err(|_| {
                     format!("api key hash of {} is not 64 hex characters", k.client)
                 })?;

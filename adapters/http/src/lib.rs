@@ -251,6 +251,12 @@ impl HttpConfig {
 }
 
 /// The stored form of an API key: hex of its BLAKE3 hash.
+/// Whether a configured client id can name a tenant: not empty, no control character, and no
+/// `~`, which separates a wallet's namespace (its client) from the client's own wallet id.
+pub fn valid_client_id(client: &str) -> bool {
+    !client.is_empty() && !client.chars().any(|c| c == '~' || c.is_control())
+}
+
 pub fn hash_api_key(key: &str) -> String {
     blake3::hash(key.as_bytes()).to_hex().to_string()
 }

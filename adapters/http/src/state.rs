@@ -53,8 +53,12 @@ fn gateways(cfg: &HttpConfig) -> Result<std::collections::HashMap<String, Gatewa
     let mut out = std::collections::HashMap::new();
     for g in &cfg.gateways {
         crate::input::id("gateway", &g.name).map_err(|e| format!("gateway name: {e}"))?;
-        crate::input::id("client", &g.client)
-            .map_err(|e| format!("gateway {} client: {e}", g.name))?;
+        if !crate::valid_client_id(&g.client) {
+            return Err(format!(
+                "gateway {}: client {:?} is empty or has `~` or a control character",
+                g.name, g.client
+            ));
+        }
         let secrets = giftcard_intake::signature::Secret::parse_list(&g.secrets)
             .map_err(|e| format!("gateway {}: {e}", g.name))?;
         let limits = [g.deposit_max_minor, g.deposits_per_day_max_minor];

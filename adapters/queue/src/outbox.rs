@@ -316,7 +316,8 @@ fn build(
                         lsn: lsn.0,
                         client: key.client.as_str().to_owned(),
                         order_id: key.order_id.as_str().to_owned(),
-                        wallet_id: wallet.as_str().to_owned(),
+                        // As the client named it (its namespace is the event's client).
+                        wallet_id: wallet.named_by(&key.client).to_owned(),
                         reason: reason.code().to_owned(),
                     };
                     msgs.push(out("giftcard.order.rejected".into(), &ev.event_id, &ev));
@@ -367,7 +368,7 @@ fn completed(
         lsn: lsn.0,
         client: o.key.client.as_str().to_owned(),
         order_id: o.key.order_id.as_str().to_owned(),
-        wallet_id: o.wallet.as_str().to_owned(),
+        wallet_id: o.wallet.named_by(&o.key.client).to_owned(),
         charged: MoneyView::of(o.charged),
         first_card_id: o.first_card.0.to_string(),
         card_count: count,

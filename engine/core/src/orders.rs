@@ -303,8 +303,12 @@ pub(crate) fn decide_order(st: &ShardState, req: &OrderRequest, ctx: &Ctx) -> De
         };
     }
     // The client's own wallet of that id (any wallet for an admin); the events name it by its
-    // stored id.
-    let wallet_id = st.wallets().resolve(&key.client, req.admin, &req.wallet);
+    // stored id. An order already holding funds settles against the wallet its hold is on,
+    // whatever the id would resolve to now.
+    let wallet_id = match hold {
+        Some(h) => h.wallet.clone(),
+        None => st.wallets().resolve(&key.client, req.admin, &req.wallet),
+    };
     let wallet = match st.wallets().get(&wallet_id) {
         Some(w) if req.admin || w.owner == key.client => w,
         _ => return Decision::Reject(Rejection::WalletNotFound),
@@ -334,7 +338,8 @@ pub(crate) fn decide_order(st: &ShardState, req: &OrderRequest, ctx: &Ctx) -> De
             Err(r) => return rejected(r),
         },
     };
-    let list = st.price_lists().get(&key.client);
+    // The wallet owner's negotiated prices (an admin ordering for a client pays the client's).
+    let list = st.price_lists().get(&wallet.owner);
     let plan = match price(st.catalog(), req, quote, list) {
         Ok(p) => p,
         Err(r) => return rejected(r),

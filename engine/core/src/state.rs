@@ -678,8 +678,13 @@ mod tests {
             Decision::Events(_)
         ));
         assert_eq!(w(&s, "other~legacy").unwrap().owner, ClientId::new("other"));
-        // An admin creates in a client's namespace for that client, and reads it by that id.
+        // An admin creates in a client's namespace for that client, and reads it by that id;
+        // not over a wallet the client has from before namespaces under the same id.
         let admin = as_client("ops", true);
+        assert_eq!(
+            create(&mut s, &admin, "c~legacy"),
+            Decision::Reject(Rejection::WalletExists)
+        );
         assert!(matches!(
             create(&mut s, &admin, "third~w"),
             Decision::Events(_)
@@ -912,7 +917,8 @@ mod tests {
                 .account(&crate::ledger::Account::RevenueMargin(usd(1).currency())),
             2 * 325 + 3 * 250
         );
-        // Another client pays the catalog price.
+        // An admin ordering from c's wallet pays c's price (the list follows the wallet's
+        // owner, not the caller).
         let mut o = order(1, "US", 7);
         o.key.order_id = OrderId::new("theirs");
         o.key.client = ClientId::new("d");
@@ -922,7 +928,7 @@ mod tests {
             panic!("an admin's order completes")
         };
         assert!(
-            matches!(evs.first(), Some(Event::OrderCompleted(d)) if d.charged.minor() == 2_500)
+            matches!(evs.first(), Some(Event::OrderCompleted(d)) if d.charged.minor() == 2_450)
         );
         // Tiers that do not increase are refused; an empty list removes the client's.
         assert_eq!(

@@ -200,6 +200,18 @@ impl Wallets {
         kyc_verified: bool,
     ) -> Decision {
         let wallet = &self.resolve(&caller.client, caller.admin, wallet);
+        // An admin creating `{client}~{id}` while that client owns `id` from before namespaces
+        // would give the client two wallets under one name: its own id finds the old one.
+        if let (true, Some(ns)) = (caller.admin, wallet.namespace()) {
+            let bare = WalletId::new(wallet.local());
+            if self
+                .wallets
+                .get(&bare)
+                .is_some_and(|w| w.owner.as_str() == ns)
+            {
+                return Decision::Reject(Rejection::WalletExists);
+            }
+        }
         if let Some(w) = self.wallets.get(wallet) {
             // A retry of the same creation by its owner is answered again; anything else with a
             // taken id is a conflict. No event changes `kyc_verified` after creation, so this

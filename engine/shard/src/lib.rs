@@ -224,7 +224,8 @@ impl Engine {
             .collect()
     }
 
-    /// Uploads supplier codes (hashed and sealed here, on the caller's thread).
+    /// Uploads supplier codes: hashed here, on the caller's thread; sealed by shard 0, which
+    /// gives them their slots (each box is bound to its slot).
     pub fn upload_codes(
         &self,
         sku: SkuId,
