@@ -386,6 +386,11 @@ fn hostile_requests_get_the_documented_error_and_change_nothing() {
         ("a price list entry naming nothing", raw("PUT", "/v1/admin/price-lists/checkout-1", Some(ADMIN), br#"{"entries":[{"discount":"0.01"}]}"#), problem_at(400, "invalid_field", "entries[0]")),
         ("a price list tier of no cards", raw("PUT", "/v1/admin/price-lists/checkout-1", Some(ADMIN), br#"{"entries":[{"brand":"Acme","min_quantity":0,"discount":"0.01"}]}"#), problem_at(400, "invalid_field", "entries[0].min_quantity")),
         ("a checkout key sets its own price list", raw("PUT", "/v1/admin/price-lists/checkout-1", Some(CHECKOUT), br#"{"entries":[]}"#), problem(403, "forbidden")),
+        // Pricing rules (issue 14): refused with nothing changed.
+        ("a pricing rule below cost", raw("PUT", &format!("/v1/skus/{SKU}/pricing"), Some(ADMIN), br#"{"rules":[{"kind":"face_percent","percent":"-0.9"}]}"#), problem(422, "below_margin_floor")),
+        ("a promotion that ends before it starts", raw("PUT", &format!("/v1/skus/{SKU}/pricing"), Some(ADMIN), br#"{"rules":[{"kind":"face","from_ms":5,"until_ms":4}]}"#), problem_at(400, "invalid_window", "rules[0].until_ms")),
+        ("a fixed price of nothing", raw("PUT", &format!("/v1/skus/{SKU}/pricing"), Some(ADMIN), br#"{"rules":[{"kind":"fixed","amount_minor":0}]}"#), problem_at(400, "invalid_amount", "rules[0].amount_minor")),
+        ("pricing rules of an unknown SKU", raw("PUT", "/v1/skus/no-such-sku/pricing", Some(ADMIN), br#"{"rules":[{"kind":"face"}]}"#), problem(404, "sku_not_found")),
         ("read another client's card", get(&format!("/v1/cards/{}", fx.card_id), Some(CHECKOUT2)), problem(404, "card_not_found")),
         ("supplier uploads to another supplier's SKU", post(&format!("/v1/skus/{SKU}/codes"), SUPPLIER2, r#"{"codes":["EVIL-0001"]}"#), problem(403, "forbidden")),
         ("supplier probes an unknown SKU", post("/v1/skus/nope/codes", SUPPLIER2, r#"{"codes":["EVIL-0001"]}"#), problem(403, "forbidden")),

@@ -1531,3 +1531,64 @@ fn price_lists_discount_a_clients_orders_by_tier() {
     assert_eq!(charged(CHECKOUT, "o-after", 1), Some(2_500));
     api.reconciled();
 }
+
+/// Issue 14: a SKU's pricing rules, a promotion among them, price its orders by the order's
+/// time; a rule below cost or a window that ends before it starts is refused.
+#[test]
+fn pricing_rules_and_promotions_price_by_the_orders_time() {
+    let dir = tmp();
+    let api = Api::start(dir.path());
+    api.sku("gc-25", "supplier_code", 2500, None);
+    api.codes("gc-25", "PROMO", 6);
+    api.wallet(CHECKOUT, "w", 100_000);
+    let put = |body: Value| {
+        api.call(
+            "PUT",
+            "/v1/skus/gc-25/pricing",
+            Some(ADMIN),
+            Some(&body.to_string()),
+            &[],
+        )
+    };
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    // 20% off a card bought at 15% off face is below its cost.
+    put(json!({"rules": [{"kind": "face_percent", "percent": "-0.2"}]}))
+        .problem(422, "below_margin_floor");
+    let r = put(json!({"rules": [{"kind": "face", "from_ms": 10, "until_ms": 10}]}));
+    r.problem(400, "invalid_window");
+    assert_eq!(r.body["field"], "rules[0].until_ms");
+    put(json!({"rules": [{"kind": "face_percent", "percent": "-0.1", "amount_minor": 5}]}))
+        .problem(400, "invalid_field");
+    put(json!({"rules": [{"kind": "fixed"}]})).problem(400, "missing_field");
+    api.call(
+        "PUT",
+        "/v1/skus/gc-25/pricing",
+        Some(CHECKOUT),
+        Some(r#"{"rules": []}"#),
+        &[],
+    )
+    .problem(403, "forbidden");
+    // A promotion that holds now (10% off face), a later one, and a standing fixed price.
+    let rules = json!({"rules": [
+        {"kind": "face_percent", "percent": "-0.1", "from_ms": now_ms - 60_000, "until_ms": now_ms + 600_000},
+        {"kind": "face_percent", "percent": "-0.05", "from_ms": now_ms + 600_000},
+        {"kind": "fixed", "amount_minor": 2_600},
+    ]});
+    let r = put(rules.clone());
+    assert_eq!((r.status, &r.body), (200, &rules), "{r:?}");
+    assert_eq!(api.get("/v1/skus/gc-25/pricing", Some(ADMIN)).body, rules);
+    let r = api.order(CHECKOUT, "o-promo", "w", "gc-25", 2);
+    assert_eq!(r.body["charged"]["amount_minor"], 2 * 2_250, "{r:?}");
+    // The promotion over: the standing price.
+    let ended = json!({"rules": [
+        {"kind": "face_percent", "percent": "-0.1", "from_ms": now_ms - 60_000, "until_ms": now_ms - 1},
+        {"kind": "fixed", "amount_minor": 2_600},
+    ]});
+    assert_eq!(put(ended).status, 200);
+    let r = api.order(CHECKOUT, "o-after", "w", "gc-25", 1);
+    assert_eq!(r.body["charged"]["amount_minor"], 2_600, "{r:?}");
+    assert_eq!(api.balance("w"), (100_000 - 4_500 - 2_600, 0));
+    api.reconciled();
+}

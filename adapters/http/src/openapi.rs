@@ -18,7 +18,7 @@ use utoipa::{Modify, OpenApi};
         routes::create_sku, routes::list_skus, routes::get_sku, routes::patch_sku, routes::upload_codes, routes::stock,
         routes::place_order, routes::place_batch, routes::get_order,
         routes::get_card, routes::card_balance, routes::redeem, routes::reverse,
-        routes::put_fx, routes::get_fx, routes::create_quote, routes::put_price_list, routes::get_price_list, routes::stats, routes::close_settlement, routes::reconciliation,
+        routes::put_fx, routes::get_fx, routes::create_quote, routes::put_price_list, routes::get_price_list, routes::put_pricing, routes::get_pricing, routes::stats, routes::close_settlement, routes::reconciliation,
         routes::report_delivery, routes::failed_deliveries,
     ),
     components(schemas(Problem, MoneyDto)),

@@ -481,6 +481,47 @@ pub struct FxTableDto {
     pub spread: String,
 }
 
+/// How a pricing rule prices a card.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PriceRuleKind {
+    /// The face value.
+    Face,
+    /// Face × (1 + `percent`).
+    FacePercent,
+    /// `amount_minor`, in the SKU's currency (fixed denominations only).
+    Fixed,
+}
+
+/// One pricing rule of a SKU, optionally inside a window: from `from_ms` (inclusive) until
+/// `until_ms` (exclusive), by the order's time.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PricingRuleDto {
+    pub kind: PriceRuleKind,
+    /// For `face_percent`: decimal string in (-1, 10], "-0.05" is 5% off face.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = r"^(-0\.[0-9]{1,12}|[0-9](\.[0-9]{1,12})?|10(\.0{1,12})?)$")]
+    pub percent: Option<String>,
+    /// For `fixed`: the price, minor units.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1000000000000i64)]
+    pub amount_minor: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_ms: Option<u64>,
+}
+
+/// A SKU's pricing rules: the first whose window holds at an order's time prices its cards;
+/// with none, the SKU's markup does. No rule may sell a card below its cost.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PricingDto {
+    #[schema(max_items = 20)]
+    pub rules: Vec<PricingRuleDto>,
+}
+
 /// One entry of a client's price list: a discount on a SKU's or a brand's cards, from an order
 /// line of `min_quantity` cards on.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]

@@ -184,6 +184,11 @@ pub enum Command {
         client: ClientId,
         list: crate::pricelists::PriceList,
     },
+    /// Replace a SKU's pricing rules (replicated; none removes them).
+    SetPricing {
+        sku: SkuId,
+        rules: Vec<crate::promotions::PricingRule>,
+    },
 }
 
 /// What one shard owes one supplier for a settlement period.
@@ -367,6 +372,11 @@ pub enum Event {
         client: ClientId,
         list: crate::pricelists::PriceList,
     },
+    /// A SKU's pricing rules replaced, on every shard.
+    PricingSet {
+        sku: SkuId,
+        rules: Vec<crate::promotions::PricingRule>,
+    },
 }
 
 impl Event {
@@ -387,6 +397,7 @@ impl Event {
                 | Event::FxSet(_)
                 | Event::CodesAdded { .. }
                 | Event::PriceListSet { .. }
+                | Event::PricingSet { .. }
         )
     }
 }

@@ -20,6 +20,7 @@ pub mod orders;
 pub mod placement;
 pub mod pools;
 pub mod pricelists;
+pub mod promotions;
 pub mod quotes;
 pub mod reports;
 pub mod settlement;
@@ -234,6 +235,8 @@ pub enum Rejection {
     InvalidPriceList,
     #[error("the price would be below the card's cost")]
     BelowMarginFloor,
+    #[error("invalid pricing rule")]
+    InvalidPricingRule,
 }
 
 impl Rejection {
@@ -269,6 +272,7 @@ impl Rejection {
             Rejection::QuoteMismatch => "quote_mismatch",
             Rejection::InvalidPriceList => "invalid_price_list",
             Rejection::BelowMarginFloor => "below_margin_floor",
+            Rejection::InvalidPricingRule => "invalid_pricing_rule",
         }
     }
 }

@@ -340,7 +340,7 @@ pub(crate) fn decide_order(st: &ShardState, req: &OrderRequest, ctx: &Ctx) -> De
     };
     // The wallet owner's negotiated prices (an admin ordering for a client pays the client's).
     let list = st.price_lists().get(&wallet.owner);
-    let plan = match price(st.catalog(), req, quote, list) {
+    let plan = match price(st, req, quote, list, ctx.now) {
         Ok(p) => p,
         Err(r) => return rejected(r),
     };
@@ -400,11 +400,13 @@ pub(crate) fn decide_order(st: &ShardState, req: &OrderRequest, ctx: &Ctx) -> De
 /// Prices every line and converts it to the pay currency: at the locked `quote` when the
 /// order names one (every converted line must be of its pair), else at the FX table.
 fn price(
-    catalog: &crate::catalog::Catalog,
+    st: &ShardState,
     req: &OrderRequest,
     quote: Option<&crate::quotes::FxQuote>,
     list: Option<&crate::pricelists::PriceList>,
+    now: UnixMillis,
 ) -> Result<Plan, Rejection> {
+    let catalog = st.catalog();
     let first_ccy = req
         .items
         .first()
@@ -433,6 +435,19 @@ fn price(
             return Err(Rejection::QuantityOutOfRange);
         }
         let UnitPrice { face, price, cost } = catalog.unit_price(sku, item.amount_minor)?;
+        // A pricing rule of the SKU's that holds at the order's instant replaces the markup's
+        // price, never below the card's cost.
+        let price = match st.promotions().price_at(&sku.id, face, now) {
+            Some(p) => {
+                let p = p?;
+                if p.minor() < cost.minor() {
+                    cost
+                } else {
+                    p
+                }
+            }
+            None => price,
+        };
         // The client's price list, if it has one: never below the card's cost.
         let price = match list.map(|l| l.discount(sku, item.quantity)) {
             Some(d) if !d.is_zero() => crate::pricelists::discounted(price, d, cost)?,

@@ -62,6 +62,7 @@ pub fn route(cmd: &crate::Command, n: u16) -> ShardId {
         | Command::ChangeSku { .. }
         | Command::SetFx(_)
         | Command::SetPriceList { .. }
+        | Command::SetPricing { .. }
         | Command::AddCodes { .. } => ShardId(0),
         Command::CreateWallet { wallet, .. }
         | Command::Deposit { wallet, .. }

@@ -122,6 +122,7 @@ sections! {
     crate::claims::RedemptionClaims => "redemption_claims" v 1,
     crate::quotes::FxQuotes => "fx_quotes" v 1,
     crate::pricelists::PriceLists => "price_lists" v 1,
+    crate::promotions::Promotions => "pricing_rules" v 1,
 }
 
 /// A section as written: name, version, body.
@@ -166,6 +167,7 @@ pub fn encode(st: &ShardState) -> Result<ShardSnapshot, SnapshotError> {
     write(&mut out, &st.redemption_claims)?;
     write(&mut out, &st.quotes)?;
     write(&mut out, &st.price_lists)?;
+    write(&mut out, &st.promotions)?;
     bincode::serialize(&out).map_err(|source| SnapshotError::Codec {
         section: "list",
         source,
@@ -191,7 +193,8 @@ pub fn decode(bytes: &[u8]) -> Result<ShardState, SnapshotError> {
     let (mut header, mut catalog, mut wallets, mut pools) = (None, None, None, None);
     let (mut orders, mut cards, mut settlement, mut reports, mut deadlines) =
         (None, None, None, None, None);
-    let (mut redemption_claims, mut quotes, mut price_lists) = (None, None, None);
+    let (mut redemption_claims, mut quotes, mut price_lists, mut promotions) =
+        (None, None, None, None);
     for w in &written {
         match w.name.as_str() {
             <Header as Section>::NAME => read::<Header>(&mut header, w)?,
@@ -233,6 +236,7 @@ pub fn decode(bytes: &[u8]) -> Result<ShardState, SnapshotError> {
             <crate::claims::RedemptionClaims as Section>::NAME => read(&mut redemption_claims, w)?,
             <crate::quotes::FxQuotes as Section>::NAME => read(&mut quotes, w)?,
             <crate::pricelists::PriceLists as Section>::NAME => read(&mut price_lists, w)?,
+            <crate::promotions::Promotions as Section>::NAME => read(&mut promotions, w)?,
             other => return Err(SnapshotError::UnknownSection(other.to_owned())),
         }
     }
@@ -253,6 +257,7 @@ pub fn decode(bytes: &[u8]) -> Result<ShardState, SnapshotError> {
         redemption_claims: redemption_claims.unwrap_or_default(),
         quotes: quotes.unwrap_or_default(),
         price_lists: price_lists.unwrap_or_default(),
+        promotions: promotions.unwrap_or_default(),
     };
     st.rebuild_derived();
     Ok(st)
@@ -337,6 +342,7 @@ pub fn decode_legacy(format: u8, bytes: &[u8]) -> Result<ShardState, SnapshotErr
         redemption_claims: Default::default(),
         quotes: Default::default(),
         price_lists: Default::default(),
+        promotions: Default::default(),
     };
     st.rebuild_derived();
     Ok(st)

@@ -67,6 +67,7 @@ pub struct ShardState {
     pub(crate) redemption_claims: crate::claims::RedemptionClaims,
     pub(crate) quotes: crate::quotes::FxQuotes,
     pub(crate) price_lists: crate::pricelists::PriceLists,
+    pub(crate) promotions: crate::promotions::Promotions,
 }
 
 impl ShardState {
@@ -88,6 +89,7 @@ impl ShardState {
             redemption_claims: Default::default(),
             quotes: Default::default(),
             price_lists: Default::default(),
+            promotions: Default::default(),
         }
     }
 
@@ -145,6 +147,11 @@ impl ShardState {
 
     pub fn redemption_claims(&self) -> &crate::claims::RedemptionClaims {
         &self.redemption_claims
+    }
+
+    /// Every SKU's pricing rules (replicated).
+    pub fn promotions(&self) -> &crate::promotions::Promotions {
+        &self.promotions
     }
 
     /// Every client's B2B price list (replicated).
@@ -347,6 +354,9 @@ impl ShardState {
             Command::SetPriceList { client, list } => {
                 crate::pricelists::PriceLists::decide_set(&self.catalog, client, list)
             }
+            Command::SetPricing { sku, rules } => {
+                crate::promotions::Promotions::decide_set(&self.catalog, sku, rules)
+            }
         }
     }
 
@@ -380,6 +390,7 @@ impl ShardState {
         self.redemption_claims.apply(event);
         self.quotes.apply(event);
         self.price_lists.apply(event);
+        self.promotions.apply(event);
     }
 }
 
@@ -943,5 +954,75 @@ mod tests {
         );
         assert!(matches!(set(&mut s, vec![]), Decision::Events(_)));
         assert!(s.price_lists().is_empty());
+    }
+
+    /// Issue 14: a promotion prices from its first instant and not at its last; a rule that
+    /// would sell below cost is refused; without a rule that holds, the markup prices.
+    #[test]
+    fn a_promotion_starts_and_ends_exactly_at_its_instants() {
+        use crate::promotions::{PriceRule, PricingRule};
+        let mut s = shard_with(1_000_000, 100);
+        let set = |s: &mut ShardState, rules: Vec<PricingRule>| {
+            step(
+                s,
+                &Command::SetPricing {
+                    sku: SkuId::new("s"),
+                    rules,
+                },
+                2,
+            )
+        };
+        let rule = |pct: i64, from: u64, until: u64| PricingRule {
+            rule: PriceRule::FacePercent(Decimal::new(pct, 2)),
+            from: Some(UnixMillis(from)),
+            until: Some(UnixMillis(until)),
+        };
+        // 20% off a card bought at 15% off face: below cost, refused.
+        assert_eq!(
+            set(&mut s, vec![rule(-20, 100, 200)]),
+            Decision::Reject(Rejection::BelowMarginFloor)
+        );
+        assert_eq!(
+            set(&mut s, vec![rule(-10, 200, 200)]),
+            Decision::Reject(Rejection::InvalidPricingRule)
+        );
+        assert!(matches!(
+            set(
+                &mut s,
+                vec![
+                    rule(-10, 100, 200),
+                    PricingRule {
+                        rule: PriceRule::Fixed(2_600),
+                        from: None,
+                        until: None,
+                    },
+                ]
+            ),
+            Decision::Events(_)
+        ));
+        let charged = |s: &mut ShardState, id: &str, at: u64| {
+            let mut o = order(1, "US", 3);
+            o.key.order_id = OrderId::new(id);
+            match step(s, &Command::PlaceOrder(Box::new(o)), at) {
+                Decision::Events(evs) => match evs.first() {
+                    Some(Event::OrderCompleted(done)) => done.charged.minor(),
+                    other => panic!("{other:?}"),
+                },
+                other => panic!("{other:?}"),
+            }
+        };
+        // Before and after the window the standing fixed price; inside it 10% off face.
+        assert_eq!(
+            [
+                charged(&mut s, "a", 99),
+                charged(&mut s, "b", 100),
+                charged(&mut s, "c", 199),
+                charged(&mut s, "d", 200),
+            ],
+            [2_600, 2_250, 2_250, 2_600]
+        );
+        // No rules: the markup (0) prices.
+        assert!(matches!(set(&mut s, vec![]), Decision::Events(_)));
+        assert_eq!(charged(&mut s, "e", 150), 2_500);
     }
 }

@@ -109,6 +109,10 @@ pub enum Query {
         client: ClientId,
         redemption_id: RequestId,
     },
+    /// A SKU's pricing rules (replicated: asked of shard 0).
+    Pricing {
+        sku: SkuId,
+    },
     /// A client's B2B price list (replicated: asked of shard 0).
     PriceList {
         client: ClientId,
@@ -146,6 +150,7 @@ pub enum QueryAnswer {
     Redemption(Box<state::RedemptionRecord>),
     FxQuote(Box<giftcard_core::quotes::FxQuote>),
     PriceList(giftcard_core::pricelists::PriceList),
+    Pricing(Vec<giftcard_core::promotions::PricingRule>),
     Missing,
 }
 

@@ -94,6 +94,7 @@ pub fn answer(state: &ShardState, q: Query) -> Result<QueryAnswer, EngineError> 
             }
             _ => not_found(Rejection::WalletNotFound),
         },
+        Query::Pricing { sku } => Ok(QueryAnswer::Pricing(state.promotions().get(&sku).to_vec())),
         Query::PriceList { client } => Ok(QueryAnswer::PriceList(
             state
                 .price_lists()

@@ -83,9 +83,11 @@ impl Engine {
                 one(card.shard(), q, reply)
             }
             Query::CardByCode { hash, .. } => one(shard_for(hash, n), q, reply),
-            Query::Skus | Query::Sku { .. } | Query::Fx | Query::PriceList { .. } => {
-                one(ShardId(0), q, reply)
-            }
+            Query::Skus
+            | Query::Sku { .. }
+            | Query::Fx
+            | Query::PriceList { .. }
+            | Query::Pricing { .. } => one(ShardId(0), q, reply),
             Query::Order { .. } | Query::Redemption { .. } => {
                 let fan = FanOut::new(n, reply, pick_found);
                 (0..n).for_each(|s| one(ShardId(s), q.clone(), fan.part()));

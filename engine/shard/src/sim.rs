@@ -240,6 +240,12 @@ enum Req {
     },
     /// The FX table: USD to EUR at `mid` ten-thousandths, 2% spread.
     SetFx(i64),
+    /// A promotion on SKU 1: 5% above face (its markup is 0) from `from` for `len` ms; the
+    /// rules replace the SKU's.
+    Promote {
+        from: u64,
+        len: u64,
+    },
     /// A quote of USD to EUR for a wallet, held `ttl_ms`.
     Quote {
         wallet: WalletId,
@@ -495,7 +501,18 @@ impl Sim {
                     ttl_ms: self.rng.gen_range(1..200),
                 }
             }
-            37 => Req::SetFx(self.rng.gen_range(8_000..12_000)),
+            37 => {
+                if self.rng.gen_bool(0.5) {
+                    Req::SetFx(self.rng.gen_range(8_000..12_000))
+                } else {
+                    // A window that starts a little before or after now, so orders land before,
+                    // inside and after it across crashes.
+                    Req::Promote {
+                        from: (self.now + self.rng.gen_range(0..40)).saturating_sub(20),
+                        len: self.rng.gen_range(1..60),
+                    }
+                }
+            }
             38..=69 => Req::Order(Box::new(self.new_order())),
             70..=79 => match self.any_card_hash() {
                 Some(hash) => {
@@ -657,6 +674,16 @@ impl Sim {
                     .insert((usd(), eur()), rust_decimal::Decimal::new(mid, 4));
                 Command::SetFx(fx)
             }
+            Req::Promote { from, len } => Command::SetPricing {
+                sku: sku_id(1),
+                rules: vec![giftcard_core::promotions::PricingRule {
+                    rule: giftcard_core::promotions::PriceRule::FacePercent(
+                        rust_decimal::Decimal::new(5, 2),
+                    ),
+                    from: Some(UnixMillis(from)),
+                    until: Some(UnixMillis(from + len)),
+                }],
+            },
             Req::Quote { wallet, id, ttl_ms } => Command::QuoteFx {
                 caller,
                 request: giftcard_core::quotes::QuoteRequest {
@@ -1336,6 +1363,14 @@ fn check_quoted(
     let Some(id) = &o.fx_quote else {
         return Ok(());
     };
+    // A line of a promoted SKU was priced by the rule that held at the decision's instant,
+    // which the client does not see; those orders are checked by their recorded answer only.
+    if o.items
+        .iter()
+        .any(|i| !states[0].promotions().get(&i.sku).is_empty())
+    {
+        return Ok(());
+    }
     let q = quotes
         .get(&(ClientId::new(CLIENT), id.clone()))
         .ok_or_else(|| format!("order {:?} priced by a missing quote", o.key))?;

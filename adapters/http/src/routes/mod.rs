@@ -9,6 +9,7 @@ mod gateways;
 mod ops;
 mod orders;
 mod pricelists;
+mod pricing;
 mod quotes;
 mod wallets;
 
@@ -20,6 +21,7 @@ pub use gateways::*;
 pub use ops::*;
 pub use orders::*;
 pub use pricelists::*;
+pub use pricing::*;
 pub use quotes::*;
 pub use wallets::*;
 
@@ -167,6 +169,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     resource("/skus/{sku_id}/codes", "POST").route(web::post().to(upload_codes)),
                 )
                 .service(resource("/skus/{sku_id}/stock", "GET").route(web::get().to(stock)))
+                .service(
+                    resource("/skus/{sku_id}/pricing", "PUT, GET")
+                        .route(web::put().to(put_pricing))
+                        .route(web::get().to(get_pricing)),
+                )
                 .service(resource("/orders", "POST").route(web::post().to(place_order)))
                 .service(resource("/orders/batch", "POST").route(web::post().to(place_batch)))
                 .service(resource("/orders/{order_id}", "GET").route(web::get().to(get_order)))
