@@ -397,7 +397,6 @@ impl ShardState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{Denomination, SkuStatus};
     use crate::ledger::Account;
     use rust_decimal::Decimal;
 
@@ -433,20 +432,7 @@ mod tests {
                 s.apply(&e, Lsn(lsn));
             }
         };
-        let sku = Sku {
-            id: SkuId::new("s"),
-            brand: "b".into(),
-            category: "c".into(),
-            kind: SkuKind::SupplierCode,
-            denomination: Denomination::Fixed(2500),
-            currency: Currency::parse("USD").unwrap(),
-            wholesale_discount: Decimal::new(15, 2),
-            markup: Decimal::ZERO,
-            supplier: SupplierId::new("sup"),
-            regions: vec!["US".into()],
-            status: SkuStatus::Active,
-            issue_cap: None,
-        };
+        let sku = crate::catalog::tests_support::sku("s", "b");
         let d = s.decide(&Command::DefineSku(sku), &ctx_at(1));
         apply(&mut s, d);
         let d = s.decide(
