@@ -46,7 +46,7 @@ fn loaded_shard() -> ShardState {
             Command::CreateWallet {
                 caller: caller(),
                 wallet: wallet.clone(),
-                kyc_verified: true,
+                kyc_verified: false,
             },
         );
         let dep = Command::Deposit {

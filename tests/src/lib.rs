@@ -16,7 +16,7 @@ pub fn funded_wallet(engine: &Engine, id: &str, minor: i64) {
         .call(Command::CreateWallet {
             caller: caller(),
             wallet: WalletId::new(id),
-            kyc_verified: true,
+            kyc_verified: false,
         })
         .expect("wallet");
     engine

@@ -142,7 +142,10 @@ fn issued_cards_redeem_partially_and_reverse() {
     // ... and one accepting the card's brand redeems it (and then reverses, to leave it whole).
     assert!(matches!(
         redeem_as("r-brand", 100, Some(vec!["Other".into(), "brand-1".into()])),
-        Ok(Outcome::Applied(_))
+        Ok(Outcome::Moved {
+            replayed: false,
+            ..
+        })
     ));
     engine
         .call(Command::ReverseRedemption {
@@ -150,9 +153,11 @@ fn issued_cards_redeem_partially_and_reverse() {
             redemption_id: RequestId::new("r-brand"),
         })
         .unwrap();
-    assert!(matches!(redeem("r1", 1500), Ok(Outcome::Applied(e)) if e.len() == 1));
     assert!(
-        matches!(redeem("r1", 1500), Ok(Outcome::Answered(e)) if e.is_empty()),
+        matches!(redeem("r1", 1500), Ok(Outcome::Moved { events: e, replayed: false, .. }) if e.len() == 1)
+    );
+    assert!(
+        matches!(redeem("r1", 1500), Ok(Outcome::Moved { events: e, replayed: true, .. }) if e.is_empty()),
         "replay has no effect"
     );
     assert_eq!(
@@ -160,7 +165,7 @@ fn issued_cards_redeem_partially_and_reverse() {
         EngineError::Rejected(Rejection::IdempotencyConflict)
     );
     assert!(
-        matches!(redeem("r2", 4000), Ok(Outcome::Applied(e)) if matches!(e[0], Event::RedemptionRejected { reason: Rejection::InsufficientBalance, .. }))
+        matches!(redeem("r2", 4000), Ok(Outcome::Moved { events: e, .. }) if matches!(e[0], Event::RedemptionRejected { reason: Rejection::InsufficientBalance, .. }))
     );
     let reverse = |id: &str| {
         engine.call(Command::ReverseRedemption {
@@ -336,9 +341,15 @@ fn one_redemption_id_redeems_once_whichever_shard_its_cards_live_on() {
             brands: None,
         })
     };
-    assert!(matches!(redeem(hash_a), Ok(Outcome::Applied(_))));
+    assert!(matches!(
+        redeem(hash_a),
+        Ok(Outcome::Moved {
+            replayed: false,
+            ..
+        })
+    ));
     assert!(
-        matches!(redeem(hash_a), Ok(Outcome::Answered(_))),
+        matches!(redeem(hash_a), Ok(Outcome::Moved { replayed: true, .. })),
         "a retry replays"
     );
     assert!(
@@ -416,6 +427,15 @@ fn a_redemption_id_sent_with_a_mistyped_code_can_be_used_again() {
             other => break other,
         }
     };
-    assert!(matches!(outcome, Ok(Outcome::Applied(_))), "{outcome:?}");
+    assert!(
+        matches!(
+            outcome,
+            Ok(Outcome::Moved {
+                replayed: false,
+                ..
+            })
+        ),
+        "{outcome:?}"
+    );
     check_invariants(&engine);
 }

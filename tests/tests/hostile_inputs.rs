@@ -166,6 +166,8 @@ struct Books {
     history_lens: Vec<usize>,
     stock: Vec<Value>,
     cards: Vec<Value>,
+    /// Each wallet's limits and KYC standing.
+    limits: Vec<Value>,
     /// Reconciliation minus its order count: rejected orders are recorded (so a retry gets the
     /// same answer) without touching money or stock.
     reconciliation: Value,
@@ -205,6 +207,10 @@ fn books(api: &Api, card_id: &str) -> Books {
             .map(|s| read(&format!("/v1/skus/{s}/stock")))
             .collect(),
         cards: vec![read(&format!("/v1/cards/{card_id}"))],
+        limits: wallets
+            .iter()
+            .map(|w| read(&format!("/v1/wallets/{w}/limits")))
+            .collect(),
         reconciliation,
         stats: read("/v1/admin/stats"),
     }
@@ -303,6 +309,7 @@ fn hostile_requests_get_the_documented_error_and_change_nothing() {
     let fx = fixture();
     let code = fx.code.as_str();
     let dep_path = format!("/v1/wallets/{WALLET}/deposits");
+    let lim_path = format!("/v1/wallets/checkout-1~{WALLET}/limits");
     let order_json = |id: &str| {
         json!({"order_id": id, "wallet_id": WALLET, "items": [{"sku_id": SKU, "quantity": 1}],
                "region": "US", "delivery": {"channel": "none"}})
@@ -390,6 +397,55 @@ fn hostile_requests_get_the_documented_error_and_change_nothing() {
         ("a pricing rule below cost", raw("PUT", &format!("/v1/skus/{SKU}/pricing"), Some(ADMIN), br#"{"rules":[{"kind":"face_percent","percent":"-0.9"}]}"#), problem(422, "below_margin_floor")),
         ("a promotion that ends before it starts", raw("PUT", &format!("/v1/skus/{SKU}/pricing"), Some(ADMIN), br#"{"rules":[{"kind":"face","from_ms":5,"until_ms":4}]}"#), problem_at(400, "invalid_window", "rules[0].until_ms")),
         ("a fixed price of nothing", raw("PUT", &format!("/v1/skus/{SKU}/pricing"), Some(ADMIN), br#"{"rules":[{"kind":"fixed","amount_minor":0}]}"#), problem_at(400, "invalid_amount", "rules[0].amount_minor")),
+        // Margin floors (issue 14).
+        ("a margin floor of all the face value", raw("PUT", "/v1/admin/margin-floors", Some(ADMIN), br#"{"floors":[{"brand":"Acme","min_margin":"1"}]}"#), problem_at(400, "invalid_decimal", "floors[0].min_margin")),
+        ("a margin floor naming a SKU and a brand", raw("PUT", "/v1/admin/margin-floors", Some(ADMIN), br#"{"floors":[{"sku_id":"a","brand":"Acme","min_margin":"0.01"}]}"#), problem_at(400, "invalid_field", "floors[0]")),
+        ("a brand's margin floor given twice", raw("PUT", "/v1/admin/margin-floors", Some(ADMIN), br#"{"floors":[{"brand":"Acme","min_margin":"0.01"},{"brand":"Acme","min_margin":"0.02"}]}"#), problem_at(400, "invalid_field", "floors[1]")),
+        ("a checkout key sets margin floors", raw("PUT", "/v1/admin/margin-floors", Some(CHECKOUT), br#"{"floors":[]}"#), problem(403, "forbidden")),
+        // Fees, commission tiers and the revenue report (issue 14).
+        ("a fee below zero", raw("PUT", "/v1/admin/fees", Some(ADMIN), br#"{"currencies":[{"currency":"USD","order_minor":-1}]}"#), problem_at(400, "invalid_amount", "currencies[0].order_minor")),
+        ("a currency's fees given twice", raw("PUT", "/v1/admin/fees", Some(ADMIN), br#"{"currencies":[{"currency":"USD"},{"currency":"USD"}]}"#), problem_at(400, "invalid_field", "currencies[1].currency")),
+        ("commission tiers that do not increase", raw("PUT", "/v1/admin/suppliers/supplier-1/commission-tiers", Some(ADMIN), br#"{"tiers":[{"currency":"USD","from_minor":0,"rate":"0.01"},{"currency":"USD","from_minor":0,"rate":"0.02"}]}"#), problem_at(400, "invalid_commission_tiers", "tiers[1].from_minor")),
+        ("a commission rate of 1", raw("PUT", "/v1/admin/suppliers/supplier-1/commission-tiers", Some(ADMIN), br#"{"tiers":[{"currency":"USD","from_minor":0,"rate":"1"}]}"#), problem_at(400, "invalid_decimal", "tiers[0].rate")),
+        ("a revenue window ending before it starts", get("/v1/admin/reports/revenue?from_ms=10&to_ms=9", Some(ADMIN)), problem_at(400, "invalid_window", "to_ms")),
+        ("a revenue report grouped by nothing known", get("/v1/admin/reports/revenue?group_by=planet", Some(ADMIN)), problem_at(400, "invalid_field", "group_by")),
+        ("a checkout key reads the revenue report", get("/v1/admin/reports/revenue", Some(CHECKOUT)), problem(403, "forbidden")),
+        // Limits and KYC (issue 15).
+        ("a single-order limit below zero", raw("PUT", &lim_path, Some(ADMIN), br#"{"order_max":[{"amount_minor":-1,"currency":"USD"}]}"#), problem_at(400, "invalid_amount", "order_max[0].amount_minor")),
+        ("a velocity amount of zero", raw("PUT", &lim_path, Some(ADMIN), br#"{"velocity":[{"currency":"USD","window_ms":1000,"max_amount_minor":0}]}"#), problem_at(400, "invalid_amount", "velocity[0].max_amount_minor")),
+        ("a velocity window of no time", raw("PUT", &lim_path, Some(ADMIN), br#"{"velocity":[{"currency":"USD","window_ms":0,"max_orders":1}]}"#), problem_at(400, "invalid_field", "velocity[0].window_ms")),
+        ("a velocity window longer than a day", raw("PUT", &lim_path, Some(ADMIN), br#"{"velocity":[{"currency":"USD","window_ms":86400001,"max_orders":1}]}"#), problem_at(400, "invalid_field", "velocity[0].window_ms")),
+        ("a velocity limit that limits nothing", raw("PUT", &lim_path, Some(ADMIN), br#"{"velocity":[{"currency":"USD","window_ms":1000}]}"#), problem_at(400, "missing_field", "velocity[0].max_orders")),
+        ("a velocity limit in an unknown currency", raw("PUT", &lim_path, Some(ADMIN), br#"{"velocity":[{"currency":"XXQ","window_ms":1000,"max_orders":1}]}"#), problem_at(400, "invalid_currency", "velocity[0].currency")),
+        ("a single-order limit in an unknown currency", raw("PUT", &lim_path, Some(ADMIN), br#"{"order_max":[{"amount_minor":5,"currency":"ZZZ"}]}"#), problem_at(400, "invalid_currency", "order_max[0].currency")),
+        ("a single-order limit given twice", raw("PUT", &lim_path, Some(ADMIN), br#"{"order_max":[{"amount_minor":5,"currency":"USD"},{"amount_minor":6,"currency":"USD"}]}"#), problem_at(400, "invalid_field", "order_max")),
+        ("a daily cap of no cards", raw("PUT", &lim_path, Some(ADMIN), br#"{"sku_daily_cards":0}"#), problem_at(400, "invalid_field", "sku_daily_cards")),
+        ("a negative daily cap", raw("PUT", &lim_path, Some(ADMIN), br#"{"brand_daily_cards":-3}"#), problem_at(400, "invalid_field", "brand_daily_cards")),
+        ("a checkout key reads an order's risk score", raw("GET", "/v1/admin/orders/checkout-1/o-1/risk", Some(CHECKOUT), b""), problem(403, "forbidden")),
+        ("a risk score of an order id with a space", raw("GET", "/v1/admin/orders/checkout-1/o%201/risk", Some(ADMIN), b""), problem_at(400, "invalid_id", "order_id")),
+        ("a risk score of a client id too long", raw("GET", &format!("/v1/admin/orders/{}/o-1/risk", "c".repeat(65)), Some(ADMIN), b""), problem_at(400, "invalid_id", "client_id")),
+        ("a risk score of an order never placed", raw("GET", "/v1/admin/orders/checkout-1/never/risk", Some(ADMIN), b""), problem(404, "risk_not_found")),
+        ("a checkout key sets its wallet's limits", raw("PUT", &format!("/v1/wallets/{WALLET}/limits"), Some(CHECKOUT), br#"{}"#), problem(403, "forbidden")),
+        ("a checkout key lifts its wallet's limits", raw("POST", &format!("/v1/wallets/{WALLET}/limits/reset"), Some(CHECKOUT), b""), problem(403, "forbidden")),
+        ("limits of an unknown wallet", raw("PUT", "/v1/wallets/checkout-1~nobody/limits", Some(ADMIN), br#"{}"#), problem(404, "wallet_not_found")),
+        ("a wallet change of nothing", raw("PATCH", &format!("/v1/wallets/checkout-1~{WALLET}"), Some(ADMIN), br#"{}"#), problem_at(400, "missing_field", "frozen")),
+        ("a checkout key verifies its own wallet", raw("PATCH", &format!("/v1/wallets/{WALLET}"), Some(CHECKOUT), br#"{"kyc_verified":true}"#), problem(403, "forbidden")),
+        ("KYC of an unknown wallet", raw("PATCH", "/v1/wallets/checkout-1~nobody", Some(ADMIN), br#"{"kyc_verified":true}"#), problem(404, "wallet_not_found")),
+        ("a client declares its new wallet verified", post("/v1/wallets", CHECKOUT, r#"{"wallet_id":"self-verified","kyc_verified":true}"#), problem(403, "forbidden")),
+        ("freeze another client's card", post(&format!("/v1/cards/{}/freeze", fx.card_id), CHECKOUT2, "{}"), problem(404, "card_not_found")),
+        ("a merchant freezes a card", post(&format!("/v1/cards/{}/freeze", fx.card_id), MERCHANT, "{}"), problem(403, "forbidden")),
+        ("freeze a card of no shard", post("/v1/cards/9223372036854775807/freeze", CHECKOUT, "{}"), problem(404, "card_not_found")),
+        ("unfreeze a card id that is not a number", post("/v1/cards/12ab/unfreeze", CHECKOUT, "{}"), problem_at(400, "invalid_id", "card_id")),
+        ("resend another client's card", post(&format!("/v1/cards/{}/resend", fx.card_id), CHECKOUT2, "{}"), problem(404, "card_not_found")),
+        ("a merchant resends a card", post(&format!("/v1/cards/{}/resend", fx.card_id), MERCHANT, "{}"), problem(403, "forbidden")),
+        ("a delivery key resends a card", post(&format!("/v1/cards/{}/resend", fx.card_id), DELIVERY, "{}"), problem(403, "forbidden")),
+        ("resend a card of no shard", post("/v1/cards/9223372036854775807/resend", CHECKOUT, "{}"), problem(404, "card_not_found")),
+        ("resend a card id that is not a number", post("/v1/cards/-1/resend", CHECKOUT, "{}"), problem_at(400, "invalid_id", "card_id")),
+        // Several suppliers behind one SKU (issue 14).
+        ("an offer from the SKU's own supplier", raw("PUT", &format!("/v1/skus/{SKU}/suppliers"), Some(ADMIN), br#"{"offers":[{"supplier_id":"supplier-1","wholesale_discount":"0.2"}]}"#), problem(422, "invalid_sourcing")),
+        ("a supplier offered twice", raw("PUT", &format!("/v1/skus/{SKU}/suppliers"), Some(ADMIN), br#"{"offers":[{"supplier_id":"s-9","wholesale_discount":"0.2"},{"supplier_id":"s-9","wholesale_discount":"0.1"}]}"#), problem_at(400, "invalid_field", "offers[1].supplier_id")),
+        ("an unknown routing", raw("PUT", &format!("/v1/skus/{SKU}/suppliers"), Some(ADMIN), br#"{"routing":"random","offers":[]}"#), problem_at(400, "invalid_field", "routing")),
+        ("suppliers of an unknown SKU", raw("PUT", "/v1/skus/no-such-sku/suppliers", Some(ADMIN), br#"{"offers":[]}"#), problem(404, "sku_not_found")),
         ("pricing rules of an unknown SKU", raw("PUT", "/v1/skus/no-such-sku/pricing", Some(ADMIN), br#"{"rules":[{"kind":"face"}]}"#), problem(404, "sku_not_found")),
         ("read another client's card", get(&format!("/v1/cards/{}", fx.card_id), Some(CHECKOUT2)), problem(404, "card_not_found")),
         ("supplier uploads to another supplier's SKU", post(&format!("/v1/skus/{SKU}/codes"), SUPPLIER2, r#"{"codes":["EVIL-0001"]}"#), problem(403, "forbidden")),

@@ -80,24 +80,27 @@ fn catalog_wallet_deposit_order_flow_with_replays() {
     assert!(dup.body.get("positions").is_none(), "{dup:?}");
     assert_eq!(api.stock("gc-25"), (5, 0));
 
-    let created = api.post(
+    // Only an admin vouches for KYC: a client declaring its new wallet verified is refused.
+    api.post(
         "/v1/wallets",
         CHECKOUT,
-        &json!({"wallet_id": "w1", "kyc_verified": true}),
-    );
+        &json!({"wallet_id": "w-kyc", "kyc_verified": true}),
+    )
+    .problem(403, "forbidden");
+    let created = api.post("/v1/wallets", CHECKOUT, &json!({"wallet_id": "w1"}));
     assert_eq!((created.status, created.replayed), (201, false));
     // A retried creation replays; the same id with another body, or by another client, conflicts.
-    let again = api.post(
-        "/v1/wallets",
-        CHECKOUT,
-        &json!({"wallet_id": "w1", "kyc_verified": true}),
-    );
+    let again = api.post("/v1/wallets", CHECKOUT, &json!({"wallet_id": "w1"}));
     assert_eq!(
         (again.status, &again.body, again.replayed),
         (201, &created.body, true)
     );
-    api.post("/v1/wallets", CHECKOUT, &json!({"wallet_id": "w1"}))
-        .problem(409, "wallet_exists");
+    api.post(
+        "/v1/wallets",
+        CHECKOUT,
+        &json!({"wallet_id": "w1", "kyc_verified": true}),
+    )
+    .problem(409, "wallet_exists");
     // Deposit by header key; the replay answers the same, a different body conflicts.
     let dep = |minor: i64| {
         let body =
@@ -136,8 +139,15 @@ fn catalog_wallet_deposit_order_flow_with_replays() {
     );
     api.order(CHECKOUT, "o-1", "w1", "gc-25", 1)
         .problem(409, "idempotency_conflict");
+    // A read is the answer without the balances, which only answers to placing carry.
     let read = api.get("/v1/orders/o-1", Some(CHECKOUT));
-    assert_eq!((read.status, &read.body), (200, &order.body));
+    let mut placed = order.body.clone();
+    let balances = placed
+        .as_object_mut()
+        .and_then(|o| o.remove("balances"))
+        .expect("the answer carries the wallet's balances");
+    assert_eq!(balances[0]["available"]["amount_minor"], 5_000);
+    assert_eq!((read.status, &read.body), (200, &placed));
     api.get("/v1/orders/o-404", Some(CHECKOUT))
         .problem(404, "order_not_found");
     assert_eq!(api.balance("w1"), (5_000, 0));
@@ -546,6 +556,11 @@ fn concurrent_duplicates_have_exactly_one_effect() {
     );
     assert_eq!(deposits.iter().filter(|r| !r.replayed).count(), 1);
     assert_eq!(api.balance("w"), (7_000, 0));
+    assert_eq!(
+        deposits[0].body["balances"][0]["available"]["amount_minor"], 7_000,
+        "the answer carries the balance the deposit left: {:?}",
+        deposits[0]
+    );
 
     let orders: Vec<_> = (0..16)
         .map(|_| {
@@ -603,6 +618,15 @@ fn issued_cards_balance_redeem_reverse_and_lookups_are_rate_limited() {
         (201, Some(card_id.as_str())),
         "{r1:?}"
     );
+    // The answer carries the card as the redemption left it.
+    assert_eq!(
+        (
+            &r1.body["card_balance"]["amount_minor"],
+            &r1.body["card_status"]
+        ),
+        (&json!(3_500), &json!("active")),
+        "{r1:?}"
+    );
     let replay = redeem("r-1", 1_500);
     assert_eq!(
         (replay.status, &replay.body, replay.replayed),
@@ -625,6 +649,7 @@ fn issued_cards_balance_redeem_reverse_and_lookups_are_rate_limited() {
         (201, Some("reversed")),
         "{rev:?}"
     );
+    assert_eq!(rev.body["card_balance"]["amount_minor"], 5_000, "{rev:?}");
     let rev2 = api.post("/v1/redemptions/r-1/reversal", MERCHANT, &json!({}));
     assert_eq!(
         (rev2.status, &rev2.body, rev2.replayed),
@@ -1590,5 +1615,268 @@ fn pricing_rules_and_promotions_price_by_the_orders_time() {
     let r = api.order(CHECKOUT, "o-after", "w", "gc-25", 1);
     assert_eq!(r.body["charged"]["amount_minor"], 2_600, "{r:?}");
     assert_eq!(api.balance("w"), (100_000 - 4_500 - 2_600, 0));
+    api.reconciled();
+}
+
+/// Issue 14: the revenue side of an order. A margin floor refuses a price list below it; fees
+/// are charged with the order; every answer (fresh, replayed, read) carries the order's price,
+/// cost, margin and fees; a settlement close books the supplier's commission by its tiers; the
+/// revenue report sums to what the ledger took in, and `verify` (run by reconciliation) agrees.
+#[test]
+fn floors_fees_commissions_and_the_revenue_report() {
+    let dir = tmp();
+    let api = Api::start(dir.path());
+    api.sku("gc-25", "supplier_code", 2500, None);
+    api.codes("gc-25", "REV", 6);
+    api.wallet(CHECKOUT, "w", 100_000);
+    let put =
+        |path: &str, body: Value| api.call("PUT", path, Some(ADMIN), Some(&body.to_string()), &[]);
+    // A 6% floor over the cost of 21.25 puts the lowest price at 22.75: 10% off (22.50) is
+    // refused, 9% (22.75) is accepted.
+    let floors = json!({"floors": [{"brand": "Acme", "min_margin": "0.06"}]});
+    let r = put("/v1/admin/margin-floors", floors.clone());
+    assert_eq!((r.status, &r.body), (200, &floors), "{r:?}");
+    assert_eq!(api.get("/v1/admin/margin-floors", Some(ADMIN)).body, floors);
+    let list = |d: &str| json!({"entries": [{"brand": "Acme", "discount": d}]});
+    put("/v1/admin/price-lists/checkout-1", list("0.1")).problem(422, "below_margin_floor");
+    assert_eq!(
+        put("/v1/admin/price-lists/checkout-1", list("0")).status,
+        200
+    );
+    // Fees in USD: 0.50 an order and 0.25 for e-mail delivery (the helper's orders use e-mail).
+    let fees = json!({"currencies": [
+        {"currency": "USD", "order_minor": 50, "email_minor": 25, "sms_minor": 0, "webhook_minor": 0}
+    ]});
+    let r = put("/v1/admin/fees", fees.clone());
+    assert_eq!((r.status, &r.body), (200, &fees), "{r:?}");
+    // supplier-1: 1% of the first 50.00 of a period's volume, 2% above.
+    let tiers = json!({"tiers": [
+        {"currency": "USD", "from_minor": 0, "rate": "0.01"},
+        {"currency": "USD", "from_minor": 5_000, "rate": "0.02"},
+    ]});
+    let r = put(
+        "/v1/admin/suppliers/supplier-1/commission-tiers",
+        tiers.clone(),
+    );
+    assert_eq!((r.status, &r.body), (200, &tiers), "{r:?}");
+    put(
+        "/v1/admin/suppliers/supplier-1/commission-tiers",
+        json!({"tiers": [{"currency": "USD", "from_minor": 10, "rate": "0.01"}]}),
+    )
+    .problem(400, "invalid_commission_tiers");
+    // Two cards: 2 × 25.00 and 0.75 of fees.
+    let r = api.order(CHECKOUT, "o1", "w", "gc-25", 2);
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(r.body["charged"]["amount_minor"], 5_075, "{r:?}");
+    let e = &r.body["economics"];
+    assert_eq!(e["lines"][0]["unit_price"]["amount_minor"], 2_500, "{e}");
+    assert_eq!(e["lines"][0]["unit_cost"]["amount_minor"], 2_125, "{e}");
+    assert_eq!(e["lines"][0]["unit_margin"]["amount_minor"], 375, "{e}");
+    assert_eq!(e["margin"][0]["amount_minor"], 750, "{e}");
+    assert_eq!(e["fees_total"]["amount_minor"], 75, "{e}");
+    assert_eq!(e["fees"][0]["kind"], "order", "{e}");
+    assert_eq!(e["fees"][1]["kind"], "delivery_email", "{e}");
+    let first = r.body.clone();
+    let again = api.order(CHECKOUT, "o1", "w", "gc-25", 2);
+    assert_eq!(again.body["charged"], first["charged"], "{again:?}");
+    assert_eq!(again.body["economics"], first["economics"], "{again:?}");
+    let read = api.get("/v1/orders/o1", Some(CHECKOUT));
+    assert_eq!(read.body["economics"], first["economics"], "{read:?}");
+    assert_eq!(
+        api.order(CHECKOUT, "o2", "w", "gc-25", 1).body["charged"]["amount_minor"],
+        2_575
+    );
+    assert_eq!(api.balance("w"), (100_000 - 5_075 - 2_575, 0));
+    // The history shows the fees as their own entries.
+    let h = api.get("/v1/wallets/w/transactions", Some(CHECKOUT));
+    let kinds: Vec<&str> = h.body["transactions"]
+        .as_array()
+        .map(|t| t.iter().filter_map(|e| e["kind"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "fee").count(),
+        4,
+        "{kinds:?}"
+    );
+    // The close books 1% of 50.00 and 2% of 13.75 (0.275, to even 0.28): 0.78 off 63.75.
+    let close = || api.post("/v1/admin/settlements", ADMIN, &json!({"period_id": "p1"}));
+    let r = close();
+    assert_eq!(r.status, 201, "{r:?}");
+    let s = &r.body["suppliers"][0];
+    assert_eq!(
+        (
+            &s["owed"][0]["amount_minor"],
+            &s["commission"][0]["amount_minor"],
+            &s["payable"][0]["amount_minor"]
+        ),
+        (&json!(6_375), &json!(78), &json!(6_297)),
+        "{s}"
+    );
+    assert_eq!(
+        close().body["suppliers"],
+        r.body["suppliers"],
+        "a repeated close books nothing new"
+    );
+    let report = |q: &str| api.get(&format!("/v1/admin/reports/revenue{q}"), Some(ADMIN));
+    let r = report("?group_by=sku");
+    assert_eq!(r.status, 200, "{r:?}");
+    let row = |body: &Value, group: Value| {
+        body["rows"]
+            .as_array()
+            .and_then(|rows| rows.iter().find(|x| x["group"] == group).cloned())
+            .unwrap_or(Value::Null)
+    };
+    let sku = row(&r.body, json!("gc-25"));
+    assert_eq!(
+        (
+            &sku["cards"],
+            &sku["sales_minor"],
+            &sku["cost_minor"],
+            &sku["margin_minor"]
+        ),
+        (&json!(3), &json!(7_500), &json!(6_375), &json!(1_125)),
+        "{r:?}"
+    );
+    // By SKU, fees and commissions are not any SKU's: they are in the row of no group.
+    let rest = row(&r.body, Value::Null);
+    assert_eq!(
+        (&rest["fees_minor"], &rest["commission_minor"]),
+        (&json!(150), &json!(78))
+    );
+    let t = &r.body["totals"][0];
+    assert_eq!(
+        (&t["margin_minor"], &t["fees_minor"], &t["commission_minor"]),
+        (&json!(1_125), &json!(150), &json!(78))
+    );
+    let by_supplier = report("?group_by=supplier");
+    assert_eq!(
+        row(&by_supplier.body, json!("supplier-1"))["commission_minor"],
+        78
+    );
+    assert_eq!(
+        row(&report("?group_by=client").body, json!("checkout-1"))["fees_minor"],
+        150
+    );
+    // A window that ends before everything is empty; one that ends before it starts is refused.
+    assert_eq!(report("?to_ms=1").body["rows"], json!([]));
+    report("?from_ms=5&to_ms=5").problem(400, "invalid_window");
+    report("?group_by=planet").problem(400, "invalid_field");
+    api.reconciled();
+}
+
+/// Issue 14: a bulk order with `fill_available` sells what there is (after asking every shard)
+/// and charges only that; the answer says per line what was filled; the same order without it
+/// is `out_of_stock` and changes nothing.
+#[test]
+fn fill_available_sells_what_there_is_and_charges_only_that() {
+    let dir = tmp();
+    let api = Api::start(dir.path());
+    api.sku("gc-25", "supplier_code", 2500, None);
+    api.codes("gc-25", "FILL", 3);
+    api.wallet(CHECKOUT, "w", 100_000);
+    let mut body = order_body("bulk", "w", "gc-25", 5);
+    api.post("/v1/orders", CHECKOUT, &body)
+        .problem(422, "out_of_stock");
+    assert_eq!(api.balance("w"), (100_000, 0));
+    body["order_id"] = json!("bulk-2");
+    body["fulfilment"] = json!("fill_available");
+    let r = api.post("/v1/orders", CHECKOUT, &body);
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(r.body["charged"]["amount_minor"], 3 * 2_500, "{r:?}");
+    assert_eq!(r.body["cards"].as_array().map(Vec::len), Some(3), "{r:?}");
+    assert_eq!(
+        r.body["items"],
+        json!([{"sku_id": "gc-25", "requested": 5, "filled": 3}]),
+        "{r:?}"
+    );
+    // A retry answers the same; the same id without fill_available is another body.
+    let again = api.post("/v1/orders", CHECKOUT, &body);
+    assert_eq!(
+        (again.body["items"].clone(), again.body["charged"].clone()),
+        (r.body["items"].clone(), r.body["charged"].clone())
+    );
+    body["fulfilment"] = json!("all_or_nothing");
+    api.post("/v1/orders", CHECKOUT, &body)
+        .problem(409, "idempotency_conflict");
+    assert_eq!(api.balance("w"), (100_000 - 7_500, 0));
+    body["order_id"] = json!("bulk-3");
+    body["fulfilment"] = json!("fill_available");
+    api.post("/v1/orders", CHECKOUT, &body)
+        .problem(422, "out_of_stock");
+    body["fulfilment"] = json!("some");
+    api.post("/v1/orders", CHECKOUT, &body)
+        .problem(400, "invalid_field");
+    api.reconciled();
+}
+
+/// Issue 14: two suppliers behind one SKU. Each uploads to its own pool; orders take the
+/// cheaper supplier's codes first, across shards, and fail over to the other's; settlement
+/// owes each supplier its own cards at its own cost.
+#[test]
+fn several_suppliers_behind_one_sku_are_each_paid_their_own_cost() {
+    let dir = tmp();
+    let api = Api::start(dir.path());
+    api.sku("gc-25", "supplier_code", 2500, None);
+    // supplier-2 is not the SKU's: it may not upload until the SKU names it.
+    let up2 = |prefix: &str| {
+        let codes: Vec<String> = (0..2).map(|i| format!("{prefix}-{i:06}")).collect();
+        api.post(
+            "/v1/skus/gc-25/codes",
+            SUPPLIER2,
+            &json!({ "codes": codes }),
+        )
+    };
+    up2("TWO").problem(403, "forbidden");
+    let put = |body: Value| {
+        api.call(
+            "PUT",
+            "/v1/skus/gc-25/suppliers",
+            Some(ADMIN),
+            Some(&body.to_string()),
+            &[],
+        )
+    };
+    put(json!({"offers": [{"supplier_id": "supplier-1", "wholesale_discount": "0.2"}]}))
+        .problem(422, "invalid_sourcing");
+    let sourcing = json!({"routing": "lowest_cost", "primary_priority": 0,
+        "offers": [{"supplier_id": "supplier-2", "wholesale_discount": "0.2", "priority": 1}]});
+    let r = put(sourcing.clone());
+    assert_eq!((r.status, &r.body), (200, &sourcing), "{r:?}");
+    assert_eq!(
+        api.get("/v1/skus/gc-25/suppliers", Some(ADMIN)).body,
+        sourcing
+    );
+    assert_eq!(up2("TWO").status, 201);
+    api.codes("gc-25", "ONE", 2);
+    assert_eq!(api.stock("gc-25"), (4, 0));
+    api.wallet(CHECKOUT, "w", 100_000);
+    let r = api.order(CHECKOUT, "o1", "w", "gc-25", 3);
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(r.body["charged"]["amount_minor"], 7_500, "{r:?}");
+    // Both of supplier-2's codes (at 20.00) before one of supplier-1's (at 21.25).
+    let costs: Vec<(i64, u64)> = r.body["economics"]["lines"]
+        .as_array()
+        .map(|ls| {
+            ls.iter()
+                .map(|l| {
+                    (
+                        l["unit_cost"]["amount_minor"].as_i64().unwrap_or(0),
+                        l["quantity"].as_u64().unwrap_or(0),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(costs, vec![(2_000, 2), (2_125, 1)], "{r:?}");
+    assert_eq!(api.stock("gc-25"), (1, 3));
+    let s = api.post("/v1/admin/settlements", ADMIN, &json!({"period_id": "p1"}));
+    let owed = |id: &str| {
+        s.body["suppliers"]
+            .as_array()
+            .and_then(|all| all.iter().find(|x| x["supplier_id"] == id).cloned())
+            .map(|x| (x["cards"].clone(), x["owed"][0]["amount_minor"].clone()))
+    };
+    assert_eq!(owed("supplier-2"), Some((json!(2), json!(4_000))), "{s:?}");
+    assert_eq!(owed("supplier-1"), Some((json!(1), json!(2_125))), "{s:?}");
     api.reconciled();
 }

@@ -75,12 +75,31 @@ enum Step {
     Wait {
         ms: u64,
     },
+    /// An admin gives a wallet one of a few tight sets of limits, or drops its own.
+    Limits {
+        wallet: u32,
+        set: u8,
+    },
+    /// An admin verifies or unverifies a wallet's KYC.
+    Kyc {
+        wallet: u32,
+        verified: bool,
+    },
+    /// A card frozen or unfrozen by its buyer.
+    FreezeCard {
+        nth: usize,
+        frozen: bool,
+    },
+    /// A card's delivery sent again by its buyer.
+    Resend {
+        nth: usize,
+    },
 }
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         3 => (0..WALLETS, 1i64..20_000, 0u8..4).prop_map(|(wallet, minor, id)| Step::Deposit { wallet, minor, id }),
-        7 => (0..WALLETS, 0..3u32, 1u32..5, 0u8..16, any::<bool>(), prop::bool::weighted(0.1))
+        7 => (0..WALLETS, 0..3u32, 1u32..5, 0u8..24, any::<bool>(), prop::bool::weighted(0.1))
             .prop_map(|(wallet, sku, qty, id, eur, admin)| Step::Order { wallet, sku, qty, id, eur, admin }),
         2 => (0..2u32, 1u64..10).prop_map(|(sku, n)| Step::Upload { sku, n }),
         1 => (0..WALLETS, any::<bool>()).prop_map(|(wallet, frozen)| Step::Freeze { wallet, frozen }),
@@ -94,6 +113,10 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0..3u32, prop::bool::weighted(0.2), -500i64..2_000, any::<bool>())
             .prop_map(|(sku, paused, markup_bp, stale)| Step::ChangeSku { sku, paused, markup_bp, stale }),
         2 => (1u64..40).prop_map(|ms| Step::Wait { ms }),
+        1 => (0..WALLETS, 0u8..4).prop_map(|(wallet, set)| Step::Limits { wallet, set }),
+        1 => (0..WALLETS, any::<bool>()).prop_map(|(wallet, verified)| Step::Kyc { wallet, verified }),
+        1 => (0usize..12, any::<bool>()).prop_map(|(nth, frozen)| Step::FreezeCard { nth, frozen }),
+        1 => (0usize..12).prop_map(|nth| Step::Resend { nth }),
     ]
 }
 
@@ -112,9 +135,86 @@ fn new_shards(n: u16) -> Vec<ShardState> {
         .map(|s| {
             let mut st = ShardState::new(ShardId(s), n);
             st.set_rejection_window_ms(WINDOW_MS);
+            st.set_risk_policy(std::sync::Arc::new(risk_policy()));
+            st.set_scoring(std::sync::Arc::new(scoring()));
             st
         })
         .collect()
+}
+
+/// Every wallet's defaults: an unverified wallet's USD orders stop at $100.00 a day.
+fn risk_policy() -> giftcard_core::limits::RiskPolicy {
+    giftcard_core::limits::RiskPolicy {
+        limits: Default::default(),
+        kyc_threshold_minor: vec![(usd(), 10_000)],
+    }
+}
+
+/// Risk scoring: every rule, so that orders score, some above the threshold.
+fn scoring() -> giftcard_core::risk::Scoring {
+    use giftcard_core::risk::{RiskRule, Scoring, WeightedRule};
+    let w = |rule, weight| WeightedRule { rule, weight };
+    Scoring {
+        rules: vec![
+            w(RiskRule::FundedRecently { age_ms: 30 }, 20),
+            w(
+                RiskRule::Velocity {
+                    window_ms: 50,
+                    orders: 2,
+                },
+                30,
+            ),
+            w(
+                RiskRule::AmountOverHistory {
+                    percent: 200,
+                    min_orders: 1,
+                },
+                25,
+            ),
+            w(
+                RiskRule::NewRecipient {
+                    currency: usd(),
+                    min_amount_minor: 5_000,
+                },
+                15,
+            ),
+        ],
+        reject_above: Some(60),
+    }
+}
+
+/// The limits `Step::Limits` sets: none of its own, orders per window, amount per window in
+/// euros with a single-order maximum in dollars, daily caps.
+fn limit_set(set: u8) -> Option<giftcard_core::limits::LimitSet> {
+    use giftcard_core::limits::{LimitSet, Velocity};
+    let eur = Currency::parse("EUR").unwrap();
+    match set {
+        1 => Some(LimitSet {
+            velocity: vec![Velocity {
+                currency: usd(),
+                window_ms: 30,
+                max_orders: Some(2),
+                max_amount_minor: None,
+            }],
+            ..LimitSet::default()
+        }),
+        2 => Some(LimitSet {
+            order_max: vec![(usd(), 6_000)],
+            velocity: vec![Velocity {
+                currency: eur,
+                window_ms: 40,
+                max_orders: None,
+                max_amount_minor: Some(5_000),
+            }],
+            ..LimitSet::default()
+        }),
+        3 => Some(LimitSet {
+            sku_daily_cards: Some(3),
+            brand_daily_cards: Some(4),
+            ..LimitSet::default()
+        }),
+        _ => None,
+    }
 }
 
 fn caller(admin: bool) -> Caller {
@@ -225,6 +325,12 @@ impl World {
                         held = true;
                     }
                     let Some(peer) = peers_left.pop() else {
+                        // As the runtime does: every peer asked, a fill_available order takes
+                        // what there is.
+                        if req.fulfilment == Fulfilment::FillAvailable && !req.stock_final {
+                            req.stock_final = true;
+                            continue;
+                        }
                         let abort = Command::AbortOrder {
                             key: req.key.clone(),
                             reason: Rejection::OutOfStock,
@@ -319,6 +425,13 @@ impl World {
                     recipient: "a@example.com".into(),
                     fingerprint: [(*wallet as u8) ^ (*sku as u8) << 2 ^ (*qty as u8) << 4; 16],
                     fresh_codes: Vec::new(),
+                    // One order id in three may be filled in part.
+                    fulfilment: if id % 3 == 0 {
+                        Fulfilment::FillAvailable
+                    } else {
+                        Fulfilment::AllOrNothing
+                    },
+                    stock_final: false,
                 };
                 self.order(req);
             }
@@ -333,6 +446,43 @@ impl World {
                 if matches!(self.run(ShardId(0), &cmd), Decision::Events(_)) {
                     self.next_slot += count;
                 }
+            }
+            Step::Limits { wallet, set } => {
+                let cmd = Command::SetWalletLimits {
+                    caller: caller(true),
+                    wallet: WalletId::new(&format!("c~w{wallet}")),
+                    limits: limit_set(*set),
+                };
+                self.run(route(&cmd, n), &cmd);
+            }
+            Step::Kyc { wallet, verified } => {
+                let cmd = Command::SetKyc {
+                    caller: caller(true),
+                    wallet: WalletId::new(&format!("c~w{wallet}")),
+                    verified: *verified,
+                };
+                self.run(route(&cmd, n), &cmd);
+            }
+            Step::FreezeCard { nth, frozen } => {
+                let Some(card) = self.cards.get(*nth).copied() else {
+                    return;
+                };
+                let cmd = Command::SetCardFrozen {
+                    caller: caller(false),
+                    card,
+                    frozen: *frozen,
+                };
+                self.run(route(&cmd, n), &cmd);
+            }
+            Step::Resend { nth } => {
+                let Some(card) = self.cards.get(*nth).copied() else {
+                    return;
+                };
+                let cmd = Command::ResendCard {
+                    caller: caller(false),
+                    card,
+                };
+                self.run(route(&cmd, n), &cmd);
             }
             Step::Freeze { wallet, frozen } => {
                 let cmd = Command::SetWalletFrozen {
@@ -392,6 +542,7 @@ impl World {
                         delivered: *delivered,
                         attempt: 1,
                         attempts_max: 3,
+                        round: 0,
                     },
                     n,
                 );
@@ -402,11 +553,19 @@ impl World {
                     },
                     None => 1,
                 };
+                // Sometimes a late report on the round before, which must change nothing.
+                let current = self.shards[usize::from(at.0)].resends().round(&card);
+                let round = if attempt % 2 == 0 {
+                    current.saturating_sub(1)
+                } else {
+                    current
+                };
                 let cmd = Command::ReportDelivery {
                     card,
                     delivered: *delivered,
                     attempt,
                     attempts_max: 3,
+                    round,
                 };
                 self.run(at, &cmd);
             }
@@ -430,7 +589,7 @@ impl World {
                 let cmd = Command::CreateWallet {
                     caller: caller(false),
                     wallet: WalletId::new(&format!("w{wallet}")),
-                    kyc_verified: true,
+                    kyc_verified: false,
                 };
                 self.run(route(&cmd, n), &cmd);
             }
@@ -513,6 +672,19 @@ fn setup(n: u16) -> World {
     }
     w.next_slot = w.shards[0].pools().next_slot();
     w.step(&Step::SetFx { spread_bp: 200 });
+    // A fee on every euro order and on e-mail delivery in dollars: the books must balance with
+    // them, and the revenue report (checked by verify) must count them.
+    let mut fees = giftcard_core::fees::FeeSchedule::default();
+    let fee = |order_minor, email_minor| giftcard_core::fees::Fees {
+        order_minor,
+        email_minor,
+        ..Default::default()
+    };
+    fees.by_currency
+        .insert(Currency::parse("EUR").expect("EUR"), fee(20, 0));
+    fees.by_currency
+        .insert(Currency::parse("USD").expect("USD"), fee(0, 15));
+    w.run(ShardId(0), &Command::SetFees(fees));
     for i in 0..WALLETS {
         w.step(&Step::CreateWallet { wallet: i });
         w.step(&Step::Deposit {
@@ -595,7 +767,8 @@ fn the_runs_sell_cards_redeem_them_and_forget_rejections() {
         w.step(s);
     }
     let count = |f: &dyn Fn(&Event) -> bool| w.log.iter().filter(|(_, _, e)| f(e)).count();
-    assert!(count(&|e| matches!(e, Event::OrderCompleted(_))) > 20);
+    let completed = count(&|e| matches!(e, Event::OrderCompleted(_)));
+    assert!(completed > 20);
     assert!(count(&|e| matches!(e, Event::Redeemed { .. })) > 0);
     assert!(count(&|e| matches!(e, Event::Expired { .. })) > 0);
     assert!(count(&|e| matches!(e, Event::StockReceived { .. })) > 0);
@@ -604,4 +777,30 @@ fn the_runs_sell_cards_redeem_them_and_forget_rejections() {
         count(&|e| matches!(e, Event::SkuDefined(_))) > 4,
         "SKU changes happen"
     );
+    // Limits are set, KYC changes, cards freeze, and orders are refused by limits and KYC.
+    assert!(
+        count(&|e| matches!(
+            e,
+            Event::WalletLimitsSet {
+                limits: Some(_),
+                ..
+            }
+        )) > 0
+    );
+    assert!(count(&|e| matches!(e, Event::KycSet { .. })) > 0);
+    assert!(count(&|e| matches!(e, Event::CardFrozenSet { .. })) > 0);
+    let refused =
+        |r: Rejection| count(&|e| matches!(e, Event::OrderRejected { reason, .. } if *reason == r));
+    let by_limits = [
+        Rejection::OrderLimitExceeded,
+        Rejection::VelocityOrdersExceeded,
+        Rejection::VelocityAmountExceeded,
+        Rejection::SkuDailyLimitExceeded,
+        Rejection::BrandDailyLimitExceeded,
+    ]
+    .into_iter()
+    .map(refused)
+    .sum::<usize>();
+    assert!(by_limits > 0, "no order was refused by a limit");
+    assert!(refused(Rejection::KycRequired) > 0, "no order needed KYC");
 }

@@ -140,6 +140,8 @@ fn order_req(wallet: u32, sku: u32, qty: u32, order_id: &str, eur: bool) -> Orde
         recipient: "a@example.com".into(),
         fingerprint: fingerprint(format!("{wallet}/{sku}/{qty}/{eur}").as_bytes()),
         fresh_codes: Vec::new(),
+        fulfilment: Default::default(),
+        stock_final: false,
     }
 }
 
@@ -282,7 +284,7 @@ fn run(world: &mut World, dir: &Path, s: &Step) {
             assert!(
                 matches!(
                     r,
-                    Ok(Outcome::Applied(_) | Outcome::Answered(_))
+                    Ok(Outcome::Moved { .. })
                         | Err(EngineError::Rejected(Rejection::IdempotencyConflict))
                 ),
                 "{r:?}"

@@ -221,3 +221,99 @@ async fn a_restart_schedules_the_pending_retries_again() {
     assert_eq!(events[1].payload["attempt"], 2);
     adapter.stop();
 }
+
+/// Issue 15: a card's delivery sent again on request is a new round of attempts, published as
+/// its own delivery event (`{card}-resend-{round}`), whose tokens alone settle it: a report on
+/// the round before, genuine as it is, changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resent_card_is_a_new_round_that_only_its_own_tokens_settle() {
+    let (store, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let nats = NatsServer::start(store.path());
+    let engine = open_engine(data.path(), 4096);
+    load(&engine, 20);
+    let adapter = start_adapter(&nats, &engine);
+    let nc = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(nc.clone());
+    let first = order_and_deliveries(&js, "r-1", 1, "email").await;
+    let card = first[0].payload["card_id"].as_str().unwrap().to_owned();
+    assert_eq!(first[0].payload["round"], 0);
+    assert_eq!(
+        report(&nc, &first[0].payload, "delivered").await["delivery"],
+        "delivered"
+    );
+    let resend = |admin: bool| {
+        engine.call(giftcard_core::Command::ResendCard {
+            caller: giftcard_core::Caller {
+                client: giftcard_core::ClientId::new(CLIENT),
+                admin,
+            },
+            card: giftcard_core::CardId(card.parse().unwrap()),
+        })
+    };
+    assert!(matches!(
+        resend(false),
+        Ok(giftcard_shard::Outcome::Applied(_))
+    ));
+    // Still in flight: asking again sends nothing.
+    assert!(matches!(
+        resend(false),
+        Ok(giftcard_shard::Outcome::Answered(_))
+    ));
+    let events = wait_for(
+        &js,
+        "GIFTCARD_EVENTS",
+        "giftcard.delivery.email",
+        Duration::from_secs(10),
+        |e| e.len() >= 2,
+    )
+    .await;
+    let again = &events[1].payload;
+    assert_eq!(again["event_id"], format!("{card}-resend-1"), "{again}");
+    assert_eq!((&again["round"], &again["attempt"]), (&json!(1), &json!(1)));
+    assert_eq!(open_code(again), open_code(&first[0].payload));
+    assert_ne!(again["report_token"], first[0].payload["report_token"]);
+    // The first round's token is of a delivery that is over.
+    assert_eq!(
+        report(&nc, &first[0].payload, "delivered").await["delivery"],
+        "unchanged"
+    );
+    let r = report(&nc, again, "failed").await;
+    assert_eq!(
+        (r["delivery"].as_str(), r["attempt"].as_u64()),
+        (Some("retrying"), Some(1))
+    );
+    let events = wait_for(
+        &js,
+        "GIFTCARD_EVENTS",
+        "giftcard.delivery.email",
+        Duration::from_secs(10),
+        |e| e.len() >= 3,
+    )
+    .await;
+    let retry = &events[2].payload;
+    assert_eq!(
+        retry["event_id"],
+        format!("{card}-resend-1-retry-1"),
+        "{retry}"
+    );
+    assert_eq!((&retry["round"], &retry["attempt"]), (&json!(1), &json!(2)));
+    assert_eq!(
+        report(&nc, retry, "delivered").await["delivery"],
+        "delivered"
+    );
+    // Once delivered, it may be sent again: round 2.
+    assert!(matches!(
+        resend(true),
+        Ok(giftcard_shard::Outcome::Applied(_))
+    ));
+    let events = wait_for(
+        &js,
+        "GIFTCARD_EVENTS",
+        "giftcard.delivery.email",
+        Duration::from_secs(10),
+        |e| e.len() >= 4,
+    )
+    .await;
+    assert_eq!(events[3].payload["event_id"], format!("{card}-resend-2"));
+    adapter.stop();
+}

@@ -6,6 +6,7 @@ mod queue_common;
 
 use giftcard_queue::testkit::{read_stream, wait_for, NatsServer};
 use queue_common::*;
+use serde_json::json;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -47,6 +48,12 @@ async fn an_order_in_gives_its_result_and_events_out() {
     assert_eq!(r["order_id"], "o-1");
     assert_eq!(r["card_count"], 4);
     assert_eq!(r["charged"]["amount_minor"], 10000);
+    // The wallet's balances right after the order, in the result itself.
+    assert_eq!(
+        r["balances"][0]["available"]["amount_minor"],
+        1_000_000 - 10_000,
+        "{r}"
+    );
     let first_card: u64 = r["first_card_id"].as_str().unwrap().parse().unwrap();
 
     // One order event and one delivery event per card, with the codes the engine holds.
@@ -444,5 +451,71 @@ async fn with_results_not_stored_a_subscriber_gets_each_result_on_core_nats() {
         (&"completed".into(), &true.into())
     );
     assert_eq!(stock(&engine, "sku-0"), 6);
+    adapter.stop();
+}
+
+/// Issue 15: an order's risk score is published right after its outcome, with its reasons, on
+/// `giftcard.order.risk_scored`; an order refused for its score is a rejection `risk_rejected`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_risk_score_is_published_with_the_order_it_scored() {
+    use giftcard_core::risk::{RiskRule, Scoring, WeightedRule};
+    let (store, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let nats = NatsServer::start(store.path());
+    let mut cfg = giftcard_shard::EngineConfig::new(data.path(), 2);
+    cfg.outbox = true;
+    // Every order scores 30 (funded within the hour); two in the minute add 50: refused.
+    cfg.scoring = std::sync::Arc::new(Scoring {
+        rules: vec![
+            WeightedRule {
+                rule: RiskRule::FundedRecently { age_ms: 3_600_000 },
+                weight: 30,
+            },
+            WeightedRule {
+                rule: RiskRule::Velocity {
+                    window_ms: 60_000,
+                    orders: 1,
+                },
+                weight: 50,
+            },
+        ],
+        reject_above: Some(60),
+    });
+    let engine = std::sync::Arc::new(giftcard_shard::Engine::open(cfg).unwrap());
+    load(&engine, 8);
+    let adapter = start_adapter(&nats, &engine);
+    let js = client(&nats).await;
+    wait_streams(&js).await;
+    // One after the other, so the second is decided after the first completed.
+    let mut results = Vec::new();
+    for (n, id) in ["o-1", "o-2"].into_iter().enumerate() {
+        let body = order_json(id, "w-0", "sku-0", 1, "none");
+        assert!(publish(&js, CLIENT, &format!("{CLIENT}.{id}"), body).await);
+        results = wait_for(&js, "GIFTCARD_RESULTS", ">", WAIT, |r| r.len() > n).await;
+    }
+    assert_eq!(results[0].payload["status"], "completed", "{results:?}");
+    assert_eq!(results[1].payload["status"], "rejected");
+    assert_eq!(results[1].payload["reason"], "risk_rejected");
+    let scored = wait_for(
+        &js,
+        "GIFTCARD_EVENTS",
+        "giftcard.order.risk_scored",
+        WAIT,
+        |e| e.len() >= 2,
+    )
+    .await;
+    let (a, b) = (&scored[0].payload, &scored[1].payload);
+    assert_eq!(
+        (&a["order_id"], &a["score"]),
+        (&json!("o-1"), &json!(30)),
+        "{a}"
+    );
+    assert_eq!(a["reasons"], json!(["funded_recently"]));
+    assert_eq!(a["wallet_id"], "w-0");
+    assert_eq!(
+        (&b["order_id"], &b["score"]),
+        (&json!("o-2"), &json!(80)),
+        "{b}"
+    );
+    assert_eq!(b["reasons"], json!(["funded_recently", "velocity"]));
     adapter.stop();
 }

@@ -32,6 +32,7 @@ fn a_few_hundred_seeds_keep_every_promise() {
     assert!(total.duplicate_retries > 0 && total.altered_retries > 0);
     assert!(total.orders_completed > 1_000);
     assert!(total.redemptions > 100 && total.reversals > 10, "{total:?}");
+    assert!(total.orders_refused_by_limits > 0, "{total:?}");
 }
 
 #[test]

@@ -60,8 +60,19 @@ fn snapshots_of_formats_1_and_2_load_as_the_state_their_history_rebuilds() {
     let v2 = decode_snapshot(&fixture("state-format-2.bin")).expect("format 2 decodes");
     let before_close = replayed(&records[..v1_records]);
     let all = replayed(&records);
-    assert_eq!(v1, before_close);
-    assert_eq!(v2, all);
+    // Formats 1 and 2 predate the sales, limits and risk sections (what each order earned,
+    // what each wallet spent lately, what the risk rules read): they load without them, and
+    // are otherwise exactly the replayed state.
+    let unsold = |s: &[ShardState]| -> Vec<ShardState> {
+        s.iter()
+            .cloned()
+            .map(|s| s.without_sales().without_limits().without_risk())
+            .collect()
+    };
+    assert!(v2.iter().all(|s| s.sales().is_empty()));
+    assert!(all.iter().any(|s| !s.sales().is_empty()));
+    assert_eq!(v1, unsold(&before_close));
+    assert_eq!(v2, unsold(&all));
     // The fixture exercises what it should: sold and issued cards, a redemption, closed periods.
     let r = giftcard_shard::verify::check(&all, 0);
     assert!(r.violations.is_empty(), "{:?}", r.violations);

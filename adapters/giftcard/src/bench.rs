@@ -68,9 +68,17 @@ pub struct BenchArgs {
     #[arg(long)]
     json: bool,
     /// Every pricing rule on (issue 14): the client has a price list (a brand discount and a
-    /// SKU tier), and every order pays in euros at a locked FX quote of its wallet.
+    /// SKU tier), the brand a margin floor, euro orders a fee, suppliers commission tiers,
+    /// every SKU three suppliers (two cheaper ones with a third of the codes each, sold first),
+    /// and every order pays in euros at a locked FX quote of its wallet.
     #[arg(long)]
     rules: bool,
+    /// Every limit on (issue 15), set so that none trips but all are evaluated: per-currency
+    /// velocity (orders and amount an hour), single-order maxima, daily caps per SKU and per
+    /// brand, and a KYC threshold the unverified wallets' daily totals are checked against;
+    /// and risk scoring with every rule (one holds for a wallet's orders after its 40th).
+    #[arg(long)]
+    risk: bool,
 }
 
 struct Tally {
@@ -93,6 +101,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
     };
     let mut cfg = EngineConfig::new(&dir, shards);
     cfg.checkpoint_after_records = u64::MAX;
+    if args.risk {
+        cfg.risk = std::sync::Arc::new(risk_policy());
+        cfg.scoring = std::sync::Arc::new(scoring());
+    }
     let engine = Engine::open(cfg.clone())?;
     let setup_started = Instant::now();
     let per_order = if args.scenario == Scenario::Bulk {
@@ -101,7 +113,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
         1
     };
     let ds = dataset(&args, per_order);
-    scenario::load(&engine, &ds).map_err(|e| anyhow::anyhow!("loading the data set: {e}"))?;
+    // Under --rules every SKU has three suppliers, each with a third of the same codes: the
+    // store holds as many codes as without, so the two runs compare like with like.
+    let mut own = ds.clone();
+    if args.rules && ds.kind == SkuKind::SupplierCode {
+        own.codes_per_sku = ds.codes_per_sku.div_ceil(3);
+        own.hot_codes_per_sku = ds.hot_codes_per_sku.div_ceil(3);
+    }
+    scenario::load(&engine, &own).map_err(|e| anyhow::anyhow!("loading the data set: {e}"))?;
     let codes = if args.scenario == Scenario::Redeem {
         redeem_setup(&engine, &args)?
     } else {
@@ -194,6 +213,69 @@ fn eur() -> giftcard_core::Currency {
     giftcard_core::Currency::parse("EUR").unwrap_or_else(|| unreachable!("EUR is in the table"))
 }
 
+/// `--risk`: limits in every currency the bench pays in, high enough that none trips.
+fn risk_policy() -> giftcard_core::limits::RiskPolicy {
+    use giftcard_core::limits::{LimitSet, RiskPolicy, Velocity};
+    let currencies: Vec<Currency> = ["EUR", "USD"]
+        .iter()
+        .filter_map(|c| Currency::parse(c))
+        .collect();
+    let max = giftcard_core::AMOUNT_MINOR_MAX;
+    RiskPolicy {
+        limits: LimitSet {
+            order_max: currencies.iter().map(|c| (*c, max)).collect(),
+            velocity: currencies
+                .iter()
+                .map(|c| Velocity {
+                    currency: *c,
+                    window_ms: 3_600_000,
+                    max_orders: Some(u32::MAX),
+                    max_amount_minor: Some(max),
+                })
+                .collect(),
+            sku_daily_cards: Some(u32::MAX),
+            brand_daily_cards: Some(u32::MAX),
+        },
+        kyc_threshold_minor: currencies.iter().map(|c| (*c, max)).collect(),
+    }
+}
+
+/// Risk scoring under `--risk`: every rule evaluated on every order. Only velocity holds, for a
+/// wallet's orders after its 40th in the hour (in `uniform`, about the last fifth of them), so
+/// those journal a score; none is refused.
+fn scoring() -> giftcard_core::risk::Scoring {
+    use giftcard_core::risk::{RiskRule, Scoring, WeightedRule};
+    let usd = Currency::parse("USD").unwrap_or_else(|| unreachable!());
+    let w = |rule, weight| WeightedRule { rule, weight };
+    Scoring {
+        rules: vec![
+            w(
+                RiskRule::Velocity {
+                    window_ms: 3_600_000,
+                    orders: 40,
+                },
+                10,
+            ),
+            w(RiskRule::FundedRecently { age_ms: 1 }, 10),
+            w(
+                RiskRule::AmountOverHistory {
+                    percent: 1_000_000,
+                    min_orders: 1,
+                },
+                10,
+            ),
+            w(
+                RiskRule::NewRecipient {
+                    currency: usd,
+                    min_amount_minor: giftcard_core::AMOUNT_MINOR_MAX,
+                },
+                10,
+            ),
+        ],
+        reject_above: None,
+    }
+}
+
 /// The quote id each wallet's orders name under `--rules`.
 fn quote_id(wallet: u32) -> RequestId {
     RequestId::new(&format!("q-{wallet}"))
@@ -254,6 +336,98 @@ fn rules_setup(engine: &Engine, ds: &DataSet) -> Result<()> {
         },
     });
     scenario::submit_all(engine, quotes, 4096).map_err(fail("quotes"))?;
+    let mut floors = giftcard_core::floors::MarginFloors::default();
+    floors.by_brand.insert(
+        scenario::sku(0, ds.kind, ds.face_minor).brand,
+        rust_decimal::Decimal::new(1, 2),
+    );
+    engine
+        .call(Command::SetMarginFloors(floors))
+        .map_err(fail("margin floors"))?;
+    let mut fees = giftcard_core::fees::FeeSchedule::default();
+    fees.by_currency.insert(
+        eur(),
+        giftcard_core::fees::Fees {
+            order_minor: 30,
+            ..Default::default()
+        },
+    );
+    engine.call(Command::SetFees(fees)).map_err(fail("fees"))?;
+    if ds.kind == giftcard_core::SkuKind::SupplierCode {
+        three_suppliers(engine, ds)?;
+    }
+    Ok(())
+}
+
+/// Two more suppliers behind every SKU, cheaper than its own, each with a third of its codes
+/// (the SKU's own supplier has the last third): the cheapest is sold first, so orders fail over
+/// between pools as they run dry. And commission tiers for all three (booked at a settlement
+/// close, never per order).
+fn three_suppliers(engine: &Engine, ds: &DataSet) -> Result<()> {
+    use giftcard_core::sourcing::{Offer, Sourcing};
+    let fail = |what: &'static str| move |e: EngineError| anyhow::anyhow!("{what}: {e}");
+    let offers = [("bench-b", 16), ("bench-c", 17)];
+    let mut tiers = giftcard_core::commissions::CommissionTiers::default();
+    tiers.by_currency.insert(
+        scenario::usd(),
+        vec![
+            giftcard_core::commissions::Tier {
+                from_minor: 0,
+                rate: rust_decimal::Decimal::new(1, 2),
+            },
+            giftcard_core::commissions::Tier {
+                from_minor: 100_000_000,
+                rate: rust_decimal::Decimal::new(2, 2),
+            },
+        ],
+    );
+    let own = (0..ds.skus.min(10)).map(|i| scenario::sku(i, ds.kind, ds.face_minor).supplier);
+    for supplier in offers.iter().map(|(s, _)| SupplierId::new(s)).chain(own) {
+        engine
+            .call(Command::SetCommissionTiers {
+                supplier,
+                tiers: tiers.clone(),
+            })
+            .map_err(fail("commission tiers"))?;
+    }
+    for i in 0..ds.skus {
+        let sourcing = Sourcing {
+            offers: offers
+                .iter()
+                .map(|(s, d)| Offer {
+                    supplier: SupplierId::new(s),
+                    wholesale_discount: rust_decimal::Decimal::new(*d, 2),
+                    priority: 0,
+                })
+                .collect(),
+            ..Default::default()
+        };
+        engine
+            .call(Command::SetSourcing {
+                sku: scenario::sku_id(i),
+                sourcing,
+            })
+            .map_err(fail("sourcing"))?;
+        let third = if i < ds.hot_skus {
+            ds.hot_codes_per_sku
+        } else {
+            ds.codes_per_sku
+        }
+        .div_ceil(3);
+        for (s, _) in offers {
+            let mut start = 0;
+            while start < third {
+                let end = (start + 5_000).min(third);
+                let codes: Vec<String> = (start..end)
+                    .map(|c| format!("{s}-{}{i:05}-{c:09}", ds.code_prefix))
+                    .collect();
+                engine
+                    .upload(scenario::sku_id(i), Some(SupplierId::new(s)), &codes)
+                    .map_err(fail("offer codes"))?;
+                start = end;
+            }
+        }
+    }
     Ok(())
 }
 
@@ -439,7 +613,9 @@ fn record(t: &Tally, intended: Instant, r: giftcard_shard::Reply) {
             t.completed.fetch_add(1, Ordering::Relaxed);
         }
         Ok(Outcome::Order { .. }) => drop(t.rejected.fetch_add(1, Ordering::Relaxed)),
-        Ok(Outcome::Applied(evs)) if evs.iter().any(|e| matches!(e, Event::Redeemed { .. })) => {
+        Ok(Outcome::Moved { events, .. })
+            if events.iter().any(|e| matches!(e, Event::Redeemed { .. })) =>
+        {
             t.completed.fetch_add(1, Ordering::Relaxed);
         }
         Ok(_) => drop(t.rejected.fetch_add(1, Ordering::Relaxed)),

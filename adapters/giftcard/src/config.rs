@@ -17,6 +17,158 @@ pub struct Config {
     pub engine: EngineSection,
     pub http: giftcard_http::HttpConfig,
     pub nats: NatsSection,
+    /// Absent from older files: no limits, no KYC threshold.
+    #[serde(default)]
+    pub risk: RiskSection,
+}
+
+/// `[risk]`: every wallet's default limits (an admin sets a wallet's own over the API) and the
+/// KYC thresholds. Checked by the engine in the same commit as each order's debit.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RiskSection {
+    /// The default limits, in the shape of `PUT /v1/wallets/{id}/limits`.
+    #[serde(default)]
+    pub limits: giftcard_http::wire::LimitsDto,
+    /// Per currency: an order, or a UTC day's total, above this needs a verified wallet.
+    #[serde(default)]
+    pub kyc_threshold: Vec<giftcard_http::wire::MoneyDto>,
+    /// Risk scoring: rules with weights, and the score above which an order is refused.
+    #[serde(default)]
+    pub scoring: ScoringSection,
+}
+
+/// `[risk.scoring]`: each rule that holds for an order adds its weight to the order's score.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScoringSection {
+    /// A score above this refuses the order (`422 risk_rejected`); absent: scores are recorded
+    /// and published only.
+    #[serde(default)]
+    pub reject_above: Option<u32>,
+    #[serde(default)]
+    pub rules: Vec<ScoringRule>,
+}
+
+/// One `[[risk.scoring.rules]]` entry: `rule` names it, `weight` is what it adds, the rest are
+/// its parameters.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "rule", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ScoringRule {
+    Velocity {
+        weight: u32,
+        window_ms: u64,
+        orders: u32,
+    },
+    FundedRecently {
+        weight: u32,
+        age_ms: u64,
+    },
+    AmountOverHistory {
+        weight: u32,
+        percent: u32,
+        min_orders: u32,
+    },
+    NewRecipient {
+        weight: u32,
+        min_amount: giftcard_http::wire::MoneyDto,
+    },
+}
+
+impl ScoringSection {
+    /// The engine's scoring, checked as the engine would.
+    pub fn scoring(&self) -> Result<giftcard_core::risk::Scoring> {
+        use giftcard_core::risk::{RiskRule, WeightedRule};
+        let mut rules = Vec::new();
+        for (i, r) in self.rules.iter().enumerate() {
+            let (weight, rule) = match r {
+                ScoringRule::Velocity {
+                    weight,
+                    window_ms,
+                    orders,
+                } => (
+                    *weight,
+                    RiskRule::Velocity {
+                        window_ms: *window_ms,
+                        orders: *orders,
+                    },
+                ),
+                ScoringRule::FundedRecently { weight, age_ms } => {
+                    (*weight, RiskRule::FundedRecently { age_ms: *age_ms })
+                }
+                ScoringRule::AmountOverHistory {
+                    weight,
+                    percent,
+                    min_orders,
+                } => (
+                    *weight,
+                    RiskRule::AmountOverHistory {
+                        percent: *percent,
+                        min_orders: *min_orders,
+                    },
+                ),
+                ScoringRule::NewRecipient { weight, min_amount } => {
+                    let field = format!("risk.scoring.rules[{i}].min_amount");
+                    let m = giftcard_http::input::money(&field, min_amount).map_err(|e| {
+                        anyhow::anyhow!("{}: {e}", e.problem().field.unwrap_or_default())
+                    })?;
+                    (
+                        *weight,
+                        RiskRule::NewRecipient {
+                            currency: m.currency(),
+                            min_amount_minor: m.minor(),
+                        },
+                    )
+                }
+            };
+            let one = giftcard_core::risk::Scoring {
+                rules: vec![WeightedRule {
+                    rule: rule.clone(),
+                    weight,
+                }],
+                reject_above: None,
+            };
+            if !one.is_valid() {
+                bail!(
+                    "risk.scoring.rules[{i}]: weights are 0 to 1000, windows 1 ms to a day, \
+                     counts, percentages and amounts above zero"
+                );
+            }
+            rules.push(WeightedRule { rule, weight });
+        }
+        let scoring = giftcard_core::risk::Scoring {
+            rules,
+            reject_above: self.reject_above,
+        };
+        if !scoring.is_valid() {
+            bail!(
+                "risk.scoring: at most {} rules",
+                giftcard_core::risk::RULES_MAX
+            );
+        }
+        Ok(scoring)
+    }
+}
+
+impl RiskSection {
+    /// The engine's policy, every amount and currency checked as the API checks them.
+    pub fn policy(&self) -> Result<giftcard_core::limits::RiskPolicy> {
+        let limits = giftcard_http::input::limits("risk.limits", &self.limits)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", e.problem().field.unwrap_or_default()))?;
+        let mut kyc = Vec::new();
+        for (i, m) in self.kyc_threshold.iter().enumerate() {
+            let m = giftcard_http::input::money(&format!("risk.kyc_threshold[{i}]"), m)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", e.problem().field.unwrap_or_default()))?;
+            if kyc.iter().any(|(c, _)| *c == m.currency()) {
+                bail!("risk.kyc_threshold names {} twice", m.currency());
+            }
+            kyc.push((m.currency(), m.minor()));
+        }
+        Ok(giftcard_core::limits::RiskPolicy {
+            limits,
+            kyc_threshold_minor: kyc,
+        })
+    }
 }
 
 /// `[engine]`
@@ -145,7 +297,10 @@ fn setting_value(
 fn is_list(section: &str, key: &str) -> bool {
     matches!(
         (section, key),
-        ("http", "api_keys") | ("http", "gateways") | ("nats", "order_signers")
+        ("http", "api_keys")
+            | ("http", "gateways")
+            | ("nats", "order_signers")
+            | ("risk", "kyc_threshold")
     )
 }
 
@@ -208,6 +363,8 @@ impl Config {
         // The queue adapter publishes events from the journal: checkpoints must keep what it
         // has not published yet.
         c.outbox = self.nats.enabled;
+        c.risk = std::sync::Arc::new(self.risk.policy()?);
+        c.scoring = std::sync::Arc::new(self.risk.scoring.scoring()?);
         Ok(c)
     }
 }

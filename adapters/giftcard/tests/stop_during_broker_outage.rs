@@ -61,7 +61,7 @@ fn sigterm_during_a_broker_outage_exits_promptly_and_keeps_everything() {
     created(c.post(
         "/v1/wallets",
         CHECKOUT,
-        &json!({"wallet_id": "w-1", "kyc_verified": true}),
+        &json!({"wallet_id": "w-1", "kyc_verified": false}),
     ));
     created(c.post(
         "/v1/wallets/w-1/deposits",

@@ -31,6 +31,10 @@ pub struct Problem {
     /// would tell a supplier which codes exist). All of them: the upload was applied before.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duplicates: Option<usize>,
+    /// Which limit a `limit_exceeded` refusal tripped: `order_max`, `velocity_orders`,
+    /// `velocity_amount`, `sku_daily_cards` or `brand_daily_cards`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<String>,
     /// Correlates a 5xx answer with the server log.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<String>,
@@ -169,6 +173,10 @@ impl ApiError {
             field,
             order_id,
             duplicates,
+            limit: match self {
+                ApiError::Rejected(r, _) => r.limit().map(str::to_owned),
+                _ => None,
+            },
             correlation_id,
         }
     }

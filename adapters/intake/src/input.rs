@@ -327,6 +327,111 @@ pub fn is_json_media_type(content_type: &str) -> bool {
     }
 }
 
+/// A wallet's limits from the wire (also the shape of the configured defaults). Amounts are
+/// 1 to `AMOUNT_MINOR_MAX` minor units, windows 1 ms to a day, counts at least 1, and one order
+/// maximum per currency.
+pub fn limits(
+    field: &str,
+    dto: &crate::wire::LimitsDto,
+) -> Result<giftcard_core::limits::LimitSet, ApiError> {
+    use giftcard_core::limits::{LimitSet, Velocity, RECENT_KEPT_MS, VELOCITY_LIMITS_MAX};
+    let at = |f: String| {
+        if field.is_empty() {
+            f
+        } else {
+            format!("{field}.{f}")
+        }
+    };
+    if dto.order_max.len() > 200 {
+        return Err(ApiError::invalid(
+            "too_many",
+            at("order_max".into()),
+            "at most 200 currencies",
+        ));
+    }
+    let mut order_max = Vec::with_capacity(dto.order_max.len());
+    for (i, m) in dto.order_max.iter().enumerate() {
+        let m = money(&at(format!("order_max[{i}]")), m)?;
+        order_max.push((m.currency(), m.minor()));
+    }
+    order_max.sort_by_key(|(c, _)| *c);
+    if order_max.windows(2).any(|w| w[0].0 == w[1].0) {
+        return Err(ApiError::invalid(
+            "invalid_field",
+            at("order_max".into()),
+            "a currency named twice",
+        ));
+    }
+    if dto.velocity.len() > VELOCITY_LIMITS_MAX {
+        return Err(ApiError::invalid(
+            "too_many",
+            at("velocity".into()),
+            format!("at most {VELOCITY_LIMITS_MAX} velocity limits"),
+        ));
+    }
+    let mut velocity = Vec::with_capacity(dto.velocity.len());
+    for (i, v) in dto.velocity.iter().enumerate() {
+        let f = |name: &str| at(format!("velocity[{i}].{name}"));
+        let ccy = currency(&f("currency"), &v.currency)?;
+        if !(1..=RECENT_KEPT_MS).contains(&v.window_ms) {
+            return Err(ApiError::invalid(
+                "invalid_field",
+                f("window_ms"),
+                format!("must be 1 to {RECENT_KEPT_MS} ms (a day)"),
+            ));
+        }
+        if v.max_orders.is_none() && v.max_amount_minor.is_none() {
+            return Err(ApiError::invalid(
+                "missing_field",
+                f("max_orders"),
+                "a velocity limit needs max_orders, max_amount_minor or both",
+            ));
+        }
+        if v.max_orders == Some(0) {
+            return Err(ApiError::invalid(
+                "invalid_field",
+                f("max_orders"),
+                "must be at least 1",
+            ));
+        }
+        if v.max_amount_minor
+            .is_some_and(|m| !(1..=AMOUNT_MINOR_MAX).contains(&m))
+        {
+            return Err(ApiError::invalid(
+                "invalid_amount",
+                f("max_amount_minor"),
+                format!("must be an integer from 1 to {AMOUNT_MINOR_MAX} minor units"),
+            ));
+        }
+        velocity.push(Velocity {
+            currency: ccy,
+            window_ms: v.window_ms,
+            max_orders: v.max_orders,
+            max_amount_minor: v.max_amount_minor,
+        });
+    }
+    for (name, cap) in [
+        ("sku_daily_cards", dto.sku_daily_cards),
+        ("brand_daily_cards", dto.brand_daily_cards),
+    ] {
+        if cap == Some(0) {
+            return Err(ApiError::invalid(
+                "invalid_field",
+                at(name.into()),
+                "must be at least 1 (leave it out for no cap)",
+            ));
+        }
+    }
+    let set = LimitSet {
+        order_max,
+        velocity,
+        sku_daily_cards: dto.sku_daily_cards,
+        brand_daily_cards: dto.brand_daily_cards,
+    };
+    debug_assert!(set.is_valid());
+    Ok(set)
+}
+
 #[cfg(test)]
 mod tests {
 

@@ -91,9 +91,16 @@ pub fn order_request(
         &o.pay_currency,
         &o.delivery,
     );
-    let fingerprint = match &o.fx_quote_id {
-        None => input::fingerprint(&parts),
-        Some(q) => input::fingerprint(&(parts, q)),
+    // Likewise the fulfilment, only when it is not the default.
+    let fulfilment = match o.fulfilment {
+        Some(FulfilmentDto::FillAvailable) => Fulfilment::FillAvailable,
+        _ => Fulfilment::AllOrNothing,
+    };
+    let fill = (fulfilment == Fulfilment::FillAvailable).then_some("fill_available");
+    let fingerprint = match (&o.fx_quote_id, fill) {
+        (None, None) => input::fingerprint(&parts),
+        (Some(q), None) => input::fingerprint(&(parts, q)),
+        (q, Some(f)) => input::fingerprint(&(parts, q, f)),
     };
     Ok(OrderRequest {
         key: OrderKey {
@@ -110,6 +117,8 @@ pub fn order_request(
         recipient: o.delivery.recipient.clone(),
         fingerprint,
         fresh_codes: Vec::new(),
+        fulfilment,
+        stock_final: false,
     })
 }
 
@@ -201,9 +210,32 @@ pub enum OrderAnswer {
         /// The sold cards of a fresh completion (empty for a replay: read them if needed).
         sold: Vec<Card>,
         replayed: bool,
+        /// What the order earned, line by line.
+        sale: Option<std::sync::Arc<giftcard_core::sales::Sale>>,
+        /// The wallet's balances right after the order (a replay: as they are now).
+        balances: Balances,
     },
     /// A recorded rejection (replayed or not): a final answer for the order.
-    Rejected { reason: Rejection, replayed: bool },
+    Rejected {
+        reason: Rejection,
+        replayed: bool,
+        balances: Balances,
+    },
+}
+
+/// A wallet's balances per currency, as the engine answered them.
+pub type Balances = Vec<(giftcard_core::Currency, giftcard_core::state::Balance)>;
+
+/// The wire form of a wallet's balances.
+pub fn balance_views(balances: &Balances) -> Vec<BalanceView> {
+    balances
+        .iter()
+        .map(|(ccy, b)| BalanceView {
+            currency: ccy.code().to_owned(),
+            available: MoneyView::of(Money::new(b.available_minor, *ccy)),
+            held: MoneyView::of(Money::new(b.held_minor, *ccy)),
+        })
+        .collect()
 }
 
 impl OrderAnswer {
@@ -220,18 +252,27 @@ impl OrderAnswer {
                     },
                 replayed,
                 cards: sold,
+                sale,
+                balances,
             } => Ok(OrderAnswer::Completed {
                 charged,
                 first_card,
                 cards,
                 sold,
                 replayed,
+                sale,
+                balances,
             }),
             Outcome::Order {
                 outcome: OrderOutcome::Rejected(reason),
                 replayed,
+                balances,
                 ..
-            } => Ok(OrderAnswer::Rejected { reason, replayed }),
+            } => Ok(OrderAnswer::Rejected {
+                reason,
+                replayed,
+                balances,
+            }),
             other => Err(EngineError::Internal(format!(
                 "an order answered {other:?}"
             ))),
@@ -293,4 +334,86 @@ pub fn delivery_report_view(card: CardId, events: &[Event]) -> DeliveryReportVie
         delivery: delivery.into(),
         attempt,
     }
+}
+
+/// The wire form of what a completed order earned: per line and card, and in total.
+pub fn economics(sale: &giftcard_core::sales::Sale) -> crate::wire::OrderEconomics {
+    use crate::wire::{LineEconomics, MoneyView, OrderEconomics};
+    use std::collections::BTreeMap;
+    let pay = sale.charged.currency();
+    let mut totals: BTreeMap<giftcard_core::Currency, (i64, i64, i64)> = BTreeMap::new();
+    let mut fx = 0i64;
+    let lines = sale
+        .lines
+        .iter()
+        .map(|l| {
+            let q = i64::from(l.quantity);
+            let t = totals.entry(l.unit_price.currency()).or_default();
+            t.0 += l.unit_price.minor() * q;
+            t.1 += l.unit_cost.minor() * q;
+            t.2 += l.unit_margin() * q;
+            fx += l.fx.minor();
+            LineEconomics {
+                sku_id: l.sku.as_str().to_owned(),
+                quantity: l.quantity,
+                unit_price: MoneyView::of(l.unit_price),
+                unit_cost: MoneyView::of(l.unit_cost),
+                unit_margin: MoneyView::of(Money::new(l.unit_margin(), l.unit_price.currency())),
+                charged: MoneyView::of(l.charged),
+                fx_spread: MoneyView::of(l.fx),
+            }
+        })
+        .collect();
+    let per = |f: fn(&(i64, i64, i64)) -> i64| {
+        totals
+            .iter()
+            .map(|(c, t)| MoneyView::of(Money::new(f(t), *c)))
+            .collect::<Vec<_>>()
+    };
+    OrderEconomics {
+        lines,
+        fees: fee_views(&sale.fees),
+        price: per(|t| t.0),
+        cost: per(|t| t.1),
+        margin: per(|t| t.2),
+        fx_spread: MoneyView::of(Money::new(fx, pay)),
+        fees_total: MoneyView::of(Money::new(
+            sale.fees.iter().map(|(_, m)| m.minor()).sum(),
+            pay,
+        )),
+    }
+}
+
+/// Per line of the request, the cards asked for and sold, from what the order earned.
+pub fn items_filled(sale: &giftcard_core::sales::Sale) -> Vec<crate::wire::ItemFilled> {
+    use crate::wire::ItemFilled;
+    if sale.filled_in_part.is_empty() {
+        return sale
+            .lines
+            .iter()
+            .map(|l| ItemFilled {
+                sku_id: l.sku.as_str().to_owned(),
+                requested: l.quantity,
+                filled: l.quantity,
+            })
+            .collect();
+    }
+    sale.filled_in_part
+        .iter()
+        .map(|(sku, asked, got)| ItemFilled {
+            sku_id: sku.as_str().to_owned(),
+            requested: *asked,
+            filled: *got,
+        })
+        .collect()
+}
+
+/// The wire form of an order's fees.
+pub fn fee_views(fees: &[(giftcard_core::fees::FeeKind, Money)]) -> Vec<crate::wire::FeeView> {
+    fees.iter()
+        .map(|(k, m)| crate::wire::FeeView {
+            kind: k.code().to_owned(),
+            amount: crate::wire::MoneyView::of(*m),
+        })
+        .collect()
 }

@@ -58,11 +58,70 @@ pub struct CreateWallet {
     pub kyc_verified: bool,
 }
 
-/// Admin change of a wallet.
+/// Admin change of a wallet: freeze or unfreeze it, verify or unverify its KYC (journaled with
+/// the admin and the time). At least one of the two.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateWallet {
-    pub frozen: bool,
+    #[serde(default)]
+    pub frozen: Option<bool>,
+    #[serde(default)]
+    pub kyc_verified: Option<bool>,
+}
+
+/// One velocity limit: in any sliding window of `window_ms`, orders paid in `currency` number
+/// at most `max_orders` and charge at most `max_amount_minor` together (at least one of them).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VelocityDto {
+    #[schema(schema_with = currency_schema)]
+    pub currency: String,
+    #[schema(minimum = 1, maximum = 86_400_000)]
+    pub window_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 4_294_967_295_u64)]
+    pub max_orders: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_i64)]
+    pub max_amount_minor: Option<i64>,
+}
+
+/// A wallet's limits. Every part is optional; what is absent does not limit.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsDto {
+    /// Per pay currency, the most one order may charge (one entry per currency).
+    #[serde(default)]
+    #[schema(max_items = 200)]
+    pub order_max: Vec<MoneyDto>,
+    #[serde(default)]
+    #[schema(max_items = 16)]
+    pub velocity: Vec<VelocityDto>,
+    /// Cards of any one SKU the wallet may buy per UTC day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 4_294_967_295_u64)]
+    pub sku_daily_cards: Option<u32>,
+    /// Cards of any one brand the wallet may buy per UTC day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 4_294_967_295_u64)]
+    pub brand_daily_cards: Option<u32>,
+}
+
+/// The limits the engine applies to a wallet, and its KYC standing.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct WalletLimitsView {
+    pub wallet_id: String,
+    /// `wallet`: the wallet's own limits; `defaults`: the engine's configured defaults.
+    pub source: String,
+    pub limits: LimitsDto,
+    pub kyc_verified: bool,
+    /// The admin who last verified or unverified the wallet, and when (absent: as created).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kyc_changed_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kyc_changed_at_ms: Option<u64>,
+    /// Per currency: an order, or a UTC day's total, above this needs a verified wallet.
+    pub kyc_threshold: Vec<MoneyView>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
@@ -136,13 +195,15 @@ pub struct DepositView {
     pub wallet_id: String,
     pub amount: MoneyView,
     pub reference: String,
+    /// The wallet's balances right after the deposit (a replay: as they are now).
+    pub balances: Vec<BalanceView>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct TxView {
     pub seq: u64,
     pub at_ms: u64,
-    /// deposit, purchase, hold, hold_released
+    /// deposit, purchase, hold, hold_released, fee
     pub kind: String,
     /// Change of the available balance (negative for purchases and holds).
     pub amount: MoneyView,
@@ -324,6 +385,15 @@ pub enum ChannelDto {
     None,
 }
 
+/// What an order does when stock is short: `all_or_nothing` (the default) refuses it
+/// `out_of_stock`; `fill_available` sells what there is of each line and charges only that.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FulfilmentDto {
+    AllOrNothing,
+    FillAvailable,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveryDto {
@@ -370,6 +440,10 @@ pub struct OrderRequestDto {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)]
     pub fx_quote_id: Option<String>,
+    /// `fill_available` lets a bulk order sell what there is when stock is short; the answer
+    /// says per line what was filled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fulfilment: Option<FulfilmentDto>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
@@ -387,10 +461,64 @@ pub struct OrderView {
     /// completed or rejected
     pub status: String,
     pub wallet_id: String,
+    /// Everything taken from the wallet: the cards (converted when paid in another currency)
+    /// and the fees.
     pub charged: Option<MoneyView>,
     /// The rejection code of a rejected order.
     pub reason: Option<String>,
     pub cards: Vec<IssuedCard>,
+    /// What a completed order earned; absent for rejections (and orders from before it was
+    /// recorded).
+    pub economics: Option<OrderEconomics>,
+    /// Per line of the request, the cards asked for and the cards sold (fewer only for a
+    /// `fill_available` order that found too little stock); empty for rejections.
+    pub items: Vec<ItemFilled>,
+    /// In the answer to placing the order: the wallet's balances right after it (a replay:
+    /// as they are when it is answered), so a fraud engine needs no second read. Absent when
+    /// the order is read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balances: Option<Vec<BalanceView>>,
+}
+
+/// One line of an order: asked for and sold.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ItemFilled {
+    pub sku_id: String,
+    pub requested: u32,
+    pub filled: u32,
+}
+
+/// What one line of a completed order earned. Per-card amounts are in the SKU's currency,
+/// the line's charge and FX spread in the pay currency.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct LineEconomics {
+    pub sku_id: String,
+    pub quantity: u32,
+    pub unit_price: MoneyView,
+    pub unit_cost: MoneyView,
+    pub unit_margin: MoneyView,
+    pub charged: MoneyView,
+    pub fx_spread: MoneyView,
+}
+
+/// A fee charged with an order: `order`, or `delivery_email` / `delivery_sms` / `delivery_webhook`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct FeeView {
+    pub kind: String,
+    pub amount: MoneyView,
+}
+
+/// An order's price, cost, margin, FX spread and fees, per line and in total. Price, cost and
+/// margin totals are per SKU currency; the FX spread and fees are in the pay currency.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct OrderEconomics {
+    pub lines: Vec<LineEconomics>,
+    pub fees: Vec<FeeView>,
+    pub price: Vec<MoneyView>,
+    pub cost: Vec<MoneyView>,
+    pub margin: Vec<MoneyView>,
+    pub fx_spread: MoneyView,
+    pub fees_total: MoneyView,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
@@ -421,13 +549,47 @@ pub struct BatchView {
 pub struct CardView {
     pub card_id: String,
     pub sku_id: String,
-    /// active, redeemed, voided, expired
+    /// active, redeemed, voided, expired, frozen
     pub status: String,
     pub face_value: MoneyView,
     /// Remaining stored value (issued cards only).
     pub balance: Option<MoneyView>,
     /// All but the last four characters hidden.
     pub masked_code: String,
+}
+
+/// An order's risk score.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct RiskView {
+    pub client_id: String,
+    pub order_id: String,
+    /// The sum of the weights of the rules that held.
+    pub score: u32,
+    /// The rules that held: velocity, funded_recently, amount_over_history, new_recipient.
+    pub reasons: Vec<String>,
+    pub scored_at_ms: u64,
+}
+
+impl RiskView {
+    pub fn of(client: &str, order: &str, s: &giftcard_core::risk::RiskScore) -> RiskView {
+        RiskView {
+            client_id: client.to_owned(),
+            order_id: order.to_owned(),
+            score: s.score,
+            reasons: s.reasons.iter().map(|r| r.code().to_owned()).collect(),
+            scored_at_ms: s.at.0,
+        }
+    }
+}
+
+/// A card's delivery sent again (or found still in flight).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ResendView {
+    pub card_id: String,
+    /// The delivery round in flight: 0 for the order's own delivery, n after the n-th resend.
+    pub round: u8,
+    /// False when the card's delivery was still in flight, so nothing was sent again.
+    pub resent: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
@@ -448,6 +610,10 @@ pub struct RedemptionView {
     pub amount: MoneyView,
     /// redeemed or reversed
     pub status: String,
+    /// The card's remaining stored value right after (a replay: as it is now).
+    pub card_balance: MoneyView,
+    /// The card's status right after: active, redeemed, frozen, ...
+    pub card_status: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
@@ -505,7 +671,7 @@ pub struct PricingRuleDto {
     pub percent: Option<String>,
     /// For `fixed`: the price, minor units.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(minimum = 1, maximum = 1000000000000i64)]
+    #[schema(minimum = 1, maximum = 1000000000000_u64)]
     pub amount_minor: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_ms: Option<u64>,
@@ -531,9 +697,13 @@ pub struct PriceEntryDto {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)]
     pub sku_id: Option<String>,
-    /// Every SKU of this brand (give this or `sku_id`).
+    /// Every SKU of this brand (give this or `sku_id`); any brand a SKU may have.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$",
+        min_length = 1,
+        max_length = 256
+    )]
     pub brand: Option<String>,
     /// The tier: the cards an order line must buy for the discount; 1 when absent.
     #[serde(default)]
@@ -551,6 +721,38 @@ pub struct PriceEntryDto {
 pub struct PriceListDto {
     #[schema(max_items = 100)]
     pub entries: Vec<PriceEntryDto>,
+}
+
+/// One margin floor: the least a SKU's (or a brand's) cards earn over their cost, as a fraction
+/// of face value.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MarginFloorDto {
+    /// The SKU (give this or `brand`); a SKU's own floor wins over its brand's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)]
+    pub sku_id: Option<String>,
+    /// Every SKU of this brand (give this or `sku_id`); any brand a SKU may have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$",
+        min_length = 1,
+        max_length = 256
+    )]
+    pub brand: Option<String>,
+    /// Of face value, decimal string in [0, 1): "0.02" keeps every sale at least 2% of face
+    /// above cost.
+    #[schema(pattern = r"^0(\.[0-9]{1,12})?$")]
+    pub min_margin: String,
+}
+
+/// Every margin floor. Replacing the table keeps price lists and rules set before; orders stop
+/// their discounts at the new floors.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MarginFloorsDto {
+    #[schema(max_items = 1000)]
+    pub floors: Vec<MarginFloorDto>,
 }
 
 /// A request to lock the FX rate at which a wallet pays for cards priced in another currency.
@@ -632,8 +834,123 @@ pub struct OrderRef {
 pub struct SupplierDueView {
     pub supplier_id: String,
     pub cards: u64,
+    /// What the codes sold cost, per currency: the volume of the commission tiers.
     pub owed: Vec<MoneyView>,
+    /// The supplier's commission by its tiers, per currency (zero without tiers).
+    pub commission: Vec<MoneyView>,
+    /// What is paid to the supplier: owed less commission.
+    pub payable: Vec<MoneyView>,
     pub orders: Vec<OrderRef>,
+}
+
+/// The fees of orders paid in one currency, in its minor units (0 or absent: none).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CurrencyFeesDto {
+    #[schema(pattern = "^[A-Z]{3}$")]
+    pub currency: String,
+    /// Charged on every order paid in the currency.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 100000000)]
+    pub order_minor: i64,
+    /// Charged on orders delivered by e-mail, SMS or webhook (expedited delivery).
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 100000000)]
+    pub email_minor: i64,
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 100000000)]
+    pub sms_minor: i64,
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 100000000)]
+    pub webhook_minor: i64,
+}
+
+/// One supplier of a SKU besides its own.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OfferDto {
+    #[schema(pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)]
+    pub supplier_id: String,
+    /// Its discount off face, decimal string in [0, 1): its cost is face × (1 − discount).
+    #[schema(pattern = r"^0(\.[0-9]{1,12})?$")]
+    pub wholesale_discount: String,
+    /// Lower goes first under `priority` routing (and breaks ties under `lowest_cost`).
+    #[serde(default)]
+    pub priority: u32,
+}
+
+/// A SKU's suppliers beyond its own, and how an order picks among them all: `lowest_cost`
+/// (default) or `priority`. Each supplier uploads to its own pool; an empty list removes them.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SourcingDto {
+    #[serde(default)]
+    #[schema(pattern = "^(lowest_cost|priority)$")]
+    pub routing: Option<String>,
+    /// The SKU's own supplier's priority (default 0).
+    #[serde(default)]
+    pub primary_priority: u32,
+    #[schema(max_items = 10)]
+    pub offers: Vec<OfferDto>,
+}
+
+/// The fee schedule: per pay currency.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FeeScheduleDto {
+    #[schema(max_items = 200)]
+    pub currencies: Vec<CurrencyFeesDto>,
+}
+
+/// One commission tier: `rate` on the part of a period's volume from `from_minor` to the next
+/// tier's start.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CommissionTierDto {
+    #[schema(pattern = "^[A-Z]{3}$")]
+    pub currency: String,
+    #[schema(minimum = 0, maximum = 1000000000000_u64)]
+    pub from_minor: i64,
+    /// Decimal string in [0, 1): "0.01".
+    #[schema(pattern = r"^0(\.[0-9]{1,12})?$")]
+    pub rate: String,
+}
+
+/// A supplier's commission tiers. Per currency, the first starts at 0 and each starts above the
+/// one before; an empty list removes them.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CommissionTiersDto {
+    #[schema(max_items = 100)]
+    pub tiers: Vec<CommissionTierDto>,
+}
+
+/// One row of the revenue report, in one currency.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct RevenueRowView {
+    /// The group (a SKU, brand, supplier, currency, client or `YYYY-MM-DD` day); null for what
+    /// the grouping cannot split (order fees by SKU, brand or supplier; commissions by SKU,
+    /// brand or client).
+    pub group: Option<String>,
+    pub currency: String,
+    pub cards: u64,
+    pub sales_minor: i64,
+    pub cost_minor: i64,
+    pub margin_minor: i64,
+    pub fx_minor: i64,
+    pub fees_minor: i64,
+    pub commission_minor: i64,
+}
+
+/// Revenue over `[from_ms, to_ms)`: its rows, and the totals per currency (equal to what the
+/// ledger's revenue accounts took over the window).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct RevenueView {
+    pub from_ms: u64,
+    pub to_ms: u64,
+    pub group_by: String,
+    pub rows: Vec<RevenueRowView>,
+    pub totals: Vec<RevenueRowView>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
@@ -757,4 +1074,29 @@ pub fn currency_schema() -> utoipa::openapi::Object {
         .description(Some("ISO 4217 currency code"))
         .enum_values(Some(currency_codes()))
         .build()
+}
+
+impl LimitsDto {
+    /// Wire form of a limit set.
+    pub fn of(l: &giftcard_core::limits::LimitSet) -> LimitsDto {
+        LimitsDto {
+            order_max: l
+                .order_max
+                .iter()
+                .map(|(c, m)| MoneyDto::of(giftcard_core::Money::new(*m, *c)))
+                .collect(),
+            velocity: l
+                .velocity
+                .iter()
+                .map(|v| VelocityDto {
+                    currency: v.currency.code().to_owned(),
+                    window_ms: v.window_ms,
+                    max_orders: v.max_orders,
+                    max_amount_minor: v.max_amount_minor,
+                })
+                .collect(),
+            sku_daily_cards: l.sku_daily_cards,
+            brand_daily_cards: l.brand_daily_cards,
+        }
+    }
 }

@@ -305,6 +305,8 @@ async fn decide(
                 card_count: 0,
                 replayed: false,
                 problem: Some(problem_of(&e)),
+                economics: None,
+                balances: None,
             },
             format!("invalid-{seq}"),
             true,
@@ -360,6 +362,8 @@ async fn decide(
         card_count: 0,
         replayed: false,
         problem: None,
+        economics: None,
+        balances: None,
     };
     match giftcard_intake::orders::place(engine, req).await {
         Ok(answer) => {
@@ -369,14 +373,21 @@ async fn decide(
                     charged,
                     first_card,
                     cards,
+                    sale,
+                    balances,
                     ..
                 } => {
+                    result.balances = Some(giftcard_intake::orders::balance_views(&balances));
                     result.status = "completed".into();
+                    result.economics = sale.as_deref().map(giftcard_intake::orders::economics);
                     result.charged = Some(MoneyView::of(charged));
                     result.first_card_id = Some(first_card.0.to_string());
                     result.card_count = cards;
                 }
-                OrderAnswer::Rejected { reason, .. } => {
+                OrderAnswer::Rejected {
+                    reason, balances, ..
+                } => {
+                    result.balances = Some(giftcard_intake::orders::balance_views(&balances));
                     result.reason = Some(reason.code().to_owned())
                 }
             }

@@ -6,6 +6,8 @@
 //! has not published), and publishing resumes where it stopped. After a crash a few frames may
 //! go out again; the stream's duplicate window drops them because their ids are the same.
 //!
+//! A card sent again on request starts a new round (`{card}-resend-{round}`, its retries
+//! `{card}-resend-{round}-retry-{attempt}`), with tokens of that round.
 //! Failed deliveries are re-sent after an exponential backoff (`{card}-retry-{attempt}`). The
 //! pending retries live in memory: a restart forgets them (the delivery service's next report,
 //! or an operator, picks the card up; given-up cards are listed by the admin API).
@@ -252,7 +254,31 @@ fn retry_message(
     sealer: &CodeSealer,
     r: Retry,
 ) -> Result<Option<OutMsg>, EngineError> {
-    let QueryAnswer::Card(card) = ask(engine, Query::Card { card: r.card })? else {
+    let attempt = r.failed_attempt.saturating_add(1);
+    let Some((round, channel, mut ev)) = pending_delivery(engine, sealer, r.card, attempt)? else {
+        return Ok(None);
+    };
+    ev.event_id = match round {
+        0 => format!("{}-retry-{}", r.card.0, r.failed_attempt),
+        n => format!("{}-resend-{n}-retry-{}", r.card.0, r.failed_attempt),
+    };
+    ev.shard = r.shard.0;
+    ev.lsn = r.lsn.0;
+    let id = engine.vault().message_id(&ev.event_id);
+    Ok(Some(out(format!("giftcard.delivery.{channel}"), &id, &ev)))
+}
+
+/// The delivery event of `attempt` in the card's current round, if its delivery is pending
+/// (not settled, not given up) and its order named a channel: (round, channel, event).
+fn pending_delivery(
+    engine: &Engine,
+    sealer: &CodeSealer,
+    card_id: CardId,
+    attempt: u8,
+) -> Result<Option<(u8, &'static str, DeliveryEvent)>, EngineError> {
+    let QueryAnswer::CardDelivery(card, round) =
+        ask(engine, Query::CardDelivery { card: card_id })?
+    else {
         return Ok(None);
     };
     if !matches!(card.delivery, Delivery::Pending { .. }) {
@@ -270,14 +296,36 @@ fn retry_message(
     let Some(channel) = channel_name(order.channel) else {
         return Ok(None);
     };
-    let mut ev = delivery_event(engine, sealer, r.card, &card, channel, &order.recipient)?;
-    ev.event_id = format!("{}-retry-{}", r.card.0, r.failed_attempt);
-    ev.shard = r.shard.0;
-    ev.lsn = r.lsn.0;
-    ev.attempt = r.failed_attempt.saturating_add(1);
-    ev.report_token = engine.vault().report_token(r.card.0, ev.attempt);
-    let id = engine.vault().message_id(&ev.event_id);
-    Ok(Some(out(format!("giftcard.delivery.{channel}"), &id, &ev)))
+    let mut ev = delivery_event(engine, sealer, card_id, &card, channel, &order.recipient)?;
+    ev.attempt = attempt;
+    ev.round = round;
+    ev.report_token = engine.vault().report_token(card_id.0, round, attempt);
+    Ok(Some((round, channel, ev)))
+}
+
+/// The first attempt of a resend's round, unless the card was sent again since (that round's
+/// own event goes out) or its delivery is no longer pending.
+fn resend_message(
+    engine: &Engine,
+    sealer: &CodeSealer,
+    (card, round): (CardId, u8),
+    (shard, lsn): (ShardId, Lsn),
+) -> Result<Option<OutMsg>, EngineError> {
+    let Some((now_round, channel, mut ev)) = pending_delivery(engine, sealer, card, 1)? else {
+        return Ok(None);
+    };
+    if now_round != round {
+        return Ok(None);
+    }
+    ev.event_id = format!("{}-resend-{round}", card.0);
+    ev.shard = shard.0;
+    ev.lsn = lsn.0;
+    // Ids are hashed with the rest of the frame's messages.
+    Ok(Some(out(
+        format!("giftcard.delivery.{channel}"),
+        &ev.event_id,
+        &ev,
+    )))
 }
 
 /// Turns frames into messages (in journal order) and the retries their reports ask for.
@@ -311,19 +359,37 @@ fn build(
                     ..
                 } => {
                     let ev = OrderRejectedEvent {
-                        event_id: format!("{}-{}", shard.0, lsn.0),
-                        shard: shard.0,
-                        lsn: lsn.0,
-                        client: key.client.as_str().to_owned(),
-                        order_id: key.order_id.as_str().to_owned(),
-                        // As the client named it (its namespace is the event's client).
-                        wallet_id: wallet.named_by(&key.client).to_owned(),
+                        head: order_head((*shard, *lsn), key, wallet),
                         reason: reason.code().to_owned(),
                     };
-                    msgs.push(out("giftcard.order.rejected".into(), &ev.event_id, &ev));
+                    msgs.push(out(
+                        "giftcard.order.rejected".into(),
+                        &ev.head.event_id,
+                        &ev,
+                    ));
                 }
                 Event::SettlementClosed { period_id, dues } => {
                     settlement(engine, *shard, *lsn, period_id, dues, &mut msgs)
+                }
+                Event::RiskScored { key, wallet, score } => {
+                    let ev = OrderRiskEvent {
+                        head: order_head((*shard, *lsn), key, wallet),
+                        score: score.score,
+                        reasons: score.reasons.iter().map(|r| r.code().to_owned()).collect(),
+                        scored_at_ms: score.at.0,
+                    };
+                    msgs.push(out(
+                        "giftcard.order.risk_scored".into(),
+                        &ev.head.event_id,
+                        &ev,
+                    ));
+                }
+                Event::DeliveryResent { card, round, .. } => {
+                    if let Some(m) =
+                        resend_message(engine, sealer, (*card, *round), (*shard, *lsn))?
+                    {
+                        msgs.push(m);
+                    }
                 }
                 Event::DeliveryReported {
                     card,
@@ -352,6 +418,19 @@ fn build(
     Ok((msgs, retries))
 }
 
+/// The head of an event about one order journaled at (shard, lsn).
+fn order_head((shard, lsn): (ShardId, Lsn), key: &OrderKey, wallet: &WalletId) -> OrderEventHead {
+    OrderEventHead {
+        event_id: format!("{}-{}", shard.0, lsn.0),
+        shard: shard.0,
+        lsn: lsn.0,
+        client: key.client.as_str().to_owned(),
+        order_id: key.order_id.as_str().to_owned(),
+        // As the client named it (its namespace is the event's client).
+        wallet_id: wallet.named_by(&key.client).to_owned(),
+    }
+}
+
 fn completed(
     engine: &Engine,
     sealer: &CodeSealer,
@@ -369,7 +448,8 @@ fn completed(
         client: o.key.client.as_str().to_owned(),
         order_id: o.key.order_id.as_str().to_owned(),
         wallet_id: o.wallet.named_by(&o.key.client).to_owned(),
-        charged: MoneyView::of(o.charged),
+        charged: MoneyView::of(o.total()),
+        fees: giftcard_intake::orders::fee_views(&o.fees),
         first_card_id: o.first_card.0.to_string(),
         card_count: count,
         lines: o
@@ -445,7 +525,8 @@ fn delivery_event(
         batch_index: 0,
         batch_count: 1,
         attempt: 1,
-        report_token: engine.vault().report_token(id.0, 1),
+        round: 0,
+        report_token: engine.vault().report_token(id.0, 0, 1),
     })
 }
 

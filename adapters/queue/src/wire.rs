@@ -24,6 +24,13 @@ pub struct OrderResult {
     /// An answer recorded earlier for the same order (a redelivery or a duplicate).
     pub replayed: bool,
     pub problem: Option<Problem>,
+    /// What a completed order earned: price, cost, margin, FX spread and fees.
+    #[serde(default)]
+    pub economics: Option<giftcard_intake::wire::OrderEconomics>,
+    /// The wallet's balances right after the order, completed or rejected (a replay: as they
+    /// are when it is answered); absent when the engine did not decide it.
+    #[serde(default)]
+    pub balances: Option<Vec<giftcard_intake::wire::BalanceView>>,
 }
 
 /// One priced line of a completed order.
@@ -46,7 +53,11 @@ pub struct OrderCompletedEvent {
     pub client: String,
     pub order_id: String,
     pub wallet_id: String,
+    /// Everything taken from the wallet: the lines and the fees.
     pub charged: MoneyView,
+    /// Fees charged with the order (per order, per delivery channel).
+    #[serde(default)]
+    pub fees: Vec<giftcard_intake::wire::FeeView>,
     pub first_card_id: String,
     pub card_count: u64,
     pub lines: Vec<LineEvent>,
@@ -57,13 +68,33 @@ pub struct OrderCompletedEvent {
 /// `giftcard.order.rejected`
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct OrderRejectedEvent {
+    #[serde(flatten)]
+    pub head: OrderEventHead,
+    pub reason: String,
+}
+
+/// What every event about one order begins with: its stable id (`{shard}-{lsn}`), where it was
+/// journaled, and the order and wallet as the client names them.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OrderEventHead {
     pub event_id: String,
     pub shard: u16,
     pub lsn: u64,
     pub client: String,
     pub order_id: String,
     pub wallet_id: String,
-    pub reason: String,
+}
+
+/// `giftcard.order.risk_scored`: an order's risk score above zero, published right after the
+/// order's own event (completed, or rejected with `risk_rejected`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OrderRiskEvent {
+    #[serde(flatten)]
+    pub head: OrderEventHead,
+    pub score: u32,
+    /// The rules that held: velocity, funded_recently, amount_over_history, new_recipient.
+    pub reasons: Vec<String>,
+    pub scored_at_ms: u64,
 }
 
 /// `giftcard.delivery.{channel}`: one card to deliver, with its code. A bulk order's cards
@@ -91,6 +122,10 @@ pub struct DeliveryEvent {
     pub batch_count: u64,
     /// 1 for the first sending; a retry after a failed report carries the attempt it is.
     pub attempt: u8,
+    /// 0 for the order's own delivery; n for the n-th time the card was sent again on request
+    /// (`POST /v1/cards/{id}/resend`), whose attempts count from 1 again.
+    #[serde(default)]
+    pub round: u8,
     /// What a report on this attempt must carry (with `attempt`): proof that the reporter
     /// received this event, so no one else on the bus can settle the card's delivery.
     pub report_token: String,

@@ -15,6 +15,9 @@ pub enum CardStatus {
     Redeemed,
     Voided,
     Expired,
+    /// Frozen by its buyer or an admin (a lost or disputed card): nothing is redeemed from it
+    /// until it is unfrozen, back to `Active`. Only an active card is frozen.
+    Frozen,
 }
 
 /// Where a card's delivery stands.
@@ -152,8 +155,10 @@ impl Cards {
         if amount.currency() != card.face.currency() {
             return reject(Rejection::CurrencyMismatch);
         }
-        if card.status != CardStatus::Active {
-            return reject(Rejection::CardNotActive);
+        match card.status {
+            CardStatus::Active => {}
+            CardStatus::Frozen => return reject(Rejection::CardFrozen),
+            _ => return reject(Rejection::CardNotActive),
         }
         if card.balance_minor < amount.minor() {
             return reject(Rejection::InsufficientBalance);
@@ -220,6 +225,37 @@ impl Cards {
         }])
     }
 
+    /// Freezes (`frozen`) or unfreezes a card, for an admin or the client whose order bought
+    /// it (to anyone else the card does not exist). Only an active card freezes and only a
+    /// frozen one unfreezes; asking for the state it is in changes nothing.
+    pub(crate) fn decide_frozen(
+        &self,
+        caller: &Caller,
+        card_id: CardId,
+        frozen: bool,
+        now: UnixMillis,
+    ) -> Decision {
+        let Some(card) = self.cards.get(&card_id) else {
+            return Decision::Reject(Rejection::CardNotFound);
+        };
+        if !caller.admin && card.order.client != caller.client {
+            return Decision::Reject(Rejection::CardNotFound);
+        }
+        let event = || {
+            Decision::Events(vec![Event::CardFrozenSet {
+                card: card_id,
+                frozen,
+                by: caller.client.clone(),
+                at: now,
+            }])
+        };
+        match (card.status, frozen) {
+            (CardStatus::Active, true) | (CardStatus::Frozen, false) => event(),
+            (CardStatus::Frozen, true) | (CardStatus::Active, false) => Decision::Answered(vec![]),
+            _ => Decision::Reject(Rejection::CardNotActive),
+        }
+    }
+
     /// New sealed boxes for issued cards of this shard. Any card that is not one (unknown,
     /// another shard's, a supplier code) refuses the whole command.
     pub(crate) fn decide_reseal(&self, shard: ShardId, cards: &[(CardId, Vec<u8>)]) -> Decision {
@@ -256,6 +292,17 @@ impl Cards {
                 }
             }
             Event::OrderCompleted(order) => self.issue(order),
+            // A new round of delivery: pending again, from its first attempt.
+            Event::DeliveryResent { card, .. } => {
+                self.card_mut(card).delivery = Delivery::Pending { failures: 0 };
+            }
+            Event::CardFrozenSet { card, frozen, .. } => {
+                self.card_mut(card).status = if *frozen {
+                    CardStatus::Frozen
+                } else {
+                    CardStatus::Active
+                };
+            }
             Event::DeliveryReported {
                 card,
                 delivered,
@@ -419,6 +466,7 @@ mod tests {
             channel: DeliveryChannel::None,
             recipient: "".into(),
             at: UnixMillis(1),
+            fees: Vec::new(),
         })));
         cards
     }

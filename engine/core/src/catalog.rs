@@ -283,7 +283,7 @@ impl Catalog {
         let mut events = vec![crate::Event::SkuDefined(sku.clone())];
         if let (None, Some(cap)) = (existing, sku.issue_cap) {
             if let Decision::Events(mut e) =
-                pools.decide_add_codes(self, &sku.id, None, pools.next_slot(), cap, shard_count)
+                pools.decide_add_codes(&sku.id, pools.next_slot(), cap, shard_count)
             {
                 events.append(&mut e);
             }

@@ -23,7 +23,7 @@ pub struct OrderItem {
 }
 
 /// Where the cards go once sold.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum DeliveryChannel {
     Email,
     Sms,
@@ -56,6 +56,22 @@ pub struct OrderRequest {
     pub fingerprint: Fingerprint,
     /// One per issued card in the order; filled by the runtime, never by the client.
     pub fresh_codes: Vec<FreshCode>,
+    /// Whether the order may be filled in part when stock is short.
+    pub fulfilment: Fulfilment,
+    /// Set by the runtime once no peer has more stock to lend: a `FillAvailable` order is then
+    /// filled with what there is. Never set by the client.
+    pub stock_final: bool,
+}
+
+/// What an order does when stock is short.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Fulfilment {
+    /// The whole order or nothing (`out_of_stock`).
+    #[default]
+    AllOrNothing,
+    /// As many cards of each line as there are, once every peer was asked; the unfilled part
+    /// is never charged. Nothing at all is still `out_of_stock`.
+    FillAvailable,
 }
 
 impl OrderRequest {
@@ -165,6 +181,9 @@ pub enum Command {
         delivered: bool,
         attempt: u8,
         attempts_max: u8,
+        /// The delivery round the report's token belongs to (0: the first sending; n: the
+        /// n-th resend). A report on an earlier round changes nothing.
+        round: u8,
     },
     /// Close the settlement period on this shard: everything owed to suppliers since the last
     /// close is totalled and reset. Sent to every shard; the adapter merges the shards' totals.
@@ -188,6 +207,51 @@ pub enum Command {
     SetPricing {
         sku: SkuId,
         rules: Vec<crate::promotions::PricingRule>,
+    },
+    /// Replace the margin floors (replicated).
+    SetMarginFloors(crate::floors::MarginFloors),
+    /// Replace the fee schedule (replicated).
+    SetFees(crate::fees::FeeSchedule),
+    /// Book the commissions of a closed settlement period from every shard's dues together, on
+    /// shard 0 (the one place that sees a supplier's whole volume): idempotent by period.
+    BookCommissions {
+        period_id: RequestId,
+        /// Each supplier's owed amounts over all shards, per currency.
+        volumes: Vec<(SupplierId, Money)>,
+    },
+    /// Replace a supplier's commission tiers (replicated).
+    SetCommissionTiers {
+        supplier: SupplierId,
+        tiers: crate::commissions::CommissionTiers,
+    },
+    /// Replace a SKU's suppliers beyond its own (replicated).
+    SetSourcing {
+        sku: SkuId,
+        sourcing: crate::sourcing::Sourcing,
+    },
+    /// Replace a wallet's own limits (`None`: back to the defaults). Admin only.
+    SetWalletLimits {
+        caller: Caller,
+        wallet: WalletId,
+        limits: Option<crate::limits::LimitSet>,
+    },
+    /// Freeze or unfreeze a card (its buyer's client or an admin).
+    SetCardFrozen {
+        caller: Caller,
+        card: CardId,
+        frozen: bool,
+    },
+    /// Verify or unverify a wallet's KYC. Admin only.
+    SetKyc {
+        caller: Caller,
+        wallet: WalletId,
+        verified: bool,
+    },
+    /// Send a card's delivery again, as a new round of attempts (its buyer's client or an
+    /// admin): the recipient lost it, or every attempt failed.
+    ResendCard {
+        caller: Caller,
+        card: CardId,
     },
 }
 
@@ -222,11 +286,12 @@ pub struct SoldLine {
 }
 
 /// Everything about a completed order that its effects depend on.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct CompletedOrder {
     pub key: OrderKey,
     pub fingerprint: Fingerprint,
     pub wallet: WalletId,
+    /// What the lines were charged, in the pay currency (the fees come on top).
     pub charged: Money,
     /// The hold this order captured, if it had to wait for stock.
     pub captured_hold: Option<Money>,
@@ -235,6 +300,79 @@ pub struct CompletedOrder {
     pub channel: DeliveryChannel,
     pub recipient: std::sync::Arc<str>,
     pub at: UnixMillis,
+    /// Fees charged with the order, in the pay currency (event version 2 on).
+    pub fees: Vec<(crate::fees::FeeKind, Money)>,
+}
+
+impl CompletedOrder {
+    /// Everything taken from the wallet: the lines and the fees.
+    pub fn total(&self) -> Money {
+        let fees: i64 = self.fees.iter().map(|(_, m)| m.minor()).sum();
+        Money::new(
+            crate::wallets::sum(self.charged.minor(), fees),
+            self.charged.currency(),
+        )
+    }
+}
+
+std::thread_local! {
+    /// Set while a journal record of event version 1 is decoded (see [`decode_version_1`]).
+    static VERSION_1: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `decode` reading completed orders as event version 1 wrote them, without fees. The
+/// journal's envelope knows the version of each record; bincode's layout is positional, so the
+/// version decides whether the trailing field is there.
+pub fn decode_version_1<T>(decode: impl FnOnce() -> T) -> T {
+    VERSION_1.with(|v| v.set(true));
+    let out = decode();
+    VERSION_1.with(|v| v.set(false));
+    out
+}
+
+/// A completed order as event version 1 wrote it; version 2 adds `fees` after it.
+#[derive(Deserialize)]
+struct CompletedOrderV1 {
+    key: OrderKey,
+    fingerprint: Fingerprint,
+    wallet: WalletId,
+    charged: Money,
+    captured_hold: Option<Money>,
+    first_card: CardId,
+    lines: Vec<SoldLine>,
+    channel: DeliveryChannel,
+    recipient: std::sync::Arc<str>,
+    at: UnixMillis,
+}
+
+impl CompletedOrderV1 {
+    fn with_fees(self, fees: Vec<(crate::fees::FeeKind, Money)>) -> CompletedOrder {
+        CompletedOrder {
+            key: self.key,
+            fingerprint: self.fingerprint,
+            wallet: self.wallet,
+            charged: self.charged,
+            captured_hold: self.captured_hold,
+            first_card: self.first_card,
+            lines: self.lines,
+            channel: self.channel,
+            recipient: self.recipient,
+            at: self.at,
+            fees,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for CompletedOrder {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if VERSION_1.with(std::cell::Cell::get) {
+            return CompletedOrderV1::deserialize(d).map(|o| o.with_fees(Vec::new()));
+        }
+        // Version 2 is version 1's fields followed by the fees: to bincode, which lays out a
+        // struct and a tuple alike, field after field, that is the pair (version 1, fees).
+        <(CompletedOrderV1, Vec<(crate::fees::FeeKind, Money)>)>::deserialize(d)
+            .map(|(o, fees)| o.with_fees(fees))
+    }
 }
 
 /// Events: what happened. Applying them is the only way state changes.
@@ -377,13 +515,85 @@ pub enum Event {
         sku: SkuId,
         rules: Vec<crate::promotions::PricingRule>,
     },
+    /// The margin floors replaced, on every shard.
+    MarginFloorsSet(crate::floors::MarginFloors),
+    /// The fee schedule replaced, on every shard.
+    FeesSet(crate::fees::FeeSchedule),
+    /// A supplier's commission for a closed period: owed by the supplier, so it comes off what
+    /// the platform owes it and goes to `revenue:commission`.
+    CommissionBooked {
+        period_id: RequestId,
+        supplier: SupplierId,
+        volume: Money,
+        commission: Money,
+        at: UnixMillis,
+    },
+    /// A `fill_available` order filled in part: per line of the request, the cards asked for
+    /// and the cards sold. Journaled with (right after) its completion.
+    OrderFilledInPart {
+        key: OrderKey,
+        items: Vec<(SkuId, u32, u32)>,
+    },
+    /// A supplier's commission tiers replaced, on every shard.
+    CommissionTiersSet {
+        supplier: SupplierId,
+        tiers: crate::commissions::CommissionTiers,
+    },
+    /// A SKU's suppliers beyond its own replaced, on every shard.
+    SourcingSet {
+        sku: SkuId,
+        sourcing: crate::sourcing::Sourcing,
+    },
+    /// A wallet's own limits set (`None`: it follows the defaults again), by an admin.
+    WalletLimitsSet {
+        wallet: WalletId,
+        limits: Option<crate::limits::LimitSet>,
+        by: ClientId,
+        at: UnixMillis,
+    },
+    /// A card frozen or unfrozen, by whom and when.
+    CardFrozenSet {
+        card: CardId,
+        frozen: bool,
+        by: ClientId,
+        at: UnixMillis,
+    },
+    /// A wallet's KYC verified or unverified, by an admin.
+    KycSet {
+        wallet: WalletId,
+        verified: bool,
+        by: ClientId,
+        at: UnixMillis,
+    },
+    /// A card's delivery sent again as round `round` (1 for the first resend), by whom and
+    /// when: the card's delivery is pending again, from its first attempt.
+    DeliveryResent {
+        card: CardId,
+        round: u8,
+        by: ClientId,
+        at: UnixMillis,
+    },
+    /// An order's risk score above zero, with its reasons, in the order's own commit (whether
+    /// it completed or was refused for it).
+    RiskScored {
+        key: OrderKey,
+        wallet: WalletId,
+        score: crate::risk::RiskScore,
+    },
 }
 
 impl Event {
     /// The time an event carries, which advances the shard's clock.
     pub fn at(&self) -> Option<UnixMillis> {
         match self {
-            Event::Deposited { at, .. } | Event::Expired { at, .. } => Some(*at),
+            Event::Deposited { at, .. }
+            | Event::Expired { at, .. }
+            | Event::CommissionBooked { at, .. }
+            | Event::WalletLimitsSet { at, .. }
+            | Event::KycSet { at, .. }
+            | Event::CardFrozenSet { at, .. }
+            | Event::DeliveryResent { at, .. } => Some(*at),
+            Event::RiskScored { score, .. } => Some(score.at),
             Event::OrderCompleted(o) => Some(o.at),
             _ => None,
         }
@@ -398,6 +608,10 @@ impl Event {
                 | Event::CodesAdded { .. }
                 | Event::PriceListSet { .. }
                 | Event::PricingSet { .. }
+                | Event::MarginFloorsSet(_)
+                | Event::FeesSet(_)
+                | Event::CommissionTiersSet { .. }
+                | Event::SourcingSet { .. }
         )
     }
 }

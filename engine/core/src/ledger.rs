@@ -19,6 +19,28 @@ pub enum Account {
     FxClearing(Currency),
     /// Value paid out to merchants for redeemed issued cards.
     Redeemed(Currency),
+    /// Order and delivery fees.
+    RevenueFees(Currency),
+    /// Supplier commissions booked at settlement closes.
+    RevenueCommission(Currency),
+}
+
+impl Account {
+    /// The account's currency; none for a card's, whose currency is its SKU's.
+    pub fn currency(&self) -> Option<Currency> {
+        match self {
+            Account::Wallet(_, c)
+            | Account::Funding(c)
+            | Account::SupplierPayable(_, c)
+            | Account::RevenueMargin(c)
+            | Account::RevenueFx(c)
+            | Account::FxClearing(c)
+            | Account::Redeemed(c)
+            | Account::RevenueFees(c)
+            | Account::RevenueCommission(c) => Some(*c),
+            Account::Card(_) => None,
+        }
+    }
 }
 
 /// One side of an entry.
@@ -60,6 +82,25 @@ pub fn postings(event: &Event) -> Vec<Posting> {
             );
         }
         Event::OrderCompleted(order) => order_postings(order, &mut out),
+        Event::CommissionBooked {
+            supplier,
+            commission,
+            ..
+        } => {
+            let ccy = commission.currency();
+            post(
+                &mut out,
+                Account::SupplierPayable(supplier.clone(), ccy),
+                -commission.minor(),
+                ccy,
+            );
+            post(
+                &mut out,
+                Account::RevenueCommission(ccy),
+                commission.minor(),
+                ccy,
+            );
+        }
         Event::Redeemed { card, amount, .. } => {
             post(
                 &mut out,
@@ -94,6 +135,16 @@ pub fn postings(event: &Event) -> Vec<Posting> {
 }
 
 fn order_postings(order: &CompletedOrder, out: &mut Vec<Posting>) {
+    for (_, fee) in &order.fees {
+        let ccy = fee.currency();
+        post(
+            out,
+            Account::Wallet(order.wallet.clone(), ccy),
+            -fee.minor(),
+            ccy,
+        );
+        post(out, Account::RevenueFees(ccy), fee.minor(), ccy);
+    }
     let pay = order.charged.currency();
     post(
         out,

@@ -11,9 +11,13 @@
 pub mod cards;
 pub mod catalog;
 pub mod claims;
+pub mod commissions;
 pub mod deadlines;
 pub mod event;
+pub mod fees;
+pub mod floors;
 pub mod ledger;
+pub mod limits;
 pub mod maps;
 pub mod money;
 pub mod orders;
@@ -23,8 +27,12 @@ pub mod pricelists;
 pub mod promotions;
 pub mod quotes;
 pub mod reports;
+pub mod resends;
+pub mod risk;
+pub mod sales;
 pub mod settlement;
 pub mod snapshot;
+pub mod sourcing;
 pub mod spread;
 pub mod state;
 pub mod wallets;
@@ -233,10 +241,40 @@ pub enum Rejection {
     QuoteMismatch,
     #[error("invalid price list")]
     InvalidPriceList,
-    #[error("the price would be below the card's cost")]
+    #[error("the price would be below the card's cost plus its margin floor")]
     BelowMarginFloor,
     #[error("invalid pricing rule")]
     InvalidPricingRule,
+    #[error("invalid margin floor")]
+    InvalidMarginFloor,
+    #[error("invalid commission tiers")]
+    InvalidCommissionTiers,
+    #[error("invalid sourcing")]
+    InvalidSourcing,
+    #[error("the order charges more than one order may")]
+    OrderLimitExceeded,
+    #[error("the wallet has placed as many orders as its velocity limit allows in the window")]
+    VelocityOrdersExceeded,
+    #[error(
+        "the order would take the wallet past the amount its velocity limit allows in the window"
+    )]
+    VelocityAmountExceeded,
+    #[error("the order would take the wallet past its daily cap of cards of one sku")]
+    SkuDailyLimitExceeded,
+    #[error("the order would take the wallet past its daily cap of cards of one brand")]
+    BrandDailyLimitExceeded,
+    #[error("the order, or the day's total with it, is above the kyc threshold and the wallet is not verified")]
+    KycRequired,
+    #[error("invalid limits")]
+    InvalidLimits,
+    #[error("the card is frozen")]
+    CardFrozen,
+    #[error("the card's order asked for no delivery: there is nothing to send again")]
+    NotDeliverable,
+    #[error("the card's delivery was sent again as often as it may be")]
+    ResendLimit,
+    #[error("the order's risk score is above what is accepted")]
+    RiskRejected,
 }
 
 impl Rejection {
@@ -273,6 +311,32 @@ impl Rejection {
             Rejection::InvalidPriceList => "invalid_price_list",
             Rejection::BelowMarginFloor => "below_margin_floor",
             Rejection::InvalidPricingRule => "invalid_pricing_rule",
+            Rejection::InvalidMarginFloor => "invalid_margin_floor",
+            Rejection::InvalidCommissionTiers => "invalid_commission_tiers",
+            Rejection::InvalidSourcing => "invalid_sourcing",
+            Rejection::OrderLimitExceeded
+            | Rejection::VelocityOrdersExceeded
+            | Rejection::VelocityAmountExceeded
+            | Rejection::SkuDailyLimitExceeded
+            | Rejection::BrandDailyLimitExceeded => "limit_exceeded",
+            Rejection::KycRequired => "kyc_required",
+            Rejection::InvalidLimits => "invalid_limits",
+            Rejection::CardFrozen => "card_frozen",
+            Rejection::NotDeliverable => "not_deliverable",
+            Rejection::ResendLimit => "resend_limit",
+            Rejection::RiskRejected => "risk_rejected",
+        }
+    }
+
+    /// Which limit a `limit_exceeded` refusal names, on the wire.
+    pub fn limit(self) -> Option<&'static str> {
+        match self {
+            Rejection::OrderLimitExceeded => Some("order_max"),
+            Rejection::VelocityOrdersExceeded => Some("velocity_orders"),
+            Rejection::VelocityAmountExceeded => Some("velocity_amount"),
+            Rejection::SkuDailyLimitExceeded => Some("sku_daily_cards"),
+            Rejection::BrandDailyLimitExceeded => Some("brand_daily_cards"),
+            _ => None,
         }
     }
 }

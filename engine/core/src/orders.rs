@@ -80,9 +80,12 @@ pub struct Orders {
 /// A priced order, before stock is taken.
 struct Plan {
     charged: Money,
-    lines: Vec<(SoldLine, u32)>,
-    /// Cards needed from each SKU's pool (supplier codes, and issued SKUs with a cap).
+    /// Each line with its cards and the pool they come from.
+    lines: Vec<(SoldLine, u32, Option<SkuId>)>,
+    /// Cards needed from each pool (supplier codes, and issued SKUs with a cap).
     needs: BTreeMap<SkuId, u64>,
+    /// Other suppliers' pools to ask peers for when a line of several suppliers is short.
+    short: Vec<(SkuId, u64)>,
 }
 
 impl Orders {
@@ -211,8 +214,9 @@ impl Orders {
             }
             Event::OrderCompleted(order) => {
                 self.holds.remove(&order.key);
+                // The answer says what left the wallet: the lines and the fees.
                 let outcome = OrderOutcome::Completed {
-                    charged: order.charged,
+                    charged: order.total(),
                     first_card: order.first_card,
                     cards: order.lines.iter().map(|l| l.quantity).sum(),
                 };
@@ -340,20 +344,89 @@ pub(crate) fn decide_order(st: &ShardState, req: &OrderRequest, ctx: &Ctx) -> De
     };
     // The wallet owner's negotiated prices (an admin ordering for a client pays the client's).
     let list = st.price_lists().get(&wallet.owner);
-    let plan = match price(st, req, quote, list, ctx.now) {
+    let mut plan = match price(st, req, &req.items, quote, list, ctx.now) {
         Ok(p) => p,
         Err(r) => return rejected(r),
     };
+    // A fill_available order that every peer was asked for: what there is, priced as bought.
+    let mut filled_in_part = None;
+    if req.fulfilment == Fulfilment::FillAvailable && req.stock_final {
+        let (items, filled) = available_part(st, req, &plan);
+        if items.is_empty() {
+            return rejected(Rejection::OutOfStock);
+        }
+        if filled.iter().any(|(_, asked, got)| asked != got) {
+            plan = match price(st, req, &items, quote, list, ctx.now) {
+                Ok(p) => p,
+                Err(r) => return rejected(r),
+            };
+            filled_in_part = Some(filled);
+        }
+    }
+    // The fees of the schedule now, in the pay currency: charged in the same commit.
+    let fees = st.fees().charges(plan.charged.currency(), req.channel);
+    let total = match crate::fees::total(&fees) {
+        Some(f) => match plan.charged.checked_add(f) {
+            Ok(t) => t,
+            Err(r) => return rejected(r),
+        },
+        None => plan.charged,
+    };
     let held = hold.map_or(0, |h| h.amount.minor());
-    let bal = wallet.balance(plan.charged.currency());
-    let affordable = bal
-        .available_minor
-        .checked_add(held)
-        .is_some_and(|have| have >= plan.charged.minor());
-    if hold.is_some_and(|h| h.amount.currency() != plan.charged.currency()) || !affordable {
+    let bal = wallet.balance(total.currency());
+    let have = bal.available_minor.checked_add(held).unwrap_or(0);
+    if hold.is_some_and(|h| h.amount.currency() != total.currency()) {
         return rejected(Rejection::InsufficientFunds);
     }
-    let missing: Vec<(SkuId, u64)> = plan
+    // Limits and KYC, decided with the debit on the wallet's shard. An order that may be filled
+    // in part is checked when its part is known; any other before it asks peers for stock.
+    let within_limits = |plan: &Plan, total: Money| {
+        let cards = if st.limits().counts_cards(&wallet_id) {
+            cards_per_sku(plan)
+        } else {
+            Vec::new()
+        };
+        let spend = crate::limits::Spend {
+            total,
+            cards: &cards,
+        };
+        st.limits()
+            .check(st, &wallet_id, wallet.kyc_verified, &spend, ctx.now)
+    };
+    // The risk score, with the limits: a score above the threshold refuses the order, and
+    // any score above zero is journaled with the order's outcome.
+    let scored = |total: Money| {
+        let o = crate::risk::Scored {
+            wallet: &wallet_id,
+            total,
+            channel: req.channel,
+            recipient: &req.recipient,
+        };
+        st.risk().score(st.limits(), &o, ctx.now)
+    };
+    let risk_event = |score: crate::risk::RiskScore| Event::RiskScored {
+        key: key.clone(),
+        wallet: wallet_id.clone(),
+        score,
+    };
+    let refused_for = |score: &crate::risk::RiskScore| match rejected(Rejection::RiskRejected) {
+        Decision::Events(mut evs) => {
+            evs.push(risk_event(score.clone()));
+            Decision::Events(evs)
+        }
+        other => other,
+    };
+    let mut risk = None;
+    if req.fulfilment == Fulfilment::AllOrNothing {
+        if let Err(r) = within_limits(&plan, total) {
+            return rejected(r);
+        }
+        risk = scored(total);
+        if let Some(s) = risk.as_ref().filter(|s| st.risk().refuses(s)) {
+            return refused_for(s);
+        }
+    }
+    let mut missing: Vec<(SkuId, u64)> = plan
         .needs
         .iter()
         .filter_map(|(sku, n)| {
@@ -362,22 +435,41 @@ pub(crate) fn decide_order(st: &ShardState, req: &OrderRequest, ctx: &Ctx) -> De
         })
         .collect();
     if !missing.is_empty() {
+        missing.extend(plan.short.iter().cloned());
+    }
+    // An order that may be filled in part and is short of stock holds what it can of its
+    // price while peers are asked (the part it gets must fit in that); any other order must
+    // afford the whole of it.
+    let partial_short = req.fulfilment == Fulfilment::FillAvailable && !missing.is_empty();
+    if have <= 0 || (have < total.minor() && !partial_short) {
+        return rejected(Rejection::InsufficientFunds);
+    }
+    if !missing.is_empty() {
         // When already holding, the runtime does not journal `hold` again: it asks further peers.
         return Decision::NeedStock {
             hold: Event::FundsHeld {
                 key: key.clone(),
                 fingerprint: req.fingerprint,
                 wallet: wallet_id,
-                amount: plan.charged,
+                amount: Money::new(total.minor().min(have), total.currency()),
             },
             missing,
         };
     }
+    if req.fulfilment == Fulfilment::FillAvailable {
+        if let Err(r) = within_limits(&plan, total) {
+            return rejected(r);
+        }
+        risk = scored(total);
+        if let Some(s) = risk.as_ref().filter(|s| st.risk().refuses(s)) {
+            return refused_for(s);
+        }
+    }
     let issued: u64 = plan
         .lines
         .iter()
-        .filter(|(l, _)| l.issued)
-        .map(|(l, _)| u64::from(l.quantity))
+        .filter(|(l, _, _)| l.issued)
+        .map(|(l, _, _)| u64::from(l.quantity))
         .sum();
     // Codes are drawn only now, when every check has passed: an order that is refused costs
     // no randomness, hashing or sealing (and its refusal is recorded like any other).
@@ -387,14 +479,28 @@ pub(crate) fn decide_order(st: &ShardState, req: &OrderRequest, ctx: &Ctx) -> De
     if req.fresh_codes.len() as u64 != issued {
         return Decision::Reject(Rejection::QuantityOutOfRange);
     }
-    Decision::Events(vec![Event::OrderCompleted(Box::new(fill(
-        st,
-        req,
-        wallet_id,
-        plan,
-        hold.map(|h| h.amount),
-        ctx,
-    )))])
+    let scored_event = risk.map(risk_event);
+    let mut done = fill(st, req, wallet_id, plan, hold.map(|h| h.amount), ctx);
+    done.fees = fees;
+    let completed = Event::OrderCompleted(Box::new(done));
+    let mut events = vec![completed];
+    if let Some(items) = filled_in_part {
+        events.push(Event::OrderFilledInPart {
+            key: key.clone(),
+            items,
+        });
+    }
+    events.extend(scored_event);
+    Decision::Events(events)
+}
+
+/// The cards of a plan per SKU, in first-seen order (what the daily caps count).
+fn cards_per_sku(plan: &Plan) -> Vec<(SkuId, u32)> {
+    let mut out: Vec<(SkuId, u32)> = Vec::new();
+    for (l, _, _) in &plan.lines {
+        crate::limits::tally(&mut out, &l.sku, l.quantity, || l.sku.clone());
+    }
+    out
 }
 
 /// Prices every line and converts it to the pay currency: at the locked `quote` when the
@@ -402,13 +508,13 @@ pub(crate) fn decide_order(st: &ShardState, req: &OrderRequest, ctx: &Ctx) -> De
 fn price(
     st: &ShardState,
     req: &OrderRequest,
+    items: &[OrderItem],
     quote: Option<&crate::quotes::FxQuote>,
     list: Option<&crate::pricelists::PriceList>,
     now: UnixMillis,
 ) -> Result<Plan, Rejection> {
     let catalog = st.catalog();
-    let first_ccy = req
-        .items
+    let first_ccy = items
         .first()
         .and_then(|i| catalog.sku(&i.sku))
         .map(|s| s.currency);
@@ -421,9 +527,10 @@ fn price(
         return Err(Rejection::QuoteMismatch);
     }
     let mut charged = Money::zero(pay);
-    let mut lines = Vec::with_capacity(req.items.len());
+    let mut lines = Vec::with_capacity(items.len());
     let mut needs: BTreeMap<SkuId, u64> = BTreeMap::new();
-    for item in &req.items {
+    let mut short = Vec::new();
+    for item in items {
         let sku = catalog.sku(&item.sku).ok_or(Rejection::SkuUnavailable)?;
         if sku.status != SkuStatus::Active {
             return Err(Rejection::SkuUnavailable);
@@ -434,66 +541,214 @@ fn price(
         if item.quantity == 0 {
             return Err(Rejection::QuantityOutOfRange);
         }
-        let UnitPrice { face, price, cost } = catalog.unit_price(sku, item.amount_minor)?;
+        let UnitPrice {
+            face,
+            price: base,
+            cost: own_cost,
+        } = catalog.unit_price(sku, item.amount_minor)?;
         // A pricing rule of the SKU's that holds at the order's instant replaces the markup's
-        // price, never below the card's cost.
-        let price = match st.promotions().price_at(&sku.id, face, now) {
-            Some(p) => {
-                let p = p?;
-                if p.minor() < cost.minor() {
-                    cost
-                } else {
-                    p
-                }
+        // price; then the client's price list, if it has one.
+        let base = match st.promotions().price_at(&sku.id, face, now) {
+            Some(p) => p?,
+            None => base,
+        };
+        let discount = list
+            .map(|l| l.discount(sku, item.quantity))
+            .filter(|d| !d.is_zero());
+        // Each supplier's part at its own floor; the item's total is converted once, as the
+        // client asked for it, and the charge shared between the parts in proportion, so a
+        // split between suppliers never changes what the item costs the client.
+        let mut priced = Vec::new();
+        let mut item_total = Money::zero(sku.currency);
+        for part in parts_of(st, sku, item, face, own_cost, &needs, &mut short)? {
+            // Cost plus the margin floor: no rule, list or later change sells a card below it.
+            let lowest = st.floors().lowest_price(sku, face, part.cost)?;
+            let price = match discount {
+                Some(d) => crate::pricelists::discounted(base, d, lowest)?,
+                None => base,
+            };
+            let price = if price.minor() < lowest.minor() {
+                lowest
+            } else {
+                price
+            };
+            let total = price.checked_mul(part.quantity)?;
+            // Settlement and reports multiply the cost and margin by the quantity when the
+            // order applies: check here that they fit, so applying never overflows.
+            part.cost.checked_mul(part.quantity)?;
+            price.checked_sub(part.cost)?.checked_mul(part.quantity)?;
+            item_total = item_total.checked_add(total)?;
+            if let Some(pool) = &part.pool {
+                *needs.entry(pool.clone()).or_default() += u64::from(part.quantity);
             }
-            None => price,
-        };
-        // The client's price list, if it has one: never below the card's cost.
-        let price = match list.map(|l| l.discount(sku, item.quantity)) {
-            Some(d) if !d.is_zero() => crate::pricelists::discounted(price, d, cost)?,
-            _ => price,
-        };
-        let total = price.checked_mul(item.quantity)?;
-        // Settlement and reports multiply the cost and margin by the quantity when the order
-        // applies: check here that they fit, so applying never overflows.
-        cost.checked_mul(item.quantity)?;
-        price.checked_sub(cost)?.checked_mul(item.quantity)?;
-        let (line_charged, at_mid) = if sku.currency == pay {
-            (total, total)
+            priced.push((part, price, total));
+        }
+        let (item_charged, item_at_mid) = if sku.currency == pay {
+            (item_total, item_total)
         } else {
             let c = match quote {
                 Some(q) if q.from == sku.currency => {
-                    crate::catalog::convert_at(total, pay, q.mid, q.spread)?
+                    crate::catalog::convert_at(item_total, pay, q.mid, q.spread)?
                 }
                 Some(_) => return Err(Rejection::QuoteMismatch),
-                None => catalog.fx().convert_for_payer(total, pay)?,
+                None => catalog.fx().convert_for_payer(item_total, pay)?,
             };
             (c.charged, c.at_mid)
         };
-        charged = charged.checked_add(line_charged)?;
-        if sku.kind == SkuKind::SupplierCode || sku.issue_cap.is_some() {
-            *needs.entry(sku.id.clone()).or_default() += u64::from(item.quantity);
+        charged = charged.checked_add(item_charged)?;
+        let (mut charged_left, mut mid_left) = (item_charged.minor(), item_at_mid.minor());
+        let n = priced.len();
+        for (i, (part, price, total)) in priced.into_iter().enumerate() {
+            let share = |whole: i64| -> i64 {
+                if item_total.minor() == 0 {
+                    return 0;
+                }
+                (i128::from(whole) * i128::from(total.minor()) / i128::from(item_total.minor()))
+                    as i64
+            };
+            let (c, m) = if i + 1 == n {
+                (charged_left, mid_left)
+            } else {
+                (share(item_charged.minor()), share(item_at_mid.minor()))
+            };
+            charged_left -= c;
+            mid_left -= m;
+            let line = SoldLine {
+                sku: sku.id.clone(),
+                supplier: part.supplier,
+                issued: sku.kind == SkuKind::Issued,
+                quantity: part.quantity,
+                face,
+                unit_price: price,
+                unit_cost: part.cost,
+                charged: Money::new(c, pay),
+                charged_at_mid: Money::new(m, pay),
+                slots: Vec::new(),
+                issued_codes: Vec::new(),
+            };
+            lines.push((line, part.quantity, part.pool));
         }
-        let line = SoldLine {
-            sku: sku.id.clone(),
-            supplier: sku.supplier.clone(),
-            issued: sku.kind == SkuKind::Issued,
-            quantity: item.quantity,
-            face,
-            unit_price: price,
-            unit_cost: cost,
-            charged: line_charged,
-            charged_at_mid: at_mid,
-            slots: Vec::new(),
-            issued_codes: Vec::new(),
-        };
-        lines.push((line, item.quantity));
     }
     Ok(Plan {
         charged,
         lines,
         needs,
+        short,
     })
+}
+
+/// Cards of one order line from one place: a supplier's pool (supplier codes), the SKU's cap
+/// (issued cards with one), or nowhere in particular (issued cards without a cap).
+struct Part {
+    pool: Option<SkuId>,
+    supplier: SupplierId,
+    cost: Money,
+    quantity: u32,
+}
+
+/// Where an order line's cards come from. Supplier codes follow the SKU's routing over its
+/// suppliers' pools, each giving what it has here (less what earlier lines of the order took);
+/// if they are short, the first pool takes the rest (so the order asks peers for it) and every
+/// other pool of the SKU is asked too (`short`), so stock of any supplier anywhere is found.
+fn parts_of(
+    st: &ShardState,
+    sku: &crate::catalog::Sku,
+    item: &OrderItem,
+    face: Money,
+    own_cost: Money,
+    needs: &BTreeMap<SkuId, u64>,
+    short: &mut Vec<(SkuId, u64)>,
+) -> Result<Vec<Part>, Rejection> {
+    if sku.kind != SkuKind::SupplierCode {
+        return Ok(vec![Part {
+            pool: sku.issue_cap.map(|_| sku.id.clone()),
+            supplier: sku.supplier.clone(),
+            cost: own_cost,
+            quantity: item.quantity,
+        }]);
+    }
+    let sources = st.sourcing().sources(sku, face, own_cost)?;
+    let whole = |s: &crate::sourcing::Source| Part {
+        pool: Some(s.pool.clone()),
+        supplier: s.supplier.clone(),
+        cost: s.cost,
+        quantity: item.quantity,
+    };
+    if sources.len() == 1 {
+        return Ok(sources.iter().map(whole).collect());
+    }
+    let mut left = item.quantity;
+    let mut parts: Vec<Part> = Vec::with_capacity(sources.len());
+    for s in &sources {
+        let used = needs.get(&s.pool).copied().unwrap_or(0);
+        let have = st.pools().available(&s.pool).saturating_sub(used);
+        let take = have.min(u64::from(left)) as u32;
+        if take > 0 {
+            let mut p = whole(s);
+            p.quantity = take;
+            parts.push(p);
+            left -= take;
+        }
+    }
+    if left > 0 {
+        match parts
+            .iter_mut()
+            .find(|p| p.pool.as_ref() == Some(&sources[0].pool))
+        {
+            Some(p) => p.quantity += left,
+            None => {
+                let mut p = whole(&sources[0]);
+                p.quantity = left;
+                parts.insert(0, p);
+            }
+        }
+        short.extend(
+            sources[1..]
+                .iter()
+                .map(|s| (s.pool.clone(), u64::from(left))),
+        );
+    }
+    Ok(parts)
+}
+
+/// The part of an order the shard's pools can fill, lines in the request's order taking what
+/// is left of their SKU's stock: the items to price (lines of no cards dropped) and, per line
+/// of the request, (SKU, cards asked for, cards filled).
+fn available_part(
+    st: &ShardState,
+    req: &OrderRequest,
+    plan: &Plan,
+) -> (Vec<OrderItem>, Vec<(SkuId, u32, u32)>) {
+    // Stock per SKU: the sum of its pools here (unlimited for issued cards without a cap).
+    let mut left: BTreeMap<SkuId, u64> = BTreeMap::new();
+    for (line, _, pool) in &plan.lines {
+        if pool.is_some() && !left.contains_key(&line.sku) {
+            let pools = st.sourcing().pools_of(&line.sku);
+            let have = pools.iter().map(|p| st.pools().available(p)).sum();
+            left.insert(line.sku.clone(), have);
+        }
+    }
+    let mut items = Vec::with_capacity(req.items.len());
+    let mut filled = Vec::with_capacity(req.items.len());
+    for item in &req.items {
+        let got = match left.get_mut(&item.sku) {
+            // Unlimited (issued without a cap).
+            None => item.quantity,
+            Some(have) => {
+                let got = (*have).min(u64::from(item.quantity));
+                *have -= got;
+                got as u32
+            }
+        };
+        filled.push((item.sku.clone(), item.quantity, got));
+        if got > 0 {
+            items.push(OrderItem {
+                quantity: got,
+                ..item.clone()
+            });
+        }
+    }
+    (items, filled)
 }
 
 /// The ids `fill` gives the issued cards of `plan`, in its order: cards are numbered from the
@@ -502,7 +757,7 @@ fn issued_card_ids(st: &ShardState, plan: &Plan) -> Vec<CardId> {
     let first = CardId::new(st.shard(), st.cards().next_seq()).0;
     let mut at = first;
     let mut ids = Vec::new();
-    for (line, qty) in &plan.lines {
+    for (line, qty, _) in &plan.lines {
         let qty = u64::from(*qty);
         if line.issued {
             ids.extend((at..at + qty).map(CardId));
@@ -532,8 +787,8 @@ fn fill(
         .collect();
     let mut fresh = req.fresh_codes.iter();
     let mut lines = Vec::with_capacity(plan.lines.len());
-    for (mut line, qty) in plan.lines {
-        if let Some((_, ranges)) = taken.iter_mut().find(|(sku, _)| **sku == line.sku) {
+    for (mut line, qty, pool) in plan.lines {
+        if let Some((_, ranges)) = taken.iter_mut().find(|(p, _)| Some(*p) == pool.as_ref()) {
             line.slots = split_off_front(ranges, u64::from(qty));
         }
         if line.issued {
@@ -553,6 +808,7 @@ fn fill(
         channel: req.channel,
         recipient: req.recipient.as_str().into(),
         at: ctx.now,
+        fees: Vec::new(),
     }
 }
 

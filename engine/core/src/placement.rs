@@ -63,10 +63,17 @@ pub fn route(cmd: &crate::Command, n: u16) -> ShardId {
         | Command::SetFx(_)
         | Command::SetPriceList { .. }
         | Command::SetPricing { .. }
+        | Command::SetMarginFloors(_)
+        | Command::SetFees(_)
+        | Command::SetCommissionTiers { .. }
+        | Command::SetSourcing { .. }
+        | Command::BookCommissions { .. }
         | Command::AddCodes { .. } => ShardId(0),
         Command::CreateWallet { wallet, .. }
         | Command::Deposit { wallet, .. }
-        | Command::SetWalletFrozen { wallet, .. } => wallet_shard(wallet, n),
+        | Command::SetWalletFrozen { wallet, .. }
+        | Command::SetWalletLimits { wallet, .. }
+        | Command::SetKyc { wallet, .. } => wallet_shard(wallet, n),
         Command::QuoteFx { request, .. } => wallet_shard(&request.wallet, n),
         Command::PlaceOrder(req) => order_home(&req.key, n),
         Command::ClaimOrder { key, .. } | Command::AbortOrder { key, .. } => order_home(key, n),
@@ -75,7 +82,9 @@ pub fn route(cmd: &crate::Command, n: u16) -> ShardId {
             redemption_id,
             ..
         } => redemption_home(&caller.client, redemption_id, n),
-        Command::ReportDelivery { card, .. } => {
+        Command::ReportDelivery { card, .. }
+        | Command::SetCardFrozen { card, .. }
+        | Command::ResendCard { card, .. } => {
             if card.shard().0 < n {
                 card.shard()
             } else {

@@ -91,16 +91,39 @@ impl Pools {
     }
 
     /// The next free code slot.
+    /// The pool a sold line's codes came from: its supplier's offer pool of the SKU if that
+    /// pool holds the line's first slot, else the SKU's own pool.
+    fn pool_of(&self, line: &crate::event::SoldLine) -> SkuId {
+        let first = line.slots.first().map_or(0, |r| r.0);
+        let holds = |pool: &SkuId| {
+            self.pools.get(pool).is_some_and(|p| {
+                p.ranges
+                    .range(..=first)
+                    .next_back()
+                    .is_some_and(|(_, end)| *end > first)
+            })
+        };
+        // The SKU's own pool first: the common case names no new string.
+        if holds(&line.sku) {
+            return line.sku.clone();
+        }
+        let offer = crate::sourcing::offer_pool(&line.sku, &line.supplier);
+        if holds(&offer) {
+            offer
+        } else {
+            line.sku.clone()
+        }
+    }
+
     pub fn next_slot(&self) -> u64 {
         self.next_slot
     }
 
-    /// Splits `count` slots from `first` into one slice per shard.
+    /// Splits `count` slots from `first` into one slice per shard, for `pool` (a SKU's, or an
+    /// offer's, see `sourcing`).
     pub(crate) fn decide_add_codes(
         &self,
-        catalog: &crate::catalog::Catalog,
-        sku: &SkuId,
-        supplier: Option<&SupplierId>,
+        pool: &SkuId,
         first: u64,
         count: u64,
         shards: u16,
@@ -108,13 +131,7 @@ impl Pools {
         if count == 0 || first < self.next_slot {
             return Decision::Reject(Rejection::QuantityOutOfRange);
         }
-        match (supplier, catalog.sku(sku)) {
-            (Some(s), Some(def)) if &def.supplier != s => {
-                return Decision::Reject(Rejection::Forbidden)
-            }
-            (Some(_), None) => return Decision::Reject(Rejection::SkuNotFound),
-            _ => {}
-        }
+        let pool = pool.clone();
         let shards = u64::from(shards.max(1));
         let mut slices = Vec::new();
         let mut start = first;
@@ -125,10 +142,7 @@ impl Pools {
                 start += n;
             }
         }
-        Decision::Events(vec![Event::CodesAdded {
-            sku: sku.clone(),
-            slices,
-        }])
+        Decision::Events(vec![Event::CodesAdded { sku: pool, slices }])
     }
 
     pub(crate) fn decide_lend(&self, sku: &SkuId, want: u64, to: ShardId) -> Decision {
@@ -177,7 +191,8 @@ impl Pools {
             }
             Event::OrderCompleted(order) => {
                 for line in order.lines.iter().filter(|l| !l.slots.is_empty()) {
-                    let pool = self.pools.entry(line.sku.clone()).or_default();
+                    let key = self.pool_of(line);
+                    let pool = self.pools.entry(key).or_default();
                     for r in &line.slots {
                         pool.remove(*r);
                         pool.sold += r.1 - r.0;
@@ -251,14 +266,7 @@ mod tests {
         assert!(matches!(&evs[0], Event::StockLent { ranges, .. } if ranges.is_empty()));
         // Slots below the numbering are refused: they were handed out already.
         assert_eq!(
-            lender.decide_add_codes(
-                &crate::catalog::Catalog::default(),
-                &SkuId::new("s"),
-                None,
-                5,
-                1,
-                2
-            ),
+            lender.decide_add_codes(&SkuId::new("s"), 5, 1, 2),
             Decision::Reject(Rejection::QuantityOutOfRange)
         );
     }

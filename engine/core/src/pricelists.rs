@@ -3,10 +3,11 @@
 //! less per card than one buying 5). Replicated like the catalog: set on shard 0, applied on
 //! every shard, so an order is priced where it executes.
 //!
-//! The margin floor is the card's cost: a list that would sell a SKU it names (or a SKU of a
-//! brand it names) below cost is refused when it is set, and an order is never priced below
-//! cost whatever changes after (a SKU's cost can rise later: the discount then stops at cost).
-//! For issued cards the cost is the stored value, so a price list never discounts them.
+//! A list that would sell a SKU it names (or a SKU of a brand it names) below its lowest price
+//! (cost plus margin floor, see `floors`) is refused when it is set, and an order is never
+//! priced below it whatever changes after (a SKU's cost can rise later: the discount then
+//! stops there). For issued cards the cost is the stored value, so with no floor a price list
+//! never discounts them below face.
 
 use crate::catalog::{Catalog, Sku};
 use crate::state::Decision;
@@ -132,7 +133,12 @@ impl PriceLists {
 
     /// Replaces a client's list (an empty one removes it), if it is well formed and sells no
     /// SKU of the catalog below its cost.
-    pub(crate) fn decide_set(catalog: &Catalog, client: &ClientId, list: &PriceList) -> Decision {
+    pub(crate) fn decide_set(
+        catalog: &Catalog,
+        floors: &crate::floors::MarginFloors,
+        client: &ClientId,
+        list: &PriceList,
+    ) -> Decision {
         if list.malformed().is_some() {
             return Decision::Reject(Rejection::InvalidPriceList);
         }
@@ -146,9 +152,13 @@ impl PriceLists {
                 let Ok(p) = catalog.unit_price(sku, None) else {
                     continue;
                 };
-                let below = match discounted(p.price, e.discount, Money::zero(p.price.currency())) {
-                    Ok(d) => d.minor() < p.cost.minor(),
-                    Err(_) => true,
+                let lowest = floors.lowest_price(sku, p.face, p.cost);
+                let below = match (
+                    discounted(p.price, e.discount, Money::zero(p.price.currency())),
+                    lowest,
+                ) {
+                    (Ok(d), Ok(lowest)) => d.minor() < lowest.minor(),
+                    _ => true,
                 };
                 if below {
                     return Decision::Reject(Rejection::BelowMarginFloor);

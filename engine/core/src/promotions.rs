@@ -125,7 +125,12 @@ impl Promotions {
 
     /// Replaces a SKU's rules (none removes them), if they are well formed and none sells a
     /// card of it below cost.
-    pub(crate) fn decide_set(catalog: &Catalog, sku: &SkuId, rules: &[PricingRule]) -> Decision {
+    pub(crate) fn decide_set(
+        catalog: &Catalog,
+        floors: &crate::floors::MarginFloors,
+        sku: &SkuId,
+        rules: &[PricingRule],
+    ) -> Decision {
         let Some(s) = catalog.sku(sku) else {
             return Decision::Reject(Rejection::SkuNotFound);
         };
@@ -134,9 +139,12 @@ impl Promotions {
         }
         // Open denominations are floored per order; a fixed one is checked now.
         if let Ok(p) = catalog.unit_price(s, None) {
+            let Ok(lowest) = floors.lowest_price(s, p.face, p.cost) else {
+                return Decision::Reject(Rejection::BelowMarginFloor);
+            };
             for r in rules {
                 if r.price(p.face)
-                    .map_or(true, |price| price.minor() < p.cost.minor())
+                    .map_or(true, |price| price.minor() < lowest.minor())
                 {
                     return Decision::Reject(Rejection::BelowMarginFloor);
                 }

@@ -127,6 +127,7 @@ mod tests {
             channel: DeliveryChannel::None,
             recipient: "".into(),
             at: UnixMillis(1),
+            fees: Vec::new(),
         }))
     }
 

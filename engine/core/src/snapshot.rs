@@ -123,6 +123,14 @@ sections! {
     crate::quotes::FxQuotes => "fx_quotes" v 1,
     crate::pricelists::PriceLists => "price_lists" v 1,
     crate::promotions::Promotions => "pricing_rules" v 1,
+    crate::floors::MarginFloors => "margin_floors" v 1,
+    crate::fees::FeeSchedule => "fees" v 1,
+    crate::commissions::Commissions => "commission_tiers" v 1,
+    crate::sales::Sales => "sales" v 1,
+    crate::sourcing::Sourcings => "sourcing" v 1,
+    crate::limits::Limits => "limits" v 1,
+    crate::resends::Resends => "delivery_rounds" v 1,
+    crate::risk::Risk => "risk" v 1,
 }
 
 /// A section as written: name, version, body.
@@ -168,6 +176,14 @@ pub fn encode(st: &ShardState) -> Result<ShardSnapshot, SnapshotError> {
     write(&mut out, &st.quotes)?;
     write(&mut out, &st.price_lists)?;
     write(&mut out, &st.promotions)?;
+    write(&mut out, &st.floors)?;
+    write(&mut out, &st.fees)?;
+    write(&mut out, &st.commissions)?;
+    write(&mut out, &st.sales)?;
+    write(&mut out, &st.sourcing)?;
+    write(&mut out, &st.limits)?;
+    write(&mut out, &st.resends)?;
+    write(&mut out, &st.risk)?;
     bincode::serialize(&out).map_err(|source| SnapshotError::Codec {
         section: "list",
         source,
@@ -195,6 +211,9 @@ pub fn decode(bytes: &[u8]) -> Result<ShardState, SnapshotError> {
         (None, None, None, None, None);
     let (mut redemption_claims, mut quotes, mut price_lists, mut promotions) =
         (None, None, None, None);
+    let (mut floors, mut fees, mut commissions, mut sales) = (None, None, None, None);
+    let mut sourcing = None;
+    let (mut limits, mut resends, mut risk) = (None, None, None);
     for w in &written {
         match w.name.as_str() {
             <Header as Section>::NAME => read::<Header>(&mut header, w)?,
@@ -237,6 +256,14 @@ pub fn decode(bytes: &[u8]) -> Result<ShardState, SnapshotError> {
             <crate::quotes::FxQuotes as Section>::NAME => read(&mut quotes, w)?,
             <crate::pricelists::PriceLists as Section>::NAME => read(&mut price_lists, w)?,
             <crate::promotions::Promotions as Section>::NAME => read(&mut promotions, w)?,
+            <crate::floors::MarginFloors as Section>::NAME => read(&mut floors, w)?,
+            <crate::fees::FeeSchedule as Section>::NAME => read(&mut fees, w)?,
+            <crate::commissions::Commissions as Section>::NAME => read(&mut commissions, w)?,
+            <crate::sales::Sales as Section>::NAME => read(&mut sales, w)?,
+            <crate::sourcing::Sourcings as Section>::NAME => read(&mut sourcing, w)?,
+            <crate::limits::Limits as Section>::NAME => read(&mut limits, w)?,
+            <crate::resends::Resends as Section>::NAME => read(&mut resends, w)?,
+            <crate::risk::Risk as Section>::NAME => read(&mut risk, w)?,
             other => return Err(SnapshotError::UnknownSection(other.to_owned())),
         }
     }
@@ -258,6 +285,14 @@ pub fn decode(bytes: &[u8]) -> Result<ShardState, SnapshotError> {
         quotes: quotes.unwrap_or_default(),
         price_lists: price_lists.unwrap_or_default(),
         promotions: promotions.unwrap_or_default(),
+        floors: floors.unwrap_or_default(),
+        fees: fees.unwrap_or_default(),
+        commissions: commissions.unwrap_or_default(),
+        sales: sales.unwrap_or_default(),
+        sourcing: sourcing.unwrap_or_default(),
+        limits: limits.unwrap_or_default(),
+        resends: resends.unwrap_or_default(),
+        risk: risk.unwrap_or_default(),
     };
     st.rebuild_derived();
     Ok(st)
@@ -343,6 +378,14 @@ pub fn decode_legacy(format: u8, bytes: &[u8]) -> Result<ShardState, SnapshotErr
         quotes: Default::default(),
         price_lists: Default::default(),
         promotions: Default::default(),
+        floors: Default::default(),
+        fees: Default::default(),
+        commissions: Default::default(),
+        sales: Default::default(),
+        sourcing: Default::default(),
+        limits: Default::default(),
+        resends: Default::default(),
+        risk: Default::default(),
     };
     st.rebuild_derived();
     Ok(st)

@@ -68,6 +68,14 @@ pub struct ShardState {
     pub(crate) quotes: crate::quotes::FxQuotes,
     pub(crate) price_lists: crate::pricelists::PriceLists,
     pub(crate) promotions: crate::promotions::Promotions,
+    pub(crate) floors: crate::floors::MarginFloors,
+    pub(crate) fees: crate::fees::FeeSchedule,
+    pub(crate) commissions: crate::commissions::Commissions,
+    pub(crate) sales: crate::sales::Sales,
+    pub(crate) sourcing: crate::sourcing::Sourcings,
+    pub(crate) limits: crate::limits::Limits,
+    pub(crate) resends: crate::resends::Resends,
+    pub(crate) risk: crate::risk::Risk,
 }
 
 impl ShardState {
@@ -90,6 +98,14 @@ impl ShardState {
             quotes: Default::default(),
             price_lists: Default::default(),
             promotions: Default::default(),
+            floors: Default::default(),
+            fees: Default::default(),
+            commissions: Default::default(),
+            sales: Default::default(),
+            sourcing: Default::default(),
+            limits: Default::default(),
+            resends: Default::default(),
+            risk: Default::default(),
         }
     }
 
@@ -154,6 +170,82 @@ impl ShardState {
         &self.promotions
     }
 
+    /// Every SKU's and brand's margin floor (replicated).
+    pub fn floors(&self) -> &crate::floors::MarginFloors {
+        &self.floors
+    }
+
+    /// The fee schedule (replicated).
+    pub fn fees(&self) -> &crate::fees::FeeSchedule {
+        &self.fees
+    }
+
+    /// Every supplier's commission tiers (replicated).
+    pub fn commissions(&self) -> &crate::commissions::Commissions {
+        &self.commissions
+    }
+
+    /// Every SKU's suppliers beyond its own (replicated).
+    pub fn sourcing(&self) -> &crate::sourcing::Sourcings {
+        &self.sourcing
+    }
+
+    /// The limits and KYC marks of the wallets on this shard, and what they completed lately.
+    pub fn limits(&self) -> &crate::limits::Limits {
+        &self.limits
+    }
+
+    /// The risk scores of this shard's orders and what the rules read of its wallets.
+    pub fn risk(&self) -> &crate::risk::Risk {
+        &self.risk
+    }
+
+    /// The risk scoring rules: a runtime setting (decisions only, never replay).
+    pub fn set_scoring(&mut self, scoring: std::sync::Arc<crate::risk::Scoring>) {
+        self.risk.scoring = scoring;
+    }
+
+    /// The delivery rounds of the cards on this shard that were sent again.
+    pub fn resends(&self) -> &crate::resends::Resends {
+        &self.resends
+    }
+
+    /// The default limits and KYC thresholds: a runtime setting (decisions only, never replay).
+    pub fn set_risk_policy(&mut self, policy: std::sync::Arc<crate::limits::RiskPolicy>) {
+        self.limits.policy = policy;
+    }
+
+    /// What each order completed here earned, and the commissions booked here.
+    pub fn sales(&self) -> &crate::sales::Sales {
+        &self.sales
+    }
+
+    /// The state without its sales: what a snapshot of a format from before sales were
+    /// recorded (formats 1 and 2) holds of the same history. For comparing the two.
+    pub fn without_sales(mut self) -> ShardState {
+        self.sales = Default::default();
+        self
+    }
+
+    /// The state without its limits section: what a snapshot of a format from before limits
+    /// (formats 1 and 2, and sections written before issue 15) holds of the same history. A
+    /// data directory upgraded from one counts, for its limits, only orders from then on.
+    pub fn without_limits(mut self) -> ShardState {
+        let policy = self.limits.policy.clone();
+        self.limits = Default::default();
+        self.limits.policy = policy;
+        self
+    }
+
+    /// The state without its risk section: what a snapshot of a format from before risk
+    /// scores loads as (its wallets' histories, for the rules, count from then on).
+    pub fn without_risk(mut self) -> ShardState {
+        let scoring = self.risk.scoring.clone();
+        self.risk = Default::default();
+        self.risk.scoring = scoring;
+        self
+    }
+
     /// Every client's B2B price list (replicated).
     pub fn price_lists(&self) -> &crate::pricelists::PriceLists {
         &self.price_lists
@@ -196,6 +288,7 @@ impl ShardState {
     pub(crate) fn rebuild_derived(&mut self) {
         self.catalog.rebuild_derived();
         self.deadlines.rebuild_derived();
+        self.sourcing.rebuild_derived();
     }
 
     /// Where a wallet lives.
@@ -232,19 +325,22 @@ impl ShardState {
                 first_slot,
                 count,
                 shard_count,
-            } => self.pools.decide_add_codes(
-                &self.catalog,
-                sku,
-                supplier.as_ref(),
-                *first_slot,
-                *count,
-                *shard_count,
-            ),
+            } => match self
+                .sourcing
+                .pool_for(&self.catalog, sku, supplier.as_ref())
+            {
+                Ok(pool) => self
+                    .pools
+                    .decide_add_codes(&pool, *first_slot, *count, *shard_count),
+                Err(r) => Decision::Reject(r),
+            },
             Command::CreateWallet {
                 caller,
                 wallet,
                 kyc_verified,
-            } => self.wallets.decide_create(caller, wallet, *kyc_verified),
+            } => self
+                .wallets
+                .decide_create(caller, wallet, *kyc_verified, &self.limits),
             Command::Deposit {
                 caller,
                 wallet,
@@ -330,11 +426,17 @@ impl ShardState {
                 caller,
                 redemption_id,
             } => self.cards.decide_reversal(caller, redemption_id),
+            // A report on an earlier round of a card that was sent again is not about the
+            // delivery in flight.
+            Command::ReportDelivery { card, round, .. } if *round != self.resends.round(card) => {
+                Decision::Answered(vec![])
+            }
             Command::ReportDelivery {
                 card,
                 delivered,
                 attempt,
                 attempts_max,
+                ..
             } => self
                 .cards
                 .decide_delivery(*card, *delivered, *attempt, *attempts_max),
@@ -352,10 +454,40 @@ impl ShardState {
                 self.quotes.decide_quote(self, caller, request, ctx.now)
             }
             Command::SetPriceList { client, list } => {
-                crate::pricelists::PriceLists::decide_set(&self.catalog, client, list)
+                crate::pricelists::PriceLists::decide_set(&self.catalog, &self.floors, client, list)
             }
             Command::SetPricing { sku, rules } => {
-                crate::promotions::Promotions::decide_set(&self.catalog, sku, rules)
+                crate::promotions::Promotions::decide_set(&self.catalog, &self.floors, sku, rules)
+            }
+            Command::SetMarginFloors(f) => crate::floors::MarginFloors::decide_set(f),
+            Command::SetFees(f) => crate::fees::FeeSchedule::decide_set(f),
+            Command::SetCommissionTiers { supplier, tiers } => {
+                crate::commissions::Commissions::decide_set(supplier, tiers)
+            }
+            Command::SetSourcing { sku, sourcing } => {
+                crate::sourcing::Sourcings::decide_set(&self.catalog, sku, sourcing)
+            }
+            Command::BookCommissions { period_id, volumes } => {
+                self.commissions
+                    .decide_book(&self.sales, period_id, volumes, ctx.now)
+            }
+            Command::SetWalletLimits {
+                caller,
+                wallet,
+                limits,
+            } => crate::limits::Limits::decide_set(self, caller, wallet, limits, ctx.now),
+            Command::SetCardFrozen {
+                caller,
+                card,
+                frozen,
+            } => self.cards.decide_frozen(caller, *card, *frozen, ctx.now),
+            Command::SetKyc {
+                caller,
+                wallet,
+                verified,
+            } => crate::limits::Limits::decide_kyc(self, caller, wallet, *verified, ctx.now),
+            Command::ResendCard { caller, card } => {
+                crate::resends::Resends::decide(self, caller, *card, ctx.now)
             }
         }
     }
@@ -379,6 +511,11 @@ impl ShardState {
             lsn,
             at: self.last_at,
         };
+        // The limits keep the flag a wallet was created with: read it before the wallets apply.
+        let kyc_before = match event {
+            Event::KycSet { wallet, .. } => self.wallets.get(wallet).map(|w| w.kyc_verified),
+            _ => None,
+        };
         self.reports.apply(event);
         self.catalog.apply(event);
         self.pools.apply(event, self.shard);
@@ -391,6 +528,18 @@ impl ShardState {
         self.quotes.apply(event);
         self.price_lists.apply(event);
         self.promotions.apply(event);
+        self.floors.apply(event);
+        self.fees.apply(event);
+        self.commissions.apply(event);
+        self.sourcing.apply(event);
+        self.limits.apply(event, kyc_before, &self.catalog);
+        self.resends.apply(event);
+        self.risk.apply(event, cx.at);
+        let owner = match event {
+            Event::OrderCompleted(o) => self.wallets.get(&o.wallet).map(|w| &w.owner),
+            _ => None,
+        };
+        self.sales.apply(event, owner);
     }
 }
 
@@ -439,7 +588,7 @@ mod tests {
             &Command::CreateWallet {
                 caller: caller(),
                 wallet: WalletId::new("w"),
-                kyc_verified: true,
+                kyc_verified: false,
             },
             &ctx_at(1),
         );
@@ -490,6 +639,8 @@ mod tests {
             recipient: String::new(),
             fingerprint: [fp; 16],
             fresh_codes: Vec::new(),
+            fulfilment: Default::default(),
+            stock_final: false,
         }
     }
 
@@ -612,7 +763,7 @@ mod tests {
                 &Command::CreateWallet {
                     caller: who.clone(),
                     wallet: WalletId::new(id),
-                    kyc_verified: true,
+                    kyc_verified: false,
                 },
                 &ctx_at(2),
             );
@@ -657,7 +808,7 @@ mod tests {
             &Event::WalletCreated {
                 wallet: WalletId::new("legacy"),
                 owner: ClientId::new("c"),
-                kyc_verified: true,
+                kyc_verified: false,
             },
             Lsn(s.last_lsn().0 + 1),
         );
@@ -716,6 +867,177 @@ mod tests {
             }
         }
         d
+    }
+
+    /// Issue 15: limits are decided with the debit. Each kind refuses with its own rejection
+    /// (all `limit_exceeded` on the wire, naming the limit), counts what completed before it
+    /// within its window or day, and forgets what is older; a wallet's own limits replace the
+    /// defaults; only an admin sets them or verifies KYC; KYC thresholds refuse an unverified
+    /// wallet's order (and a day's total) above them.
+    #[test]
+    fn limits_and_kyc_refuse_in_the_commit_and_count_what_completed_before() {
+        use crate::limits::{LimitSet, RiskPolicy, Velocity};
+        let usd_c = Currency::parse("USD").unwrap();
+        let mut s = shard_with(10_000_000, 1_000);
+        let admin = Caller {
+            client: ClientId::new("ops"),
+            admin: true,
+        };
+        let mut n = 0u32;
+        let mut place = |s: &mut ShardState, qty: u32, at: u64| {
+            n += 1;
+            let mut o = order(qty, "US", 1);
+            o.key.order_id = OrderId::new(&format!("o-{n}"));
+            let d = step(s, &Command::PlaceOrder(Box::new(o)), at);
+            rejection(&d)
+        };
+        // Defaults: two orders an hour, $100.00 an hour, at most $60.00 an order.
+        s.set_risk_policy(std::sync::Arc::new(RiskPolicy {
+            limits: LimitSet {
+                order_max: vec![(usd_c, 6_000)],
+                velocity: vec![Velocity {
+                    currency: usd_c,
+                    window_ms: 3_600_000,
+                    max_orders: Some(2),
+                    max_amount_minor: Some(10_000),
+                }],
+                sku_daily_cards: None,
+                brand_daily_cards: None,
+            },
+            kyc_threshold_minor: vec![],
+        }));
+        let t0 = 86_400_000 * 10 + 1_000;
+        assert_eq!(place(&mut s, 3, t0), Some(Rejection::OrderLimitExceeded));
+        assert_eq!(place(&mut s, 2, t0), None);
+        assert_eq!(place(&mut s, 2, t0 + 1), None);
+        assert_eq!(
+            place(&mut s, 1, t0 + 2),
+            Some(Rejection::VelocityOrdersExceeded)
+        );
+        // The window slides: an hour after the first, one order is out of it.
+        assert_eq!(place(&mut s, 2, t0 + 3_600_000), None);
+        assert_eq!(
+            place(&mut s, 1, t0 + 3_600_000),
+            Some(Rejection::VelocityOrdersExceeded)
+        );
+        // The wallet's own limits replace the defaults: amount only, $150.00 an hour.
+        let own = LimitSet {
+            velocity: vec![Velocity {
+                currency: usd_c,
+                window_ms: 3_600_000,
+                max_orders: None,
+                max_amount_minor: Some(15_000),
+            }],
+            sku_daily_cards: Some(10),
+            ..LimitSet::default()
+        };
+        let set = |caller: Caller, l: Option<LimitSet>| Command::SetWalletLimits {
+            caller,
+            wallet: WalletId::new("c~w"),
+            limits: l,
+        };
+        assert_eq!(
+            rejection(&step(&mut s, &set(caller(), Some(own.clone())), t0)),
+            Some(Rejection::Forbidden)
+        );
+        let bad = LimitSet {
+            order_max: vec![(usd_c, -5)],
+            ..LimitSet::default()
+        };
+        assert_eq!(
+            rejection(&step(&mut s, &set(admin.clone(), Some(bad)), t0)),
+            Some(Rejection::InvalidLimits)
+        );
+        assert!(matches!(
+            step(
+                &mut s,
+                &set(admin.clone(), Some(own.clone())),
+                t0 + 3_600_002
+            ),
+            Decision::Events(_)
+        ));
+        assert_eq!(s.limits().of(&WalletId::new("c~w")), (&own, true));
+        // In the last hour: one order of $50.00 (at t0 + 1h). $100.00 more fits, $125.00 not.
+        assert_eq!(
+            place(&mut s, 5, t0 + 3_600_003),
+            Some(Rejection::VelocityAmountExceeded)
+        );
+        assert_eq!(place(&mut s, 4, t0 + 3_600_003), None);
+        // Every order so far is of UTC day 10: 2 + 2 + 2 + 4 cards, the cap. One more is over.
+        assert_eq!(
+            place(&mut s, 1, t0 + 3 * 3_600_000),
+            Some(Rejection::SkuDailyLimitExceeded)
+        );
+        // The next UTC day starts afresh.
+        assert_eq!(place(&mut s, 1, 86_400_000 * 11), None);
+        // Back to the defaults.
+        assert!(matches!(
+            step(&mut s, &set(admin.clone(), None), 86_400_000 * 11),
+            Decision::Events(_)
+        ));
+        assert!(!s.limits().of(&WalletId::new("c~w")).1);
+
+        // KYC: $75.00 in USD. An unverified wallet's order above it is refused, and so is one
+        // that takes the day's total above it.
+        s.set_risk_policy(std::sync::Arc::new(RiskPolicy {
+            limits: LimitSet::default(),
+            kyc_threshold_minor: vec![(usd_c, 7_500)],
+        }));
+        let day = 86_400_000 * 20;
+        assert_eq!(place(&mut s, 4, day), Some(Rejection::KycRequired));
+        assert_eq!(place(&mut s, 2, day), None);
+        assert_eq!(place(&mut s, 2, day + 1), Some(Rejection::KycRequired));
+        assert_eq!(place(&mut s, 1, day + 2), None, "exactly at the threshold");
+        let kyc = |caller: Caller, verified| Command::SetKyc {
+            caller,
+            wallet: WalletId::new("c~w"),
+            verified,
+        };
+        assert_eq!(
+            rejection(&step(&mut s, &kyc(caller(), true), day)),
+            Some(Rejection::Forbidden)
+        );
+        assert!(matches!(
+            step(&mut s, &kyc(admin.clone(), true), day + 3),
+            Decision::Events(_)
+        ));
+        let mark = s.limits().kyc_mark(&WalletId::new("c~w")).unwrap().clone();
+        assert_eq!(
+            (mark.verified, mark.by.as_str(), mark.at, mark.at_creation),
+            (true, "ops", UnixMillis(day + 3), false)
+        );
+        assert!(s.wallets().get(&WalletId::new("c~w")).unwrap().kyc_verified);
+        assert_eq!(place(&mut s, 4, day + 4), None);
+        // The creation retried as it was first made is still a replay; as verified, a conflict.
+        let create = |kyc_verified| Command::CreateWallet {
+            caller: caller(),
+            wallet: WalletId::new("w"),
+            kyc_verified,
+        };
+        assert!(matches!(
+            s.decide(&create(false), &ctx_at(day)),
+            Decision::Answered(_)
+        ));
+        assert_eq!(
+            rejection(&s.decide(&create(true), &ctx_at(day))),
+            Some(Rejection::WalletExists)
+        );
+        // A client cannot declare a new wallet verified.
+        let mut other = create(true);
+        if let Command::CreateWallet { wallet, .. } = &mut other {
+            *wallet = WalletId::new("w2");
+        }
+        assert_eq!(
+            rejection(&s.decide(&other, &ctx_at(day))),
+            Some(Rejection::Forbidden)
+        );
+        // The state with its limits survives a snapshot.
+        let back = ShardState::decode(&s.encode().unwrap()).unwrap();
+        assert_eq!(back.limits().kyc_mark(&WalletId::new("c~w")), Some(&mark));
+        assert_eq!(
+            back.limits().activity(&WalletId::new("c~w")),
+            s.limits().activity(&WalletId::new("c~w"))
+        );
     }
 
     /// Issue 14: a locked FX quote prices an order to the minor unit until the instant it
@@ -835,7 +1157,7 @@ mod tests {
                     admin: false,
                 },
                 wallet: WalletId::new("w"),
-                kyc_verified: true,
+                kyc_verified: false,
             },
             1_000,
         );
@@ -1010,5 +1332,493 @@ mod tests {
         // No rules: the markup (0) prices.
         assert!(matches!(set(&mut s, vec![]), Decision::Events(_)));
         assert_eq!(charged(&mut s, "e", 150), 2_500);
+    }
+
+    /// Issue 14: a margin floor above cost. A list or rule that would sell below cost plus the
+    /// floor is refused when it is set; one set before the floor stops at it in every order.
+    #[test]
+    fn a_margin_floor_refuses_lists_below_it_and_stops_older_discounts_at_it() {
+        use crate::floors::MarginFloors;
+        use crate::pricelists::{PriceEntry, PriceList, PriceTarget};
+        let mut s = shard_with(1_000_000, 100);
+        let list = |discount: i64| Command::SetPriceList {
+            client: ClientId::new("c"),
+            list: PriceList {
+                entries: vec![PriceEntry {
+                    target: PriceTarget::Brand("b".into()),
+                    min_quantity: 1,
+                    discount: Decimal::new(discount, 2),
+                }],
+            },
+        };
+        // 10% off 25.00 sells at 22.50, 1.25 over the cost of 21.25: fine with no floor.
+        assert!(matches!(step(&mut s, &list(10), 2), Decision::Events(_)));
+        // A 6% floor (1.50 of 25.00) puts the lowest price at 22.75.
+        let mut floors = MarginFloors::default();
+        floors.by_brand.insert("b".into(), Decimal::new(6, 2));
+        assert!(matches!(
+            step(&mut s, &Command::SetMarginFloors(floors.clone()), 3),
+            Decision::Events(_)
+        ));
+        // The 10% list set before now stops at the floor, to the minor unit.
+        let charged = |s: &mut ShardState, id: &str| {
+            let mut o = order(1, "US", 4);
+            o.key.order_id = OrderId::new(id);
+            match step(s, &Command::PlaceOrder(Box::new(o)), 5) {
+                Decision::Events(evs) => match evs.first() {
+                    Some(Event::OrderCompleted(done)) => done.lines[0].unit_price.minor(),
+                    other => panic!("{other:?}"),
+                },
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(charged(&mut s, "floored"), 2_275);
+        // Setting the same list again, or a 9.1% one (22.725 → 22.72), is refused; 9% (22.75) is
+        // exactly the floor and accepted.
+        assert_eq!(
+            step(&mut s, &list(10), 6),
+            Decision::Reject(Rejection::BelowMarginFloor)
+        );
+        let mut over = list(0);
+        if let Command::SetPriceList { list, .. } = &mut over {
+            list.entries[0].discount = Decimal::new(91, 3);
+        }
+        assert_eq!(
+            step(&mut s, &over, 6),
+            Decision::Reject(Rejection::BelowMarginFloor)
+        );
+        assert!(matches!(step(&mut s, &list(9), 6), Decision::Events(_)));
+        // A SKU's own floor wins over its brand's: 1% lets the 9% list through unclamped.
+        floors.by_sku.insert(SkuId::new("s"), Decimal::new(1, 2));
+        assert!(matches!(
+            step(&mut s, &Command::SetMarginFloors(floors), 7),
+            Decision::Events(_)
+        ));
+        assert!(matches!(step(&mut s, &list(10), 8), Decision::Events(_)));
+        assert_eq!(charged(&mut s, "own floor"), 2_250);
+    }
+
+    /// Issue 14: fees come out of the wallet in the order's commit, a short order holds them
+    /// too, and the revenue report of any window equals what the ledger's revenue accounts took
+    /// in that window, commissions included.
+    #[test]
+    fn fees_are_charged_with_the_order_and_the_report_matches_the_ledger_in_any_window() {
+        use crate::fees::{FeeSchedule, Fees};
+        use crate::sales::GroupBy;
+        let usd_ccy = usd(0).currency();
+        let mut s = shard_with(100_000, 3);
+        let mut fees = FeeSchedule::default();
+        fees.by_currency.insert(
+            usd_ccy,
+            Fees {
+                order_minor: 40,
+                ..Fees::default()
+            },
+        );
+        assert!(matches!(
+            step(&mut s, &Command::SetFees(fees), 2),
+            Decision::Events(_)
+        ));
+        // A wallet that can pay the cards but not the fee is refused.
+        let mut poor = order(4, "US", 1);
+        poor.key.order_id = OrderId::new("poor");
+        poor.items[0].quantity = 4;
+        let revenue = |s: &ShardState| -> std::collections::BTreeMap<&'static str, i64> {
+            let l = s.reports();
+            [
+                (
+                    "margin",
+                    l.account(&crate::ledger::Account::RevenueMargin(usd_ccy)),
+                ),
+                (
+                    "fees",
+                    l.account(&crate::ledger::Account::RevenueFees(usd_ccy)),
+                ),
+                (
+                    "commission",
+                    l.account(&crate::ledger::Account::RevenueCommission(usd_ccy)),
+                ),
+            ]
+            .into_iter()
+            .collect()
+        };
+        let report = |s: &ShardState, to: u64| -> std::collections::BTreeMap<&'static str, i64> {
+            let rows = s
+                .sales()
+                .revenue(s.catalog(), UnixMillis(0), UnixMillis(to), GroupBy::Day);
+            let mut t = crate::sales::RevenueRow::default();
+            rows.values().for_each(|r| t.add(r));
+            [
+                ("margin", t.margin_minor),
+                ("fees", t.fees_minor),
+                ("commission", t.commission_minor),
+            ]
+            .into_iter()
+            .collect()
+        };
+        // Short of stock (4 of 3): the hold covers the fee as well.
+        match s.decide_order(&poor, &ctx_at(5)) {
+            Decision::NeedStock {
+                hold: Event::FundsHeld { amount, .. },
+                ..
+            } => assert_eq!(amount, usd(4 * 2_500 + 40)),
+            other => panic!("{other:?}"),
+        }
+        let mut first = order(2, "US", 2);
+        first.key.order_id = OrderId::new("first");
+        let Decision::Events(evs) = step(&mut s, &Command::PlaceOrder(Box::new(first)), 5) else {
+            panic!("completes")
+        };
+        assert!(matches!(&evs[0], Event::OrderCompleted(d) if d.fees[0].1 == usd(40)));
+        let after_first = revenue(&s);
+        let mut second = order(1, "US", 3);
+        second.key.order_id = OrderId::new("second");
+        step(&mut s, &Command::PlaceOrder(Box::new(second)), 10);
+        let w = s
+            .wallets()
+            .get(&WalletId::new("c~w"))
+            .unwrap()
+            .balance(usd_ccy);
+        assert_eq!(w.available_minor, 100_000 - 3 * 2_500 - 2 * 40);
+        // The record answers what left the wallet.
+        let rec = s.orders().get(&OrderKey {
+            client: ClientId::new("c"),
+            order_id: OrderId::new("first"),
+        });
+        assert!(matches!(
+            rec.map(|r| &r.outcome),
+            Some(OrderOutcome::Completed { charged, .. }) if *charged == usd(5_040)
+        ));
+        // A commission booked at 20, once: the repeat answers the same without journaling.
+        let book = Command::BookCommissions {
+            period_id: RequestId::new("p"),
+            volumes: vec![(SupplierId::new("sup"), usd(6_375))],
+        };
+        let mut tiers = crate::commissions::CommissionTiers::default();
+        tiers.by_currency.insert(
+            usd_ccy,
+            vec![crate::commissions::Tier {
+                from_minor: 0,
+                rate: Decimal::new(1, 2),
+            }],
+        );
+        step(
+            &mut s,
+            &Command::SetCommissionTiers {
+                supplier: SupplierId::new("sup"),
+                tiers,
+            },
+            11,
+        );
+        // A deposit moves the shard's clock to 20, when the commission is booked.
+        let dep = Command::Deposit {
+            caller: caller(),
+            wallet: WalletId::new("w"),
+            deposit_id: RequestId::new("later"),
+            amount: usd(1),
+            reference: "r".into(),
+            fingerprint: [9; 16],
+        };
+        step(&mut s, &dep, 20);
+        assert!(matches!(step(&mut s, &book, 20), Decision::Events(evs) if evs.len() == 1));
+        assert!(matches!(step(&mut s, &book, 21), Decision::Answered(evs) if evs.len() == 1));
+        assert_eq!(revenue(&s)["commission"], 64);
+        // Windows: up to the first order's instant (exclusive) nothing; through it, what the
+        // ledger held then; through the end, what it holds now.
+        assert_eq!(report(&s, 5).values().sum::<i64>(), 0);
+        assert_eq!(report(&s, 6), after_first);
+        assert_eq!(report(&s, 21), revenue(&s));
+    }
+
+    /// Issue 14: a fill_available order, once every peer was asked, sells what there is of each
+    /// line, priced at the quantity it bought (a tier it no longer reaches does not apply), and
+    /// charges nothing for the rest; with nothing at all it is out of stock.
+    #[test]
+    fn fill_available_charges_only_the_cards_it_sells() {
+        use crate::pricelists::{PriceEntry, PriceList, PriceTarget};
+        let mut s = shard_with(100_000, 2);
+        let tier = PriceList {
+            entries: vec![PriceEntry {
+                target: PriceTarget::Sku(SkuId::new("s")),
+                min_quantity: 3,
+                discount: Decimal::new(4, 2),
+            }],
+        };
+        step(
+            &mut s,
+            &Command::SetPriceList {
+                client: ClientId::new("c"),
+                list: tier,
+            },
+            2,
+        );
+        let mut o = order(5, "US", 1);
+        o.fulfilment = Fulfilment::FillAvailable;
+        // Before every peer was asked: borrow, like any order.
+        assert!(matches!(
+            s.decide_order(&o, &ctx_at(5)),
+            Decision::NeedStock { .. }
+        ));
+        let mut whole = order(5, "US", 1);
+        whole.stock_final = true;
+        assert!(matches!(
+            s.decide_order(&whole, &ctx_at(5)),
+            Decision::NeedStock { .. }
+        ));
+        o.stock_final = true;
+        let Decision::Events(evs) = step(&mut s, &Command::PlaceOrder(Box::new(o.clone())), 5)
+        else {
+            panic!("filled in part")
+        };
+        let Event::OrderCompleted(done) = &evs[0] else {
+            panic!("{evs:?}")
+        };
+        // Two cards at the catalog price: 2 do not reach the 3-card tier.
+        assert_eq!((done.lines[0].quantity, done.charged), (2, usd(5_000)));
+        assert_eq!(
+            evs[1],
+            Event::OrderFilledInPart {
+                key: o.key.clone(),
+                items: vec![(SkuId::new("s"), 5, 2)],
+            }
+        );
+        let sale = s.sales().get(&o.key).expect("its sale");
+        assert_eq!(sale.filled_in_part, vec![(SkuId::new("s"), 5, 2)]);
+        let w = s.wallets().get(&WalletId::new("c~w")).unwrap();
+        assert_eq!(w.balance(usd(0).currency()).available_minor, 95_000);
+        // Nothing left: out of stock, recorded.
+        let mut again = order(1, "US", 2);
+        again.key.order_id = OrderId::new("none-left");
+        again.fulfilment = Fulfilment::FillAvailable;
+        again.stock_final = true;
+        assert_eq!(
+            rejection(&s.decide_order(&again, &ctx_at(6))),
+            Some(Rejection::OutOfStock)
+        );
+        // A wallet that can pay for what there is, not for all it asks: it holds what it has
+        // while peers are asked, and pays for the part it gets.
+        let mut s = shard_with(5_000, 2);
+        let mut o = order(5, "US", 3);
+        o.fulfilment = Fulfilment::FillAvailable;
+        let Decision::NeedStock { hold, .. } = s.decide_order(&o, &ctx_at(5)) else {
+            panic!("borrows")
+        };
+        assert!(matches!(hold, Event::FundsHeld { amount, .. } if amount == usd(5_000)));
+        s.apply(&hold, Lsn(90));
+        o.stock_final = true;
+        let Decision::Events(evs) = step(&mut s, &Command::PlaceOrder(Box::new(o)), 6) else {
+            panic!("filled in part")
+        };
+        assert!(matches!(&evs[0], Event::OrderCompleted(d) if d.charged == usd(5_000)));
+        let b = s
+            .wallets()
+            .get(&WalletId::new("c~w"))
+            .unwrap()
+            .balance(usd(0).currency());
+        assert_eq!((b.available_minor, b.held_minor), (0, 0));
+        // Without fill_available the same wallet is refused outright.
+        let mut whole = order(5, "US", 4);
+        whole.key.order_id = OrderId::new("whole");
+        assert_eq!(
+            rejection(&s.decide_order(&whole, &ctx_at(7))),
+            Some(Rejection::InsufficientFunds)
+        );
+    }
+
+    /// Issue 14: several suppliers behind one SKU. Each uploads to its own pool; an order takes
+    /// the cheapest first and fails over when that pool runs dry, each supplier's cards a line
+    /// at its own cost, owed to it in settlement; no pool of another SKU is ever touched; a
+    /// short order asks peers for every supplier's pool.
+    #[test]
+    fn an_order_takes_the_cheapest_suppliers_codes_first_and_pays_each_its_cost() {
+        use crate::sourcing::{Offer, Sourcing};
+        let mut s = shard_with(1_000_000, 2);
+        let other = crate::catalog::tests_support::sku("t", "b");
+        step(&mut s, &Command::DefineSku(other), 1);
+        let sourcing = Sourcing {
+            offers: vec![Offer {
+                supplier: SupplierId::new("cheap"),
+                wholesale_discount: Decimal::new(20, 2),
+                priority: 0,
+            }],
+            ..Sourcing::default()
+        };
+        let set = Command::SetSourcing {
+            sku: SkuId::new("s"),
+            sourcing,
+        };
+        assert!(matches!(step(&mut s, &set, 2), Decision::Events(_)));
+        let upload = |s: &mut ShardState, sku: &str, supplier: &str, n: u64| {
+            let cmd = Command::AddCodes {
+                sku: SkuId::new(sku),
+                supplier: Some(SupplierId::new(supplier)),
+                first_slot: s.pools().next_slot(),
+                count: n,
+                shard_count: 1,
+            };
+            step(s, &cmd, 3)
+        };
+        assert!(matches!(
+            upload(&mut s, "s", "cheap", 1),
+            Decision::Events(_)
+        ));
+        assert!(matches!(upload(&mut s, "t", "sup", 5), Decision::Events(_)));
+        // A supplier the SKU does not name may not upload to it.
+        assert_eq!(
+            upload(&mut s, "s", "stranger", 1),
+            Decision::Reject(Rejection::Forbidden)
+        );
+        let Decision::Events(evs) =
+            step(&mut s, &Command::PlaceOrder(Box::new(order(3, "US", 1))), 5)
+        else {
+            panic!("completes")
+        };
+        let Event::OrderCompleted(done) = &evs[0] else {
+            panic!("{evs:?}")
+        };
+        let lines: Vec<(&str, u32, i64)> = done
+            .lines
+            .iter()
+            .map(|l| (l.supplier.as_str(), l.quantity, l.unit_cost.minor()))
+            .collect();
+        assert_eq!(lines, vec![("cheap", 1, 2_000), ("sup", 2, 2_125)]);
+        assert_eq!(done.charged, usd(7_500));
+        // Each supplier is owed its own cards at its own cost; the other SKU's pool is whole.
+        let owed = |s: &ShardState, sup: &str| {
+            s.settlement()
+                .unsettled()
+                .get(&SupplierId::new(sup))
+                .map(|d| (d.cards, d.owed[0].1))
+        };
+        assert_eq!(owed(&s, "cheap"), Some((1, 2_000)));
+        assert_eq!(owed(&s, "sup"), Some((2, 4_250)));
+        assert_eq!(s.pools().available(&SkuId::new("t")), 5);
+        assert_eq!(s.pools().available(&SkuId::new("s")), 0);
+        assert_eq!(s.pools().available(&SkuId::new("s/cheap")), 0);
+        // Dry everywhere here: the order asks peers for both suppliers' pools.
+        let mut more = order(1, "US", 2);
+        more.key.order_id = OrderId::new("more");
+        match s.decide_order(&more, &ctx_at(6)) {
+            Decision::NeedStock { missing, .. } => assert_eq!(
+                missing,
+                vec![(SkuId::new("s/cheap"), 1), (SkuId::new("s"), 1)]
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Issue 15: the risk score is decided in the order's commit from the rules that hold,
+    /// each adding its weight; above `reject_above` the order is refused `risk_rejected`. A
+    /// score above zero is journaled with the order (completed or refused) with its reasons,
+    /// and is kept through a snapshot; a score of zero journals nothing.
+    #[test]
+    fn a_risk_score_is_decided_with_the_order_and_journaled_with_its_reasons() {
+        use crate::risk::{RiskReason, RiskRule, Scoring, WeightedRule};
+        let usd_c = Currency::parse("USD").unwrap();
+        let mut s = shard_with(10_000_000, 1_000);
+        s.set_scoring(std::sync::Arc::new(Scoring {
+            rules: vec![
+                WeightedRule {
+                    rule: RiskRule::FundedRecently { age_ms: 1_000 },
+                    weight: 10,
+                },
+                WeightedRule {
+                    rule: RiskRule::Velocity {
+                        window_ms: 60_000,
+                        orders: 2,
+                    },
+                    weight: 50,
+                },
+                WeightedRule {
+                    rule: RiskRule::AmountOverHistory {
+                        percent: 300,
+                        min_orders: 2,
+                    },
+                    weight: 30,
+                },
+                WeightedRule {
+                    rule: RiskRule::NewRecipient {
+                        currency: usd_c,
+                        min_amount_minor: 10_000,
+                    },
+                    weight: 20,
+                },
+            ],
+            reject_above: Some(60),
+        }));
+        let place = |s: &mut ShardState, id: &str, qty: u32, at: u64, to: Option<&str>| {
+            let mut o = order(qty, "US", 1);
+            o.key.order_id = OrderId::new(id);
+            if let Some(r) = to {
+                o.channel = DeliveryChannel::Email;
+                o.recipient = r.into();
+            }
+            let d = step(s, &Command::PlaceOrder(Box::new(o)), at);
+            let Decision::Events(evs) = d else {
+                panic!("{d:?}")
+            };
+            let scored = evs.iter().find_map(|e| match e {
+                Event::RiskScored { score, .. } => Some((score.score, score.reasons.clone())),
+                _ => None,
+            });
+            let refused = evs.iter().find_map(|e| match e {
+                Event::OrderRejected { reason, .. } => Some(*reason),
+                _ => None,
+            });
+            (scored, refused)
+        };
+        // Funded at 1: an order 499 ms later scores for that alone.
+        assert_eq!(
+            place(&mut s, "o-1", 1, 500, None),
+            (Some((10, vec![RiskReason::FundedRecently])), None)
+        );
+        // No rule holds: nothing is journaled beyond the order.
+        assert_eq!(place(&mut s, "o-2", 1, 5_000, None), (None, None));
+        // Two orders in the minute, and four times the average of two: 80, above 60.
+        assert_eq!(
+            place(&mut s, "o-3", 4, 6_000, None),
+            (
+                Some((
+                    80,
+                    vec![RiskReason::Velocity, RiskReason::AmountOverHistory]
+                )),
+                Some(Rejection::RiskRejected)
+            )
+        );
+        // Later, out of the window: the refused order counts for no history; a new recipient.
+        assert_eq!(
+            place(&mut s, "o-4", 4, 200_000, Some("a@example.com")),
+            (
+                Some((
+                    50,
+                    vec![RiskReason::AmountOverHistory, RiskReason::NewRecipient]
+                )),
+                None
+            )
+        );
+        // The same recipient again, and the average has risen: nothing holds.
+        assert_eq!(
+            place(&mut s, "o-5", 4, 400_000, Some("a@example.com")),
+            (None, None)
+        );
+        let key = |id: &str| OrderKey {
+            client: ClientId::new("c"),
+            order_id: OrderId::new(id),
+        };
+        assert_eq!(s.risk().score_of(&key("o-3")).map(|r| r.score), Some(80));
+        assert!(s.risk().score_of(&key("o-2")).is_none());
+        // The refusal is recorded: a retry replays it.
+        let mut again = order(4, "US", 1);
+        again.key.order_id = OrderId::new("o-3");
+        assert!(matches!(
+            s.decide_order(&again, &ctx_at(500_000)),
+            Decision::Replay(OrderOutcome::Rejected(Rejection::RiskRejected))
+        ));
+        let w = s.risk().wallet(&WalletId::new("c~w")).unwrap().clone();
+        assert_eq!(w.orders, vec![(usd_c, 4, 25_000)]);
+        assert_eq!(w.first_funded, Some(UnixMillis(1)));
+        let back = ShardState::decode(&s.encode().expect("encodes")).expect("decodes");
+        assert_eq!(back, s);
+        assert_eq!(back.risk().score_of(&key("o-4")).map(|r| r.score), Some(50));
     }
 }

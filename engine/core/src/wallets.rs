@@ -100,6 +100,8 @@ pub enum TxKind {
     Purchase,
     Hold,
     HoldReleased,
+    /// Order and delivery fees.
+    Fee,
 }
 
 /// One entry of a wallet's history: what changed its available balance.
@@ -198,6 +200,7 @@ impl Wallets {
         caller: &Caller,
         wallet: &WalletId,
         kyc_verified: bool,
+        limits: &crate::limits::Limits,
     ) -> Decision {
         let wallet = &self.resolve(&caller.client, caller.admin, wallet);
         // An admin creating `{client}~{id}` while that client owns `id` from before namespaces
@@ -214,14 +217,18 @@ impl Wallets {
         }
         if let Some(w) = self.wallets.get(wallet) {
             // A retry of the same creation by its owner is answered again; anything else with a
-            // taken id is a conflict. No event changes `kyc_verified` after creation, so this
-            // compares with the original request; a command that changes it must keep the
-            // original value for this check.
-            return if w.owner == caller.client && w.kyc_verified == kyc_verified {
+            // taken id is a conflict. An admin may have changed `kyc_verified` since: the retry
+            // is compared with the flag the wallet was created with.
+            let created = limits.created_verified(wallet, w.kyc_verified);
+            return if w.owner == caller.client && created == kyc_verified {
                 Decision::Answered(vec![])
             } else {
                 Decision::Reject(Rejection::WalletExists)
             };
+        }
+        // Only an admin vouches for a wallet's KYC; a client declaring it is refused.
+        if kyc_verified && !caller.admin {
+            return Decision::Reject(Rejection::Forbidden);
         }
         // An admin creating `{client}~{id}` creates it for that client.
         let owner = match wallet.namespace() {
@@ -333,6 +340,9 @@ impl Wallets {
                 );
             }
             Event::WalletFrozenSet { wallet, frozen } => self.wallet_mut(wallet).frozen = *frozen,
+            Event::KycSet {
+                wallet, verified, ..
+            } => self.wallet_mut(wallet).kyc_verified = *verified,
             Event::FundsHeld {
                 key,
                 wallet,
@@ -362,8 +372,20 @@ impl Wallets {
                 let b = w.balance_mut(pay);
                 b.available_minor = sum(b.available_minor, -order.charged.minor());
                 b.ledger_minor = sum(b.ledger_minor, -order.charged.minor());
-                debug_assert!(b.available_minor >= 0, "available went negative");
+                // Fees: entries of their own in the history, in the same commit.
+                for (_, fee) in &order.fees {
+                    let out = Money::new(-fee.minor(), fee.currency());
+                    w.record(at, lsn, TxKind::Fee, out, &order.key.order_id.0);
+                    let b = w.balance_mut(fee.currency());
+                    b.available_minor = sum(b.available_minor, -fee.minor());
+                    b.ledger_minor = sum(b.ledger_minor, -fee.minor());
+                }
+                debug_assert!(
+                    w.balance(pay).available_minor >= 0,
+                    "available went negative"
+                );
             }
+
             Event::OrderRejected {
                 key,
                 wallet,

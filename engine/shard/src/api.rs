@@ -40,8 +40,49 @@ pub enum Outcome {
         outcome: OrderOutcome,
         replayed: bool,
         cards: Vec<Card>,
+        /// What a completed order earned (price, cost, FX and fees per line), fresh or replayed;
+        /// none for rejections and for orders completed before sales were recorded.
+        sale: Option<std::sync::Arc<giftcard_core::sales::Sale>>,
+        /// The wallet's balances right after the order's events applied (for a replay: as
+        /// they are when it is answered), so a caller's fraud engine needs no second read.
+        balances: Vec<(giftcard_core::Currency, giftcard_core::state::Balance)>,
+    },
+    /// A deposit's, redemption's or reversal's answer: its events (none for a repeat, which is
+    /// `replayed`) and what it left behind, read in the same pass as its commit, so a caller's
+    /// fraud engine needs no second read (for a repeat: as it is when answered).
+    Moved {
+        events: Vec<Event>,
+        replayed: bool,
+        after: After,
     },
     Query(QueryAnswer),
+}
+
+/// What a deposit, a redemption or a reversal left behind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum After {
+    /// The wallet's balances per currency.
+    Wallet(Vec<(giftcard_core::Currency, giftcard_core::state::Balance)>),
+    /// The card's remaining stored value and its status.
+    Card {
+        card: CardId,
+        balance: Money,
+        status: giftcard_core::state::CardStatus,
+    },
+    /// Nothing to show: a redemption refused before it found a card.
+    Nothing,
+}
+
+impl Outcome {
+    /// The events of an `Applied`, `Answered` or `Moved` answer.
+    pub fn events(&self) -> Option<&[Event]> {
+        match self {
+            Outcome::Applied(e) | Outcome::Answered(e) | Outcome::Moved { events: e, .. } => {
+                Some(e)
+            }
+            Outcome::Order { .. } | Outcome::Query(_) => None,
+        }
+    }
 }
 
 /// What every engine call answers with.
@@ -62,6 +103,15 @@ pub enum Query {
         key: OrderKey,
     },
     Card {
+        card: CardId,
+    },
+    /// An order's risk score (asked of every shard; recorded where the order was decided).
+    OrderRisk {
+        key: OrderKey,
+    },
+    /// A card with its delivery round (0 unless it was sent again): what a delivery event of
+    /// it is made from.
+    CardDelivery {
         card: CardId,
     },
     /// The card with this code, if its brand is one of `brands` (None: any brand).
@@ -113,9 +163,36 @@ pub enum Query {
     Pricing {
         sku: SkuId,
     },
+    /// The margin floors (replicated: asked of shard 0).
+    MarginFloors,
+    /// The fee schedule (replicated: asked of shard 0).
+    Fees,
+    /// A SKU's suppliers beyond its own (replicated: asked of shard 0).
+    Sourcing {
+        sku: SkuId,
+    },
+    /// A supplier's commission tiers (replicated: asked of shard 0).
+    CommissionTiers {
+        supplier: SupplierId,
+    },
+    /// What a completed order earned (asked of every shard: the wallet's has it).
+    Sale {
+        key: OrderKey,
+    },
+    /// The revenue report of `[from, to)` over every shard, grouped `by`.
+    Revenue {
+        from: UnixMillis,
+        to: UnixMillis,
+        by: giftcard_core::sales::GroupBy,
+    },
     /// A client's B2B price list (replicated: asked of shard 0).
     PriceList {
         client: ClientId,
+    },
+    /// The limits in force for a wallet and its KYC mark (admin), asked of the wallet's shard.
+    WalletLimits {
+        caller: Caller,
+        wallet: WalletId,
     },
     /// A client's FX quote, asked of the shard of the wallet it was asked for.
     FxQuote {
@@ -131,6 +208,10 @@ pub enum QueryAnswer {
     Wallet(Box<Wallet>),
     Order(Box<OrderRecord>),
     Card(Box<Card>),
+    /// An order's risk score and reasons.
+    OrderRisk(giftcard_core::risk::RiskScore),
+    /// A card and its delivery round.
+    CardDelivery(Box<Card>, u8),
     CardWithId(CardId, Box<Card>),
     Cards(Vec<Card>),
     Skus(Vec<Sku>),
@@ -151,7 +232,27 @@ pub enum QueryAnswer {
     FxQuote(Box<giftcard_core::quotes::FxQuote>),
     PriceList(giftcard_core::pricelists::PriceList),
     Pricing(Vec<giftcard_core::promotions::PricingRule>),
+    MarginFloors(giftcard_core::floors::MarginFloors),
+    Sale(std::sync::Arc<giftcard_core::sales::Sale>),
+    Fees(giftcard_core::fees::FeeSchedule),
+    Sourcing(giftcard_core::sourcing::Sourcing),
+    CommissionTiers(giftcard_core::commissions::CommissionTiers),
+    Revenue(giftcard_core::sales::Revenue),
+    WalletLimits(Box<WalletLimits>),
     Missing,
+}
+
+/// A wallet's limits as the engine applies them.
+#[derive(Clone, Debug)]
+pub struct WalletLimits {
+    pub limits: giftcard_core::limits::LimitSet,
+    /// Whether they are the wallet's own (else the defaults).
+    pub own: bool,
+    pub kyc_verified: bool,
+    /// Who last changed the KYC flag, and when (none: as created).
+    pub kyc: Option<giftcard_core::limits::KycMark>,
+    /// Per currency, the order or daily total above which the wallet must be verified.
+    pub kyc_threshold_minor: Vec<(giftcard_core::Currency, i64)>,
 }
 
 /// Sales per SKU.

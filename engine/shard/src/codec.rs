@@ -2,8 +2,9 @@
 
 use giftcard_core::Event;
 
-/// Version of the envelope written today.
-pub const EVENT_VERSION: u8 = 1;
+/// Version of the envelope written today. Version 2 added the fees at the end of a completed
+/// order; version 1 records are read with none.
+pub const EVENT_VERSION: u8 = 2;
 
 /// Why a payload could not be decoded.
 #[derive(Debug, thiserror::Error)]
@@ -26,7 +27,7 @@ pub fn encode_into(buf: &mut Vec<u8>, event: &Event) {
 /// Decodes an envelope.
 pub fn decode(payload: &[u8]) -> Result<Event, DecodeError> {
     let (&version, body) = payload.split_first().ok_or(DecodeError::Empty)?;
-    if version != EVENT_VERSION {
+    if version != EVENT_VERSION && version != 1 {
         return Err(DecodeError::UnknownVersion(version));
     }
     use bincode::Options;
@@ -35,5 +36,63 @@ pub fn decode(payload: &[u8]) -> Result<Event, DecodeError> {
         .with_fixint_encoding()
         .allow_trailing_bytes()
         .with_limit(payload.len() as u64 * 4 + 1024);
+    if version == 1 {
+        return Ok(giftcard_core::event::decode_version_1(|| {
+            opts.deserialize(body)
+        })?);
+    }
     Ok(opts.deserialize(body)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use giftcard_core::event::{CompletedOrder, DeliveryChannel};
+    use giftcard_core::fees::FeeKind;
+    use giftcard_core::*;
+
+    fn completed(fees: Vec<(FeeKind, Money)>) -> Event {
+        let usd = Currency::parse("USD").expect("USD");
+        Event::OrderCompleted(Box::new(CompletedOrder {
+            key: OrderKey {
+                client: ClientId::new("c"),
+                order_id: OrderId::new("o"),
+            },
+            fingerprint: [1; 16],
+            wallet: WalletId::new("c~w"),
+            charged: Money::new(2_500, usd),
+            captured_hold: None,
+            first_card: CardId(7),
+            lines: vec![],
+            channel: DeliveryChannel::Sms,
+            recipient: "+15550100".into(),
+            at: UnixMillis(9),
+            fees,
+        }))
+    }
+
+    /// Version 2 records carry a completed order's fees; version 1 records (written before
+    /// fees existed, without the trailing field) still decode, with none.
+    #[test]
+    fn completed_orders_of_both_versions_decode() {
+        let usd = Currency::parse("USD").expect("USD");
+        let with_fees = completed(vec![(FeeKind::Order, Money::new(50, usd))]);
+        let mut buf = Vec::new();
+        encode_into(&mut buf, &with_fees);
+        assert_eq!(buf[0], 2);
+        assert_eq!(decode(&buf).expect("v2 decodes"), with_fees);
+        // A version 1 record is the same bytes without the fee list's length (8 bytes, fixint).
+        let without = completed(vec![]);
+        let mut v1 = Vec::new();
+        encode_into(&mut v1, &without);
+        v1.truncate(v1.len() - 8);
+        v1[0] = 1;
+        assert_eq!(decode(&v1).expect("v1 decodes"), without);
+        // The flag is reset after a v1 record: the next v2 record reads its fees.
+        assert_eq!(decode(&buf).expect("v2 after v1"), with_fees);
+        assert!(matches!(
+            decode(&[3, 0]),
+            Err(DecodeError::UnknownVersion(3))
+        ));
+    }
 }

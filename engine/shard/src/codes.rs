@@ -104,18 +104,35 @@ impl CodeVault {
         }
     }
 
-    fn report_tag(&self, card: u64, attempt: u8) -> blake3::Hash {
-        let mut msg = [0u8; 9];
+    /// Round 0 (the first sending) hashes card and attempt, as before resends existed, so its
+    /// tokens stay valid across the upgrade; a later round adds its number.
+    fn report_tag(&self, card: u64, round: u8, attempt: u8) -> blake3::Hash {
+        let mut msg = [0u8; 10];
         msg[..8].copy_from_slice(&card.to_le_bytes());
         msg[8] = attempt;
-        blake3::keyed_hash(&self.report_key, &msg)
+        msg[9] = round;
+        let len = if round == 0 { 9 } else { 10 };
+        blake3::keyed_hash(&self.report_key, &msg[..len])
     }
 
-    /// The token a delivery event carries for one attempt of one card: only who received that
-    /// event can report on that attempt (card ids are sequential; a bare id would let anyone on
-    /// the bus settle every card's delivery).
-    pub fn report_token(&self, card: u64, attempt: u8) -> String {
-        self.report_tag(card, attempt).to_hex().to_string()
+    /// The token a delivery event carries for one attempt of one round of one card: only who
+    /// received that event can report on that attempt (card ids are sequential; a bare id
+    /// would let anyone on the bus settle every card's delivery).
+    pub fn report_token(&self, card: u64, round: u8, attempt: u8) -> String {
+        self.report_tag(card, round, attempt).to_hex().to_string()
+    }
+
+    /// The delivery round `token` was issued for, for this card's attempt: the report carries
+    /// no round, its token says which (compared in constant time, over every possible round).
+    pub fn report_round(&self, card: u64, attempt: u8, token: &str) -> Option<u8> {
+        let t = blake3::Hash::from_hex(token).ok()?;
+        let mut found = None;
+        for round in 0..=giftcard_core::resends::RESENDS_MAX {
+            if t == self.report_tag(card, round, attempt) {
+                found = Some(round);
+            }
+        }
+        found
     }
 
     /// The `Nats-Msg-Id` the engine publishes an event under: a keyed hash of its stable event
@@ -127,11 +144,6 @@ impl CodeVault {
         msg.extend_from_slice(b"nats message id\0");
         msg.extend_from_slice(event_id.as_bytes());
         blake3::keyed_hash(&self.report_key, &msg).to_hex()[..32].to_owned()
-    }
-
-    /// Whether `token` is the one of this card's attempt (compared in constant time).
-    pub fn report_token_valid(&self, card: u64, attempt: u8, token: &str) -> bool {
-        blake3::Hash::from_hex(token).is_ok_and(|t| t == self.report_tag(card, attempt))
     }
 
     /// The keyed hash of a code, as used for lookups and duplicate detection.

@@ -26,6 +26,10 @@ pub struct EngineConfig {
     /// How long the recorded answer of a rejected order is replayed before the order id may be
     /// used afresh, in ms (0: for ever).
     pub rejection_replay_window_ms: u64,
+    /// Default limits and KYC thresholds (a wallet's own limits replace the defaults for it).
+    pub risk: std::sync::Arc<giftcard_core::limits::RiskPolicy>,
+    /// Risk scoring rules (none: nothing is scored).
+    pub scoring: std::sync::Arc<giftcard_core::risk::Scoring>,
 }
 
 impl EngineConfig {
@@ -48,6 +52,8 @@ impl EngineConfig {
             checkpoint_after_records: 2_000_000,
             outbox: false,
             rejection_replay_window_ms: 86_400_000,
+            risk: Default::default(),
+            scoring: Default::default(),
         }
     }
 }

@@ -138,6 +138,19 @@ pub(crate) fn merge_stock_levels(replies: Vec<Reply>) -> Reply {
     Ok(Outcome::Query(QueryAnswer::StockLevels(all)))
 }
 
+pub(crate) fn merge_revenue(replies: Vec<Reply>) -> Reply {
+    let mut all = giftcard_core::sales::Revenue::new();
+    for r in replies {
+        match r? {
+            Outcome::Query(QueryAnswer::Revenue(part)) => {
+                giftcard_core::sales::merge(&mut all, part)
+            }
+            other => return Err(unexpected(other)),
+        }
+    }
+    Ok(Outcome::Query(QueryAnswer::Revenue(all)))
+}
+
 pub(crate) fn merge_totals(replies: Vec<Reply>) -> Reply {
     let mut total = ShardTotals::default();
     for r in replies {

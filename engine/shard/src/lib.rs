@@ -103,13 +103,17 @@ impl Engine {
                 "removed sled snapshot files an interrupted write left (crash or full disk)"
             );
         }
-        let (states, report) = recovery::recover(
+        let (mut states, report) = recovery::recover(
             &mut wal,
             cfg.shards,
             cfg.checkpoint_after_records,
             cfg.outbox,
             cfg.rejection_replay_window_ms,
         )?;
+        for s in &mut states {
+            s.set_risk_policy(cfg.risk.clone());
+            s.set_scoring(cfg.scoring.clone());
+        }
         let outbox_floor = Arc::new(std::sync::atomic::AtomicU64::new(
             recovery::outbox_cursor(&wal.reader()).unwrap_or(0),
         ));

@@ -13,12 +13,38 @@ pub fn answer(state: &ShardState, q: Query) -> Result<QueryAnswer, EngineError> 
             Ok((_, w)) => Ok(QueryAnswer::Wallet(Box::new(w.clone()))),
             Err(r) => not_found(r),
         },
+        Query::WalletLimits { caller, wallet } => match state.wallets().owned(&caller, &wallet) {
+            Ok((id, w)) => {
+                let (limits, own) = state.limits().of(&id);
+                Ok(QueryAnswer::WalletLimits(Box::new(
+                    crate::api::WalletLimits {
+                        limits: limits.clone(),
+                        own,
+                        kyc_verified: w.kyc_verified,
+                        kyc: state.limits().kyc_mark(&id).cloned(),
+                        kyc_threshold_minor: state.limits().policy().kyc_threshold_minor.clone(),
+                    },
+                )))
+            }
+            Err(r) => not_found(r),
+        },
         Query::Order { key } => match state.orders().get(&key) {
             Some(rec) => Ok(QueryAnswer::Order(Box::new(rec.clone()))),
             None => Ok(QueryAnswer::Missing),
         },
         Query::Card { card } => match state.cards().get(&card) {
             Some(c) => Ok(QueryAnswer::Card(Box::new(c.clone()))),
+            None => not_found(Rejection::CardNotFound),
+        },
+        Query::OrderRisk { key } => match state.risk().score_of(&key) {
+            Some(s) => Ok(QueryAnswer::OrderRisk(s.clone())),
+            None => Ok(QueryAnswer::Missing),
+        },
+        Query::CardDelivery { card } => match state.cards().get(&card) {
+            Some(c) => Ok(QueryAnswer::CardDelivery(
+                Box::new(c.clone()),
+                state.resends().round(&card),
+            )),
             None => not_found(Rejection::CardNotFound),
         },
         Query::CardByCode { hash, brands } => match state.cards().by_code(&hash) {
@@ -70,14 +96,18 @@ pub fn answer(state: &ShardState, q: Query) -> Result<QueryAnswer, EngineError> 
             |d| matches!(d, Delivery::Pending { failures } if *failures > 0),
         ))),
         Query::Stock { sku } => {
-            match (state.catalog().sku(&sku).is_some(), state.pools().get(&sku)) {
-                (false, _) => not_found(Rejection::SkuNotFound),
-                (true, p) => Ok(QueryAnswer::Stock {
-                    available: p.map_or(0, |p| p.available),
-                    sold: p.map_or(0, |p| p.sold),
-                }),
+            if state.catalog().sku(&sku).is_none() {
+                return not_found(Rejection::SkuNotFound);
             }
+            // Every supplier's pool of the SKU.
+            let pools = state.sourcing().pools_of(&sku);
+            let pools = pools.iter().filter_map(|p| state.pools().get(p));
+            let (available, sold) = pools.fold((0, 0), |(a, s), p| (a + p.available, s + p.sold));
+            Ok(QueryAnswer::Stock { available, sold })
         }
+        Query::Sourcing { sku } => Ok(QueryAnswer::Sourcing(
+            state.sourcing().get(&sku).cloned().unwrap_or_default(),
+        )),
         Query::WalletHistory {
             caller,
             wallet,
@@ -94,6 +124,25 @@ pub fn answer(state: &ShardState, q: Query) -> Result<QueryAnswer, EngineError> 
             }
             _ => not_found(Rejection::WalletNotFound),
         },
+        Query::Sale { key } => match state.sales().get(&key) {
+            Some(s) => Ok(QueryAnswer::Sale(s.clone())),
+            None => Ok(QueryAnswer::Missing),
+        },
+        Query::Revenue { from, to, by } => Ok(QueryAnswer::Revenue(state.sales().revenue(
+            state.catalog(),
+            from,
+            to,
+            by,
+        ))),
+        Query::Fees => Ok(QueryAnswer::Fees(state.fees().clone())),
+        Query::CommissionTiers { supplier } => Ok(QueryAnswer::CommissionTiers(
+            state
+                .commissions()
+                .get(&supplier)
+                .cloned()
+                .unwrap_or_default(),
+        )),
+        Query::MarginFloors => Ok(QueryAnswer::MarginFloors(state.floors().clone())),
         Query::Pricing { sku } => Ok(QueryAnswer::Pricing(state.promotions().get(&sku).to_vec())),
         Query::PriceList { client } => Ok(QueryAnswer::PriceList(
             state

@@ -72,11 +72,14 @@ impl Engine {
             |s: ShardId, q: Query, reply: ReplyTo| self.deliver(s, ClientMsg::Query(q, reply));
         match &q {
             Query::Wallet { wallet, .. }
+            | Query::WalletLimits { wallet, .. }
             | Query::WalletHistory { wallet, .. }
             | Query::FxQuote { wallet, .. } => {
                 one(giftcard_core::placement::wallet_shard(wallet, n), q, reply)
             }
-            Query::Card { card } | Query::Cards { first: card, .. } => {
+            Query::Card { card }
+            | Query::CardDelivery { card }
+            | Query::Cards { first: card, .. } => {
                 if card.shard().0 >= n {
                     return reply(Err(EngineError::Rejected(Rejection::CardNotFound)));
                 }
@@ -87,8 +90,15 @@ impl Engine {
             | Query::Sku { .. }
             | Query::Fx
             | Query::PriceList { .. }
-            | Query::Pricing { .. } => one(ShardId(0), q, reply),
-            Query::Order { .. } | Query::Redemption { .. } => {
+            | Query::Pricing { .. }
+            | Query::MarginFloors
+            | Query::Fees
+            | Query::Sourcing { .. }
+            | Query::CommissionTiers { .. } => one(ShardId(0), q, reply),
+            Query::Order { .. }
+            | Query::OrderRisk { .. }
+            | Query::Redemption { .. }
+            | Query::Sale { .. } => {
                 let fan = FanOut::new(n, reply, pick_found);
                 (0..n).for_each(|s| one(ShardId(s), q.clone(), fan.part()));
             }
@@ -102,6 +112,10 @@ impl Engine {
             }
             Query::StockLevels => {
                 let fan = FanOut::new(n, reply, merge_stock_levels);
+                (0..n).for_each(|s| one(ShardId(s), q.clone(), fan.part()));
+            }
+            Query::Revenue { .. } => {
+                let fan = FanOut::new(n, reply, merge_revenue);
                 (0..n).for_each(|s| one(ShardId(s), q.clone(), fan.part()));
             }
             Query::Totals => {

@@ -9,7 +9,7 @@
 
 use crate::codes::{Binding, CodeVault};
 use crate::writer::{WriteBatch, WriteMsg, WriterShared};
-use crate::{EngineError, Outcome, Query, QueryAnswer, Reply, ReplyTo};
+use crate::{After, EngineError, Outcome, Query, QueryAnswer, Reply, ReplyTo};
 use crossbeam_channel::{Receiver, Select, Sender};
 use giftcard_core::state::Decision;
 use giftcard_core::*;
@@ -426,10 +426,10 @@ impl ShardCore {
         let reply = match self.state.decide(&cmd, &self.ctx()) {
             Decision::Events(evs) => {
                 self.commit(pass, evs.clone());
-                Ok(Outcome::Applied(evs))
+                Ok(self.moved(&cmd, evs, false))
             }
             // Released with this pass's group, so never before the original is durable.
-            Decision::Answered(evs) => Ok(Outcome::Answered(evs)),
+            Decision::Answered(evs) => Ok(self.moved(&cmd, evs, true)),
             Decision::Reject(r) => {
                 self.release_claim(pass, &cmd);
                 Err(EngineError::Rejected(r))
@@ -444,6 +444,59 @@ impl ShardCore {
             other => unreachable_decision(other),
         };
         Self::reply(pass, to, reply);
+    }
+
+    /// A command's answer (call after its commit): for a deposit, a redemption or a reversal,
+    /// with the wallet's or the card's balance its events left, read in the same pass.
+    fn moved(&self, cmd: &Command, events: Vec<Event>, replayed: bool) -> Outcome {
+        let card_after = |card: CardId| match self.state.cards().get(&card) {
+            Some(c) => After::Card {
+                card,
+                balance: Money::new(c.balance_minor, c.face.currency()),
+                status: c.status,
+            },
+            None => After::Nothing,
+        };
+        let after = match cmd {
+            Command::Deposit { caller, wallet, .. } => {
+                let id = self
+                    .state
+                    .wallets()
+                    .resolve(&caller.client, caller.admin, wallet);
+                After::Wallet(self.balances_of(Some(&id)))
+            }
+            Command::Redeem {
+                caller,
+                redemption_id,
+                ..
+            } => {
+                let fresh = events.iter().find_map(|e| match e {
+                    Event::Redeemed { card, .. } => Some(*card),
+                    _ => None,
+                });
+                let recorded = || {
+                    self.state
+                        .cards()
+                        .redemption(&caller.client, redemption_id)
+                        .and_then(|r| r.outcome.as_ref().ok().map(|(card, _)| *card))
+                };
+                fresh.or_else(recorded).map_or(After::Nothing, card_after)
+            }
+            Command::ReverseRedemption { .. } => events
+                .iter()
+                .find_map(|e| match e {
+                    Event::RedemptionReversed { card, .. } => Some(*card),
+                    _ => None,
+                })
+                .map_or(After::Nothing, card_after),
+            _ if replayed => return Outcome::Answered(events),
+            _ => return Outcome::Applied(events),
+        };
+        Outcome::Moved {
+            events,
+            replayed,
+            after,
+        }
     }
 
     /// A redemption refused here without a trace, whose id was claimed at another shard (its
@@ -598,7 +651,9 @@ impl ShardCore {
         match self.decide_order(&mut req) {
             Decision::Events(evs) => {
                 let reply = order_reply(&evs);
+                let wallet = order_wallet(&evs);
                 self.commit(pass, evs);
+                let reply = self.with_balances(reply, wallet.as_ref());
                 let reply = self.with_cards(reply);
                 Self::reply(pass, to, reply);
             }
@@ -610,6 +665,9 @@ impl ShardCore {
                     outcome,
                     replayed: true,
                     cards: Vec::new(),
+                    sale: self.state.sales().get(&req.key).cloned(),
+                    balances: self
+                        .balances_of(self.state.orders().get(&req.key).map(|r| &r.wallet)),
                 }),
             ),
             Decision::Forward { claim, to: shard } => {
@@ -681,10 +739,15 @@ impl ShardCore {
     }
 
     /// Keeps a saga that waits for replies, or ends it with a rejection when no peer is left.
-    fn settle_or_keep(&mut self, pass: &mut Pass, saga: Saga) {
+    fn settle_or_keep(&mut self, pass: &mut Pass, mut saga: Saga) {
         if saga.outstanding > 0 {
             self.sagas.insert(saga.req.key.clone(), saga);
             return;
+        }
+        // Every peer was asked: an order that may be filled in part takes what there is.
+        if saga.req.fulfilment == Fulfilment::FillAvailable && !saga.req.stock_final {
+            saga.req.stock_final = true;
+            return self.retry_saga(pass, saga);
         }
         let abort = Command::AbortOrder {
             key: saga.req.key.clone(),
@@ -695,7 +758,9 @@ impl ShardCore {
             _ => Vec::new(),
         };
         let reply = order_reply(&evs);
+        let wallet = order_wallet(&evs);
         self.commit(pass, evs);
+        let reply = self.with_balances(reply, wallet.as_ref());
         self.end_saga(pass, saga, reply);
     }
 
@@ -707,10 +772,17 @@ impl ShardCore {
         }
         for w in waiters {
             let replayed = match &reply {
-                Ok(Outcome::Order { outcome, .. }) => Ok(Outcome::Order {
+                Ok(Outcome::Order {
+                    outcome,
+                    sale,
+                    balances,
+                    ..
+                }) => Ok(Outcome::Order {
                     outcome: outcome.clone(),
                     replayed: true,
                     cards: Vec::new(),
+                    sale: sale.clone(),
+                    balances: balances.clone(),
                 }),
                 other => other.clone(),
             };
@@ -729,17 +801,55 @@ impl ShardCore {
                         ..
                     },
                 replayed: false,
+                balances,
                 ..
             }) => {
-                let cards = (0..u64::from(n))
+                let cards: Vec<_> = (0..u64::from(n))
                     .filter_map(|i| self.state.cards().get(&CardId(first_card.0 + i)).cloned())
                     .collect();
+                // The cards' order, and so its sale.
+                let sale = cards
+                    .first()
+                    .and_then(|c| self.state.sales().get(&c.order).cloned());
                 Ok(Outcome::Order {
                     outcome,
                     replayed: false,
                     cards,
+                    sale,
+                    balances,
                 })
             }
+            other => other,
+        }
+    }
+
+    /// A wallet's balances as they are now (none for a wallet not here).
+    fn balances_of(
+        &self,
+        wallet: Option<&WalletId>,
+    ) -> Vec<(Currency, giftcard_core::state::Balance)> {
+        wallet
+            .and_then(|w| self.state.wallets().get(w))
+            .map(|w| w.balances.clone())
+            .unwrap_or_default()
+    }
+
+    /// An order's reply with the balances its events left on its wallet (call after commit).
+    fn with_balances(&self, reply: Reply, evs_wallet: Option<&WalletId>) -> Reply {
+        match reply {
+            Ok(Outcome::Order {
+                outcome,
+                replayed,
+                cards,
+                sale,
+                ..
+            }) => Ok(Outcome::Order {
+                outcome,
+                replayed,
+                cards,
+                sale,
+                balances: self.balances_of(evs_wallet),
+            }),
             other => other,
         }
     }
@@ -807,7 +917,9 @@ impl ShardCore {
         match self.decide_order(&mut saga.req) {
             Decision::Events(evs) => {
                 let reply = order_reply(&evs);
+                let wallet = order_wallet(&evs);
                 self.commit(pass, evs);
+                let reply = self.with_balances(reply, wallet.as_ref());
                 let reply = self.with_cards(reply);
                 self.end_saga(pass, saga, reply);
             }
@@ -843,14 +955,24 @@ fn unreachable_decision(d: Decision) -> Reply {
     )))
 }
 
+/// The wallet an order's events settle against.
+fn order_wallet(evs: &[Event]) -> Option<WalletId> {
+    evs.iter().find_map(|e| match e {
+        Event::OrderCompleted(o) => Some(o.wallet.clone()),
+        Event::OrderRejected { wallet, .. } => Some(wallet.clone()),
+        _ => None,
+    })
+}
+
 /// The client's answer for an order from the events that settled it.
 fn order_reply(evs: &[Event]) -> Reply {
     for ev in evs {
         match ev {
             Event::OrderCompleted(o) => {
                 let cards = o.lines.iter().map(|l| l.quantity).sum();
+                // What left the wallet: the lines and the fees charged with them.
                 let outcome = OrderOutcome::Completed {
-                    charged: o.charged,
+                    charged: o.total(),
                     first_card: o.first_card,
                     cards,
                 };
@@ -858,6 +980,8 @@ fn order_reply(evs: &[Event]) -> Reply {
                     outcome,
                     replayed: false,
                     cards: Vec::new(),
+                    sale: None,
+                    balances: Vec::new(),
                 });
             }
             Event::OrderRejected { reason, .. } => {
@@ -865,6 +989,8 @@ fn order_reply(evs: &[Event]) -> Reply {
                     outcome: OrderOutcome::Rejected(*reason),
                     replayed: false,
                     cards: Vec::new(),
+                    sale: None,
+                    balances: Vec::new(),
                 })
             }
             _ => {}

@@ -133,6 +133,8 @@ fn order_with(
         recipient: String::new(),
         fingerprint: fp_src,
         fresh_codes: Vec::new(),
+        fulfilment: Default::default(),
+        stock_final: false,
     }
 }
 
@@ -208,7 +210,7 @@ pub fn load(engine: &Engine, ds: &DataSet) -> Result<(), EngineError> {
     let creates = (0..ds.wallets).map(|i| Command::CreateWallet {
         caller: caller(),
         wallet: wallet_id(i),
-        kyc_verified: true,
+        kyc_verified: false,
     });
     submit_tolerant(engine, creates, 4096, Some(Rejection::WalletExists))?;
     let deposits = (0..ds.wallets).map(|i| Command::Deposit {

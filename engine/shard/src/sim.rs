@@ -20,7 +20,8 @@
 //!   borrow across shards), redemptions of sold cards, code uploads; duplicate retries of the same
 //!   request in flight and after crashes, and retries of a key with an altered body; deposits in
 //!   two currencies, FX rate changes, locked FX quotes, and orders that pay in euros at the
-//!   table or at a quote (live, expired, unknown or another wallet's).
+//!   table or at a quote (live, expired, unknown or another wallet's); every wallet under a
+//!   velocity limit and a KYC threshold, so limits refuse orders before and after crashes.
 //!
 //! After every recovery (and at the end) the simulator checks every invariant of
 //! [`verify::check`], and that every acknowledged operation is in the books exactly once with the
@@ -77,6 +78,14 @@ pub struct SimReport {
     /// unknown), as acknowledged to clients.
     pub orders_quoted: u64,
     pub quotes_refused: u64,
+    /// `fill_available` orders completed with fewer cards than asked for.
+    pub orders_filled_in_part: u64,
+    /// Orders whose cards of one SKU came from two suppliers' pools.
+    pub orders_from_two_suppliers: u64,
+    /// Orders refused by a limit or for KYC, as acknowledged to clients.
+    pub orders_refused_by_limits: u64,
+    /// Orders refused for their risk score, as acknowledged to clients.
+    pub orders_refused_by_risk: u64,
     /// Redemptions applied and reversals of them, as acknowledged to clients.
     pub redemptions: u64,
     pub reversals: u64,
@@ -110,6 +119,10 @@ impl SimReport {
         self.orders_completed += o.orders_completed;
         self.orders_quoted += o.orders_quoted;
         self.quotes_refused += o.quotes_refused;
+        self.orders_filled_in_part += o.orders_filled_in_part;
+        self.orders_from_two_suppliers += o.orders_from_two_suppliers;
+        self.orders_refused_by_limits += o.orders_refused_by_limits;
+        self.orders_refused_by_risk += o.orders_refused_by_risk;
         self.redemptions += o.redemptions;
         self.reversals += o.reversals;
         self.crashes += o.crashes;
@@ -130,7 +143,7 @@ impl SimReport {
     /// One line per kind of figure, for people.
     pub fn summary(&self) -> String {
         format!(
-            "requests {} (acknowledged {}, orders completed {} (at a locked quote {}, refused by one {}), redemptions {}, reversals {}), duplicate retries {}, altered retries {}\n\
+            "requests {} (acknowledged {}, orders completed {} (at a locked quote {}, refused by one {}, filled in part {}, from two suppliers {}), refused by limits or KYC {}, by risk score {}, redemptions {}, reversals {}), duplicate retries {}, altered retries {}\n\
              crashes {} (during recovery {}), unsynced writes lost {}, torn {}, failed syncs {}, checkpoints {}\n\
              peer messages {}, holds released by recovery {}, transfers completed by recovery {}, deadlines fired {}, book checks {}",
             self.requests,
@@ -138,6 +151,10 @@ impl SimReport {
             self.orders_completed,
             self.orders_quoted,
             self.quotes_refused,
+            self.orders_filled_in_part,
+            self.orders_from_two_suppliers,
+            self.orders_refused_by_limits,
+            self.orders_refused_by_risk,
             self.redemptions,
             self.reversals,
             self.duplicate_retries,
@@ -222,8 +239,13 @@ enum Req {
     },
     Upload {
         sku: SkuId,
+        /// The uploading supplier; none for an admin (the SKU's own pool).
+        supplier: Option<SupplierId>,
         codes: Vec<String>,
     },
+    /// SKU 1's second supplier (`SECOND_SUPPLIER`, 20% off face against the SKU's 15%): its
+    /// codes sell first, so orders of SKU 1 fail over between two pools and borrow from both.
+    Source,
     Order(Box<OrderRequest>),
     Redeem {
         id: RequestId,
@@ -293,6 +315,55 @@ const CLIENT: &str = "sim-client";
 const FACE: i64 = 1_000;
 const SKUS: u32 = 3;
 const WALLETS: u32 = 6;
+
+/// Every simulated wallet's limits: a few dollar orders per short window, and a KYC threshold
+/// the (unverified) wallets' day totals reach, so limits refuse orders across crashes and the
+/// recovered limits state must decide as the live one did.
+fn risk_policy() -> Arc<giftcard_core::limits::RiskPolicy> {
+    use giftcard_core::limits::{LimitSet, RiskPolicy, Velocity};
+    let usd = Currency::parse("USD").unwrap_or_else(|| unreachable!());
+    Arc::new(RiskPolicy {
+        limits: LimitSet {
+            velocity: vec![Velocity {
+                currency: usd,
+                window_ms: 40,
+                max_orders: Some(3),
+                max_amount_minor: None,
+            }],
+            ..LimitSet::default()
+        },
+        kyc_threshold_minor: vec![(usd, 400_000)],
+    })
+}
+/// Risk scoring: four orders in 40 ms score 50 and a first order within 20 ms of funding 40,
+/// so a fast wallet's orders are refused for their score (above 60) now and then.
+fn scoring() -> Arc<giftcard_core::risk::Scoring> {
+    use giftcard_core::risk::{RiskRule, Scoring, WeightedRule};
+    Arc::new(Scoring {
+        rules: vec![
+            WeightedRule {
+                rule: RiskRule::Velocity {
+                    window_ms: 40,
+                    orders: 2,
+                },
+                weight: 50,
+            },
+            WeightedRule {
+                rule: RiskRule::FundedRecently { age_ms: 20 },
+                weight: 40,
+            },
+            WeightedRule {
+                rule: RiskRule::AmountOverHistory {
+                    percent: 300,
+                    min_orders: 2,
+                },
+                weight: 20,
+            },
+        ],
+        reject_above: Some(60),
+    })
+}
+
 /// Simulated ms a rejected order's answer is replayed: short, so many expire during a run.
 const REJECTION_WINDOW_MS: u64 = 400;
 
@@ -372,6 +443,8 @@ impl Sim {
             .map(|s| {
                 let mut st = ShardState::new(ShardId(s), n);
                 st.set_rejection_window_ms(REJECTION_WINDOW_MS);
+                st.set_risk_policy(risk_policy());
+                st.set_scoring(scoring());
                 st
             })
             .collect();
@@ -445,6 +518,7 @@ impl Sim {
             self.send(Req::CreateWallet(wallet(w)));
         }
         self.send(Req::SetFx(9_000));
+        self.send(Req::Source);
     }
 
     fn caller() -> Caller {
@@ -484,8 +558,12 @@ impl Sim {
                         format!("SIM-{sku}-{:08}", self.next_code)
                     })
                     .collect();
+                // Half of SKU 1's codes come from its second supplier.
+                let supplier = (sku == 1 && self.rng.gen_range(0..2) == 0)
+                    .then(|| SupplierId::new(SECOND_SUPPLIER));
                 Req::Upload {
                     sku: sku_id(sku),
+                    supplier,
                     codes,
                 }
             }
@@ -593,6 +671,12 @@ impl Sim {
             }
             _ => (None, None),
         };
+        // One order in six without a quote may be filled in part (stock runs short here).
+        let fulfilment = if fx_quote.is_none() && self.rng.gen_range(0..6) == 0 {
+            Fulfilment::FillAvailable
+        } else {
+            Fulfilment::AllOrNothing
+        };
         let mut req = OrderRequest {
             key: OrderKey {
                 client: ClientId::new(CLIENT),
@@ -608,6 +692,8 @@ impl Sim {
             recipient: String::new(),
             fingerprint: [0; 16],
             fresh_codes: Vec::new(),
+            fulfilment,
+            stock_final: false,
         };
         req.fingerprint = order_fingerprint(&req);
         req
@@ -650,7 +736,7 @@ impl Sim {
             Req::CreateWallet(wallet) => Command::CreateWallet {
                 caller,
                 wallet,
-                kyc_verified: true,
+                kyc_verified: false,
             },
             Req::Deposit {
                 wallet,
@@ -674,6 +760,17 @@ impl Sim {
                     .insert((usd(), eur()), rust_decimal::Decimal::new(mid, 4));
                 Command::SetFx(fx)
             }
+            Req::Source => Command::SetSourcing {
+                sku: sku_id(1),
+                sourcing: giftcard_core::sourcing::Sourcing {
+                    offers: vec![giftcard_core::sourcing::Offer {
+                        supplier: SupplierId::new(SECOND_SUPPLIER),
+                        wholesale_discount: rust_decimal::Decimal::new(20, 2),
+                        priority: 0,
+                    }],
+                    ..Default::default()
+                },
+            },
             Req::Promote { from, len } => Command::SetPricing {
                 sku: sku_id(1),
                 rules: vec![giftcard_core::promotions::PricingRule {
@@ -720,14 +817,18 @@ impl Sim {
                 fingerprint: crate::scenario::fingerprint(&amount.to_le_bytes()),
                 brands: None,
             },
-            Req::Upload { sku, codes } => {
+            Req::Upload {
+                sku,
+                supplier,
+                codes,
+            } => {
                 let codes = codes
                     .iter()
                     .map(|c| (self.vault.hash(c), c.clone()))
                     .collect();
                 let up = Upload {
                     sku,
-                    supplier: None,
+                    supplier,
                     codes,
                 };
                 self.nodes[0].clients.push_back(ClientMsg::Upload(up, to));
@@ -955,14 +1056,59 @@ impl Sim {
         if let Ok(outcome) = reply {
             self.report.acked += 1;
             if let Outcome::Order {
-                outcome: OrderOutcome::Completed { .. },
+                outcome: OrderOutcome::Completed { charged, cards, .. },
                 replayed: false,
+                sale,
                 ..
             } = &outcome
             {
                 self.report.orders_completed += 1;
+                // What was charged is the cards sold and their fees, nothing of what was not.
+                if let Some(sale) = sale {
+                    let lines: i64 = sale.lines.iter().map(|l| l.charged.minor()).sum();
+                    let fees: i64 = sale.fees.iter().map(|(_, m)| m.minor()).sum();
+                    let sold: u32 = sale.lines.iter().map(|l| l.quantity).sum();
+                    let filled: u32 = sale.filled_in_part.iter().map(|f| f.2).sum();
+                    let over = sale
+                        .filled_in_part
+                        .iter()
+                        .any(|(_, asked, got)| got > asked);
+                    if charged.minor() != lines + fees
+                        || sold != *cards
+                        || over
+                        || (!sale.filled_in_part.is_empty() && filled != sold)
+                    {
+                        return Err(format!(
+                            "order answered {outcome:?}: its charge or cards do not match what it sold"
+                        ));
+                    }
+                    if !sale.filled_in_part.is_empty() {
+                        self.report.orders_filled_in_part += 1;
+                    }
+                    let split = sale.lines.iter().any(|a| {
+                        sale.lines
+                            .iter()
+                            .any(|b| a.sku == b.sku && a.supplier != b.supplier)
+                    });
+                    if split {
+                        self.report.orders_from_two_suppliers += 1;
+                    }
+                }
                 if matches!(&self.sent[id as usize], Req::Order(o) if o.fx_quote.is_some()) {
                     self.report.orders_quoted += 1;
+                }
+            }
+            if let Outcome::Order {
+                outcome: OrderOutcome::Rejected(r),
+                replayed: false,
+                ..
+            } = &outcome
+            {
+                if r.limit().is_some() || *r == Rejection::KycRequired {
+                    self.report.orders_refused_by_limits += 1;
+                }
+                if *r == Rejection::RiskRejected {
+                    self.report.orders_refused_by_risk += 1;
                 }
             }
             if let Outcome::Order {
@@ -978,7 +1124,7 @@ impl Sim {
             {
                 self.report.quotes_refused += 1;
             }
-            if let Outcome::Applied(evs) = &outcome {
+            if let Outcome::Applied(evs) | Outcome::Moved { events: evs, .. } = &outcome {
                 for ev in evs {
                     match ev {
                         Event::Redeemed { .. } => self.report.redemptions += 1,
@@ -1078,6 +1224,8 @@ impl Sim {
         };
         for st in &mut states {
             st.set_rejection_window_ms(REJECTION_WINDOW_MS);
+            st.set_risk_policy(risk_policy());
+            st.set_scoring(scoring());
         }
         let mut transit = Transit::new();
         let mut report = RecoveryReport::default();
@@ -1197,7 +1345,7 @@ impl Sim {
                         amount,
                         eur: in_eur,
                     },
-                    Outcome::Applied(_) | Outcome::Answered(_),
+                    Outcome::Moved { .. },
                 ) if deposits.get(&(wallet.as_str(), d))
                     != Some(&Money::new(*amount, if *in_eur { eur() } else { usd() })) =>
                 {
@@ -1205,7 +1353,7 @@ impl Sim {
                         "acknowledged deposit {d:?} to {wallet:?} is missing"
                     ));
                 }
-                (Req::Redeem { id: r, .. }, Outcome::Applied(_) | Outcome::Answered(_))
+                (Req::Redeem { id: r, .. }, Outcome::Moved { .. })
                     if !redemptions.contains(&(ClientId::new(CLIENT), r.clone())) =>
                 {
                     return Err(format!("acknowledged redemption {r:?} is missing"));
@@ -1224,7 +1372,7 @@ impl Sim {
                         }
                     }
                 }
-                (Req::Reverse { id: r }, Outcome::Applied(evs))
+                (Req::Reverse { id: r }, Outcome::Moved { events: evs, .. })
                     if !evs.is_empty()
                         && !states.iter().any(|s| {
                             s.cards()
@@ -1340,6 +1488,9 @@ fn wallet(i: u32) -> WalletId {
     WalletId::new(&format!("sim-w-{i}"))
 }
 
+/// SKU 1's second supplier.
+const SECOND_SUPPLIER: &str = "sim-supplier-b";
+
 /// SKUs 0 and 1 sell supplier codes (1 is kept scarce); SKU 2 issues stored-value cards.
 fn sim_sku(i: u32) -> Sku {
     let kind = if i == 2 {
@@ -1400,10 +1551,11 @@ fn order_fingerprint(o: &OrderRequest) -> Fingerprint {
     let mut text = String::new();
     let _ = write!(
         text,
-        "{}|{:?}|{:?}|",
+        "{}|{:?}|{:?}|{:?}|",
         o.wallet.as_str(),
         o.pay_currency,
-        o.fx_quote
+        o.fx_quote,
+        o.fulfilment
     );
     for i in &o.items {
         let _ = write!(text, "{}x{};", i.sku.as_str(), i.quantity);

@@ -69,6 +69,10 @@ pub fn check(states: &[ShardState], in_transit: u64) -> Report {
         check_wallets(st, &mut r, &mut sums);
         check_pools(st, &mut r, &mut seen_slots, &mut per_sku);
         check_cards_and_orders(st, &mut r, &mut sums, &mut seen_slots);
+        check_sales(st, &mut r);
+        check_limits(st, &mut r);
+        check_resends(st, &mut r);
+        check_risk(st, &mut r);
         for (account, v) in st.reports().ledger() {
             match account_currency(account) {
                 Some(ccy) => *sums.entry(ccy).or_default() += i128::from(*v),
@@ -106,16 +110,200 @@ pub fn check(states: &[ShardState], in_transit: u64) -> Report {
     r
 }
 
-fn account_currency(a: &Account) -> Option<Currency> {
-    match a {
-        Account::Wallet(_, c)
-        | Account::Funding(c)
-        | Account::SupplierPayable(_, c)
-        | Account::RevenueMargin(c) => Some(*c),
-        Account::RevenueFx(c) | Account::FxClearing(c) | Account::Redeemed(c) => Some(*c),
-        // Card accounts are summed from the cards themselves, never kept in the aggregate ledger.
-        Account::Card(_) => None,
+/// The sales section against the ledger's revenue accounts: the revenue report of all time
+/// must sum to exactly what margin, FX, fees and commission took in. Skipped on a shard with
+/// orders completed before sales were recorded (a data directory of an older build).
+fn check_sales(st: &ShardState, r: &mut Report) {
+    let completed = st
+        .orders()
+        .iter()
+        .filter(|(_, rec)| matches!(rec.outcome, OrderOutcome::Completed { .. }))
+        .count();
+    if completed != st.sales().len() {
+        if st.sales().len() > completed {
+            r.violations.push(format!(
+                "shard {}: {} sales recorded for {completed} completed orders",
+                st.shard().0,
+                st.sales().len()
+            ));
+        }
+        return;
     }
+    let all = st.sales().revenue(
+        st.catalog(),
+        UnixMillis(0),
+        UnixMillis(u64::MAX),
+        giftcard_core::sales::GroupBy::Currency,
+    );
+    let mut report: BTreeMap<(u8, Currency), i64> = BTreeMap::new();
+    for ((_, ccy), row) in &all {
+        for (kind, v) in [
+            (0, row.margin_minor),
+            (1, row.fx_minor),
+            (2, row.fees_minor),
+            (3, row.commission_minor),
+        ] {
+            *report.entry((kind, *ccy)).or_default() += v;
+        }
+    }
+    let mut ledger: BTreeMap<(u8, Currency), i64> = BTreeMap::new();
+    for (account, v) in st.reports().ledger() {
+        let kind = match account {
+            Account::RevenueMargin(c) => (0, *c),
+            Account::RevenueFx(c) => (1, *c),
+            Account::RevenueFees(c) => (2, *c),
+            Account::RevenueCommission(c) => (3, *c),
+            _ => continue,
+        };
+        *ledger.entry(kind).or_default() += v;
+    }
+    report.retain(|_, v| *v != 0);
+    ledger.retain(|_, v| *v != 0);
+    if report != ledger {
+        r.violations.push(format!(
+            "shard {}: revenue report {report:?} differs from the ledger's revenue {ledger:?}",
+            st.shard().0
+        ));
+    }
+}
+
+/// The risk section: every score is of an order recorded here, above zero with a reason; every
+/// wallet it follows lives here, and the orders it counts per currency (and what they charged)
+/// are no more than the completed orders recorded for the wallet (fewer for a data directory
+/// upgraded from a build before scores, which counts orders from then on).
+fn check_risk(st: &ShardState, r: &mut Report) {
+    let shard = st.shard().0;
+    for (key, s) in st.risk().scores() {
+        if st.orders().get(key).is_none() || s.score == 0 || s.reasons.is_empty() {
+            r.violations.push(format!(
+                "shard {shard}: risk score {s:?} of order {key:?} that is not recorded here"
+            ));
+        }
+    }
+    let mut completed: BTreeMap<(&giftcard_core::WalletId, Currency), (u64, i128)> =
+        BTreeMap::new();
+    for (_, rec) in st.orders().iter() {
+        if let OrderOutcome::Completed { charged, .. } = rec.outcome {
+            let e = completed
+                .entry((&rec.wallet, charged.currency()))
+                .or_default();
+            e.0 += 1;
+            e.1 += i128::from(charged.minor());
+        }
+    }
+    for (w, risk) in st.risk().wallets() {
+        if st.wallets().get(w).is_none() {
+            r.violations.push(format!(
+                "shard {shard}: risk history of unknown wallet {w:?}"
+            ));
+        }
+        for (ccy, n, sum) in &risk.orders {
+            let (orders, charged) = completed.get(&(w, *ccy)).copied().unwrap_or_default();
+            if *n > orders || i128::from(*sum) > charged {
+                r.violations.push(format!(
+                    "shard {shard}: wallet {w:?} counts {n} orders charging {sum} in {ccy:?} for risk, \
+                     but {orders} completed orders charged {charged}"
+                ));
+            }
+        }
+    }
+}
+
+/// Every resent card is a card of this shard that was sold with a delivery, in a round from 1
+/// to the most a card may be resent.
+fn check_resends(st: &ShardState, r: &mut Report) {
+    let shard = st.shard().0;
+    for (card, round) in st.resends().iter() {
+        let sold = st
+            .cards()
+            .get(card)
+            .is_some_and(|c| !matches!(c.delivery, giftcard_core::state::Delivery::NotRequired));
+        if !sold || *round == 0 || *round > giftcard_core::resends::RESENDS_MAX {
+            r.violations.push(format!(
+                "shard {shard}: card {} resent in round {round} (sold with a delivery: {sold})",
+                card.0
+            ));
+        }
+    }
+}
+
+/// The limits section: every wallet it names lives here, its own limits are ones the engine
+/// accepts, its KYC mark agrees with the wallet's flag, and its recent orders are in time order,
+/// span at most a day and number no more than the orders it completed.
+fn check_limits(st: &ShardState, r: &mut Report) {
+    let shard = st.shard().0;
+    let limits = st.limits();
+    let missing = |w: &giftcard_core::WalletId| st.wallets().get(w).is_none();
+    for (w, set) in limits.own() {
+        if missing(w) {
+            r.violations
+                .push(format!("shard {shard}: limits of unknown wallet {w:?}"));
+        } else if !set.is_valid() {
+            r.violations.push(format!(
+                "shard {shard}: wallet {w:?} has invalid limits {set:?}"
+            ));
+        }
+    }
+    for (w, wallet) in st.wallets().iter() {
+        if let Some(mark) = limits.kyc_mark(w) {
+            if mark.verified != wallet.kyc_verified {
+                r.violations.push(format!(
+                    "shard {shard}: wallet {w:?} kyc_verified {} but its mark says {}",
+                    wallet.kyc_verified, mark.verified
+                ));
+            }
+        }
+    }
+    let mut completed: BTreeMap<&giftcard_core::WalletId, usize> = BTreeMap::new();
+    for (_, rec) in st.orders().iter() {
+        if matches!(rec.outcome, OrderOutcome::Completed { .. }) {
+            *completed.entry(&rec.wallet).or_default() += 1;
+        }
+    }
+    for (w, activity) in limits.all_activity() {
+        let recent = &activity.recent;
+        // Every order of the day of the wallet's last order is less than a day old, so still in
+        // `recent`: the day's totals are its orders of that day.
+        let mut of_day: BTreeMap<Currency, i64> = BTreeMap::new();
+        for r in recent
+            .iter()
+            .filter(|r| giftcard_core::limits::day_of(r.at) == activity.day)
+        {
+            *of_day.entry(r.charged.currency()).or_default() += r.charged.minor();
+        }
+        let kept: BTreeMap<Currency, i64> = activity.day_spent.iter().copied().collect();
+        if of_day != kept {
+            r.violations.push(format!(
+                "shard {shard}: wallet {w:?} spent {kept:?} on day {} by its totals, {of_day:?} by its orders",
+                activity.day
+            ));
+        }
+        let sorted = recent
+            .iter()
+            .zip(recent.iter().skip(1))
+            .all(|(a, b)| a.at <= b.at);
+        let span = match (recent.front(), recent.back()) {
+            (Some(a), Some(b)) => b.at.0 - a.at.0.min(b.at.0),
+            _ => 0,
+        };
+        if missing(w)
+            || !sorted
+            || span >= giftcard_core::limits::RECENT_KEPT_MS
+            || recent.len() > completed.get(w).copied().unwrap_or(0)
+        {
+            r.violations.push(format!(
+                "shard {shard}: wallet {w:?} has {} recent orders (sorted {sorted}, span {span} ms) \
+                 for {} completed",
+                recent.len(),
+                completed.get(w).copied().unwrap_or(0)
+            ));
+        }
+    }
+}
+
+/// Card accounts are summed from the cards themselves, never kept in the aggregate ledger.
+fn account_currency(a: &Account) -> Option<Currency> {
+    a.currency()
 }
 
 fn check_wallets(st: &ShardState, r: &mut Report, sums: &mut BTreeMap<Currency, i128>) {
@@ -342,7 +530,7 @@ mod tests {
             let create = Command::CreateWallet {
                 caller,
                 wallet,
-                kyc_verified: true,
+                kyc_verified: false,
             };
             let ctx = Ctx {
                 now: UnixMillis(1),

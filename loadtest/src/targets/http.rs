@@ -347,7 +347,7 @@ impl Http {
                 Method::POST,
                 "/v1/wallets",
                 CHECKOUT_KEY,
-                json!({"wallet_id": h.id("w", w), "kyc_verified": true}),
+                json!({"wallet_id": h.id("w", w), "kyc_verified": false}),
             )
             .await?;
             let path = format!("/v1/wallets/{CHECKOUT_CLIENT}~{}/deposits", h.id("w", w));

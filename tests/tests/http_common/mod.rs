@@ -53,9 +53,14 @@ pub fn keys() -> Vec<ApiKeyConfig> {
 /// engine's keys (the development keys of `EngineConfig::new`); tests without NATS have no
 /// delivery events to read it from.
 pub fn report_token(card: &str, attempt: u8) -> String {
+    round_token(card, 0, attempt)
+}
+
+/// The same for an attempt of a later round (a resend) of the card's delivery.
+pub fn round_token(card: &str, round: u8, attempt: u8) -> String {
     let cfg = giftcard_shard::EngineConfig::new(Path::new("unused"), 1);
     let vault = giftcard_shard::codes::CodeVault::new(cfg.seal_key, cfg.hash_key);
-    vault.report_token(card.parse().expect("a card id"), attempt)
+    vault.report_token(card.parse().expect("a card id"), round, attempt)
 }
 
 /// The funding key of a checkout key's tenant (admin funds as admin).
@@ -137,8 +142,12 @@ impl Api {
     }
 
     pub fn start_with(dir: &Path, cfg: HttpConfig) -> Api {
-        let server = giftcard_http::start(cfg, giftcard_shard::EngineConfig::new(dir, 2))
-            .expect("server starts");
+        Api::start_engine(cfg, giftcard_shard::EngineConfig::new(dir, 2))
+    }
+
+    /// Starts a server with this engine configuration and waits until it is ready.
+    pub fn start_engine(cfg: HttpConfig, engine: giftcard_shard::EngineConfig) -> Api {
+        let server = giftcard_http::start(cfg, engine).expect("server starts");
         let api = Api::connect(server);
         api.wait_ready();
         api

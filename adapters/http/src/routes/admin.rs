@@ -180,14 +180,52 @@ pub async fn close_settlement(
             }
         }
     }
+    // Every shard's dues together are each supplier's whole volume: the core books its tiers'
+    // commission on them once per period (a repeated close answers what it booked).
+    let volumes: Vec<(SupplierId, Money)> = merged
+        .iter()
+        .flat_map(|(s, d)| d.owed.iter().map(|(c, m)| (s.clone(), Money::new(*m, *c))))
+        .collect();
+    let booked = match state
+        .submit(Command::BookCommissions {
+            period_id: RequestId::new(period),
+            volumes,
+        })
+        .await?
+    {
+        Outcome::Applied(events) | Outcome::Answered(events) => events,
+        _ => return Err(ApiError::Unavailable.into()),
+    };
+    let mut commission: BTreeMap<(SupplierId, Currency), i64> = BTreeMap::new();
+    for ev in booked {
+        if let Event::CommissionBooked {
+            supplier,
+            commission: c,
+            ..
+        } = ev
+        {
+            *commission.entry((supplier, c.currency())).or_default() += c.minor();
+        }
+    }
     let suppliers = merged
         .into_iter()
         .map(|(s, mut d)| {
             d.owed.sort();
             d.orders.sort();
+            let cut = |c: &Currency| commission.get(&(s.clone(), *c)).copied().unwrap_or(0);
             SupplierDueView {
                 supplier_id: s.as_str().into(),
                 cards: d.cards,
+                commission: d
+                    .owed
+                    .iter()
+                    .map(|(c, _)| MoneyView::of(Money::new(cut(c), *c)))
+                    .collect(),
+                payable: d
+                    .owed
+                    .iter()
+                    .map(|(c, m)| MoneyView::of(Money::new(m - cut(c), *c)))
+                    .collect(),
                 owed: d
                     .owed
                     .into_iter()
@@ -241,15 +279,8 @@ pub async fn reconciliation(who: Principal, state: web::Data<AppState>) -> crate
     let t = totals(&state).await?;
     let mut ledger: BTreeMap<Currency, (i64, i64)> = BTreeMap::new();
     for (account, v) in &t.ledger {
-        let ccy = match account {
-            Account::Wallet(_, c)
-            | Account::Funding(c)
-            | Account::SupplierPayable(_, c)
-            | Account::RevenueMargin(c)
-            | Account::RevenueFx(c)
-            | Account::FxClearing(c)
-            | Account::Redeemed(c) => *c,
-            Account::Card(_) => continue,
+        let Some(ccy) = account.currency() else {
+            continue;
         };
         ledger.entry(ccy).or_default().0 += v;
     }

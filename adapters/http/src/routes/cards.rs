@@ -12,7 +12,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest};
 use giftcard_core::state::{Card, CardStatus, CodeRef, RedemptionRecord};
 use giftcard_core::*;
-use giftcard_shard::{codes, Outcome, Query, QueryAnswer};
+use giftcard_shard::{codes, After, Outcome, Query, QueryAnswer};
 
 /// Reading a card by id: the checkout whose order bought it.
 const CARD_ROLES: &[Role] = &[Role::Checkout, Role::Admin];
@@ -28,17 +28,21 @@ fn card_view(state: &AppState, id: CardId, c: &Card) -> Result<CardView, ApiErro
     Ok(CardView {
         card_id: id.0.to_string(),
         sku_id: c.sku.as_str().to_owned(),
-        status: match c.status {
-            CardStatus::Active => "active",
-            CardStatus::Redeemed => "redeemed",
-            CardStatus::Voided => "voided",
-            CardStatus::Expired => "expired",
-        }
-        .into(),
+        status: status_name(c.status).into(),
         face_value: MoneyView::of(c.face),
         balance: issued.then(|| MoneyView::of(Money::new(c.balance_minor, c.face.currency()))),
         masked_code: codes::mask(&code),
     })
+}
+
+fn status_name(s: CardStatus) -> &'static str {
+    match s {
+        CardStatus::Active => "active",
+        CardStatus::Redeemed => "redeemed",
+        CardStatus::Voided => "voided",
+        CardStatus::Expired => "expired",
+        CardStatus::Frozen => "frozen",
+    }
 }
 
 fn code(field: &str, code: &str) -> Result<(), ApiError> {
@@ -72,6 +76,83 @@ pub async fn get_card(
     Ok(reply(StatusCode::OK, &card_view(&state, id, &card)?, false))
 }
 
+/// Freezes or unfreezes a card for the client whose order bought it, or an admin; journaled
+/// with who and when. Both idempotent: a card already in the asked state answers as it is.
+async fn set_frozen(
+    who: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    frozen: bool,
+) -> crate::error::Answer {
+    who.require(CARD_ROLES)?;
+    let id = CardId(input::digits("card_id", &path)?);
+    state
+        .submit(Command::SetCardFrozen {
+            caller: who.caller(),
+            card: id,
+            frozen,
+        })
+        .await?;
+    let QueryAnswer::Card(card) = state.ask(Query::Card { card: id }).await? else {
+        return Err(ApiError::Unavailable.into());
+    };
+    Ok(reply(StatusCode::OK, &card_view(&state, id, &card)?, false))
+}
+
+/// Freezes a card: nothing is redeemed from it (`422 card_frozen`) until it is unfrozen. Only
+/// an active card freezes (`422 card_not_active` otherwise).
+#[utoipa::path(post, path = "/v1/cards/{card_id}/freeze", tag = "cards", params(("card_id" = String, Path, pattern = r"^[0-9]{1,19}$", min_length = 1, max_length = 19)), responses((status = 200, body = CardView)), security(("bearer" = [])))]
+pub async fn freeze_card(
+    who: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> crate::error::Answer {
+    set_frozen(who, state, path, true).await
+}
+
+/// Unfreezes a frozen card, back to active.
+#[utoipa::path(post, path = "/v1/cards/{card_id}/unfreeze", tag = "cards", params(("card_id" = String, Path, pattern = r"^[0-9]{1,19}$", min_length = 1, max_length = 19)), responses((status = 200, body = CardView)), security(("bearer" = [])))]
+pub async fn unfreeze_card(
+    who: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> crate::error::Answer {
+    set_frozen(who, state, path, false).await
+}
+
+/// Sends a card's delivery again, as a new round of attempts (the recipient lost it, or every
+/// attempt failed), for the client whose order bought it or an admin; journaled with who and
+/// when, and published as a new delivery event with its own report tokens. A card whose
+/// delivery is still in flight answers as it is (`resent: false`), so a retry sends nothing
+/// twice. Only an active card of an order that named a channel (`422 not_deliverable`), at
+/// most 10 times (`422 resend_limit`).
+#[utoipa::path(post, path = "/v1/cards/{card_id}/resend", tag = "cards", params(("card_id" = String, Path, pattern = r"^[0-9]{1,19}$", min_length = 1, max_length = 19)), responses((status = 200, body = ResendView)), security(("bearer" = [])))]
+pub async fn resend_card(
+    who: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> crate::error::Answer {
+    who.require(CARD_ROLES)?;
+    let id = CardId(input::digits("card_id", &path)?);
+    let outcome = state
+        .submit(Command::ResendCard {
+            caller: who.caller(),
+            card: id,
+        })
+        .await?;
+    let resent = matches!(outcome, Outcome::Applied(_));
+    let QueryAnswer::CardDelivery(_, round) = state.ask(Query::CardDelivery { card: id }).await?
+    else {
+        return Err(ApiError::Unavailable.into());
+    };
+    let view = ResendView {
+        card_id: id.0.to_string(),
+        round,
+        resent,
+    };
+    Ok(reply(StatusCode::OK, &view, !resent))
+}
+
 /// Balance inquiry by code (rate-limited).
 #[utoipa::path(post, path = "/v1/cards/balance", tag = "cards", request_body = BalanceRequest, responses((status = 200, body = CardView)), security(("bearer" = [])))]
 pub async fn card_balance(
@@ -92,13 +173,33 @@ pub async fn card_balance(
     Ok(reply(StatusCode::OK, &card_view(&state, id, &card)?, false))
 }
 
-fn redemption_view(id: &str, card: CardId, amount: Money, status: &str) -> RedemptionView {
-    RedemptionView {
+/// A redemption's answer with the card as the engine left it: from the answer's `after` when
+/// it carries the card (read in the commit's pass), else read now (a replay answered by a shard
+/// that does not hold the card).
+async fn redemption_view(
+    state: &AppState,
+    (id, card, amount, status): (&str, CardId, Money, &str),
+    after: After,
+) -> Result<RedemptionView, ApiError> {
+    let (balance, card_status) = match after {
+        After::Card {
+            card: c,
+            balance,
+            status,
+        } if c == card => (balance, status),
+        _ => match state.ask(Query::Card { card }).await? {
+            QueryAnswer::Card(c) => (Money::new(c.balance_minor, c.face.currency()), c.status),
+            _ => return Err(ApiError::Unavailable),
+        },
+    };
+    Ok(RedemptionView {
         redemption_id: id.to_owned(),
         card_id: card.0.to_string(),
         amount: MoneyView::of(amount),
         status: status.into(),
-    }
+        card_balance: MoneyView::of(balance),
+        card_status: status_name(card_status).into(),
+    })
 }
 
 async fn recorded(
@@ -173,23 +274,26 @@ pub async fn redeem(
         fingerprint,
         brands: who.brands.as_deref().map(<[String]>::to_vec),
     };
-    let (outcome, replayed) = match state.submit(cmd).await? {
-        Outcome::Applied(events) => match events.first() {
-            Some(Event::Redeemed { card, amount, .. }) => (Ok((*card, *amount)), false),
-            Some(Event::RedemptionRejected { reason, .. }) => (Err(*reason), false),
+    let (outcome, replayed, after) = match state.submit(cmd).await? {
+        Outcome::Moved {
+            events,
+            replayed: false,
+            after,
+        } => match events.first() {
+            Some(Event::Redeemed { card, amount, .. }) => (Ok((*card, *amount)), false, after),
+            Some(Event::RedemptionRejected { reason, .. }) => (Err(*reason), false, after),
             _ => {
                 return Err(ApiError::Internal("a redemption applied no redemption".into()).into())
             }
         },
-        Outcome::Answered(_) => (recorded(&state, &who, &id).await?.outcome, true),
+        Outcome::Moved { after, .. } => (recorded(&state, &who, &id).await?.outcome, true, after),
         _ => return Err(ApiError::Internal("a redemption answered no events".into()).into()),
     };
     match outcome {
-        Ok((card, amount)) => Ok(reply(
-            StatusCode::CREATED,
-            &redemption_view(&id, card, amount, "redeemed"),
-            replayed,
-        )),
+        Ok((card, amount)) => {
+            let view = redemption_view(&state, (&id, card, amount, "redeemed"), after).await?;
+            Ok(reply(StatusCode::CREATED, &view, replayed))
+        }
         Err(reason) => Err(ApiError::Rejected(reason, None).into()),
     }
 }
@@ -209,22 +313,22 @@ pub async fn reverse(
         redemption_id: RequestId::new(id),
     };
     match state.submit(cmd).await {
-        Ok(Outcome::Applied(events)) => match events.first() {
-            Some(Event::RedemptionReversed { card, amount, .. }) => Ok(reply(
-                StatusCode::CREATED,
-                &redemption_view(id, *card, *amount, "reversed"),
-                false,
-            )),
+        Ok(Outcome::Moved { events, after, .. }) => match events.first() {
+            Some(Event::RedemptionReversed { card, amount, .. }) => {
+                let view = redemption_view(&state, (id, *card, *amount, "reversed"), after).await?;
+                Ok(reply(StatusCode::CREATED, &view, false))
+            }
             _ => Err(ApiError::Unavailable.into()),
         },
         Ok(_) => Err(ApiError::Unavailable.into()),
         Err(ApiError::Rejected(Rejection::AlreadyReversed, _)) => {
             match recorded(&state, &who, id).await?.outcome {
-                Ok((card, amount)) => Ok(reply(
-                    StatusCode::CREATED,
-                    &redemption_view(id, card, amount, "reversed"),
-                    true,
-                )),
+                Ok((card, amount)) => {
+                    let view =
+                        redemption_view(&state, (id, card, amount, "reversed"), After::Nothing)
+                            .await?;
+                    Ok(reply(StatusCode::CREATED, &view, true))
+                }
                 Err(_) => Err(ApiError::Rejected(Rejection::RedemptionNotFound, None).into()),
             }
         }

@@ -36,19 +36,21 @@ pub async fn report_delivery(
     let body = body.parse()?;
     // The token of the attempt, from its delivery event: a delivery key alone cannot settle
     // a card it was never sent.
-    if !state
+    // The token also says which round of the card's delivery it was sent in.
+    let Some(round) = state
         .engine()?
         .vault()
-        .report_token_valid(card.0, body.attempt, &body.token)
-    {
+        .report_round(card.0, body.attempt, &body.token)
+    else {
         return Err(ApiError::Forbidden.into());
-    }
+    };
     let delivered = body.status == DeliveryStatusDto::Delivered;
     let cmd = Command::ReportDelivery {
         card,
         delivered,
         attempt: body.attempt,
         attempts_max: state.delivery_attempts_max,
+        round,
     };
     // Answered: the delivery was settled before and the report changed nothing.
     let (Outcome::Applied(events) | Outcome::Answered(events)) = state.submit(cmd).await? else {

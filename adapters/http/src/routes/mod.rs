@@ -5,24 +5,30 @@ mod admin;
 mod cards;
 mod catalog;
 mod deliveries;
+mod floors;
 mod gateways;
 mod ops;
 mod orders;
 mod pricelists;
 mod pricing;
 mod quotes;
+mod revenue;
+mod sourcing;
 mod wallets;
 
 pub use admin::*;
 pub use cards::*;
 pub use catalog::*;
 pub use deliveries::*;
+pub use floors::*;
 pub use gateways::*;
 pub use ops::*;
 pub use orders::*;
 pub use pricelists::*;
 pub use pricing::*;
 pub use quotes::*;
+pub use revenue::*;
+pub use sourcing::*;
 pub use wallets::*;
 
 use crate::auth::Principal;
@@ -144,6 +150,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                         .route(web::patch().to(update_wallet)),
                 )
                 .service(
+                    resource("/wallets/{wallet_id}/limits", "GET, PUT")
+                        .route(web::get().to(get_limits))
+                        .route(web::put().to(put_limits)),
+                )
+                .service(
+                    resource("/wallets/{wallet_id}/limits/reset", "POST")
+                        .route(web::post().to(reset_limits)),
+                )
+                .service(
                     resource("/wallets/{wallet_id}/deposits", "POST")
                         .route(web::post().to(deposit)),
                 )
@@ -170,6 +185,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 )
                 .service(resource("/skus/{sku_id}/stock", "GET").route(web::get().to(stock)))
                 .service(
+                    resource("/skus/{sku_id}/suppliers", "PUT, GET")
+                        .route(web::put().to(put_sourcing))
+                        .route(web::get().to(get_sourcing)),
+                )
+                .service(
                     resource("/skus/{sku_id}/pricing", "PUT, GET")
                         .route(web::put().to(put_pricing))
                         .route(web::get().to(get_pricing)),
@@ -179,6 +199,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(resource("/orders/{order_id}", "GET").route(web::get().to(get_order)))
                 .service(resource("/cards/balance", "POST").route(web::post().to(card_balance)))
                 .service(resource("/cards/{card_id}", "GET").route(web::get().to(get_card)))
+                .service(
+                    resource("/cards/{card_id}/freeze", "POST").route(web::post().to(freeze_card)),
+                )
+                .service(
+                    resource("/cards/{card_id}/unfreeze", "POST")
+                        .route(web::post().to(unfreeze_card)),
+                )
+                .service(
+                    resource("/cards/{card_id}/resend", "POST").route(web::post().to(resend_card)),
+                )
                 .service(resource("/redemptions", "POST").route(web::post().to(redeem)))
                 .service(
                     resource("/redemptions/{redemption_id}/reversal", "POST")
@@ -192,9 +222,34 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 )
                 .service(resource("/admin/stats", "GET").route(web::get().to(stats)))
                 .service(
+                    resource("/admin/orders/{client_id}/{order_id}/risk", "GET")
+                        .route(web::get().to(order_risk)),
+                )
+                .service(
                     resource("/admin/price-lists/{client_id}", "PUT, GET")
                         .route(web::put().to(put_price_list))
                         .route(web::get().to(get_price_list)),
+                )
+                .service(
+                    resource("/admin/fees", "PUT, GET")
+                        .route(web::put().to(put_fees))
+                        .route(web::get().to(get_fees)),
+                )
+                .service(
+                    resource(
+                        "/admin/suppliers/{supplier_id}/commission-tiers",
+                        "PUT, GET",
+                    )
+                    .route(web::put().to(put_commission_tiers))
+                    .route(web::get().to(get_commission_tiers)),
+                )
+                .service(
+                    resource("/admin/reports/revenue", "GET").route(web::get().to(revenue_report)),
+                )
+                .service(
+                    resource("/admin/margin-floors", "PUT, GET")
+                        .route(web::put().to(put_margin_floors))
+                        .route(web::get().to(get_margin_floors)),
                 )
                 .service(
                     resource("/admin/settlements", "POST").route(web::post().to(close_settlement)),

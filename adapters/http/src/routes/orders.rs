@@ -47,6 +47,20 @@ fn reveal_cards(
         .collect()
 }
 
+/// What an order earned, as the engine recorded it.
+type Sale = Option<std::sync::Arc<giftcard_core::sales::Sale>>;
+
+/// What the engine answered for one order, to render.
+struct Answered {
+    outcome: OrderOutcome,
+    replayed: bool,
+    /// The sold cards of a fresh completion (else read when rendered).
+    sold: Vec<Card>,
+    sale: Sale,
+    /// The wallet's balances after it: in answers to placing it, not to reading it.
+    balances: Option<giftcard_intake::orders::Balances>,
+}
+
 /// An order's view before its codes are revealed.
 struct Settled {
     view: OrderView,
@@ -61,10 +75,16 @@ async fn settle(
     state: &AppState,
     order_id: &str,
     wallet: &str,
-    outcome: &OrderOutcome,
-    replayed: bool,
-    sold: Vec<Card>,
+    answered: Answered,
 ) -> Result<Settled, ApiError> {
+    let Answered {
+        outcome,
+        replayed,
+        sold,
+        sale,
+        balances,
+    } = answered;
+    let outcome = &outcome;
     let mut view = OrderView {
         order_id: order_id.to_owned(),
         status: "completed".into(),
@@ -72,6 +92,14 @@ async fn settle(
         charged: None,
         reason: None,
         cards: vec![],
+        economics: sale.as_deref().map(giftcard_intake::orders::economics),
+        items: sale
+            .as_deref()
+            .map(giftcard_intake::orders::items_filled)
+            .unwrap_or_default(),
+        balances: balances
+            .as_ref()
+            .map(giftcard_intake::orders::balance_views),
     };
     let (charged, first_card, count) = match outcome {
         OrderOutcome::Rejected(r) => {
@@ -144,8 +172,16 @@ pub async fn order_view(
     wallet: &str,
     outcome: &OrderOutcome,
     sold: Vec<Card>,
+    sale: Sale,
 ) -> Result<OrderView, ApiError> {
-    let settled = settle(state, order_id, wallet, outcome, false, sold).await?;
+    let answered = Answered {
+        outcome: outcome.clone(),
+        replayed: false,
+        sold,
+        sale,
+        balances: None,
+    };
+    let settled = settle(state, order_id, wallet, answered).await?;
     Ok(reveal_one(state, settled).await?.view)
 }
 
@@ -163,7 +199,7 @@ fn order_answer(
     order_id: &str,
     answer: Result<OrderAnswer, ApiError>,
     tally: &mut OutcomeTally,
-) -> Result<(OrderOutcome, bool, Vec<Card>), ApiError> {
+) -> Result<Answered, ApiError> {
     let answer = answer.map_err(|e| match e {
         ApiError::Rejected(r, None) => ApiError::Rejected(r, Some(order_id.to_owned())),
         e => e,
@@ -171,7 +207,18 @@ fn order_answer(
     let (outcome, replayed) = (answer.outcome(), answer.replayed());
     tally.add(&outcome, replayed);
     match answer {
-        OrderAnswer::Completed { sold, .. } => Ok((outcome, replayed, sold)),
+        OrderAnswer::Completed {
+            sold,
+            sale,
+            balances,
+            ..
+        } => Ok(Answered {
+            outcome,
+            replayed,
+            sold,
+            sale,
+            balances: Some(balances),
+        }),
         // A recorded rejection: the retry gets the same 422.
         OrderAnswer::Rejected { reason, .. } => {
             Err(ApiError::Rejected(reason, Some(order_id.to_owned())))
@@ -192,8 +239,7 @@ async fn place(
     let mut tally = OutcomeTally::default();
     let answer = order_answer(&o.order_id, answer, &mut tally);
     tally.record();
-    let (outcome, replayed, cards) = answer?;
-    let settled = settle(state, &o.order_id, &o.wallet_id, &outcome, replayed, cards).await?;
+    let settled = settle(state, &o.order_id, &o.wallet_id, answer?).await?;
     let s = reveal_one(state, settled).await?;
     Ok((s.view, s.replayed))
 }
@@ -309,9 +355,7 @@ pub async fn place_batch(
     tally.record();
     for (o, answer) in orders.iter().zip(answers) {
         let s = match answer {
-            Ok((outcome, replayed, cards)) => {
-                settle(&state, &o.order_id, &o.wallet_id, &outcome, replayed, cards).await
-            }
+            Ok(answered) => settle(&state, &o.order_id, &o.wallet_id, answered).await,
             Err(e) => Err(e),
         };
         match s {
@@ -369,22 +413,62 @@ pub async fn get_order(
         client: ClientId::new(&who.client),
         order_id: OrderId::new(id),
     };
-    match state.ask(Query::Order { key }).await? {
-        QueryAnswer::Order(rec) => Ok(reply_no_store(
-            StatusCode::OK,
-            &order_view(
-                &state,
-                id,
-                rec.wallet.named_by(&ClientId::new(&who.client)),
-                &rec.outcome,
-                Vec::new(),
-            )
-            .await?,
-            false,
-        )),
+    match state.ask(Query::Order { key: key.clone() }).await? {
+        QueryAnswer::Order(rec) => {
+            let sale = match state.ask_follow_up(Query::Sale { key }).await? {
+                QueryAnswer::Sale(s) => Some(s),
+                _ => None,
+            };
+            Ok(reply_no_store(
+                StatusCode::OK,
+                &order_view(
+                    &state,
+                    id,
+                    rec.wallet.named_by(&ClientId::new(&who.client)),
+                    &rec.outcome,
+                    Vec::new(),
+                    sale,
+                )
+                .await?,
+                false,
+            ))
+        }
         _ => Err(ApiError::NotFound {
             code: "order_not_found",
             what: "order",
+        }
+        .into()),
+    }
+}
+
+/// An order's risk score: its score, the rules that held (`reasons`) and when it was scored
+/// (admin). Only orders that scored above zero have one (`404 risk_not_found` otherwise).
+#[utoipa::path(get, path = "/v1/admin/orders/{client_id}/{order_id}/risk", tag = "admin",
+    params(("client_id" = String, Path, pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64),
+        ("order_id" = String, Path, pattern = r"^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64)),
+    responses((status = 200, body = RiskView)), security(("bearer" = [])))]
+pub async fn order_risk(
+    who: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> crate::error::Answer {
+    who.require(&[Role::Admin])?;
+    let (client, order) = path.into_inner();
+    let client = input::id("client_id", &client)?;
+    let order = input::id("order_id", &order)?;
+    let key = OrderKey {
+        client: ClientId::new(client),
+        order_id: OrderId::new(order),
+    };
+    match state.ask(Query::OrderRisk { key }).await? {
+        QueryAnswer::OrderRisk(s) => Ok(reply_no_store(
+            StatusCode::OK,
+            &giftcard_intake::wire::RiskView::of(client, order, &s),
+            false,
+        )),
+        _ => Err(ApiError::NotFound {
+            code: "risk_not_found",
+            what: "risk score",
         }
         .into()),
     }

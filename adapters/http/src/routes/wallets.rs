@@ -20,15 +20,7 @@ const FUNDING_ROLES: &[Role] = &[Role::Funding, Role::Admin];
 
 /// The wire view of a wallet.
 pub fn wallet_view(id: &str, w: &Wallet) -> WalletView {
-    let balances = w
-        .balances
-        .iter()
-        .map(|(ccy, b)| BalanceView {
-            currency: ccy.code().to_owned(),
-            available: MoneyView::of(Money::new(b.available_minor, *ccy)),
-            held: MoneyView::of(Money::new(b.held_minor, *ccy)),
-        })
-        .collect();
+    let balances = giftcard_intake::orders::balance_views(&w.balances);
     WalletView {
         wallet_id: id.to_owned(),
         owner: w.owner.as_str().to_owned(),
@@ -94,7 +86,8 @@ pub async fn get_wallet(
     ))
 }
 
-/// Freezes or unfreezes a wallet (admin).
+/// Freezes or unfreezes a wallet, and verifies or unverifies its KYC (admin; who and when are
+/// journaled). At least one of `frozen` and `kyc_verified`.
 #[utoipa::path(patch, path = "/v1/wallets/{wallet_id}", tag = "wallets", params(("wallet_id" = String, Path, pattern = r"^[A-Za-z0-9._:-]{1,64}(~[A-Za-z0-9._:-]{1,64})?$", min_length = 1, max_length = 129)), request_body = UpdateWallet, responses((status = 200, body = WalletView)), security(("bearer" = [])))]
 pub async fn update_wallet(
     who: Principal,
@@ -105,12 +98,34 @@ pub async fn update_wallet(
     who.require(&[Role::Admin])?;
     let body = body.parse()?;
     let id = input::wallet_id("wallet_id", &path, who.role == Role::Admin)?;
-    state
-        .submit(Command::SetWalletFrozen {
-            wallet: WalletId::new(id),
-            frozen: body.frozen,
-        })
-        .await?;
+    if body.frozen.is_none() && body.kyc_verified.is_none() {
+        return Err(ApiError::invalid(
+            "missing_field",
+            "frozen",
+            "give frozen, kyc_verified or both",
+        )
+        .into());
+    }
+    // Both parts are checked before either is applied: a wallet that is not there changes
+    // nothing.
+    load_wallet(&state, &who, id).await?;
+    if let Some(frozen) = body.frozen {
+        state
+            .submit(Command::SetWalletFrozen {
+                wallet: WalletId::new(id),
+                frozen,
+            })
+            .await?;
+    }
+    if let Some(verified) = body.kyc_verified {
+        state
+            .submit(Command::SetKyc {
+                caller: who.caller(),
+                wallet: WalletId::new(id),
+                verified,
+            })
+            .await?;
+    }
     Ok(reply(
         StatusCode::OK,
         &load_wallet(&state, &who, id).await?,
@@ -200,8 +215,13 @@ pub(super) async fn credit(
         reference: reference.clone(),
         fingerprint,
     };
-    let replayed = match state.submit(cmd).await {
-        Ok(outcome) => matches!(outcome, Outcome::Answered(_)),
+    let (replayed, balances) = match state.submit(cmd).await {
+        Ok(Outcome::Moved {
+            replayed,
+            after: giftcard_shard::After::Wallet(balances),
+            ..
+        }) => (replayed, balances),
+        Ok(other) => return Err(ApiError::Internal(format!("a deposit answered {other:?}"))),
         Err(e) => {
             // Only an answer that says nothing was written gives the allowance back: after a
             // storage failure the credit may have been journaled.
@@ -217,12 +237,13 @@ pub(super) async fn credit(
     if replayed {
         give_back();
     }
-    // The body is derived from the request only, so a replay (same fingerprint) answers the same.
+    // The body is derived from the request (so a replay answers the same) and the balances.
     let view = DepositView {
         deposit_id,
         wallet_id: wallet.to_owned(),
         amount: MoneyView::of(amount),
         reference,
+        balances: giftcard_intake::orders::balance_views(&balances),
     };
     Ok((view, replayed))
 }
@@ -291,6 +312,7 @@ pub async fn transactions(
                 TxKind::Purchase => "purchase",
                 TxKind::Hold => "hold",
                 TxKind::HoldReleased => "hold_released",
+                TxKind::Fee => "fee",
             }
             .into(),
             amount: MoneyView::of(e.amount),
@@ -305,4 +327,103 @@ pub async fn transactions(
         },
         false,
     ))
+}
+
+fn limits_view(id: &str, l: &giftcard_shard::WalletLimits) -> WalletLimitsView {
+    WalletLimitsView {
+        wallet_id: id.to_owned(),
+        source: if l.own { "wallet" } else { "defaults" }.to_owned(),
+        limits: LimitsDto::of(&l.limits),
+        kyc_verified: l.kyc_verified,
+        kyc_changed_by: l.kyc.as_ref().map(|m| m.by.as_str().to_owned()),
+        kyc_changed_at_ms: l.kyc.as_ref().map(|m| m.at.0),
+        kyc_threshold: l
+            .kyc_threshold_minor
+            .iter()
+            .map(|(c, m)| MoneyView::of(Money::new(*m, *c)))
+            .collect(),
+    }
+}
+
+async fn load_limits(
+    state: &AppState,
+    who: &Principal,
+    id: &str,
+) -> Result<WalletLimitsView, ApiError> {
+    match state
+        .ask(Query::WalletLimits {
+            caller: who.caller(),
+            wallet: WalletId::new(id),
+        })
+        .await?
+    {
+        QueryAnswer::WalletLimits(l) => Ok(limits_view(id, &l)),
+        _ => Err(ApiError::Unavailable),
+    }
+}
+
+/// The limits the engine applies to a wallet (its own, or the configured defaults) and its KYC
+/// standing (admin).
+#[utoipa::path(get, path = "/v1/wallets/{wallet_id}/limits", tag = "wallets", params(("wallet_id" = String, Path, pattern = r"^[A-Za-z0-9._:-]{1,64}(~[A-Za-z0-9._:-]{1,64})?$", min_length = 1, max_length = 129)), responses((status = 200, body = WalletLimitsView)), security(("bearer" = [])))]
+pub async fn get_limits(
+    who: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> crate::error::Answer {
+    who.require(&[Role::Admin])?;
+    let id = input::wallet_id("wallet_id", &path, true)?;
+    Ok(reply(
+        StatusCode::OK,
+        &load_limits(&state, &who, id).await?,
+        false,
+    ))
+}
+
+/// Sets a wallet's own limits, which replace the defaults for it entirely (admin). Checked in
+/// the same commit as each order's debit; a tripped limit is `422 limit_exceeded` naming it.
+#[utoipa::path(put, path = "/v1/wallets/{wallet_id}/limits", tag = "wallets", params(("wallet_id" = String, Path, pattern = r"^[A-Za-z0-9._:-]{1,64}(~[A-Za-z0-9._:-]{1,64})?$", min_length = 1, max_length = 129)), request_body = LimitsDto, responses((status = 200, body = WalletLimitsView)), security(("bearer" = [])))]
+pub async fn put_limits(
+    who: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: JsonBody<LimitsDto>,
+) -> crate::error::Answer {
+    who.require(&[Role::Admin])?;
+    let body = body.parse()?;
+    let limits = input::limits("", &body)?;
+    set_limits(who, state, &path, Some(limits)).await
+}
+
+/// Replaces a wallet's own limits (`None`: the defaults again) and answers what is in force.
+async fn set_limits(
+    who: Principal,
+    state: web::Data<AppState>,
+    path: &str,
+    limits: Option<giftcard_core::limits::LimitSet>,
+) -> crate::error::Answer {
+    who.require(&[Role::Admin])?;
+    let id = input::wallet_id("wallet_id", path, true)?;
+    state
+        .submit(Command::SetWalletLimits {
+            caller: who.caller(),
+            wallet: WalletId::new(id),
+            limits,
+        })
+        .await?;
+    Ok(reply(
+        StatusCode::OK,
+        &load_limits(&state, &who, id).await?,
+        false,
+    ))
+}
+
+/// Drops a wallet's own limits: the configured defaults apply to it again (admin). A `POST` to
+/// a reset action rather than a `DELETE`, because the limits in force stay readable afterwards.
+#[utoipa::path(post, path = "/v1/wallets/{wallet_id}/limits/reset", tag = "wallets", params(("wallet_id" = String, Path, pattern = r"^[A-Za-z0-9._:-]{1,64}(~[A-Za-z0-9._:-]{1,64})?$", min_length = 1, max_length = 129)), responses((status = 200, body = WalletLimitsView)), security(("bearer" = [])))]
+pub async fn reset_limits(
+    who: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> crate::error::Answer {
+    set_limits(who, state, &path, None).await
 }
