@@ -1021,6 +1021,9 @@ fn openapi_document_and_metrics() {
     assert_eq!(api.order(CHECKOUT, "o-m", "w", "gc-m", 1).status, 201);
     api.order(CHECKOUT, "o-m2", "w", "gc-m", 5)
         .problem(422, "out_of_stock");
+    // An issued card draws a code: a metric only some orders emit.
+    api.sku("gc-i", "issued", 500, Some(10));
+    assert_eq!(api.order(CHECKOUT, "o-i", "w", "gc-i", 1).status, 201);
 
     let doc = api.get("/openapi.json", None);
     assert_eq!(doc.status, 200);
@@ -1087,11 +1090,21 @@ fn openapi_document_and_metrics() {
         "giftcard_wal_group_records_bucket{",
         "giftcard_wal_written_bytes_total",
         "giftcard_recovery_duration_seconds",
+        "giftcard_codes_drawn_total 1",
     ] {
         assert!(
             m.text.contains(needle),
             "metrics lack {needle}:\n{}",
             m.text
+        );
+    }
+    // promtool's lint (run by CI on a live scrape) fails a metric without HELP text: every
+    // metric shown carries one.
+    for name in m.text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+        let name = name.split(' ').next().unwrap_or_default();
+        assert!(
+            m.text.contains(&format!("# HELP {name} ")),
+            "{name} has no HELP text"
         );
     }
 }

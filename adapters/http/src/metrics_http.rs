@@ -89,6 +89,22 @@ fn describe() {
         "Unsold codes (or issue allowance) of a SKU"
     );
     describe_gauge!("giftcard_sku_stock_sold", "Sold cards of a SKU");
+    describe_counter!(
+        "giftcard_codes_drawn_total",
+        "Codes generated for issued cards, once an order passed every check"
+    );
+    describe_counter!(
+        "giftcard_queue_orders_total",
+        "Orders taken from the NATS intake, by outcome"
+    );
+    describe_counter!(
+        "giftcard_queue_events_published_total",
+        "Events published from the outbox to NATS"
+    );
+    describe_counter!(
+        "giftcard_queue_publish_failures_total",
+        "Outbox publish attempts that failed and will be retried"
+    );
     describe_histogram!(
         "giftcard_wal_flush_seconds",
         Unit::Seconds,
