@@ -448,3 +448,135 @@ fn a_risk_score_above_the_threshold_refuses_the_order_and_the_admin_reads_its_re
     assert_eq!(api.balance("w"), (100_000 - 7_500, 0));
     api.reconciled();
 }
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// A SKU's expiry policy gives each card issued after it an expiry; at that instant the card's
+/// remaining balance, exactly, moves to breakage, by a deadline the engine fires by itself. The
+/// liability report at any instant before, between and after equals what the cards held then,
+/// and an expired card neither redeems nor takes a reversal back.
+#[test]
+fn an_expired_card_moves_exactly_its_balance_to_breakage_and_the_liability_report_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = Api::start(dir.path());
+    api.sku("store-50", "issued", 5_000, Some(10));
+    api.sku("gc-25", "supplier_code", 2_500, None);
+    api.wallet(CHECKOUT, "w", 100_000);
+    let put = |sku: &str, body: serde_json::Value| {
+        api.call(
+            "PUT",
+            &format!("/v1/skus/{sku}/expiry"),
+            Some(ADMIN),
+            Some(&body.to_string()),
+            &[],
+        )
+    };
+    // Refusals change nothing.
+    put("gc-25", json!({"policy": "days_after_issue", "days": 30})).problem(422, "invalid_expiry");
+    put("store-50", json!({"policy": "fixed_date", "at_ms": 1_000})).problem(422, "invalid_expiry");
+    put("store-50", json!({"policy": "days_after_issue", "days": 0}))
+        .problem(400, "invalid_expiry");
+    put("store-50", json!({"policy": "never", "days": 3})).problem(400, "invalid_field");
+    put("nope", json!({"policy": "never"})).problem(404, "sku_not_found");
+    let read = api.get("/v1/skus/store-50/expiry", Some(ADMIN));
+    assert_eq!(read.body["policy"], "never", "{read:?}");
+    api.get("/v1/skus/store-50/expiry", Some(CHECKOUT))
+        .problem(403, "forbidden");
+
+    // A card issued before the policy keeps no expiry.
+    let before = api.order(CHECKOUT, "o-0", "w", "store-50", 1);
+    assert_eq!(before.status, 201, "{before:?}");
+    let expires = now_ms() + 1_500;
+    let set = put(
+        "store-50",
+        json!({"policy": "fixed_date", "at_ms": expires}),
+    );
+    assert_eq!(
+        (set.status, &set.body["policy"], &set.body["at_ms"]),
+        (200, &json!("fixed_date"), &json!(expires)),
+        "{set:?}"
+    );
+    let order = api.order(CHECKOUT, "o-1", "w", "store-50", 2);
+    assert_eq!(order.status, 201, "{order:?}");
+    let issued_at = now_ms();
+    let code = order.body["cards"][0]["code"].as_str().unwrap().to_owned();
+    let card = order.body["cards"][0]["card_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let other = order.body["cards"][1]["card_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let redeem = |id: &str, minor: i64| {
+        api.post(
+            "/v1/redemptions",
+            MERCHANT,
+            &json!({"redemption_id": id, "code": code, "amount": {"amount_minor": minor, "currency": "USD"}}),
+        )
+    };
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    assert_eq!(redeem("r-1", 1_250).status, 201);
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let after_redeem = now_ms();
+    let liability = |at: Option<u64>| {
+        let path = match at {
+            Some(t) => format!("/v1/admin/reports/liability?at_ms={t}"),
+            None => "/v1/admin/reports/liability".to_owned(),
+        };
+        let r = api.get(&path, Some(ADMIN));
+        assert_eq!(r.status, 200, "{r:?}");
+        let t = &r.body["totals"][0];
+        (
+            t["owed_minor"].as_i64().unwrap_or(0),
+            t["breakage_minor"].as_i64().unwrap_or(0),
+        )
+    };
+    assert_eq!(liability(Some(issued_at)), (15_000, 0));
+    assert_eq!(liability(Some(after_redeem)), (13_750, 0));
+
+    // The deadline fires by itself.
+    let status = |id: &str| api.get(&format!("/v1/cards/{id}"), Some(CHECKOUT)).body;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while status(&card)["status"] != "expired" {
+        assert!(std::time::Instant::now() < deadline, "{:?}", status(&card));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(status(&other)["status"], "expired");
+    let first = before.body["cards"][0]["card_id"].as_str().unwrap();
+    assert_eq!(status(first)["status"], "active");
+    let expired_seen = now_ms();
+    // 37.50 was left on the first card and 50.00 on the second: exactly that is breakage.
+    assert_eq!(liability(None), (5_000, 8_750));
+    assert_eq!(
+        liability(Some(after_redeem)),
+        (13_750, 0),
+        "the past is unchanged"
+    );
+    // The expiry is journaled when its deadline fires: at its instant or just after.
+    assert_eq!(liability(Some(expires - 1)), (13_750, 0));
+    assert_eq!(liability(Some(expired_seen)), (5_000, 8_750));
+    redeem("r-2", 100).problem(422, "card_expired");
+    api.call(
+        "POST",
+        "/v1/redemptions/r-1/reversal",
+        Some(MERCHANT),
+        None,
+        &[],
+    )
+    .problem(422, "card_expired");
+    assert_eq!(liability(None), (5_000, 8_750), "refusals move nothing");
+    api.get("/v1/admin/reports/liability?at_ms=x", Some(ADMIN))
+        .problem(400, "invalid_id");
+    api.get("/v1/admin/reports/liability", Some(CHECKOUT))
+        .problem(403, "forbidden");
+    api.reconciled();
+    api.stop();
+    let verified = giftcard_shard::verify::verify_dir(dir.path(), None).unwrap();
+    assert!(verified.violations.is_empty(), "{:?}", verified.violations);
+}

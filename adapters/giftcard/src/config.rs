@@ -186,6 +186,9 @@ pub struct EngineSection {
     /// 0 keeps rejections for ever). Absent from older files: one day.
     #[serde(default = "rejection_replay_window_ms")]
     pub rejection_replay_window_ms: u64,
+    /// The least life of an issued card a jurisdiction sets, in days (0: none). Absent: 0.
+    #[serde(default)]
+    pub expiry_min_days: u32,
     /// 64 hex characters each.
     pub seal_key: String,
     pub hash_key: String,
@@ -350,6 +353,13 @@ impl Config {
         c.cache_bytes = self.engine.cache_bytes;
         c.checkpoint_after_records = self.engine.checkpoint_after_records;
         c.rejection_replay_window_ms = self.engine.rejection_replay_window_ms;
+        if self.engine.expiry_min_days > giftcard_core::expiry::EXPIRY_DAYS_MAX {
+            bail!(
+                "engine.expiry_min_days is at most {}",
+                giftcard_core::expiry::EXPIRY_DAYS_MAX
+            );
+        }
+        c.expiry_min_days = self.engine.expiry_min_days;
         c.seal_key = hex32(&self.engine.seal_key, "engine.seal_key")?;
         c.seal_key_version = self.engine.seal_key_version;
         c.previous_seal_keys = previous_keys(&self.engine.previous_seal_keys)?;

@@ -953,6 +953,55 @@ pub struct RevenueView {
     pub totals: Vec<RevenueRowView>,
 }
 
+/// When a SKU's issued cards expire: `never`, `days_after_issue` (with `days`), or
+/// `fixed_date` (with `at_ms`). It applies to the cards issued after it is set.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExpiryPolicyDto {
+    #[schema(pattern = "^(never|days_after_issue|fixed_date)$")]
+    pub policy: String,
+    /// Days after each card's issue (`days_after_issue`), 1 to 36500.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 36500)]
+    pub days: Option<u32>,
+    /// The instant every card expires (`fixed_date`), ms since the epoch, in the future.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_ms: Option<u64>,
+}
+
+/// A SKU's expiry policy as the engine applies it.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ExpiryPolicyView {
+    pub sku_id: String,
+    pub policy: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub days: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at_ms: Option<u64>,
+    /// The jurisdiction's least life of a card, in days, in force when the policy was set: no
+    /// card of it expires sooner after its issue.
+    pub min_days: u32,
+}
+
+/// Stored value owed on issued cards of one brand in one currency, and its breakage to date.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct LiabilityRowView {
+    /// The brand; null in the totals.
+    pub brand: Option<String>,
+    pub currency: String,
+    pub owed_minor: i64,
+    pub breakage_minor: i64,
+}
+
+/// The liability at `at_ms`: what issued cards still hold (equal to the ledger's card accounts
+/// then), and what expired cards left to breakage up to it.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct LiabilityView {
+    pub at_ms: u64,
+    pub rows: Vec<LiabilityRowView>,
+    pub totals: Vec<LiabilityRowView>,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct SettlementView {
     pub period_id: String,

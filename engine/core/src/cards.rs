@@ -130,6 +130,8 @@ impl Cards {
         code: &CodeHash,
         amount: Money,
         fp: Fingerprint,
+        now: UnixMillis,
+        expired_by: impl Fn(&CardId, UnixMillis) -> bool,
     ) -> Decision {
         if let Some(rec) = self.redemption(&caller.client, id) {
             return if rec.fingerprint == fp {
@@ -158,7 +160,12 @@ impl Cards {
         match card.status {
             CardStatus::Active => {}
             CardStatus::Frozen => return reject(Rejection::CardFrozen),
+            CardStatus::Expired => return reject(Rejection::CardExpired),
             _ => return reject(Rejection::CardNotActive),
+        }
+        // Past its expiry instant, whether or not its deadline has fired yet.
+        if expired_by(&card_id, now) {
+            return reject(Rejection::CardExpired);
         }
         if card.balance_minor < amount.minor() {
             return reject(Rejection::InsufficientBalance);
@@ -169,10 +176,19 @@ impl Cards {
             fingerprint: fp,
             card: card_id,
             amount,
+            at: now,
         }])
     }
 
-    pub(crate) fn decide_reversal(&self, caller: &Caller, id: &RequestId) -> Decision {
+    /// Reverses a recorded redemption. An expired card takes no value back: its balance went to
+    /// breakage, and the merchant refunds its customer otherwise (`card_expired`).
+    pub(crate) fn decide_reversal(
+        &self,
+        caller: &Caller,
+        id: &RequestId,
+        now: UnixMillis,
+        expired_by: impl Fn(&CardId, UnixMillis) -> bool,
+    ) -> Decision {
         match self.redemption(&caller.client, id) {
             None
             | Some(RedemptionRecord {
@@ -182,6 +198,17 @@ impl Cards {
                 Decision::Reject(Rejection::AlreadyReversed)
             }
             Some(RedemptionRecord {
+                outcome: Ok((card, _)),
+                ..
+            }) if expired_by(card, now)
+                || self
+                    .cards
+                    .get(card)
+                    .is_some_and(|c| c.status == CardStatus::Expired) =>
+            {
+                Decision::Reject(Rejection::CardExpired)
+            }
+            Some(RedemptionRecord {
                 outcome: Ok((card, amount)),
                 ..
             }) => Decision::Events(vec![Event::RedemptionReversed {
@@ -189,6 +216,7 @@ impl Cards {
                 redemption_id: id.clone(),
                 card: *card,
                 amount: *amount,
+                at: now,
             }]),
         }
     }
@@ -292,6 +320,14 @@ impl Cards {
                 }
             }
             Event::OrderCompleted(order) => self.issue(order),
+            Event::CardExpired {
+                card, remaining, ..
+            } => {
+                let c = self.card_mut(card);
+                c.balance_minor = sum(c.balance_minor, -remaining.minor());
+                c.ledger_minor = sum(c.ledger_minor, -remaining.minor());
+                c.status = CardStatus::Expired;
+            }
             // A new round of delivery: pending again, from its first attempt.
             Event::DeliveryResent { card, .. } => {
                 self.card_mut(card).delivery = Delivery::Pending { failures: 0 };
@@ -321,6 +357,7 @@ impl Cards {
                 fingerprint,
                 card,
                 amount,
+                ..
             } => {
                 let c = self.card_mut(card);
                 c.balance_minor = sum(c.balance_minor, -amount.minor());
@@ -355,6 +392,7 @@ impl Cards {
                 redemption_id,
                 card,
                 amount,
+                ..
             } => {
                 let c = self.card_mut(card);
                 c.balance_minor = sum(c.balance_minor, amount.minor());
@@ -478,6 +516,8 @@ mod tests {
             &[7; 16],
             usd(minor),
             [minor as u8; 16],
+            UnixMillis(5),
+            |_, _| false,
         );
         if let Decision::Events(evs) = &d {
             evs.iter().for_each(|e| cards.apply(e));
@@ -486,7 +526,7 @@ mod tests {
     }
 
     fn reverse(cards: &mut Cards, id: &str) -> Decision {
-        let d = cards.decide_reversal(&caller(), &RequestId::new(id));
+        let d = cards.decide_reversal(&caller(), &RequestId::new(id), UnixMillis(6), |_, _| false);
         if let Decision::Events(evs) = &d {
             evs.iter().for_each(|e| cards.apply(e));
         }
@@ -526,8 +566,15 @@ mod tests {
             redeem(&mut cards, "r4", 1),
             Decision::Events(ref e) if matches!(e[0], Event::RedemptionRejected { reason: Rejection::CardNotActive, .. })
         ));
-        let wrong =
-            cards.decide_redeem(&caller(), &RequestId::new("r5"), &[8; 16], usd(1), [0; 16]);
+        let wrong = cards.decide_redeem(
+            &caller(),
+            &RequestId::new("r5"),
+            &[8; 16],
+            usd(1),
+            [0; 16],
+            UnixMillis(7),
+            |_, _| false,
+        );
         assert_eq!(wrong, Decision::Reject(Rejection::CardNotFound));
     }
 
@@ -556,8 +603,8 @@ mod tests {
     }
 
     #[test]
-    fn a_reversal_leaves_a_voided_or_expired_card_as_it_is() {
-        for status in [CardStatus::Voided, CardStatus::Expired] {
+    fn a_reversal_leaves_a_voided_card_as_it_is() {
+        for status in [CardStatus::Voided] {
             let mut cards = one_card();
             redeem(&mut cards, "r1", 1_000);
             cards.cards.get_mut(&CardId(0)).expect("card").status = status;
@@ -569,5 +616,31 @@ mod tests {
             );
             assert_eq!(card(&cards).balance_minor, 5_000);
         }
+    }
+
+    #[test]
+    fn an_expired_card_moves_its_balance_once_and_takes_nothing_back() {
+        let mut cards = one_card();
+        redeem(&mut cards, "r1", 1_000);
+        let expired = Event::CardExpired {
+            card: CardId(0),
+            remaining: usd(4_000),
+            at: UnixMillis(9),
+        };
+        cards.apply(&expired);
+        assert_eq!(card(&cards).status, CardStatus::Expired);
+        assert_eq!(
+            (card(&cards).balance_minor, card(&cards).ledger_minor),
+            (0, 0)
+        );
+        assert_eq!(
+            reverse(&mut cards, "r1"),
+            Decision::Reject(Rejection::CardExpired)
+        );
+        assert!(matches!(
+            redeem(&mut cards, "r2", 1),
+            Decision::Events(ref e) if matches!(e[0], Event::RedemptionRejected { reason: Rejection::CardExpired, .. })
+        ));
+        assert_eq!(card(&cards).balance_minor, 0);
     }
 }

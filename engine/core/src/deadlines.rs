@@ -10,6 +10,7 @@
 //! journal: an entry's due time is fixed when the rejection is applied, with the window in force
 //! then (0: rejections are kept for ever and nothing is indexed).
 
+use crate::cards::CardStatus;
 use crate::event::Event;
 use crate::state::{Decision, ShardState};
 use crate::*;
@@ -25,6 +26,8 @@ pub enum Deadline {
     HoldExpires(OrderKey),
     /// An FX quote, expired for a while, is forgotten (`quotes`).
     QuoteForgotten(ClientId, RequestId),
+    /// An issued card reaches the expiry its SKU's policy gave it at issue (`expiry`).
+    CardExpires(CardId),
 }
 
 /// Deadlines that fire in one tick at most, so one tick never makes a large journal frame.
@@ -41,6 +44,10 @@ pub struct Deadlines {
     /// otherwise. Derived from `due` (`rebuild_derived`), not serialized.
     #[serde(skip)]
     pub(crate) holds: BTreeMap<OrderKey, UnixMillis>,
+    /// The expiry instant of each issued card that has one and has not expired yet, so a
+    /// redemption after it is refused even before the tick fires. Derived from `due`.
+    #[serde(skip)]
+    pub(crate) card_expiry: BTreeMap<CardId, UnixMillis>,
 }
 
 impl Deadlines {
@@ -53,6 +60,11 @@ impl Deadlines {
         if let Some(due) = self.holds.remove(key) {
             self.due.remove(&(due, Deadline::HoldExpires(key.clone())));
         }
+    }
+
+    /// Whether a card's expiry instant has passed at `now` (its deadline may not have fired).
+    pub fn card_expired_by(&self, card: &CardId, now: UnixMillis) -> bool {
+        self.card_expiry.get(card).is_some_and(|due| *due <= now)
     }
 
     /// Entries in the index.
@@ -76,7 +88,17 @@ impl Deadlines {
             .iter()
             .filter_map(|(t, d)| match d {
                 Deadline::HoldExpires(key) => Some((key.clone(), *t)),
-                Deadline::RejectedOrder(_) | Deadline::QuoteForgotten(..) => None,
+                Deadline::RejectedOrder(_)
+                | Deadline::QuoteForgotten(..)
+                | Deadline::CardExpires(_) => None,
+            })
+            .collect();
+        self.card_expiry = self
+            .due
+            .iter()
+            .filter_map(|(t, d)| match d {
+                Deadline::CardExpires(card) => Some((*card, *t)),
+                _ => None,
             })
             .collect();
     }
@@ -110,6 +132,18 @@ impl Deadlines {
                     None => forgotten.push(d.clone()),
                 },
                 Deadline::QuoteForgotten(..) => forgotten.push(d.clone()),
+                // Whatever is left on the card, if anything, moves to breakage; a card already
+                // expired (or voided) has nothing left to move.
+                Deadline::CardExpires(card) => match st.cards().get(card) {
+                    Some(c) if !matches!(c.status, CardStatus::Expired | CardStatus::Voided) => {
+                        events.push(Event::CardExpired {
+                            card: *card,
+                            remaining: Money::new(c.balance_minor, c.face.currency()),
+                            at: now,
+                        })
+                    }
+                    _ => forgotten.push(d.clone()),
+                },
             }
         }
         if !forgotten.is_empty() {
@@ -125,7 +159,12 @@ impl Deadlines {
     }
 
     /// The deadlines' part of an event applied at `at`.
-    pub(crate) fn apply(&mut self, event: &Event, at: UnixMillis) {
+    pub(crate) fn apply(
+        &mut self,
+        event: &Event,
+        at: UnixMillis,
+        expiry: &crate::expiry::ExpiryPolicies,
+    ) {
         match event {
             Event::FundsReserved { key, until, .. } => {
                 self.due
@@ -146,6 +185,41 @@ impl Deadlines {
             Event::OrderRejected { key, .. } if self.rejection_window_ms > 0 => {
                 let due = UnixMillis(at.0.saturating_add(self.rejection_window_ms));
                 self.due.insert((due, Deadline::RejectedOrder(key.clone())));
+            }
+            // Each issued card of a SKU with a policy gets its expiry, fixed at issue.
+            Event::OrderCompleted(o) => {
+                let mut card = o.first_card.0;
+                for line in &o.lines {
+                    let expires = if line.issued {
+                        expiry.get(&line.sku).expires_at(o.at)
+                    } else {
+                        None
+                    };
+                    for _ in 0..line.quantity {
+                        if let Some(due) = expires {
+                            self.due.insert((due, Deadline::CardExpires(CardId(card))));
+                            self.card_expiry.insert(CardId(card), due);
+                        }
+                        card += 1;
+                    }
+                }
+            }
+            Event::CardExpired { card, .. } => {
+                self.card_expiry.remove(card);
+                let d = Deadline::CardExpires(*card);
+                // Fired by a tick, so among the earliest entries.
+                let found = self
+                    .due
+                    .iter()
+                    .take(FIRED_PER_TICK_MAX)
+                    .find(|(_, x)| *x == d)
+                    .cloned();
+                match found {
+                    Some(entry) => {
+                        self.due.remove(&entry);
+                    }
+                    None => self.due.retain(|(_, x)| *x != d),
+                }
             }
             Event::FxQuoted {
                 client,
@@ -173,6 +247,11 @@ impl Deadlines {
                 }
                 if !left.is_empty() {
                     self.due.retain(|(_, d)| !left.contains(d));
+                }
+                for d in fired {
+                    if let Deadline::CardExpires(card) = d {
+                        self.card_expiry.remove(card);
+                    }
                 }
             }
             _ => {}

@@ -253,6 +253,11 @@ pub enum Command {
         caller: Caller,
         card: CardId,
     },
+    /// Set when a SKU's issued cards expire (admin); applies to the cards issued after it.
+    SetExpiryPolicy {
+        sku: SkuId,
+        policy: crate::expiry::ExpiryPolicy,
+    },
 }
 
 /// What one shard owes one supplier for a settlement period.
@@ -316,18 +321,32 @@ impl CompletedOrder {
 }
 
 std::thread_local! {
-    /// Set while a journal record of event version 1 is decoded (see [`decode_version_1`]).
-    static VERSION_1: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// The event version of the journal record being decoded, while one older than today's is
+    /// (see [`decode_version`]); 0 otherwise.
+    static DECODING: std::cell::Cell<u8> = const { std::cell::Cell::new(0) };
 }
 
-/// Runs `decode` reading completed orders as event version 1 wrote them, without fees. The
+/// Runs `decode` reading events as event version `version` wrote them: version 1 completed
+/// orders had no fees, and before version 3 redemptions and reversals had no time. The
 /// journal's envelope knows the version of each record; bincode's layout is positional, so the
-/// version decides whether the trailing field is there.
-pub fn decode_version_1<T>(decode: impl FnOnce() -> T) -> T {
-    VERSION_1.with(|v| v.set(true));
+/// version decides whether a field is there.
+pub fn decode_version<T>(version: u8, decode: impl FnOnce() -> T) -> T {
+    DECODING.with(|v| v.set(version));
     let out = decode();
-    VERSION_1.with(|v| v.set(false));
+    DECODING.with(|v| v.set(0));
     out
+}
+
+fn decoding_version_1() -> bool {
+    DECODING.with(std::cell::Cell::get) == 1
+}
+
+/// A time field that records before event version 3 did not have: read as 0 from them.
+fn since_version_3<'de, D: serde::Deserializer<'de>>(d: D) -> Result<UnixMillis, D::Error> {
+    match DECODING.with(std::cell::Cell::get) {
+        1 | 2 => Ok(UnixMillis(0)),
+        _ => UnixMillis::deserialize(d),
+    }
 }
 
 /// A completed order as event version 1 wrote it; version 2 adds `fees` after it.
@@ -365,7 +384,7 @@ impl CompletedOrderV1 {
 
 impl<'de> Deserialize<'de> for CompletedOrder {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        if VERSION_1.with(std::cell::Cell::get) {
+        if decoding_version_1() {
             return CompletedOrderV1::deserialize(d).map(|o| o.with_fees(Vec::new()));
         }
         // Version 2 is version 1's fields followed by the fees: to bincode, which lays out a
@@ -443,6 +462,9 @@ pub enum Event {
         fingerprint: Fingerprint,
         card: CardId,
         amount: Money,
+        /// When it was decided; 0 in records of event versions before 3, which had no time.
+        #[serde(deserialize_with = "since_version_3")]
+        at: UnixMillis,
     },
     RedemptionRejected {
         client: ClientId,
@@ -455,6 +477,9 @@ pub enum Event {
         redemption_id: RequestId,
         card: CardId,
         amount: Money,
+        /// As in `Redeemed`.
+        #[serde(deserialize_with = "since_version_3")]
+        at: UnixMillis,
     },
     SettlementClosed {
         period_id: RequestId,
@@ -580,6 +605,18 @@ pub enum Event {
         wallet: WalletId,
         score: crate::risk::RiskScore,
     },
+    /// A SKU's expiry policy, with the jurisdiction's minimum in force when it was set.
+    ExpiryPolicySet {
+        sku: SkuId,
+        expiry: crate::expiry::SkuExpiry,
+    },
+    /// An issued card reached its expiry instant: its `remaining` balance moves to
+    /// `revenue:breakage` and the card is `expired`.
+    CardExpired {
+        card: CardId,
+        remaining: Money,
+        at: UnixMillis,
+    },
 }
 
 impl Event {
@@ -592,7 +629,12 @@ impl Event {
             | Event::WalletLimitsSet { at, .. }
             | Event::KycSet { at, .. }
             | Event::CardFrozenSet { at, .. }
-            | Event::DeliveryResent { at, .. } => Some(*at),
+            | Event::DeliveryResent { at, .. }
+            | Event::CardExpired { at, .. } => Some(*at),
+            // Records written before these carried a time read as 0, which advances nothing.
+            Event::Redeemed { at, .. } | Event::RedemptionReversed { at, .. } if at.0 > 0 => {
+                Some(*at)
+            }
             Event::RiskScored { score, .. } => Some(score.at),
             Event::OrderCompleted(o) => Some(o.at),
             _ => None,
@@ -612,6 +654,7 @@ impl Event {
                 | Event::FeesSet(_)
                 | Event::CommissionTiersSet { .. }
                 | Event::SourcingSet { .. }
+                | Event::ExpiryPolicySet { .. }
         )
     }
 }

@@ -23,6 +23,8 @@ pub enum Account {
     RevenueFees(Currency),
     /// Supplier commissions booked at settlement closes.
     RevenueCommission(Currency),
+    /// Stored value left on issued cards when they expired.
+    RevenueBreakage(Currency),
 }
 
 impl Account {
@@ -37,7 +39,8 @@ impl Account {
             | Account::FxClearing(c)
             | Account::Redeemed(c)
             | Account::RevenueFees(c)
-            | Account::RevenueCommission(c) => Some(*c),
+            | Account::RevenueCommission(c)
+            | Account::RevenueBreakage(c) => Some(*c),
             Account::Card(_) => None,
         }
     }
@@ -113,6 +116,18 @@ pub fn postings(event: &Event) -> Vec<Posting> {
                 Account::Redeemed(amount.currency()),
                 amount.minor(),
                 amount.currency(),
+            );
+        }
+        Event::CardExpired {
+            card, remaining, ..
+        } => {
+            let ccy = remaining.currency();
+            post(&mut out, Account::Card(*card), -remaining.minor(), ccy);
+            post(
+                &mut out,
+                Account::RevenueBreakage(ccy),
+                remaining.minor(),
+                ccy,
             );
         }
         Event::RedemptionReversed { card, amount, .. } => {

@@ -14,9 +14,11 @@ pub mod claims;
 pub mod commissions;
 pub mod deadlines;
 pub mod event;
+pub mod expiry;
 pub mod fees;
 pub mod floors;
 pub mod ledger;
+pub mod liability;
 pub mod limits;
 pub mod maps;
 pub mod money;
@@ -275,6 +277,12 @@ pub enum Rejection {
     ResendLimit,
     #[error("the order's risk score is above what is accepted")]
     RiskRejected,
+    #[error("invalid expiry policy")]
+    InvalidExpiry,
+    #[error("the expiry policy gives cards less life than the jurisdiction's minimum")]
+    ExpiryBelowMinimum,
+    #[error("the card has expired")]
+    CardExpired,
 }
 
 impl Rejection {
@@ -325,6 +333,9 @@ impl Rejection {
             Rejection::NotDeliverable => "not_deliverable",
             Rejection::ResendLimit => "resend_limit",
             Rejection::RiskRejected => "risk_rejected",
+            Rejection::InvalidExpiry => "invalid_expiry",
+            Rejection::ExpiryBelowMinimum => "expiry_below_minimum",
+            Rejection::CardExpired => "card_expired",
         }
     }
 

@@ -67,6 +67,7 @@ pub fn route(cmd: &crate::Command, n: u16) -> ShardId {
         | Command::SetFees(_)
         | Command::SetCommissionTiers { .. }
         | Command::SetSourcing { .. }
+        | Command::SetExpiryPolicy { .. }
         | Command::BookCommissions { .. }
         | Command::AddCodes { .. } => ShardId(0),
         Command::CreateWallet { wallet, .. }

@@ -118,7 +118,7 @@ sections! {
     Cards => "cards" v 1,
     Settlement => "settlement" v 1,
     Reports => "reports" v 1,
-    Deadlines => "deadlines" v 2,
+    Deadlines => "deadlines" v 3,
     crate::claims::RedemptionClaims => "redemption_claims" v 1,
     crate::quotes::FxQuotes => "fx_quotes" v 1,
     crate::pricelists::PriceLists => "price_lists" v 1,
@@ -131,6 +131,8 @@ sections! {
     crate::limits::Limits => "limits" v 1,
     crate::resends::Resends => "delivery_rounds" v 1,
     crate::risk::Risk => "risk" v 1,
+    crate::expiry::ExpiryPolicies => "expiry_policies" v 1,
+    crate::liability::Liability => "liability" v 1,
 }
 
 /// A section as written: name, version, body.
@@ -184,6 +186,8 @@ pub fn encode(st: &ShardState) -> Result<ShardSnapshot, SnapshotError> {
     write(&mut out, &st.limits)?;
     write(&mut out, &st.resends)?;
     write(&mut out, &st.risk)?;
+    write(&mut out, &st.expiry)?;
+    write(&mut out, &st.liability)?;
     bincode::serialize(&out).map_err(|source| SnapshotError::Codec {
         section: "list",
         source,
@@ -214,6 +218,7 @@ pub fn decode(bytes: &[u8]) -> Result<ShardState, SnapshotError> {
     let (mut floors, mut fees, mut commissions, mut sales) = (None, None, None, None);
     let mut sourcing = None;
     let (mut limits, mut resends, mut risk) = (None, None, None);
+    let (mut expiry, mut liability) = (None, None);
     for w in &written {
         match w.name.as_str() {
             <Header as Section>::NAME => read::<Header>(&mut header, w)?,
@@ -247,9 +252,9 @@ pub fn decode(bytes: &[u8]) -> Result<ShardState, SnapshotError> {
                 if deadlines.is_some() {
                     return Err(SnapshotError::Repeated("deadlines"));
                 }
-                // Version 2 added a kind of deadline (`QuoteForgotten`); version 1 bodies,
-                // which cannot hold one, read as they are.
-                let v = if w.version == 1 { 2 } else { w.version };
+                // Versions 2 and 3 each added a kind of deadline (`QuoteForgotten`, then
+                // `CardExpires`); older bodies, which cannot hold them, read as they are.
+                let v = if w.version < 3 { 3 } else { w.version };
                 deadlines = Some(<Deadlines as Section>::decode(v, &w.body)?);
             }
             <crate::claims::RedemptionClaims as Section>::NAME => read(&mut redemption_claims, w)?,
@@ -264,6 +269,8 @@ pub fn decode(bytes: &[u8]) -> Result<ShardState, SnapshotError> {
             <crate::limits::Limits as Section>::NAME => read(&mut limits, w)?,
             <crate::resends::Resends as Section>::NAME => read(&mut resends, w)?,
             <crate::risk::Risk as Section>::NAME => read(&mut risk, w)?,
+            <crate::expiry::ExpiryPolicies as Section>::NAME => read(&mut expiry, w)?,
+            <crate::liability::Liability as Section>::NAME => read(&mut liability, w)?,
             other => return Err(SnapshotError::UnknownSection(other.to_owned())),
         }
     }
@@ -293,7 +300,10 @@ pub fn decode(bytes: &[u8]) -> Result<ShardState, SnapshotError> {
         limits: limits.unwrap_or_default(),
         resends: resends.unwrap_or_default(),
         risk: risk.unwrap_or_default(),
+        expiry: expiry.unwrap_or_default(),
+        liability: Default::default(),
     };
+    st.liability = liability.unwrap_or_else(|| st.liability_from_cards());
     st.rebuild_derived();
     Ok(st)
 }
@@ -386,7 +396,10 @@ pub fn decode_legacy(format: u8, bytes: &[u8]) -> Result<ShardState, SnapshotErr
         limits: Default::default(),
         resends: Default::default(),
         risk: Default::default(),
+        expiry: Default::default(),
+        liability: Default::default(),
     };
+    st.liability = st.liability_from_cards();
     st.rebuild_derived();
     Ok(st)
 }

@@ -76,6 +76,8 @@ pub struct ShardState {
     pub(crate) limits: crate::limits::Limits,
     pub(crate) resends: crate::resends::Resends,
     pub(crate) risk: crate::risk::Risk,
+    pub(crate) expiry: crate::expiry::ExpiryPolicies,
+    pub(crate) liability: crate::liability::Liability,
 }
 
 impl ShardState {
@@ -106,6 +108,8 @@ impl ShardState {
             limits: Default::default(),
             resends: Default::default(),
             risk: Default::default(),
+            expiry: Default::default(),
+            liability: Default::default(),
         }
     }
 
@@ -274,6 +278,34 @@ impl ShardState {
         self.deadlines.rejection_window_ms = ms;
     }
 
+    /// The SKUs' expiry policies.
+    pub fn expiry(&self) -> &crate::expiry::ExpiryPolicies {
+        &self.expiry
+    }
+
+    /// Sets the jurisdiction's least life of a card, in days, for policies set from now on.
+    pub fn set_expiry_min_days(&mut self, days: u32) {
+        self.expiry.min_days = days;
+    }
+
+    /// The stored value owed on this shard's issued cards, and their breakage, over time.
+    pub fn liability(&self) -> &crate::liability::Liability {
+        &self.liability
+    }
+
+    /// A liability history that starts now from the cards' balances (for states written
+    /// before the history was kept).
+    pub(crate) fn liability_from_cards(&self) -> crate::liability::Liability {
+        crate::liability::Liability::from_cards(&self.cards, &self.catalog, self.last_at)
+    }
+
+    /// The state with its liability history replaced by one point now from the cards' balances,
+    /// as a snapshot written before the history was kept loads (for tests of old formats).
+    pub fn with_liability_from_cards(mut self) -> ShardState {
+        self.liability = self.liability_from_cards();
+        self
+    }
+
     /// The state's canonical bytes, in sections (see `snapshot`).
     pub fn encode(&self) -> Result<ShardSnapshot, SnapshotError> {
         crate::snapshot::encode(self)
@@ -419,13 +451,24 @@ impl ShardState {
                         return Decision::Reject(Rejection::CardNotFound);
                     }
                 }
-                self.cards
-                    .decide_redeem(caller, redemption_id, code, *amount, *fingerprint)
+                self.cards.decide_redeem(
+                    caller,
+                    redemption_id,
+                    code,
+                    *amount,
+                    *fingerprint,
+                    ctx.now,
+                    |card, now| self.deadlines.card_expired_by(card, now),
+                )
             }
             Command::ReverseRedemption {
                 caller,
                 redemption_id,
-            } => self.cards.decide_reversal(caller, redemption_id),
+            } => self
+                .cards
+                .decide_reversal(caller, redemption_id, ctx.now, |card, now| {
+                    self.deadlines.card_expired_by(card, now)
+                }),
             // A report on an earlier round of a card that was sent again is not about the
             // delivery in flight.
             Command::ReportDelivery { card, round, .. } if *round != self.resends.round(card) => {
@@ -489,6 +532,9 @@ impl ShardState {
             Command::ResendCard { caller, card } => {
                 crate::resends::Resends::decide(self, caller, *card, ctx.now)
             }
+            Command::SetExpiryPolicy { sku, policy } => {
+                self.expiry.decide_set(&self.catalog, sku, *policy, ctx.now)
+            }
         }
     }
 
@@ -523,7 +569,7 @@ impl ShardState {
         self.orders.apply(event, cx.at);
         self.cards.apply(event);
         self.settlement.apply(event);
-        self.deadlines.apply(event, cx.at);
+        self.deadlines.apply(event, cx.at, &self.expiry);
         self.redemption_claims.apply(event);
         self.quotes.apply(event);
         self.price_lists.apply(event);
@@ -535,6 +581,9 @@ impl ShardState {
         self.limits.apply(event, kyc_before, &self.catalog);
         self.resends.apply(event);
         self.risk.apply(event, cx.at);
+        self.expiry.apply(event);
+        self.liability
+            .apply(event, cx.at, &self.cards, &self.catalog);
         let owner = match event {
             Event::OrderCompleted(o) => self.wallets.get(&o.wallet).map(|w| &w.owner),
             _ => None,

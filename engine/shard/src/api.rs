@@ -175,6 +175,15 @@ pub enum Query {
     CommissionTiers {
         supplier: SupplierId,
     },
+    /// A SKU's expiry policy (replicated: asked of shard 0).
+    ExpiryPolicy {
+        sku: SkuId,
+    },
+    /// The stored value owed on issued cards and the breakage to date, per currency and brand,
+    /// after every change at or before `at` (asked of every shard).
+    Liability {
+        at: UnixMillis,
+    },
     /// What a completed order earned (asked of every shard: the wallet's has it).
     Sale {
         key: OrderKey,
@@ -238,6 +247,8 @@ pub enum QueryAnswer {
     Sourcing(giftcard_core::sourcing::Sourcing),
     CommissionTiers(giftcard_core::commissions::CommissionTiers),
     Revenue(giftcard_core::sales::Revenue),
+    ExpiryPolicy(giftcard_core::expiry::SkuExpiry),
+    Liability(giftcard_core::liability::LiabilityReport),
     WalletLimits(Box<WalletLimits>),
     Missing,
 }

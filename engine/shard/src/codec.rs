@@ -3,8 +3,9 @@
 use giftcard_core::Event;
 
 /// Version of the envelope written today. Version 2 added the fees at the end of a completed
-/// order; version 1 records are read with none.
-pub const EVENT_VERSION: u8 = 2;
+/// order (version 1 records are read with none); version 3 the time of a redemption and of a
+/// reversal (read as 0 from older records).
+pub const EVENT_VERSION: u8 = 3;
 
 /// Why a payload could not be decoded.
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +28,7 @@ pub fn encode_into(buf: &mut Vec<u8>, event: &Event) {
 /// Decodes an envelope.
 pub fn decode(payload: &[u8]) -> Result<Event, DecodeError> {
     let (&version, body) = payload.split_first().ok_or(DecodeError::Empty)?;
-    if version != EVENT_VERSION && version != 1 {
+    if version == 0 || version > EVENT_VERSION {
         return Err(DecodeError::UnknownVersion(version));
     }
     use bincode::Options;
@@ -36,8 +37,8 @@ pub fn decode(payload: &[u8]) -> Result<Event, DecodeError> {
         .with_fixint_encoding()
         .allow_trailing_bytes()
         .with_limit(payload.len() as u64 * 4 + 1024);
-    if version == 1 {
-        return Ok(giftcard_core::event::decode_version_1(|| {
+    if version < EVENT_VERSION {
+        return Ok(giftcard_core::event::decode_version(version, || {
             opts.deserialize(body)
         })?);
     }
@@ -79,8 +80,12 @@ mod tests {
         let with_fees = completed(vec![(FeeKind::Order, Money::new(50, usd))]);
         let mut buf = Vec::new();
         encode_into(&mut buf, &with_fees);
-        assert_eq!(buf[0], 2);
-        assert_eq!(decode(&buf).expect("v2 decodes"), with_fees);
+        assert_eq!(buf[0], 3);
+        assert_eq!(decode(&buf).expect("v3 decodes"), with_fees);
+        // A version 2 record of a completed order has the same layout.
+        let mut v2 = buf.clone();
+        v2[0] = 2;
+        assert_eq!(decode(&v2).expect("v2 decodes"), with_fees);
         // A version 1 record is the same bytes without the fee list's length (8 bytes, fixint).
         let without = completed(vec![]);
         let mut v1 = Vec::new();
@@ -91,8 +96,42 @@ mod tests {
         // The flag is reset after a v1 record: the next v2 record reads its fees.
         assert_eq!(decode(&buf).expect("v2 after v1"), with_fees);
         assert!(matches!(
-            decode(&[3, 0]),
-            Err(DecodeError::UnknownVersion(3))
+            decode(&[4, 0]),
+            Err(DecodeError::UnknownVersion(4))
         ));
+    }
+
+    /// Version 3 records carry a redemption's and a reversal's time; older ones, without the
+    /// trailing field, decode with 0.
+    #[test]
+    fn redemptions_of_every_version_decode() {
+        let usd = Currency::parse("USD").expect("USD");
+        let redeemed = |at| Event::Redeemed {
+            client: ClientId::new("m"),
+            redemption_id: RequestId::new("r"),
+            fingerprint: [2; 16],
+            card: CardId(3),
+            amount: Money::new(700, usd),
+            at: UnixMillis(at),
+        };
+        let reversed = |at| Event::RedemptionReversed {
+            client: ClientId::new("m"),
+            redemption_id: RequestId::new("r"),
+            card: CardId(3),
+            amount: Money::new(700, usd),
+            at: UnixMillis(at),
+        };
+        for (now, legacy) in [(redeemed(42), redeemed(0)), (reversed(42), reversed(0))] {
+            let mut buf = Vec::new();
+            encode_into(&mut buf, &now);
+            assert_eq!(decode(&buf).expect("v3 decodes"), now);
+            let mut old = buf.clone();
+            old.truncate(old.len() - 8);
+            for v in [1, 2] {
+                old[0] = v;
+                assert_eq!(decode(&old).expect("an older record decodes"), legacy);
+            }
+            assert_eq!(decode(&buf).expect("v3 after an older one"), now);
+        }
     }
 }

@@ -30,6 +30,9 @@ pub struct EngineConfig {
     pub risk: std::sync::Arc<giftcard_core::limits::RiskPolicy>,
     /// Risk scoring rules (none: nothing is scored).
     pub scoring: std::sync::Arc<giftcard_core::risk::Scoring>,
+    /// The jurisdiction's least life of an issued card, in days (0: none), for expiry policies
+    /// set from now on.
+    pub expiry_min_days: u32,
 }
 
 impl EngineConfig {
@@ -54,6 +57,7 @@ impl EngineConfig {
             rejection_replay_window_ms: 86_400_000,
             risk: Default::default(),
             scoring: Default::default(),
+            expiry_min_days: 0,
         }
     }
 }

@@ -151,6 +151,19 @@ pub(crate) fn merge_revenue(replies: Vec<Reply>) -> Reply {
     Ok(Outcome::Query(QueryAnswer::Revenue(all)))
 }
 
+pub(crate) fn merge_liability(replies: Vec<Reply>) -> Reply {
+    let mut all = giftcard_core::liability::LiabilityReport::new();
+    for r in replies {
+        match r? {
+            Outcome::Query(QueryAnswer::Liability(part)) => {
+                giftcard_core::liability::merge(&mut all, part)
+            }
+            other => return Err(unexpected(other)),
+        }
+    }
+    Ok(Outcome::Query(QueryAnswer::Liability(all)))
+}
+
 pub(crate) fn merge_totals(replies: Vec<Reply>) -> Reply {
     let mut total = ShardTotals::default();
     for r in replies {

@@ -113,6 +113,7 @@ impl Engine {
         for s in &mut states {
             s.set_risk_policy(cfg.risk.clone());
             s.set_scoring(cfg.scoring.clone());
+            s.set_expiry_min_days(cfg.expiry_min_days);
         }
         let outbox_floor = Arc::new(std::sync::atomic::AtomicU64::new(
             recovery::outbox_cursor(&wal.reader()).unwrap_or(0),

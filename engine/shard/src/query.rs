@@ -108,6 +108,13 @@ pub fn answer(state: &ShardState, q: Query) -> Result<QueryAnswer, EngineError> 
         Query::Sourcing { sku } => Ok(QueryAnswer::Sourcing(
             state.sourcing().get(&sku).cloned().unwrap_or_default(),
         )),
+        Query::ExpiryPolicy { sku } => {
+            if state.catalog().sku(&sku).is_none() {
+                return not_found(Rejection::SkuNotFound);
+            }
+            Ok(QueryAnswer::ExpiryPolicy(state.expiry().get(&sku)))
+        }
+        Query::Liability { at } => Ok(QueryAnswer::Liability(state.liability().at(at))),
         Query::WalletHistory {
             caller,
             wallet,

@@ -94,6 +94,7 @@ impl Engine {
             | Query::MarginFloors
             | Query::Fees
             | Query::Sourcing { .. }
+            | Query::ExpiryPolicy { .. }
             | Query::CommissionTiers { .. } => one(ShardId(0), q, reply),
             Query::Order { .. }
             | Query::OrderRisk { .. }
@@ -116,6 +117,10 @@ impl Engine {
             }
             Query::Revenue { .. } => {
                 let fan = FanOut::new(n, reply, merge_revenue);
+                (0..n).for_each(|s| one(ShardId(s), q.clone(), fan.part()));
+            }
+            Query::Liability { .. } => {
+                let fan = FanOut::new(n, reply, merge_liability);
                 (0..n).for_each(|s| one(ShardId(s), q.clone(), fan.part()));
             }
             Query::Totals => {

@@ -32,7 +32,7 @@ use crate::recovery::{self, Transit};
 use crate::runtime::{ClientMsg, Pass, PeerMsg, Quiesce, ShardCore, StoredCodes, Upload};
 use crate::writer::{WriteBatch, WriterShared};
 use crate::{verify, EngineError, Outcome, RecoveryReport, Reply};
-use giftcard_core::state::ShardState;
+use giftcard_core::state::{CardStatus, ShardState};
 use giftcard_core::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -102,6 +102,12 @@ pub struct SimReport {
     pub transfers_completed: u64,
     /// Deadlines fired by ticks (rejected orders' answers forgotten).
     pub deadlines_fired: u64,
+    /// Issued cards expired by their deadline, and the value they left to breakage (minor
+    /// units, every currency).
+    pub cards_expired: u64,
+    pub breakage_minor: i64,
+    /// Past instants at which the liability report was checked against the books as they were.
+    pub liability_instants: u64,
     /// Invariant and acknowledgement checks run.
     pub checks: u64,
     /// Digest of every shard's final state: the same seed must give the same digest.
@@ -137,6 +143,9 @@ impl SimReport {
         self.holds_released += o.holds_released;
         self.transfers_completed += o.transfers_completed;
         self.deadlines_fired += o.deadlines_fired;
+        self.cards_expired += o.cards_expired;
+        self.breakage_minor += o.breakage_minor;
+        self.liability_instants += o.liability_instants;
         self.checks += o.checks;
     }
 
@@ -145,7 +154,8 @@ impl SimReport {
         format!(
             "requests {} (acknowledged {}, orders completed {} (at a locked quote {}, refused by one {}, filled in part {}, from two suppliers {}), refused by limits or KYC {}, by risk score {}, redemptions {}, reversals {}), duplicate retries {}, altered retries {}\n\
              crashes {} (during recovery {}), unsynced writes lost {}, torn {}, failed syncs {}, checkpoints {}\n\
-             peer messages {}, holds released by recovery {}, transfers completed by recovery {}, deadlines fired {}, book checks {}",
+             peer messages {}, holds released by recovery {}, transfers completed by recovery {}, deadlines fired {}, book checks {}\n\
+             cards expired {} (breakage {} minor units), liability report checked at {} past instants",
             self.requests,
             self.acked,
             self.orders_completed,
@@ -169,7 +179,10 @@ impl SimReport {
             self.holds_released,
             self.transfers_completed,
             self.deadlines_fired,
-            self.checks
+            self.checks,
+            self.cards_expired,
+            self.breakage_minor,
+            self.liability_instants
         )
     }
 }
@@ -273,6 +286,11 @@ enum Req {
         wallet: WalletId,
         id: RequestId,
         ttl_ms: u64,
+    },
+    /// SKU 2's issued cards expire at `at` (a fixed date, replacing the one before): cards
+    /// issued before it expire then, cards issued after it at once.
+    Expire {
+        at: u64,
     },
 }
 
@@ -401,6 +419,9 @@ struct Sim {
     quote_wallets: Vec<u32>,
     next_code: u64,
     crash_pending: bool,
+    /// The books' card liability and breakage per currency at past instants (taken after each
+    /// recovery, from the cards and the ledger), to check the liability report against at the end.
+    liability_marks: Vec<(u64, BTreeMap<Currency, (i64, i64)>)>,
     report: SimReport,
 }
 
@@ -432,6 +453,7 @@ impl Sim {
             quote_wallets: Vec::new(),
             next_code: 0,
             crash_pending: false,
+            liability_marks: Vec::new(),
             report: SimReport {
                 seed,
                 shards: n,
@@ -500,6 +522,7 @@ impl Sim {
         self.drain()?;
         self.check_live()?;
         self.crash_and_recover()?;
+        self.check_liability_history()?;
         let mut h = blake3::Hasher::new();
         for n in &self.nodes {
             h.update(&n.core.snapshot()?);
@@ -580,8 +603,14 @@ impl Sim {
                 }
             }
             37 => {
-                if self.rng.gen_bool(0.5) {
+                let pick = self.rng.gen_range(0..3);
+                if pick == 0 {
                     Req::SetFx(self.rng.gen_range(8_000..12_000))
+                } else if pick == 1 {
+                    // Soon enough that cards expire with redemptions in flight around it.
+                    Req::Expire {
+                        at: self.now + self.rng.gen_range(1..300),
+                    }
                 } else {
                     // A window that starts a little before or after now, so orders land before,
                     // inside and after it across crashes.
@@ -795,6 +824,10 @@ impl Sim {
                 },
             },
             Req::Order(o) => Command::PlaceOrder(o),
+            Req::Expire { at } => Command::SetExpiryPolicy {
+                sku: sku_id(2),
+                policy: giftcard_core::expiry::ExpiryPolicy::FixedDate(UnixMillis(at)),
+            },
             Req::Freeze { wallet, frozen } => Command::SetWalletFrozen { wallet, frozen },
             Req::Reverse { id } => {
                 // The card's shard is not known from the id: every shard is asked, as
@@ -1203,7 +1236,75 @@ impl Sim {
             break states;
         };
         self.start(states);
-        self.check_live()
+        self.check_live()?;
+        self.mark_liability();
+        Ok(())
+    }
+
+    /// What the recovered books owe on issued cards and took to breakage, per currency, now;
+    /// the clock then moves on, so nothing decided later carries this instant.
+    fn mark_liability(&mut self) {
+        let mut m: BTreeMap<Currency, (i64, i64)> = BTreeMap::new();
+        for n in &self.nodes {
+            let st = &n.core.state;
+            for (_, c) in st.cards().iter() {
+                if matches!(c.code, state::CodeRef::Sealed(_)) {
+                    m.entry(c.face.currency()).or_default().0 += c.ledger_minor;
+                }
+            }
+            for (a, v) in st.reports().ledger() {
+                if let giftcard_core::ledger::Account::RevenueBreakage(ccy) = a {
+                    m.entry(*ccy).or_default().1 += *v;
+                }
+            }
+        }
+        self.liability_marks.push((self.now, m));
+        self.now += 1;
+    }
+
+    /// The liability report of the final books at each marked instant equals what the books
+    /// held then.
+    fn check_liability_history(&mut self) -> Result<(), String> {
+        for (at, want) in &self.liability_marks {
+            let mut report = giftcard_core::liability::LiabilityReport::new();
+            for n in &self.nodes {
+                giftcard_core::liability::merge(
+                    &mut report,
+                    n.core.state.liability().at(UnixMillis(*at)),
+                );
+            }
+            let mut got: BTreeMap<Currency, (i64, i64)> = BTreeMap::new();
+            for ((ccy, _), o) in report {
+                let e = got.entry(ccy).or_default();
+                e.0 += o.owed_minor;
+                e.1 += o.breakage_minor;
+            }
+            let nonzero = |m: &BTreeMap<Currency, (i64, i64)>| -> BTreeMap<Currency, (i64, i64)> {
+                m.iter()
+                    .filter(|(_, v)| **v != (0, 0))
+                    .map(|(k, v)| (*k, *v))
+                    .collect()
+            };
+            if nonzero(&got) != nonzero(want) {
+                return Err(format!(
+                    "liability report at {at}: {got:?}, the books then: {want:?}"
+                ));
+            }
+            self.report.liability_instants += 1;
+        }
+        for n in &self.nodes {
+            for (_, c) in n.core.state.cards().iter() {
+                if c.status == CardStatus::Expired {
+                    self.report.cards_expired += 1;
+                }
+            }
+            for (a, v) in n.core.state.reports().ledger() {
+                if let giftcard_core::ledger::Account::RevenueBreakage(_) = a {
+                    self.report.breakage_minor += *v;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn append_synced(&mut self, frames: Vec<Vec<u8>>) {
@@ -1432,6 +1533,8 @@ impl Sim {
         }
         // Each redemption taken from its card once, and given back once if reversed: an issued
         // card holds its face value minus what its standing redemptions took.
+        // An expired card holds nothing: what it held went to breakage, and no reversal after
+        // its instant gives value back.
         let mut taken: HashMap<CardId, i64> = HashMap::new();
         for st in states {
             for (_, rec) in st.cards().redemptions() {
@@ -1440,14 +1543,24 @@ impl Sim {
                 }
             }
         }
+        let mut breakage = 0i64;
         for st in states {
+            for (a, v) in st.reports().ledger() {
+                if let giftcard_core::ledger::Account::RevenueBreakage(_) = a {
+                    breakage -= *v;
+                }
+            }
             for (id, card) in st.cards().iter() {
-                let want = match st.catalog().sku(&card.sku).map(|s| s.kind) {
+                let mut want = match st.catalog().sku(&card.sku).map(|s| s.kind) {
                     Some(SkuKind::Issued) => {
                         card.face.minor() - taken.get(id).copied().unwrap_or(0)
                     }
                     _ => 0,
                 };
+                if card.status == CardStatus::Expired {
+                    breakage += want;
+                    want = 0;
+                }
                 if card.balance_minor != want {
                     return Err(format!(
                         "card {id:?} holds {}, its face and redemptions say {want}",
@@ -1455,6 +1568,11 @@ impl Sim {
                     ));
                 }
             }
+        }
+        if breakage != 0 {
+            return Err(format!(
+                "breakage differs by {breakage} from what expired cards held"
+            ));
         }
         let held: u64 = states.iter().map(|s| s.cards().len() as u64).sum();
         if held != cards {

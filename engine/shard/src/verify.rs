@@ -73,6 +73,7 @@ pub fn check(states: &[ShardState], in_transit: u64) -> Report {
         check_limits(st, &mut r);
         check_resends(st, &mut r);
         check_risk(st, &mut r);
+        check_liability(st, &mut r);
         for (account, v) in st.reports().ledger() {
             match account_currency(account) {
                 Some(ccy) => *sums.entry(ccy).or_default() += i128::from(*v),
@@ -211,6 +212,63 @@ fn check_risk(st: &ShardState, r: &mut Report) {
 
 /// Every resent card is a card of this shard that was sold with a delivery, in a round from 1
 /// to the most a card may be resent.
+/// The liability history against the ledger: each series' latest totals are its issued cards'
+/// `card:*` balances and its currency's `revenue:breakage`, and its points are in time order.
+fn check_liability(st: &ShardState, r: &mut Report) {
+    let shard = st.shard().0;
+    let mut owed: BTreeMap<(Currency, String), i64> = BTreeMap::new();
+    for (_, c) in st.cards().iter() {
+        if matches!(c.code, CodeRef::Sealed(_)) {
+            let brand = st
+                .catalog()
+                .sku(&c.sku)
+                .map(|s| s.brand.clone())
+                .unwrap_or_default();
+            *owed.entry((c.face.currency(), brand)).or_default() += c.ledger_minor;
+        }
+    }
+    let mut breakage: BTreeMap<Currency, i64> = BTreeMap::new();
+    for (key, o) in st.liability().latest() {
+        *breakage.entry(key.0).or_default() += o.breakage_minor;
+        let cards = owed.remove(&key).unwrap_or(0);
+        if o.owed_minor != cards {
+            r.violations.push(format!(
+                "shard {shard}: liability of {key:?} is {} but its cards hold {cards}",
+                o.owed_minor
+            ));
+        }
+    }
+    for (key, cards) in owed.into_iter().filter(|(_, v)| *v != 0) {
+        r.violations.push(format!(
+            "shard {shard}: cards of {key:?} hold {cards} with no liability"
+        ));
+    }
+    for (account, v) in st.reports().ledger() {
+        if let Account::RevenueBreakage(ccy) = account {
+            let kept = breakage.remove(ccy).unwrap_or(0);
+            if kept != *v {
+                r.violations.push(format!(
+                    "shard {shard}: breakage in {ccy} is {kept} in the liability, {v} in the ledger"
+                ));
+            }
+        }
+    }
+    for (ccy, v) in breakage.into_iter().filter(|(_, v)| *v != 0) {
+        r.violations.push(format!(
+            "shard {shard}: breakage of {v} in {ccy} is not in the ledger"
+        ));
+    }
+    if let Some((key, _)) = st
+        .liability()
+        .series()
+        .find(|(_, points)| points.windows(2).any(|w| w[0].at >= w[1].at))
+    {
+        r.violations.push(format!(
+            "shard {shard}: liability points of {key:?} out of time order"
+        ));
+    }
+}
+
 fn check_resends(st: &ShardState, r: &mut Report) {
     let shard = st.shard().0;
     for (card, round) in st.resends().iter() {
@@ -417,7 +475,8 @@ fn check_cards_and_orders(
                         c.face.minor()
                     ));
                 }
-                if (c.status == CardStatus::Redeemed) != (c.balance_minor == 0) {
+                let emptied = matches!(c.status, CardStatus::Redeemed | CardStatus::Expired);
+                if emptied != (c.balance_minor == 0) {
                     r.violations.push(format!(
                         "card {}: status {:?} with balance {}",
                         id.0, c.status, c.balance_minor
@@ -462,6 +521,13 @@ fn check_cards_and_orders(
                     q.expires_at.0.saturating_add(QUOTE_KEPT_AFTER_EXPIRY_MS) == due.0
                 }),
                 "a quote kept until then",
+            ),
+            Deadline::CardExpires(card) => (
+                st.cards().get(card).is_some_and(|c| {
+                    matches!(c.code, CodeRef::Sealed(_))
+                        && !matches!(c.status, CardStatus::Expired | CardStatus::Voided)
+                }),
+                "an issued card not yet expired",
             ),
         };
         if !holds {

@@ -5,6 +5,7 @@ mod admin;
 mod cards;
 mod catalog;
 mod deliveries;
+mod expiry;
 mod floors;
 mod gateways;
 mod ops;
@@ -20,6 +21,7 @@ pub use admin::*;
 pub use cards::*;
 pub use catalog::*;
 pub use deliveries::*;
+pub use expiry::*;
 pub use floors::*;
 pub use gateways::*;
 pub use ops::*;
@@ -185,6 +187,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 )
                 .service(resource("/skus/{sku_id}/stock", "GET").route(web::get().to(stock)))
                 .service(
+                    resource("/skus/{sku_id}/expiry", "PUT, GET")
+                        .route(web::put().to(put_expiry))
+                        .route(web::get().to(get_expiry)),
+                )
+                .service(
                     resource("/skus/{sku_id}/suppliers", "PUT, GET")
                         .route(web::put().to(put_sourcing))
                         .route(web::get().to(get_sourcing)),
@@ -245,6 +252,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 )
                 .service(
                     resource("/admin/reports/revenue", "GET").route(web::get().to(revenue_report)),
+                )
+                .service(
+                    resource("/admin/reports/liability", "GET")
+                        .route(web::get().to(liability_report)),
                 )
                 .service(
                     resource("/admin/margin-floors", "PUT, GET")
