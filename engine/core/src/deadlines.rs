@@ -205,20 +205,8 @@ impl Deadlines {
                 }
             }
             Event::CardExpired { card, .. } => {
-                self.card_expiry.remove(card);
-                let d = Deadline::CardExpires(*card);
-                // Fired by a tick, so among the earliest entries.
-                let found = self
-                    .due
-                    .iter()
-                    .take(FIRED_PER_TICK_MAX)
-                    .find(|(_, x)| *x == d)
-                    .cloned();
-                match found {
-                    Some(entry) => {
-                        self.due.remove(&entry);
-                    }
-                    None => self.due.retain(|(_, x)| *x != d),
+                if let Some(due) = self.card_expiry.remove(card) {
+                    self.due.remove(&(due, Deadline::CardExpires(*card)));
                 }
             }
             Event::FxQuoted {

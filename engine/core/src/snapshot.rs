@@ -382,22 +382,9 @@ pub fn decode_legacy(format: u8, bytes: &[u8]) -> Result<ShardState, SnapshotErr
             sales: l.sales,
             ledger: l.ledger,
         },
-        // Formats 1 and 2 had no deadlines; rejections recorded then are kept for ever.
-        deadlines: Deadlines::default(),
-        redemption_claims: Default::default(),
-        quotes: Default::default(),
-        price_lists: Default::default(),
-        promotions: Default::default(),
-        floors: Default::default(),
-        fees: Default::default(),
-        commissions: Default::default(),
-        sales: Default::default(),
-        sourcing: Default::default(),
-        limits: Default::default(),
-        resends: Default::default(),
-        risk: Default::default(),
-        expiry: Default::default(),
-        liability: Default::default(),
+        // Formats 1 and 2 had no deadlines (rejections recorded then are kept for ever), nor
+        // any section added since: those start empty, as on a new shard.
+        ..ShardState::new(l.shard, l.shard_count)
     };
     st.liability = st.liability_from_cards();
     st.rebuild_derived();

@@ -216,21 +216,14 @@ fn check_risk(st: &ShardState, r: &mut Report) {
 /// `card:*` balances and its currency's `revenue:breakage`, and its points are in time order.
 fn check_liability(st: &ShardState, r: &mut Report) {
     let shard = st.shard().0;
-    let mut owed: BTreeMap<(Currency, String), i64> = BTreeMap::new();
-    for (_, c) in st.cards().iter() {
-        if matches!(c.code, CodeRef::Sealed(_)) {
-            let brand = st
-                .catalog()
-                .sku(&c.sku)
-                .map(|s| s.brand.clone())
-                .unwrap_or_default();
-            *owed.entry((c.face.currency(), brand)).or_default() += c.ledger_minor;
-        }
-    }
+    // What the cards' ledger holds, summed afresh from the cards, not from the history.
+    let mut owed =
+        giftcard_core::liability::Liability::from_cards(st.cards(), st.catalog(), st.last_at())
+            .latest();
     let mut breakage: BTreeMap<Currency, i64> = BTreeMap::new();
     for (key, o) in st.liability().latest() {
         *breakage.entry(key.0).or_default() += o.breakage_minor;
-        let cards = owed.remove(&key).unwrap_or(0);
+        let cards = owed.remove(&key).map_or(0, |o| o.owed_minor);
         if o.owed_minor != cards {
             r.violations.push(format!(
                 "shard {shard}: liability of {key:?} is {} but its cards hold {cards}",
@@ -238,9 +231,10 @@ fn check_liability(st: &ShardState, r: &mut Report) {
             ));
         }
     }
-    for (key, cards) in owed.into_iter().filter(|(_, v)| *v != 0) {
+    for (key, cards) in owed.into_iter().filter(|(_, v)| v.owed_minor != 0) {
         r.violations.push(format!(
-            "shard {shard}: cards of {key:?} hold {cards} with no liability"
+            "shard {shard}: cards of {key:?} hold {} with no liability",
+            cards.owed_minor
         ));
     }
     for (account, v) in st.reports().ledger() {

@@ -11,8 +11,8 @@ use actix_web::http::StatusCode;
 use actix_web::web;
 use giftcard_core::expiry::{ExpiryPolicy, SkuExpiry, EXPIRY_DAYS_MAX};
 use giftcard_core::liability::Owed;
-use giftcard_core::{Command, Currency, SkuId, UnixMillis};
-use giftcard_shard::{Query, QueryAnswer};
+use giftcard_core::{Command, Currency, Event, SkuId, UnixMillis};
+use giftcard_shard::{Outcome, Query, QueryAnswer};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -84,14 +84,18 @@ pub async fn put_expiry(
     who.require(&[Role::Admin])?;
     let sku = SkuId::new(input::id("sku_id", &path)?);
     let policy = parse_policy(&body.parse()?)?;
-    state
-        .submit(Command::SetExpiryPolicy {
-            sku: sku.clone(),
-            policy,
-        })
-        .await?;
-    let QueryAnswer::ExpiryPolicy(e) = state.ask(Query::ExpiryPolicy { sku: sku.clone() }).await?
-    else {
+    let cmd = Command::SetExpiryPolicy {
+        sku: sku.clone(),
+        policy,
+    };
+    // The policy as journaled, with the minimum in force: no second round trip to read it.
+    let Outcome::Applied(events) = state.submit(cmd).await? else {
+        return Err(ApiError::Unavailable.into());
+    };
+    let Some(e) = events.iter().find_map(|e| match e {
+        Event::ExpiryPolicySet { expiry, .. } => Some(*expiry),
+        _ => None,
+    }) else {
         return Err(ApiError::Unavailable.into());
     };
     Ok(reply(StatusCode::OK, &policy_view(&sku, &e), false))
