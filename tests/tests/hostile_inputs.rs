@@ -453,6 +453,17 @@ fn hostile_requests_get_the_documented_error_and_change_nothing() {
         ("an expiry policy by a checkout key", raw("PUT", &format!("/v1/skus/{SKU}/expiry"), Some(CHECKOUT), br#"{"policy":"never"}"#), problem(403, "forbidden")),
         ("the expiry of an unknown SKU", raw("PUT", "/v1/skus/no-such-sku/expiry", Some(ADMIN), br#"{"policy":"never"}"#), problem(404, "sku_not_found")),
         ("a liability report at a non-number", get("/v1/admin/reports/liability?at_ms=-1", Some(ADMIN)), problem_at(400, "invalid_id", "at_ms")),
+        // The review queue (issue 15): settling an order that is not waiting, twice, or as
+        // someone else changes nothing.
+        ("approving an order that is not in review", raw("POST", "/v1/admin/reviews/o-1/approve?client_id=checkout-1", Some(ADMIN), b""), problem(409, "not_in_review")),
+        ("rejecting an order that was never placed", raw("POST", "/v1/admin/reviews/no-such-order/reject?client_id=checkout-1", Some(ADMIN), b""), problem(409, "not_in_review")),
+        ("approving another client's order id", raw("POST", "/v1/admin/reviews/o-1/approve?client_id=checkout-2", Some(ADMIN), b""), problem(409, "not_in_review")),
+        ("approving without naming the client", raw("POST", "/v1/admin/reviews/o-1/approve", Some(ADMIN), b""), problem(400, "invalid_query")),
+        ("approving with a traversal client id", raw("POST", "/v1/admin/reviews/o-1/approve?client_id=..%2Fadmin", Some(ADMIN), b""), problem_at(400, "invalid_id", "client_id")),
+        ("a checkout key approves its own order", raw("POST", "/v1/admin/reviews/o-1/approve?client_id=checkout-1", Some(CHECKOUT), b""), problem(403, "forbidden")),
+        ("a checkout key lists the review queue", get("/v1/admin/reviews", Some(CHECKOUT)), problem(403, "forbidden")),
+        ("a review queue of 0 rows", get("/v1/admin/reviews?limit=0", Some(ADMIN)), problem_at(400, "invalid_limit", "limit")),
+        ("a review queue of a negative count", get("/v1/admin/reviews?limit=-5", Some(ADMIN)), problem(400, "invalid_query")),
         ("suppliers of an unknown SKU", raw("PUT", "/v1/skus/no-such-sku/suppliers", Some(ADMIN), br#"{"offers":[]}"#), problem(404, "sku_not_found")),
         ("pricing rules of an unknown SKU", raw("PUT", "/v1/skus/no-such-sku/pricing", Some(ADMIN), br#"{"rules":[{"kind":"face"}]}"#), problem(404, "sku_not_found")),
         ("read another client's card", get(&format!("/v1/cards/{}", fx.card_id), Some(CHECKOUT2)), problem(404, "card_not_found")),

@@ -67,6 +67,8 @@ fn two_hundred_concurrent_orders_against_ten_an_hour_complete_exactly_ten() {
             ..LimitSet::default()
         },
         kyc_threshold_minor: vec![],
+        kyc_review: false,
+        review_ttl_ms: 0,
     });
     let api = Api::start_engine(config(), engine);
     api.sku("gc-10", "supplier_code", 1_000, None);
@@ -175,6 +177,8 @@ fn kyc_is_set_by_an_admin_only_with_who_and_when_and_opens_orders_above_the_thre
     engine.risk = Arc::new(RiskPolicy {
         limits: LimitSet::default(),
         kyc_threshold_minor: vec![(usd(), 5_000)],
+        kyc_review: false,
+        review_ttl_ms: 0,
     });
     let api = Api::start_engine(config(), engine);
     api.sku("gc-25", "supplier_code", 2_500, None);
@@ -409,6 +413,7 @@ fn a_risk_score_above_the_threshold_refuses_the_order_and_the_admin_reads_its_re
             },
         ],
         reject_above: Some(60),
+        review_above: None,
     });
     let api = Api::start_engine(config(), engine);
     api.sku("gc-25", "supplier_code", 2_500, None);
@@ -579,4 +584,156 @@ fn an_expired_card_moves_exactly_its_balance_to_breakage_and_the_liability_repor
     api.stop();
     let verified = giftcard_shard::verify::verify_dir(dir.path(), None).unwrap();
     assert!(verified.violations.is_empty(), "{:?}", verified.violations);
+}
+
+/// An order whose score is above `review_above` answers `202 pending_review` with its charge
+/// held and its codes kept from every other order; an admin approves it (it completes as it
+/// was decided) or rejects it (everything goes back), once; one nobody settles expires by
+/// itself at its deadline. A retry gets the order's state at each step.
+#[test]
+fn an_order_held_for_review_is_approved_rejected_or_expires_by_itself() {
+    use giftcard_core::risk::{RiskRule, Scoring, WeightedRule};
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = giftcard_shard::EngineConfig::new(dir.path(), 2);
+    engine.scoring = Arc::new(Scoring {
+        rules: vec![WeightedRule {
+            rule: RiskRule::NewRecipient {
+                currency: usd(),
+                min_amount_minor: 5_000,
+            },
+            weight: 40,
+        }],
+        reject_above: Some(90),
+        review_above: Some(30),
+    });
+    engine.risk = Arc::new(RiskPolicy {
+        review_ttl_ms: 2_000,
+        ..RiskPolicy::default()
+    });
+    let api = Api::start_engine(config(), engine);
+    api.sku("gc-25", "supplier_code", 2_500, None);
+    api.codes("gc-25", "R", 20);
+    api.wallet(CHECKOUT, "w", 100_000);
+    let to = |id: &str, recipient: &str| {
+        let mut b = order_body(id, "w", "gc-25", 2);
+        b["delivery"]["recipient"] = json!(recipient);
+        b
+    };
+    let settle = |id: &str, what: &str, client: &str, key: &str| {
+        api.call(
+            "POST",
+            &format!("/v1/admin/reviews/{id}/{what}?client_id={client}"),
+            Some(key),
+            None,
+            &[],
+        )
+    };
+
+    // Held: 202, the charge held, the two codes out of stock, nothing sold.
+    let held = api.post("/v1/orders", CHECKOUT, &to("v-1", "a@example.com"));
+    assert_eq!(
+        (held.status, &held.body["status"], &held.body["review"]["held"]["amount_minor"]),
+        (202, &json!("pending_review"), &json!(5_000)),
+        "{held:?}"
+    );
+    assert_eq!(held.body["cards"], json!([]));
+    assert_eq!(api.balance("w"), (95_000, 5_000));
+    assert_eq!(api.stock("gc-25"), (18, 0));
+    // A retry, and a read, get the same state.
+    let again = api.post("/v1/orders", CHECKOUT, &to("v-1", "a@example.com"));
+    assert_eq!((again.status, &again.body["status"]), (202, &json!("pending_review")), "{again:?}");
+    let read = api.get("/v1/orders/v-1", Some(CHECKOUT));
+    assert_eq!(read.body["status"], "pending_review", "{read:?}");
+    // The queue, for admins only.
+    let list = api.get("/v1/admin/reviews", Some(ADMIN));
+    let row = &list.body["reviews"][0];
+    assert_eq!(
+        (&row["order_id"], &row["cause"], &row["score"], &row["reasons"], &row["cards"]),
+        (&json!("v-1"), &json!("risk"), &json!(40), &json!(["new_recipient"]), &json!(2)),
+        "{list:?}"
+    );
+    api.get("/v1/admin/reviews", Some(CHECKOUT)).problem(403, "forbidden");
+    api.get("/v1/admin/reviews?limit=0", Some(ADMIN)).problem(400, "invalid_limit");
+    // Hostile settlements change nothing.
+    settle("v-1", "approve", "checkout-1", CHECKOUT).problem(403, "forbidden");
+    settle("nope", "approve", "checkout-1", ADMIN).problem(409, "not_in_review");
+    settle("v-1", "approve", "checkout-2", ADMIN).problem(409, "not_in_review");
+    settle("v%201", "approve", "checkout-1", ADMIN).problem(400, "invalid_id");
+    assert_eq!(api.balance("w"), (95_000, 5_000));
+
+    // Approved: it completes as decided, once.
+    let ok = settle("v-1", "approve", "checkout-1", ADMIN);
+    assert_eq!(
+        (ok.status, &ok.body["status"], &ok.body["verdict"]),
+        (200, &json!("completed"), &json!("approved")),
+        "{ok:?}"
+    );
+    settle("v-1", "approve", "checkout-1", ADMIN).problem(409, "not_in_review");
+    settle("v-1", "reject", "checkout-1", ADMIN).problem(409, "not_in_review");
+    assert_eq!(api.balance("w"), (95_000, 0));
+    assert_eq!(api.stock("gc-25"), (18, 2));
+    let done = api.post("/v1/orders", CHECKOUT, &to("v-1", "a@example.com"));
+    assert_eq!((done.status, done.body["cards"].as_array().map(Vec::len)), (201, Some(2)), "{done:?}");
+
+    // Rejected: the charge and the codes come back; a retry gets the refusal.
+    assert_eq!(api.post("/v1/orders", CHECKOUT, &to("v-2", "b@example.com")).status, 202);
+    assert_eq!(api.balance("w"), (90_000, 5_000));
+    let no = settle("v-2", "reject", "checkout-1", ADMIN);
+    assert_eq!((no.status, &no.body["verdict"]), (200, &json!("review_rejected")), "{no:?}");
+    api.post("/v1/orders", CHECKOUT, &to("v-2", "b@example.com"))
+        .problem(422, "review_rejected");
+    assert_eq!(api.balance("w"), (95_000, 0));
+    assert_eq!(api.stock("gc-25"), (18, 2));
+
+    // Nobody settles it: at its deadline it is released by itself.
+    assert_eq!(api.post("/v1/orders", CHECKOUT, &to("v-3", "c@example.com")).status, 202);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let r = api.get("/v1/orders/v-3", Some(CHECKOUT));
+        if r.body["status"] == "rejected" {
+            assert_eq!(r.body["reason"], "review_expired", "{r:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the review never expired: {r:?}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    settle("v-3", "approve", "checkout-1", ADMIN).problem(409, "not_in_review");
+    assert_eq!(api.balance("w"), (95_000, 0));
+    assert_eq!(api.stock("gc-25"), (18, 2));
+    let list = api.get("/v1/admin/reviews", Some(ADMIN));
+    assert_eq!(list.body["reviews"], json!([]), "{list:?}");
+    api.reconciled();
+}
+
+/// With `kyc_review`, an unverified wallet's order over the KYC threshold waits for review
+/// instead of being refused; below it the order completes as before.
+#[test]
+fn an_order_over_the_kyc_threshold_goes_to_review_when_the_policy_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = giftcard_shard::EngineConfig::new(dir.path(), 2);
+    engine.risk = Arc::new(RiskPolicy {
+        kyc_threshold_minor: vec![(usd(), 6_000)],
+        kyc_review: true,
+        ..RiskPolicy::default()
+    });
+    let api = Api::start_engine(config(), engine);
+    api.sku("gc-25", "supplier_code", 2_500, None);
+    api.codes("gc-25", "K", 20);
+    api.wallet(CHECKOUT, "w", 100_000);
+    assert_eq!(api.order(CHECKOUT, "k-1", "w", "gc-25", 2).status, 201);
+    let held = api.order(CHECKOUT, "k-2", "w", "gc-25", 1);
+    assert_eq!((held.status, &held.body["status"]), (202, &json!("pending_review")), "{held:?}");
+    let list = api.get("/v1/admin/reviews", Some(ADMIN));
+    assert_eq!(list.body["reviews"][0]["cause"], "kyc", "{list:?}");
+    assert_eq!(list.body["reviews"][0]["score"], json!(null), "{list:?}");
+    let ok = api.call(
+        "POST",
+        "/v1/admin/reviews/k-2/approve?client_id=checkout-1",
+        Some(ADMIN),
+        None,
+        &[],
+    );
+    assert_eq!(ok.status, 200, "{ok:?}");
+    assert_eq!(api.balance("w"), (100_000 - 7_500, 0));
+    api.reconciled();
 }

@@ -147,6 +147,8 @@ fn risk_policy() -> giftcard_core::limits::RiskPolicy {
     giftcard_core::limits::RiskPolicy {
         limits: Default::default(),
         kyc_threshold_minor: vec![(usd(), 10_000)],
+        kyc_review: false,
+        review_ttl_ms: 0,
     }
 }
 
@@ -180,6 +182,7 @@ fn scoring() -> giftcard_core::risk::Scoring {
             ),
         ],
         reject_above: Some(60),
+        review_above: None,
     }
 }
 

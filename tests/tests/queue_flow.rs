@@ -479,6 +479,7 @@ async fn a_risk_score_is_published_with_the_order_it_scored() {
             },
         ],
         reject_above: Some(60),
+        review_above: None,
     });
     let engine = std::sync::Arc::new(giftcard_shard::Engine::open(cfg).unwrap());
     load(&engine, 8);

@@ -1,7 +1,8 @@
 //! The deterministic simulator over a few hundred seeds: crashes at any step, lost and torn
 //! unsynced writes, failed syncs, crashes during recovery, delayed and reordered messages between
-//! shards, duplicate and altered client retries. After every recovery every invariant holds and
-//! every acknowledged operation is in the books exactly once with the answer the client saw.
+//! shards, duplicate and altered client retries, orders held for review and settled or expired
+//! around crashes. After every recovery every invariant holds and every acknowledged operation
+//! is in the books exactly once with the answer the client saw; a review ends once, one way.
 //! `giftcard simulate --seeds N` runs many more; a failure prints the command that replays it.
 
 use giftcard_shard::sim::{self, SimOptions, SimReport};
@@ -33,6 +34,11 @@ fn a_few_hundred_seeds_keep_every_promise() {
     assert!(total.orders_completed > 1_000);
     assert!(total.redemptions > 100 && total.reversals > 10, "{total:?}");
     assert!(total.orders_refused_by_limits > 0, "{total:?}");
+    // Reviews were held, settled both ways by an admin, and released by their deadlines
+    // (ticks after which the run crashes now and then).
+    assert!(total.reviews_held > 50, "{total:?}");
+    assert!(total.reviews_approved > 0 && total.reviews_rejected > 0, "{total:?}");
+    assert!(total.review_expiries_fired > 0, "{total:?}");
 }
 
 #[test]

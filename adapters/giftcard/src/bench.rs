@@ -237,6 +237,8 @@ fn risk_policy() -> giftcard_core::limits::RiskPolicy {
             brand_daily_cards: Some(u32::MAX),
         },
         kyc_threshold_minor: currencies.iter().map(|c| (*c, max)).collect(),
+        kyc_review: false,
+        review_ttl_ms: 0,
     }
 }
 
@@ -273,6 +275,7 @@ fn scoring() -> giftcard_core::risk::Scoring {
             ),
         ],
         reject_above: None,
+        review_above: None,
     }
 }
 

@@ -33,9 +33,26 @@ pub struct RiskSection {
     /// Per currency: an order, or a UTC day's total, above this needs a verified wallet.
     #[serde(default)]
     pub kyc_threshold: Vec<giftcard_http::wire::MoneyDto>,
+    /// An order over the KYC threshold from an unverified wallet: `"refuse"` (422
+    /// kyc_required, the default) or `"review"` (202 pending_review, for an admin to settle).
+    #[serde(default)]
+    pub kyc_action: KycAction,
+    /// How long an order waits for review before it is released by itself (0: a day; at most
+    /// thirty days).
+    #[serde(default)]
+    pub review_ttl_ms: u64,
     /// Risk scoring: rules with weights, and the score above which an order is refused.
     #[serde(default)]
     pub scoring: ScoringSection,
+}
+
+/// What happens to an order that needs KYC from an unverified wallet.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum KycAction {
+    #[default]
+    Refuse,
+    Review,
 }
 
 /// `[risk.scoring]`: each rule that holds for an order adds its weight to the order's score.
@@ -46,6 +63,10 @@ pub struct ScoringSection {
     /// and published only.
     #[serde(default)]
     pub reject_above: Option<u32>,
+    /// A score above this (and not above `reject_above`) sends the order to review (`202
+    /// pending_review`, its funds and codes held until an admin settles it or it expires).
+    #[serde(default)]
+    pub review_above: Option<u32>,
     #[serde(default)]
     pub rules: Vec<ScoringRule>,
 }
@@ -127,6 +148,7 @@ impl ScoringSection {
                     weight,
                 }],
                 reject_above: None,
+                review_above: None,
             };
             if !one.is_valid() {
                 bail!(
@@ -139,6 +161,7 @@ impl ScoringSection {
         let scoring = giftcard_core::risk::Scoring {
             rules,
             reject_above: self.reject_above,
+            review_above: self.review_above,
         };
         if !scoring.is_valid() {
             bail!(
@@ -164,9 +187,17 @@ impl RiskSection {
             }
             kyc.push((m.currency(), m.minor()));
         }
+        if self.review_ttl_ms > giftcard_core::limits::REVIEW_TTL_MAX_MS {
+            bail!(
+                "risk.review_ttl_ms: at most {} (thirty days)",
+                giftcard_core::limits::REVIEW_TTL_MAX_MS
+            );
+        }
         Ok(giftcard_core::limits::RiskPolicy {
             limits,
             kyc_threshold_minor: kyc,
+            kyc_review: self.kyc_action == KycAction::Review,
+            review_ttl_ms: self.review_ttl_ms,
         })
     }
 }

@@ -222,6 +222,7 @@ impl OutcomeTally {
                 ("completed", "")
             }
             OrderOutcome::Rejected(r) => ("rejected", r.code()),
+            OrderOutcome::PendingReview { .. } => ("pending_review", ""),
         };
         match self.orders.iter_mut().find(|(l, _)| *l == labels) {
             Some((_, n)) => *n += 1,

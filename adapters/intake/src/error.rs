@@ -193,7 +193,8 @@ pub fn rejection_status(r: Rejection) -> StatusCode {
         Rejection::IdempotencyConflict
         | Rejection::WalletExists
         | Rejection::AlreadyReversed
-        | Rejection::SkuExists => StatusCode::CONFLICT,
+        | Rejection::SkuExists
+        | Rejection::NotInReview => StatusCode::CONFLICT,
         Rejection::VersionMismatch => StatusCode::PRECONDITION_FAILED,
         Rejection::Forbidden => StatusCode::FORBIDDEN,
         _ => StatusCode::UNPROCESSABLE_ENTITY,

@@ -221,6 +221,13 @@ pub enum OrderAnswer {
         replayed: bool,
         balances: Balances,
     },
+    /// Held for review: `held` reserved on the wallet until an admin settles it or `until`.
+    PendingReview {
+        held: Money,
+        until: giftcard_core::UnixMillis,
+        replayed: bool,
+        balances: Balances,
+    },
 }
 
 /// A wallet's balances per currency, as the engine answered them.
@@ -273,6 +280,17 @@ impl OrderAnswer {
                 replayed,
                 balances,
             }),
+            Outcome::Order {
+                outcome: OrderOutcome::PendingReview { held, until },
+                replayed,
+                balances,
+                ..
+            } => Ok(OrderAnswer::PendingReview {
+                held,
+                until,
+                replayed,
+                balances,
+            }),
             other => Err(EngineError::Internal(format!(
                 "an order answered {other:?}"
             ))),
@@ -293,15 +311,19 @@ impl OrderAnswer {
                 cards: *cards,
             },
             OrderAnswer::Rejected { reason, .. } => OrderOutcome::Rejected(*reason),
+            OrderAnswer::PendingReview { held, until, .. } => OrderOutcome::PendingReview {
+                held: *held,
+                until: *until,
+            },
         }
     }
 
     /// Whether this is the answer recorded earlier for the same order.
     pub fn replayed(&self) -> bool {
         match self {
-            OrderAnswer::Completed { replayed, .. } | OrderAnswer::Rejected { replayed, .. } => {
-                *replayed
-            }
+            OrderAnswer::Completed { replayed, .. }
+            | OrderAnswer::Rejected { replayed, .. }
+            | OrderAnswer::PendingReview { replayed, .. } => *replayed,
         }
     }
 }

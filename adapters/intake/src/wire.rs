@@ -458,7 +458,7 @@ pub struct IssuedCard {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct OrderView {
     pub order_id: String,
-    /// completed or rejected
+    /// completed, rejected or pending_review
     pub status: String,
     pub wallet_id: String,
     /// Everything taken from the wallet: the cards (converted when paid in another currency)
@@ -478,6 +478,17 @@ pub struct OrderView {
     /// the order is read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub balances: Option<Vec<BalanceView>>,
+    /// An order waiting for review (`status: pending_review`): what its wallet holds for it,
+    /// and when the review expires and releases it if nobody approves or rejects it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<PendingReviewView>,
+}
+
+/// What an order waiting for review holds, and until when.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct PendingReviewView {
+    pub held: MoneyView,
+    pub expires_at_ms: u64,
 }
 
 /// One line of an order: asked for and sold.
@@ -580,6 +591,44 @@ impl RiskView {
             scored_at_ms: s.at.0,
         }
     }
+}
+
+/// An order waiting for review.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ReviewView {
+    pub client_id: String,
+    pub order_id: String,
+    /// The wallet's stored id (`{client}~{id}`).
+    pub wallet_id: String,
+    /// Why it waits: `risk` (its score is above review_above) or `kyc` (over the KYC
+    /// threshold from an unverified wallet).
+    pub cause: String,
+    /// What the wallet holds for it.
+    pub held: MoneyView,
+    pub cards: u32,
+    /// Its risk score and the rules that held, when it scored.
+    pub score: Option<u32>,
+    pub reasons: Vec<String>,
+    pub placed_at_ms: u64,
+    /// When it is released by itself if nobody settles it.
+    pub expires_at_ms: u64,
+}
+
+/// The review queue.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ReviewsView {
+    pub reviews: Vec<ReviewView>,
+}
+
+/// A review's end.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ReviewSettledView {
+    pub client_id: String,
+    pub order_id: String,
+    /// The order's status now: completed or rejected.
+    pub status: String,
+    /// approved or review_rejected.
+    pub verdict: String,
 }
 
 /// A card's delivery sent again (or found still in flight).

@@ -390,6 +390,12 @@ async fn decide(
                     result.balances = Some(giftcard_intake::orders::balance_views(&balances));
                     result.reason = Some(reason.code().to_owned())
                 }
+                // Held for review: its outcome follows as giftcard.order.approved,
+                // .review_rejected or .review_expired.
+                OrderAnswer::PendingReview { balances, .. } => {
+                    result.balances = Some(giftcard_intake::orders::balance_views(&balances));
+                    result.status = "pending_review".into();
+                }
             }
             // One id per order: a redelivery's result is the same message, dropped by the broker.
             let id = format!("result-{client}-{order_id}");

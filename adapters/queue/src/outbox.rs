@@ -384,6 +384,40 @@ fn build(
                         &ev,
                     ));
                 }
+                Event::OrderPendingReview(p) => {
+                    let o = &p.order;
+                    let ev = OrderPendingReviewEvent {
+                        head: order_head((*shard, *lsn), &o.key, &o.wallet),
+                        cause: p.cause.code().to_owned(),
+                        held: MoneyView::of(o.total()),
+                        cards: o.lines.iter().map(|l| l.quantity).sum(),
+                        score: p.score.as_ref().map(|s| s.score),
+                        expires_at_ms: p.until.0,
+                    };
+                    msgs.push(out(
+                        "giftcard.order.pending_review".into(),
+                        &ev.head.event_id,
+                        &ev,
+                    ));
+                }
+                Event::ReviewSettled {
+                    key,
+                    wallet,
+                    verdict,
+                    by,
+                    at,
+                } => {
+                    let ev = OrderReviewSettledEvent {
+                        head: order_head((*shard, *lsn), key, wallet),
+                        by: by.as_ref().map(|c| c.as_str().to_owned()),
+                        settled_at_ms: at.0,
+                    };
+                    msgs.push(out(
+                        format!("giftcard.order.{}", verdict.code()),
+                        &ev.head.event_id,
+                        &ev,
+                    ));
+                }
                 Event::DeliveryResent { card, round, .. } => {
                     if let Some(m) =
                         resend_message(engine, sealer, (*card, *round), (*shard, *lsn))?

@@ -97,6 +97,33 @@ pub struct OrderRiskEvent {
     pub scored_at_ms: u64,
 }
 
+/// `giftcard.order.pending_review`: an order held for review instead of completing, its
+/// charge reserved on the wallet until `expires_at_ms`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OrderPendingReviewEvent {
+    #[serde(flatten)]
+    pub head: OrderEventHead,
+    /// risk or kyc.
+    pub cause: String,
+    pub held: MoneyView,
+    pub cards: u32,
+    pub score: Option<u32>,
+    pub expires_at_ms: u64,
+}
+
+/// `giftcard.order.approved`, `giftcard.order.review_rejected` or
+/// `giftcard.order.review_expired`: a review's end. An approved order's
+/// `giftcard.order.completed` (and its deliveries) follows it; a rejected or expired one's
+/// `giftcard.order.rejected`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OrderReviewSettledEvent {
+    #[serde(flatten)]
+    pub head: OrderEventHead,
+    /// The reviewer's client id; absent when the review expired.
+    pub by: Option<String>,
+    pub settled_at_ms: u64,
+}
+
 /// `giftcard.delivery.{channel}`: one card to deliver, with its code. A bulk order's cards
 /// carry the same `order_id` and `batch_count`, and their `batch_index`.
 #[derive(Clone, Debug, Serialize, Deserialize)]

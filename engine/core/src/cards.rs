@@ -413,6 +413,14 @@ impl Cards {
         }
     }
 
+    /// Takes the card ids an order waiting for review will have, so no other order is given
+    /// them (the cards are created if it is approved; a rejected one leaves them unused).
+    pub(crate) fn reserve_ids(&mut self, order: &crate::event::CompletedOrder) {
+        let n: u64 = order.lines.iter().map(|l| u64::from(l.quantity)).sum();
+        let end = order.first_card.0.saturating_add(n);
+        self.next_card_seq = self.next_card_seq.max(end & ((1 << 48) - 1));
+    }
+
     /// The cards a completed order sold, numbered from its `first_card`.
     fn issue(&mut self, order: &crate::event::CompletedOrder) {
         let mut seq = order.first_card.0;

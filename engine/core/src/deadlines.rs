@@ -123,6 +123,18 @@ impl Deadlines {
                     forgotten.push(d.clone());
                 }
                 Deadline::HoldExpires(key) => match st.orders().hold(key) {
+                    // A review nobody settled in time: the order is released, recorded as
+                    // `review_expired`, its codes back in their pools.
+                    Some(_) if st.reviews().get(key).is_some() => {
+                        let r = st.reviews().get(key).expect("checked above");
+                        events.extend(crate::reviews::Reviews::settled(
+                            r,
+                            key,
+                            crate::reviews::Verdict::Expired,
+                            None,
+                            now,
+                        ));
+                    }
                     Some(h) => events.push(Event::OrderAborted {
                         key: key.clone(),
                         wallet: h.wallet.clone(),

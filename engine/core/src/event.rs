@@ -258,6 +258,13 @@ pub enum Command {
         sku: SkuId,
         policy: crate::expiry::ExpiryPolicy,
     },
+    /// Approve or reject an order held for review (admin). Sent to the order's home shard,
+    /// which forwards it to the wallet's shard where the review waits.
+    SettleReview {
+        caller: Caller,
+        key: OrderKey,
+        approve: bool,
+    },
 }
 
 /// What one shard owes one supplier for a settlement period.
@@ -617,6 +624,20 @@ pub enum Event {
         remaining: Money,
         at: UnixMillis,
     },
+    /// An order held for review instead of completing: its funds are reserved (a
+    /// `FundsReserved` in the same commit), its supplier codes leave the pool and its card ids
+    /// are taken, until a reviewer approves it (`ReviewSettled` then `OrderCompleted` of this
+    /// very order), rejects it or the review expires (`ReviewSettled` then `OrderRejected`).
+    OrderPendingReview(Box<crate::reviews::PendingReview>),
+    /// A review's end, just before the order's outcome in the same commit.
+    ReviewSettled {
+        key: OrderKey,
+        wallet: WalletId,
+        verdict: crate::reviews::Verdict,
+        /// The reviewer; none when the review expired.
+        by: Option<ClientId>,
+        at: UnixMillis,
+    },
 }
 
 impl Event {
@@ -630,13 +651,15 @@ impl Event {
             | Event::KycSet { at, .. }
             | Event::CardFrozenSet { at, .. }
             | Event::DeliveryResent { at, .. }
-            | Event::CardExpired { at, .. } => Some(*at),
+            | Event::CardExpired { at, .. }
+            | Event::ReviewSettled { at, .. } => Some(*at),
             // Records written before these carried a time read as 0, which advances nothing.
             Event::Redeemed { at, .. } | Event::RedemptionReversed { at, .. } if at.0 > 0 => {
                 Some(*at)
             }
             Event::RiskScored { score, .. } => Some(score.at),
             Event::OrderCompleted(o) => Some(o.at),
+            Event::OrderPendingReview(p) => Some(p.order.at),
             _ => None,
         }
     }
@@ -668,4 +691,7 @@ pub enum OrderOutcome {
         cards: u32,
     },
     Rejected(Rejection),
+    /// Held for review: `held` is reserved on the wallet until `until`, when the review
+    /// expires if nobody settled it. Never recorded: read from the review while it waits.
+    PendingReview { held: Money, until: UnixMillis },
 }

@@ -30,6 +30,7 @@ pub mod promotions;
 pub mod quotes;
 pub mod reports;
 pub mod resends;
+pub mod reviews;
 pub mod risk;
 pub mod sales;
 pub mod settlement;
@@ -283,6 +284,12 @@ pub enum Rejection {
     ExpiryBelowMinimum,
     #[error("the card has expired")]
     CardExpired,
+    #[error("the order was held for review and a reviewer rejected it")]
+    ReviewRejected,
+    #[error("the order was held for review and nobody approved it before the review expired")]
+    ReviewExpired,
+    #[error("the order is not waiting for a review")]
+    NotInReview,
 }
 
 impl Rejection {
@@ -336,6 +343,9 @@ impl Rejection {
             Rejection::InvalidExpiry => "invalid_expiry",
             Rejection::ExpiryBelowMinimum => "expiry_below_minimum",
             Rejection::CardExpired => "card_expired",
+            Rejection::ReviewRejected => "review_rejected",
+            Rejection::ReviewExpired => "review_expired",
+            Rejection::NotInReview => "not_in_review",
         }
     }
 

@@ -83,6 +83,34 @@ pub struct RiskPolicy {
     pub limits: LimitSet,
     /// Per currency: an order above it, or a day's total above it, needs a verified wallet.
     pub kyc_threshold_minor: Vec<(Currency, i64)>,
+    /// Such an order from an unverified wallet goes to review instead of being refused.
+    pub kyc_review: bool,
+    /// How long an order waits in review before it is released by itself (0: the default).
+    pub review_ttl_ms: u64,
+}
+
+/// How long an order waits in review when the policy says nothing: a day.
+pub const REVIEW_TTL_DEFAULT_MS: u64 = 24 * 3_600_000;
+
+/// The longest review a policy may set: thirty days.
+pub const REVIEW_TTL_MAX_MS: u64 = 30 * 24 * 3_600_000;
+
+impl RiskPolicy {
+    /// How long an order waits in review.
+    pub fn review_ttl_ms(&self) -> u64 {
+        match self.review_ttl_ms {
+            0 => REVIEW_TTL_DEFAULT_MS,
+            t => t.min(REVIEW_TTL_MAX_MS),
+        }
+    }
+}
+
+/// What the limits say of an order within them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Within {
+    Yes,
+    /// Only the KYC threshold is passed, and the policy sends such orders to review.
+    NeedsKycReview,
 }
 
 /// Who verified (or unverified) a wallet, and when; and what its creation declared.
@@ -231,7 +259,7 @@ impl Limits {
         verified: bool,
         spend: &Spend,
         now: UnixMillis,
-    ) -> Result<(), Rejection> {
+    ) -> Result<Within, Rejection> {
         let (limits, _) = self.of(wallet_id);
         let ccy = spend.total.currency();
         let total = spend.total.minor();
@@ -246,8 +274,9 @@ impl Limits {
             return Err(Rejection::OrderLimitExceeded);
         }
         if limits.velocity.is_empty() && !daily_caps && (verified || threshold.is_none()) {
-            return Ok(());
+            return Ok(Within::Yes);
         }
+        let mut within = Within::Yes;
         let activity = self.activity.get(wallet_id);
         for v in limits.velocity.iter().filter(|v| v.currency == ccy) {
             let since = now.0.saturating_sub(v.window_ms);
@@ -278,7 +307,10 @@ impl Limits {
             // The day's total with this order (the total before it is never negative, so this
             // covers the order alone too).
             if i128::from(before) + i128::from(total) > i128::from(t) {
-                return Err(Rejection::KycRequired);
+                if !self.policy.kyc_review {
+                    return Err(Rejection::KycRequired);
+                }
+                within = Within::NeedsKycReview;
             }
         }
         if let Some(cap) = limits.sku_daily_cards {
@@ -305,7 +337,7 @@ impl Limits {
                 }
             }
         }
-        Ok(())
+        Ok(within)
     }
 
     pub(crate) fn decide_set(

@@ -272,6 +272,8 @@ impl Orders {
 
 /// Decides an order against the whole shard: the key's record and claim, the wallet, the
 /// catalog's prices, the local pools.
+use crate::reviews::{PendingReview, ReviewCause};
+
 pub(crate) fn decide_order(st: &ShardState, req: &OrderRequest, ctx: &Ctx) -> Decision {
     let key = &req.key;
     let orders = st.orders();
@@ -285,6 +287,10 @@ pub(crate) fn decide_order(st: &ShardState, req: &OrderRequest, ctx: &Ctx) -> De
     let hold = orders.hold(key);
     if hold.is_some_and(|h| h.fingerprint != req.fingerprint) {
         return Decision::Reject(Rejection::IdempotencyConflict);
+    }
+    // Waiting for review: a retry gets the order's state, decided nothing again.
+    if let Some(outcome) = st.reviews().outcome(key) {
+        return Decision::Replay(outcome);
     }
     let wallet_shard = st.wallet_shard(&req.wallet);
     if wallet_shard != st.shard() {
@@ -392,6 +398,7 @@ pub(crate) fn decide_order(st: &ShardState, req: &OrderRequest, ctx: &Ctx) -> De
         };
         st.limits()
             .check(st, &wallet_id, wallet.kyc_verified, &spend, ctx.now)
+            .map(|w| (w == crate::limits::Within::NeedsKycReview).then_some(ReviewCause::Kyc))
     };
     // The risk score, with the limits: a score above the threshold refuses the order, and
     // any score above zero is journaled with the order's outcome.
@@ -416,15 +423,25 @@ pub(crate) fn decide_order(st: &ShardState, req: &OrderRequest, ctx: &Ctx) -> De
         }
         other => other,
     };
+    // Why the order goes to review instead of completing, if it does: the KYC threshold
+    // (when the policy reviews instead of refusing), else a score above `review_above`.
+    let review_for = |kyc: Option<ReviewCause>, risk: Option<&crate::risk::RiskScore>| {
+        kyc.or(risk
+            .filter(|s| st.risk().reviews(s))
+            .map(|_| ReviewCause::Risk))
+    };
     let mut risk = None;
+    let mut review = None;
     if req.fulfilment == Fulfilment::AllOrNothing {
-        if let Err(r) = within_limits(&plan, total) {
-            return rejected(r);
-        }
+        let kyc = match within_limits(&plan, total) {
+            Ok(k) => k,
+            Err(r) => return rejected(r),
+        };
         risk = scored(total);
         if let Some(s) = risk.as_ref().filter(|s| st.risk().refuses(s)) {
             return refused_for(s);
         }
+        review = review_for(kyc, risk.as_ref());
     }
     let mut missing: Vec<(SkuId, u64)> = plan
         .needs
@@ -457,13 +474,15 @@ pub(crate) fn decide_order(st: &ShardState, req: &OrderRequest, ctx: &Ctx) -> De
         };
     }
     if req.fulfilment == Fulfilment::FillAvailable {
-        if let Err(r) = within_limits(&plan, total) {
-            return rejected(r);
-        }
+        let kyc = match within_limits(&plan, total) {
+            Ok(k) => k,
+            Err(r) => return rejected(r),
+        };
         risk = scored(total);
         if let Some(s) = risk.as_ref().filter(|s| st.risk().refuses(s)) {
             return refused_for(s);
         }
+        review = review_for(kyc, risk.as_ref());
     }
     let issued: u64 = plan
         .lines
@@ -479,11 +498,39 @@ pub(crate) fn decide_order(st: &ShardState, req: &OrderRequest, ctx: &Ctx) -> De
     if req.fresh_codes.len() as u64 != issued {
         return Decision::Reject(Rejection::QuantityOutOfRange);
     }
-    let scored_event = risk.map(risk_event);
+    let scored_event = risk.clone().map(risk_event);
     let mut done = fill(st, req, wallet_id, plan, hold.map(|h| h.amount), ctx);
     done.fees = fees;
-    let completed = Event::OrderCompleted(Box::new(done));
-    let mut events = vec![completed];
+    let mut events = Vec::with_capacity(2);
+    match review {
+        None => events.push(Event::OrderCompleted(Box::new(done))),
+        Some(cause) => {
+            // Held for review: the whole charge reserved until the review's deadline, in place
+            // of a stock saga's hold if it had one (which recovery would not keep).
+            let until = UnixMillis(ctx.now.0.saturating_add(st.limits().policy().review_ttl_ms()));
+            if let Some(h) = hold {
+                events.push(Event::OrderAborted {
+                    key: key.clone(),
+                    wallet: done.wallet.clone(),
+                    released_hold: h.amount,
+                });
+            }
+            done.captured_hold = Some(total);
+            events.push(Event::FundsReserved {
+                key: key.clone(),
+                fingerprint: req.fingerprint,
+                wallet: done.wallet.clone(),
+                amount: total,
+                until,
+            });
+            events.push(Event::OrderPendingReview(Box::new(PendingReview {
+                order: done,
+                cause,
+                score: risk,
+                until,
+            })));
+        }
+    }
     if let Some(items) = filled_in_part {
         events.push(Event::OrderFilledInPart {
             key: key.clone(),

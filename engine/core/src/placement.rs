@@ -77,7 +77,9 @@ pub fn route(cmd: &crate::Command, n: u16) -> ShardId {
         | Command::SetKyc { wallet, .. } => wallet_shard(wallet, n),
         Command::QuoteFx { request, .. } => wallet_shard(&request.wallet, n),
         Command::PlaceOrder(req) => order_home(&req.key, n),
-        Command::ClaimOrder { key, .. } | Command::AbortOrder { key, .. } => order_home(key, n),
+        Command::ClaimOrder { key, .. }
+        | Command::AbortOrder { key, .. }
+        | Command::SettleReview { key, .. } => order_home(key, n),
         Command::Redeem {
             caller,
             redemption_id,

@@ -119,6 +119,22 @@ impl Pools {
         self.next_slot
     }
 
+    /// The pool of each line of an order, as `pool_of` finds it (before its slots are taken).
+    pub(crate) fn pools_of(&self, order: &crate::event::CompletedOrder) -> Vec<SkuId> {
+        order.lines.iter().map(|l| self.pool_of(l)).collect()
+    }
+
+    /// Takes an order's slots out of their pools while it waits for review; its pool's
+    /// counters stay (`verify` counts the reserved slots from the reviews).
+    pub(crate) fn reserve(&mut self, pool: &SkuId, range: SlotRange) {
+        self.pools.entry(pool.clone()).or_default().remove(range);
+    }
+
+    /// Puts a reserved range back (a review ended).
+    pub(crate) fn unreserve(&mut self, pool: &SkuId, range: SlotRange) {
+        self.pools.entry(pool.clone()).or_default().insert(range);
+    }
+
     /// Splits `count` slots from `first` into one slice per shard, for `pool` (a SKU's, or an
     /// offer's, see `sourcing`).
     pub(crate) fn decide_add_codes(

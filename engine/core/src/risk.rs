@@ -89,6 +89,8 @@ pub struct Scoring {
     pub rules: Vec<WeightedRule>,
     /// A score above it refuses the order (`risk_rejected`); none: scores are only recorded.
     pub reject_above: Option<u32>,
+    /// A score above it (and not above `reject_above`) sends the order to review.
+    pub review_above: Option<u32>,
 }
 
 impl Scoring {
@@ -255,6 +257,11 @@ impl Risk {
             reasons,
             at: now,
         })
+    }
+
+    /// Whether a score sends its order to review (checked after `refuses`).
+    pub(crate) fn reviews(&self, s: &RiskScore) -> bool {
+        self.scoring.review_above.is_some_and(|t| s.score > t)
     }
 
     /// Whether a score refuses its order.

@@ -133,6 +133,7 @@ sections! {
     crate::risk::Risk => "risk" v 1,
     crate::expiry::ExpiryPolicies => "expiry_policies" v 1,
     crate::liability::Liability => "liability" v 1,
+    crate::reviews::Reviews => "reviews" v 1,
 }
 
 /// A section as written: name, version, body.
@@ -188,6 +189,7 @@ pub fn encode(st: &ShardState) -> Result<ShardSnapshot, SnapshotError> {
     write(&mut out, &st.risk)?;
     write(&mut out, &st.expiry)?;
     write(&mut out, &st.liability)?;
+    write(&mut out, &st.reviews)?;
     bincode::serialize(&out).map_err(|source| SnapshotError::Codec {
         section: "list",
         source,
@@ -218,7 +220,7 @@ pub fn decode(bytes: &[u8]) -> Result<ShardState, SnapshotError> {
     let (mut floors, mut fees, mut commissions, mut sales) = (None, None, None, None);
     let mut sourcing = None;
     let (mut limits, mut resends, mut risk) = (None, None, None);
-    let (mut expiry, mut liability) = (None, None);
+    let (mut expiry, mut liability, mut reviews) = (None, None, None);
     for w in &written {
         match w.name.as_str() {
             <Header as Section>::NAME => read::<Header>(&mut header, w)?,
@@ -271,6 +273,7 @@ pub fn decode(bytes: &[u8]) -> Result<ShardState, SnapshotError> {
             <crate::risk::Risk as Section>::NAME => read(&mut risk, w)?,
             <crate::expiry::ExpiryPolicies as Section>::NAME => read(&mut expiry, w)?,
             <crate::liability::Liability as Section>::NAME => read(&mut liability, w)?,
+            <crate::reviews::Reviews as Section>::NAME => read(&mut reviews, w)?,
             other => return Err(SnapshotError::UnknownSection(other.to_owned())),
         }
     }
@@ -302,6 +305,7 @@ pub fn decode(bytes: &[u8]) -> Result<ShardState, SnapshotError> {
         risk: risk.unwrap_or_default(),
         expiry: expiry.unwrap_or_default(),
         liability: Default::default(),
+        reviews: reviews.unwrap_or_default(),
     };
     st.liability = liability.unwrap_or_else(|| st.liability_from_cards());
     st.rebuild_derived();

@@ -76,6 +76,7 @@ pub struct ShardState {
     pub(crate) limits: crate::limits::Limits,
     pub(crate) resends: crate::resends::Resends,
     pub(crate) risk: crate::risk::Risk,
+    pub(crate) reviews: crate::reviews::Reviews,
     pub(crate) expiry: crate::expiry::ExpiryPolicies,
     pub(crate) liability: crate::liability::Liability,
 }
@@ -108,6 +109,7 @@ impl ShardState {
             limits: Default::default(),
             resends: Default::default(),
             risk: Default::default(),
+            reviews: Default::default(),
             expiry: Default::default(),
             liability: Default::default(),
         }
@@ -202,6 +204,11 @@ impl ShardState {
     /// The risk scores of this shard's orders and what the rules read of its wallets.
     pub fn risk(&self) -> &crate::risk::Risk {
         &self.risk
+    }
+
+    /// The orders of this shard waiting for review.
+    pub fn reviews(&self) -> &crate::reviews::Reviews {
+        &self.reviews
     }
 
     /// The risk scoring rules: a runtime setting (decisions only, never replay).
@@ -535,6 +542,11 @@ impl ShardState {
             Command::SetExpiryPolicy { sku, policy } => {
                 self.expiry.decide_set(&self.catalog, sku, *policy, ctx.now)
             }
+            Command::SettleReview {
+                caller,
+                key,
+                approve,
+            } => crate::reviews::Reviews::decide_settle(self, caller, key, *approve, ctx.now),
         }
     }
 
@@ -562,6 +574,28 @@ impl ShardState {
             Event::KycSet { wallet, .. } => self.wallets.get(wallet).map(|w| w.kyc_verified),
             _ => None,
         };
+        // A review takes its order's codes and card ids while it waits, and gives the codes
+        // back when it ends (an approval's `OrderCompleted` then takes them like any order's).
+        match event {
+            Event::OrderPendingReview(p) => {
+                let pools = self.pools.pools_of(&p.order);
+                for (line, pool) in p.order.lines.iter().zip(&pools) {
+                    for r in &line.slots {
+                        self.pools.reserve(pool, *r);
+                    }
+                }
+                self.cards.reserve_ids(&p.order);
+                self.reviews.start(p, pools);
+            }
+            Event::ReviewSettled { key, .. } => {
+                if let Some(r) = self.reviews.end(key) {
+                    for (pool, range) in r.reserved() {
+                        self.pools.unreserve(pool, *range);
+                    }
+                }
+            }
+            _ => {}
+        }
         self.reports.apply(event);
         self.catalog.apply(event);
         self.pools.apply(event, self.shard);
@@ -954,6 +988,8 @@ mod tests {
                 brand_daily_cards: None,
             },
             kyc_threshold_minor: vec![],
+            kyc_review: false,
+            review_ttl_ms: 0,
         }));
         let t0 = 86_400_000 * 10 + 1_000;
         assert_eq!(place(&mut s, 3, t0), Some(Rejection::OrderLimitExceeded));
@@ -1031,6 +1067,8 @@ mod tests {
         s.set_risk_policy(std::sync::Arc::new(RiskPolicy {
             limits: LimitSet::default(),
             kyc_threshold_minor: vec![(usd_c, 7_500)],
+            kyc_review: false,
+            review_ttl_ms: 0,
         }));
         let day = 86_400_000 * 20;
         assert_eq!(place(&mut s, 4, day), Some(Rejection::KycRequired));
@@ -1794,6 +1832,7 @@ mod tests {
                 },
             ],
             reject_above: Some(60),
+            review_above: None,
         }));
         let place = |s: &mut ShardState, id: &str, qty: u32, at: u64, to: Option<&str>| {
             let mut o = order(qty, "US", 1);
@@ -1869,5 +1908,151 @@ mod tests {
         let back = ShardState::decode(&s.encode().expect("encodes")).expect("decodes");
         assert_eq!(back, s);
         assert_eq!(back.risk().score_of(&key("o-4")).map(|r| r.score), Some(50));
+    }
+
+    /// Issue 15: an order above `review_above` waits for review with its charge reserved, its
+    /// codes out of the pool and its card ids taken; approved it completes as decided, rejected
+    /// or expired it is refused and gives everything back, each exactly once.
+    #[test]
+    fn an_order_held_for_review_is_approved_rejected_or_expires_exactly_once() {
+        use crate::reviews::Verdict;
+        use crate::risk::{RiskRule, Scoring, WeightedRule};
+        let mut s = shard_with(10_000_000, 1_000);
+        s.set_scoring(std::sync::Arc::new(Scoring {
+            rules: vec![WeightedRule {
+                rule: RiskRule::FundedRecently { age_ms: 1_000_000 },
+                weight: 50,
+            }],
+            reject_above: Some(90),
+            review_above: Some(40),
+        }));
+        s.set_risk_policy(std::sync::Arc::new(crate::limits::RiskPolicy {
+            review_ttl_ms: 10_000,
+            ..Default::default()
+        }));
+        let key = |id: &str| OrderKey {
+            client: ClientId::new("c"),
+            order_id: OrderId::new(id),
+        };
+        let req = |id: &str, qty: u32| {
+            let mut o = order(qty, "US", 1);
+            o.key.order_id = OrderId::new(id);
+            o
+        };
+        let w = WalletId::new("c~w");
+        let usd_c = Currency::parse("USD").unwrap();
+        let bal = |s: &ShardState| {
+            let b = s.wallets().get(&w).unwrap().balance(usd_c);
+            (b.available_minor, b.held_minor)
+        };
+        let admin = Caller {
+            client: ClientId::new("ops"),
+            admin: true,
+        };
+        let settle = |s: &mut ShardState, id: &str, approve: bool, by: &Caller, at: u64| {
+            let cmd = Command::SettleReview {
+                caller: by.clone(),
+                key: key(id),
+                approve,
+            };
+            step(s, &cmd, at)
+        };
+        let (avail0, _) = bal(&s);
+        let codes0 = s.pools().available(&SkuId::new("s"));
+        let d = step(&mut s, &Command::PlaceOrder(Box::new(req("o-1", 2))), 500);
+        let Decision::Events(evs) = d else {
+            panic!("{d:?}")
+        };
+        let Some(Event::OrderPendingReview(p)) = evs.iter().find(|e| matches!(e, Event::OrderPendingReview(_))) else {
+            panic!("{evs:?}")
+        };
+        let charge = p.order.total().minor();
+        assert_eq!(p.until, UnixMillis(10_500));
+        assert_eq!(p.score.as_ref().map(|r| r.score), Some(50));
+        assert!(!evs.iter().any(|e| matches!(e, Event::OrderCompleted(_))));
+        assert_eq!(bal(&s), (avail0 - charge, charge), "the charge is reserved");
+        assert_eq!(s.pools().available(&SkuId::new("s")), codes0 - 2, "codes reserved");
+        let first = p.order.first_card;
+        assert!(s.cards().get(&first).is_none(), "no card before approval");
+        // A retry gets the state the order is in.
+        assert_eq!(
+            s.decide_order(&req("o-1", 2), &ctx_at(600)),
+            Decision::Replay(OrderOutcome::PendingReview {
+                held: usd(charge),
+                until: UnixMillis(10_500)
+            })
+        );
+        // Another order meanwhile takes neither its codes nor its card ids.
+        let d = step(&mut s, &Command::PlaceOrder(Box::new(req("o-2", 1))), 1_100_000);
+        let Decision::Events(evs) = d else {
+            panic!("{d:?}")
+        };
+        let Event::OrderCompleted(o2) = &evs[0] else {
+            panic!("{evs:?}")
+        };
+        assert!(o2.first_card.0 >= first.0 + 2);
+        assert!(o2.lines[0].slots[0].0 >= 2, "o-1's slots stay reserved");
+        // Only an admin settles a review.
+        assert_eq!(
+            settle(&mut s, "o-1", true, &caller(), 1_100_001),
+            Decision::Reject(Rejection::Forbidden)
+        );
+        let d = settle(&mut s, "o-1", true, &admin, 1_100_001);
+        let Decision::Events(evs) = d else {
+            panic!("{d:?}")
+        };
+        assert!(matches!(&evs[0], Event::ReviewSettled { verdict: Verdict::Approved, .. }));
+        assert!(matches!(&evs[1], Event::OrderCompleted(o) if o.first_card == first));
+        assert!(s.cards().get(&first).is_some());
+        assert!(s.reviews().is_empty());
+        assert_eq!(s.orders().hold(&key("o-1")), None);
+        assert!(matches!(
+            s.decide_order(&req("o-1", 2), &ctx_at(1_100_002)),
+            Decision::Replay(OrderOutcome::Completed { cards: 2, .. })
+        ));
+        // Approving twice, or an order that never waited, changes nothing.
+        assert_eq!(
+            settle(&mut s, "o-1", true, &admin, 1_100_003),
+            Decision::Reject(Rejection::NotInReview)
+        );
+        assert_eq!(
+            settle(&mut s, "o-2", false, &admin, 1_100_003),
+            Decision::Reject(Rejection::NotInReview)
+        );
+        // Rejected: everything back, the refusal recorded.
+        s.set_scoring(std::sync::Arc::new(Scoring {
+            rules: vec![WeightedRule {
+                rule: RiskRule::FundedRecently { age_ms: u64::MAX },
+                weight: 50,
+            }],
+            reject_above: None,
+            review_above: Some(40),
+        }));
+        let (avail, held) = bal(&s);
+        let codes = s.pools().available(&SkuId::new("s"));
+        step(&mut s, &Command::PlaceOrder(Box::new(req("o-3", 3))), 1_200_000);
+        step(&mut s, &Command::PlaceOrder(Box::new(req("o-4", 1))), 1_200_000);
+        assert_eq!(s.reviews().len(), 2);
+        let before_snapshot = s.clone();
+        let back = ShardState::decode(&s.encode().expect("encodes")).expect("decodes");
+        assert_eq!(back, before_snapshot, "reviews survive a snapshot");
+        let d = settle(&mut s, "o-3", false, &admin, 1_200_001);
+        assert!(matches!(&d, Decision::Events(e) if matches!(e[1], Event::OrderRejected { reason: Rejection::ReviewRejected, .. })));
+        assert!(matches!(
+            s.decide_order(&req("o-3", 3), &ctx_at(1_200_002)),
+            Decision::Replay(OrderOutcome::Rejected(Rejection::ReviewRejected))
+        ));
+        // The last expires at its deadline by a tick, once.
+        assert!(matches!(step(&mut s, &Command::Tick, 1_209_999), Decision::Answered(_)));
+        let d = step(&mut s, &Command::Tick, 1_210_000);
+        let Decision::Events(evs) = d else {
+            panic!("{d:?}")
+        };
+        assert!(matches!(&evs[0], Event::ReviewSettled { verdict: Verdict::Expired, by: None, .. }));
+        assert!(matches!(&evs[1], Event::OrderRejected { reason: Rejection::ReviewExpired, .. }));
+        assert!(matches!(step(&mut s, &Command::Tick, 1_300_000), Decision::Answered(_)));
+        assert_eq!(bal(&s), (avail, held), "rejected and expired give the charge back");
+        assert_eq!(s.pools().available(&SkuId::new("s")), codes, "and their codes");
+        assert!(s.reviews().is_empty());
     }
 }

@@ -137,6 +137,10 @@ pub enum Query {
     Stock {
         sku: SkuId,
     },
+    /// Orders waiting for review, oldest first, at most `limit` per shard.
+    Reviews {
+        limit: usize,
+    },
     /// Cards whose delivery was given up, at most `limit` per shard.
     FailedDeliveries {
         limit: usize,
@@ -237,6 +241,8 @@ pub enum QueryAnswer {
     StockLevels(BTreeMap<SkuId, (u64, u64)>),
     /// Cards, with their ids.
     CardList(Vec<(CardId, Card)>),
+    /// Orders waiting for review, oldest first.
+    Reviews(Vec<(OrderKey, giftcard_core::reviews::Review)>),
     Redemption(Box<state::RedemptionRecord>),
     FxQuote(Box<giftcard_core::quotes::FxQuote>),
     PriceList(giftcard_core::pricelists::PriceList),

@@ -104,6 +104,18 @@ pub(crate) fn merge_card_lists(replies: Vec<Reply>) -> Reply {
     Ok(Outcome::Query(QueryAnswer::CardList(all)))
 }
 
+pub(crate) fn merge_reviews(replies: Vec<Reply>) -> Reply {
+    let mut all = Vec::new();
+    for r in replies {
+        match r? {
+            Outcome::Query(QueryAnswer::Reviews(mut v)) => all.append(&mut v),
+            other => return Err(unexpected(other)),
+        }
+    }
+    all.sort_by(|a, b| (a.1.pending.order.at, &a.0).cmp(&(b.1.pending.order.at, &b.0)));
+    Ok(Outcome::Query(QueryAnswer::Reviews(all)))
+}
+
 pub(crate) fn merge_stock(replies: Vec<Reply>) -> Reply {
     let (mut available, mut sold) = (0, 0);
     for r in replies {

@@ -3,7 +3,7 @@
 
 use crate::{EngineError, Query, QueryAnswer, ShardTotals};
 use giftcard_core::state::{Delivery, ShardState};
-use giftcard_core::{Account, CardId, Rejection};
+use giftcard_core::{Account, CardId, OrderOutcome, Rejection};
 
 /// Answers a query against one shard.
 pub fn answer(state: &ShardState, q: Query) -> Result<QueryAnswer, EngineError> {
@@ -30,8 +30,35 @@ pub fn answer(state: &ShardState, q: Query) -> Result<QueryAnswer, EngineError> 
         },
         Query::Order { key } => match state.orders().get(&key) {
             Some(rec) => Ok(QueryAnswer::Order(Box::new(rec.clone()))),
-            None => Ok(QueryAnswer::Missing),
+            None => match state.reviews().get(&key) {
+                // Waiting for review: the order as it stands, with what it holds.
+                Some(r) => {
+                    let o = &r.pending.order;
+                    Ok(QueryAnswer::Order(Box::new(giftcard_core::state::OrderRecord {
+                        fingerprint: o.fingerprint,
+                        wallet: o.wallet.clone(),
+                        outcome: OrderOutcome::PendingReview {
+                            held: r.held(),
+                            until: r.pending.until,
+                        },
+                        at: o.at,
+                        channel: o.channel,
+                        recipient: o.recipient.clone(),
+                    })))
+                }
+                None => Ok(QueryAnswer::Missing),
+            },
         },
+        Query::Reviews { limit } => {
+            let mut all: Vec<_> = state
+                .reviews()
+                .iter()
+                .map(|(k, r)| (k.clone(), r.clone()))
+                .collect();
+            all.sort_by(|a, b| (a.1.pending.order.at, &a.0).cmp(&(b.1.pending.order.at, &b.0)));
+            all.truncate(limit);
+            Ok(QueryAnswer::Reviews(all))
+        }
         Query::Card { card } => match state.cards().get(&card) {
             Some(c) => Ok(QueryAnswer::Card(Box::new(c.clone()))),
             None => not_found(Rejection::CardNotFound),

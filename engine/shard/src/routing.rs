@@ -107,6 +107,10 @@ impl Engine {
                 let fan = FanOut::new(n, reply, merge_card_lists);
                 (0..n).for_each(|s| one(ShardId(s), q.clone(), fan.part()));
             }
+            Query::Reviews { .. } => {
+                let fan = FanOut::new(n, reply, merge_reviews);
+                (0..n).for_each(|s| one(ShardId(s), q.clone(), fan.part()));
+            }
             Query::Stock { .. } => {
                 let fan = FanOut::new(n, reply, merge_stock);
                 (0..n).for_each(|s| one(ShardId(s), q.clone(), fan.part()));

@@ -390,6 +390,12 @@ impl ShardCore {
                     .iter()
                     .flat_map(|e| match e {
                         Event::Expired { fired, .. } => fired.clone(),
+                        // A review released by its deadline.
+                        Event::ReviewSettled {
+                            key,
+                            verdict: giftcard_core::reviews::Verdict::Expired,
+                            ..
+                        } => vec![Deadline::HoldExpires(key.clone())],
                         _ => Vec::new(),
                     })
                     .collect();
@@ -960,6 +966,7 @@ fn order_wallet(evs: &[Event]) -> Option<WalletId> {
     evs.iter().find_map(|e| match e {
         Event::OrderCompleted(o) => Some(o.wallet.clone()),
         Event::OrderRejected { wallet, .. } => Some(wallet.clone()),
+        Event::OrderPendingReview(p) => Some(p.order.wallet.clone()),
         _ => None,
     })
 }
@@ -983,6 +990,18 @@ fn order_reply(evs: &[Event]) -> Reply {
                     sale: None,
                     balances: Vec::new(),
                 });
+            }
+            Event::OrderPendingReview(p) => {
+                return Ok(Outcome::Order {
+                    outcome: OrderOutcome::PendingReview {
+                        held: p.order.total(),
+                        until: p.until,
+                    },
+                    replayed: false,
+                    cards: Vec::new(),
+                    sale: None,
+                    balances: Vec::new(),
+                })
             }
             Event::OrderRejected { reason, .. } => {
                 return Ok(Outcome::Order {

@@ -108,6 +108,13 @@ pub struct SimReport {
     pub breakage_minor: i64,
     /// Past instants at which the liability report was checked against the books as they were.
     pub liability_instants: u64,
+    /// Orders held for review (first answers), reviews approved and rejected by an admin (as
+    /// acknowledged), and review deadlines fired by ticks (a crash may lose one and fire it
+    /// again; the books count it once).
+    pub reviews_held: u64,
+    pub reviews_approved: u64,
+    pub reviews_rejected: u64,
+    pub review_expiries_fired: u64,
     /// Invariant and acknowledgement checks run.
     pub checks: u64,
     /// Digest of every shard's final state: the same seed must give the same digest.
@@ -146,6 +153,10 @@ impl SimReport {
         self.cards_expired += o.cards_expired;
         self.breakage_minor += o.breakage_minor;
         self.liability_instants += o.liability_instants;
+        self.reviews_held += o.reviews_held;
+        self.reviews_approved += o.reviews_approved;
+        self.reviews_rejected += o.reviews_rejected;
+        self.review_expiries_fired += o.review_expiries_fired;
         self.checks += o.checks;
     }
 
@@ -155,7 +166,8 @@ impl SimReport {
             "requests {} (acknowledged {}, orders completed {} (at a locked quote {}, refused by one {}, filled in part {}, from two suppliers {}), refused by limits or KYC {}, by risk score {}, redemptions {}, reversals {}), duplicate retries {}, altered retries {}\n\
              crashes {} (during recovery {}), unsynced writes lost {}, torn {}, failed syncs {}, checkpoints {}\n\
              peer messages {}, holds released by recovery {}, transfers completed by recovery {}, deadlines fired {}, book checks {}\n\
-             cards expired {} (breakage {} minor units), liability report checked at {} past instants",
+             cards expired {} (breakage {} minor units), liability report checked at {} past instants\n\
+             orders held for review {} (approved {}, rejected {}, review deadlines fired {})",
             self.requests,
             self.acked,
             self.orders_completed,
@@ -182,7 +194,11 @@ impl SimReport {
             self.checks,
             self.cards_expired,
             self.breakage_minor,
-            self.liability_instants
+            self.liability_instants,
+            self.reviews_held,
+            self.reviews_approved,
+            self.reviews_rejected,
+            self.review_expiries_fired
         )
     }
 }
@@ -273,6 +289,11 @@ enum Req {
         wallet: WalletId,
         frozen: bool,
     },
+    /// An admin approves or rejects an order held for review.
+    SettleReview {
+        key: OrderKey,
+        approve: bool,
+    },
     /// The FX table: USD to EUR at `mid` ten-thousandths, 2% spread.
     SetFx(i64),
     /// A promotion on SKU 1: 5% above face (its markup is 0) from `from` for `len` ms; the
@@ -351,10 +372,13 @@ fn risk_policy() -> Arc<giftcard_core::limits::RiskPolicy> {
             ..LimitSet::default()
         },
         kyc_threshold_minor: vec![(usd, 400_000)],
+        kyc_review: false,
+        review_ttl_ms: REVIEW_TTL_MS,
     })
 }
-/// Risk scoring: four orders in 40 ms score 50 and a first order within 20 ms of funding 40,
-/// so a fast wallet's orders are refused for their score (above 60) now and then.
+/// Risk scoring: three orders in 40 ms score 50 and a first order within 20 ms of funding 40
+/// (recorded, completed), an order over three times the wallet's average 55 (held for review,
+/// above 50); together they pass 60 and the order is refused for its score.
 fn scoring() -> Arc<giftcard_core::risk::Scoring> {
     use giftcard_core::risk::{RiskRule, Scoring, WeightedRule};
     Arc::new(Scoring {
@@ -375,12 +399,17 @@ fn scoring() -> Arc<giftcard_core::risk::Scoring> {
                     percent: 300,
                     min_orders: 2,
                 },
-                weight: 20,
+                weight: 55,
             },
         ],
         reject_above: Some(60),
+        review_above: Some(50),
     })
 }
+
+/// Simulated ms an order waits in review: short, so most expire by themselves, many with a
+/// crash around their deadline, and some are settled by an admin first.
+const REVIEW_TTL_MS: u64 = 150;
 
 /// Simulated ms a rejected order's answer is replayed: short, so many expire during a run.
 const REJECTION_WINDOW_MS: u64 = 400;
@@ -410,6 +439,10 @@ struct Sim {
     /// Order keys whose rejection was forgotten by a deadline (at least once; a crash may
     /// lose the tick and fire it again): their later answers may differ from the first.
     expired: HashSet<OrderKey>,
+    /// Orders acknowledged as held for review, in the order they were first answered so.
+    held_for_review: Vec<OrderKey>,
+    /// How each review ended, as acknowledged (a settlement, or a final answer of its order).
+    review_ended: HashMap<OrderKey, OrderOutcome>,
     /// Counters behind fresh request ids.
     next_order: u64,
     next_deposit: u64,
@@ -446,6 +479,8 @@ impl Sim {
             acked: BTreeMap::new(),
             order_answers: HashMap::new(),
             expired: HashSet::new(),
+            held_for_review: Vec::new(),
+            review_ended: HashMap::new(),
             next_order: 0,
             next_deposit: 0,
             next_redeem: 0,
@@ -645,6 +680,14 @@ impl Sim {
                 wallet: wallet(self.rng.gen_range(0..WALLETS)),
                 frozen: self.rng.gen_bool(0.3),
             },
+            85..=87 if !self.held_for_review.is_empty() => {
+                // Any order once held: waiting, settled or expired (then `not_in_review`).
+                let i = self.rng.gen_range(0..self.held_for_review.len());
+                Req::SettleReview {
+                    key: self.held_for_review[i].clone(),
+                    approve: self.rng.gen_bool(0.5),
+                }
+            }
             85..=94 => {
                 // A retry of an earlier request, exactly as sent (in flight, answered or lost).
                 if self.sent.is_empty() {
@@ -829,6 +872,14 @@ impl Sim {
                 policy: giftcard_core::expiry::ExpiryPolicy::FixedDate(UnixMillis(at)),
             },
             Req::Freeze { wallet, frozen } => Command::SetWalletFrozen { wallet, frozen },
+            Req::SettleReview { key, approve } => Command::SettleReview {
+                caller: Caller {
+                    client: ClientId::new("sim-admin"),
+                    admin: true,
+                },
+                key,
+                approve,
+            },
             Req::Reverse { id } => {
                 // The card's shard is not known from the id: every shard is asked, as
                 // `Engine::submit` does, and the one that found it answers.
@@ -888,8 +939,10 @@ impl Sim {
         if !fired.is_empty() {
             self.report.deadlines_fired += fired.len() as u64;
             for d in fired {
-                if let Deadline::RejectedOrder(key) = d {
-                    self.expired.insert(key);
+                match d {
+                    Deadline::RejectedOrder(key) => drop(self.expired.insert(key)),
+                    Deadline::HoldExpires(_) => self.report.review_expiries_fired += 1,
+                    _ => {}
                 }
             }
             // Crash around deadlines: sometimes right after a tick, before or after its sync.
@@ -1044,6 +1097,20 @@ impl Sim {
         Ok(())
     }
 
+    /// Records how a review ended, as acknowledged: it may end once, one way.
+    fn end_review(&mut self, key: &OrderKey, outcome: &OrderOutcome) -> Result<(), String> {
+        match self.review_ended.get(key) {
+            Some(before) if before != outcome && !self.expired.contains(key) => Err(format!(
+                "the review of {:?} ended as {before:?} and again as {outcome:?}",
+                key.order_id
+            )),
+            _ => {
+                self.review_ended.insert(key.clone(), outcome.clone());
+                Ok(())
+            }
+        }
+    }
+
     /// Checks a reply against what earlier replies promised, and records acknowledgements.
     fn on_reply(&mut self, id: u64, reply: Reply) -> Result<(), String> {
         let req = self.sent[id as usize].clone();
@@ -1051,7 +1118,7 @@ impl Sim {
             if self.expired.contains(&o.key)
                 && matches!(
                     self.order_answers.get(&o.key),
-                    Some((_, OrderOutcome::Rejected(_)))
+                    Some((_, OrderOutcome::Rejected(_) | OrderOutcome::PendingReview { .. }))
                 )
             {
                 // The rejection was forgotten: the key may be answered afresh.
@@ -1072,18 +1139,55 @@ impl Sim {
                             o.key.order_id
                         ));
                     }
-                    if *outcome != first {
+                    // A review's end is the one change an order's answer may make.
+                    let ended = matches!(first, OrderOutcome::PendingReview { .. })
+                        && review_end(outcome);
+                    if *outcome != first && !ended {
                         return Err(format!(
                             "order {:?} answered {outcome:?}, earlier acknowledged as {first:?}",
                             o.key.order_id
                         ));
                     }
+                    if ended {
+                        self.end_review(&o.key, outcome)?;
+                        self.order_answers
+                            .insert(o.key.clone(), (rid, outcome.clone()));
+                    }
                 }
                 (Ok(Outcome::Order { outcome, .. }), None, _) => {
+                    if matches!(outcome, OrderOutcome::PendingReview { .. }) {
+                        self.report.reviews_held += 1;
+                        self.held_for_review.push(o.key.clone());
+                    }
                     self.order_answers
                         .insert(o.key.clone(), (id, outcome.clone()));
                 }
                 _ => {}
+            }
+        }
+        if let (Req::SettleReview { key, .. }, Ok(Outcome::Applied(evs))) = (&req, &reply) {
+            for ev in evs {
+                let Event::ReviewSettled { verdict, .. } = ev else {
+                    continue;
+                };
+                let end = match verdict {
+                    giftcard_core::reviews::Verdict::Approved => {
+                        self.report.reviews_approved += 1;
+                        let Some(Event::OrderCompleted(o)) = evs.last() else {
+                            return Err(format!("an approval committed {evs:?}"));
+                        };
+                        OrderOutcome::Completed {
+                            charged: o.total(),
+                            first_card: o.first_card,
+                            cards: o.lines.iter().map(|l| l.quantity).sum(),
+                        }
+                    }
+                    _ => {
+                        self.report.reviews_rejected += 1;
+                        OrderOutcome::Rejected(Rejection::ReviewRejected)
+                    }
+                };
+                self.end_review(key, &end)?;
             }
         }
         if let Ok(outcome) = reply {
@@ -1393,6 +1497,31 @@ impl Sim {
                 }
             }
         }
+        // A review that ended, as acknowledged, never waits again, and its order is recorded
+        // as it ended (unless a rejection's record has been forgotten since).
+        for (key, end) in &self.review_ended {
+            // Its rejection forgotten, the key may have been placed afresh.
+            if self.expired.contains(key) {
+                continue;
+            }
+            if states.iter().any(|st| st.reviews().get(key).is_some()) {
+                return Err(format!(
+                    "the review of {:?} ended as {end:?} and is waiting again",
+                    key.order_id
+                ));
+            }
+            match orders.get(key) {
+                Some(rec) if rec.outcome == *end => {}
+                None if self.expired.contains(key) => {}
+                other => {
+                    return Err(format!(
+                        "the review of {:?} ended as {end:?} but the books say {:?}",
+                        key.order_id,
+                        other.map(|r| &r.outcome)
+                    ))
+                }
+            }
+        }
         // By the client's own wallet id (the books store it namespaced; the simulator has one
         // client).
         let mut deposits: HashMap<(&str, &RequestId), Money> = HashMap::new();
@@ -1424,6 +1553,33 @@ impl Sim {
                         ..
                     },
                 ) if self.expired.contains(&o.key) => {}
+                // Held for review: still waiting with what it held, or ended (and how it
+                // ended is checked below); a rejection may have been forgotten since.
+                (
+                    Req::Order(o),
+                    Outcome::Order {
+                        outcome: OrderOutcome::PendingReview { held, until },
+                        ..
+                    },
+                ) => {
+                    let waiting = states.iter().find_map(|st| st.reviews().get(&o.key));
+                    // Once its end (a rejection) was forgotten, the key may have been
+                    // placed afresh, with any outcome.
+                    let ok = self.expired.contains(&o.key) || match (waiting, orders.get(&o.key)) {
+                        (Some(r), None) => r.held() == *held && r.pending.until == *until,
+                        (None, Some(rec)) => review_end(&rec.outcome),
+                        (None, None) => self.expired.contains(&o.key),
+                        (Some(_), Some(_)) => false,
+                    };
+                    if !ok {
+                        return Err(format!(
+                            "order {:?}, acknowledged as held for review, is neither waiting nor ended ({:?}, {:?})",
+                            o.key.order_id,
+                            waiting.map(|r| (r.held(), r.pending.until)),
+                            orders.get(&o.key).map(|r| &r.outcome)
+                        ));
+                    }
+                }
                 (Req::Order(o), Outcome::Order { outcome, .. }) => match orders.get(&o.key) {
                     Some(rec) if rec.outcome == *outcome => {}
                     Some(rec) => {
@@ -1663,6 +1819,15 @@ fn check_quoted(
         ));
     }
     Ok(())
+}
+
+/// Whether an order's outcome is how a review ends.
+fn review_end(o: &OrderOutcome) -> bool {
+    matches!(
+        o,
+        OrderOutcome::Completed { .. }
+            | OrderOutcome::Rejected(Rejection::ReviewRejected | Rejection::ReviewExpired)
+    )
 }
 
 fn order_fingerprint(o: &OrderRequest) -> Fingerprint {

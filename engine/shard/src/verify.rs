@@ -22,6 +22,8 @@ pub struct Report {
     pub codes_unsold: u64,
     pub holds_in_flight: usize,
     pub records_replayed: u64,
+    /// Orders waiting for review.
+    pub reviews_pending: usize,
 }
 
 impl Report {
@@ -74,6 +76,7 @@ pub fn check(states: &[ShardState], in_transit: u64) -> Report {
         check_resends(st, &mut r);
         check_risk(st, &mut r);
         check_liability(st, &mut r);
+        check_reviews(st, &mut r);
         for (account, v) in st.reports().ledger() {
             match account_currency(account) {
                 Some(ccy) => *sums.entry(ccy).or_default() += i128::from(*v),
@@ -175,7 +178,8 @@ fn check_sales(st: &ShardState, r: &mut Report) {
 fn check_risk(st: &ShardState, r: &mut Report) {
     let shard = st.shard().0;
     for (key, s) in st.risk().scores() {
-        if st.orders().get(key).is_none() || s.score == 0 || s.reasons.is_empty() {
+        let known = st.orders().get(key).is_some() || st.reviews().get(key).is_some();
+        if !known || s.score == 0 || s.reasons.is_empty() {
             r.violations.push(format!(
                 "shard {shard}: risk score {s:?} of order {key:?} that is not recorded here"
             ));
@@ -406,11 +410,28 @@ fn check_pools(
     seen: &mut HashSet<u64>,
     per_sku: &mut BTreeMap<SkuId, [u64; 5]>,
 ) {
+    // Codes an order waiting for review keeps out of its pool: neither available nor sold.
+    let mut reserved: BTreeMap<&SkuId, u64> = BTreeMap::new();
+    for (_, rv) in st.reviews().iter() {
+        for (pool, (s, e)) in rv.reserved() {
+            *reserved.entry(pool).or_default() += e - s;
+            for slot in *s..*e {
+                if !seen.insert(slot) {
+                    r.violations.push(format!(
+                        "code slot {slot} is reserved for a review and also elsewhere"
+                    ));
+                }
+            }
+        }
+    }
     for (sku, p) in st.pools().iter() {
         let in_ranges: u64 = p.ranges.iter().map(|(s, e)| e - s).sum();
-        if in_ranges != p.available || p.available + p.lent + p.sold != p.added + p.received {
+        let held = reserved.remove(sku).unwrap_or(0);
+        if in_ranges != p.available
+            || p.available + held + p.lent + p.sold != p.added + p.received
+        {
             r.violations.push(format!(
-                "shard {} sku {sku:?}: pool does not reconcile (ranges {in_ranges}, available {}, added {}, received {}, lent {}, sold {})",
+                "shard {} sku {sku:?}: pool does not reconcile (ranges {in_ranges}, available {}, reserved {held}, added {}, received {}, lent {}, sold {})",
                 st.shard().0, p.available, p.added, p.received, p.lent, p.sold
             ));
         }
@@ -427,6 +448,39 @@ fn check_pools(
                         .push(format!("code slot {slot} is in two places (sku {sku:?})"));
                 }
             }
+        }
+    }
+}
+
+/// Every order waiting for review holds exactly its charge until its deadline, has no card
+/// yet, and no order after it was given its card ids.
+fn check_reviews(st: &ShardState, r: &mut Report) {
+    r.reviews_pending += st.reviews().len();
+    for (key, rv) in st.reviews().iter() {
+        let o = &rv.pending.order;
+        let hold = st.orders().hold(key);
+        if !hold.is_some_and(|h| h.amount == rv.held() && h.until == Some(rv.pending.until)) {
+            r.violations.push(format!(
+                "shard {}: order {key:?} waits for review without its reserved hold ({:?})",
+                st.shard().0,
+                hold
+            ));
+        }
+        if st.orders().get(key).is_some() {
+            r.violations.push(format!(
+                "shard {}: order {key:?} waits for review and has an outcome",
+                st.shard().0
+            ));
+        }
+        let n: u64 = o.lines.iter().map(|l| u64::from(l.quantity)).sum();
+        let ids = o.first_card.0..o.first_card.0 + n;
+        if ids.clone().any(|id| st.cards().get(&CardId(id)).is_some())
+            || (ids.end & ((1 << 48) - 1)) > st.cards().next_seq()
+        {
+            r.violations.push(format!(
+                "shard {}: the card ids of order {key:?}, waiting for review, are taken or not reserved",
+                st.shard().0
+            ));
         }
     }
 }

@@ -124,6 +124,8 @@ impl InProcess {
             QueryAnswer::Order(rec) => Ok(Some(match rec.outcome {
                 OrderOutcome::Completed { cards, .. } => Outcome::Completed { cards },
                 OrderOutcome::Rejected(r) => Outcome::Rejected(r.code().into()),
+                // The load tool sets no review threshold: an order waiting is still open.
+                OrderOutcome::PendingReview { .. } => return Ok(None),
             })),
             _ => Ok(None),
         }

@@ -6,6 +6,7 @@ mod cards;
 mod catalog;
 mod deliveries;
 mod expiry;
+mod reviews;
 mod floors;
 mod gateways;
 mod ops;
@@ -22,6 +23,7 @@ pub use cards::*;
 pub use catalog::*;
 pub use deliveries::*;
 pub use expiry::*;
+pub use reviews::*;
 pub use floors::*;
 pub use gateways::*;
 pub use ops::*;
@@ -186,6 +188,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     resource("/skus/{sku_id}/codes", "POST").route(web::post().to(upload_codes)),
                 )
                 .service(resource("/skus/{sku_id}/stock", "GET").route(web::get().to(stock)))
+                .service(resource("/admin/reviews", "GET").route(web::get().to(list_reviews)))
+                .service(
+                    resource("/admin/reviews/{order_id}/approve", "POST")
+                        .route(web::post().to(approve_review)),
+                )
+                .service(
+                    resource("/admin/reviews/{order_id}/reject", "POST")
+                        .route(web::post().to(reject_review)),
+                )
                 .service(
                     resource("/skus/{sku_id}/expiry", "PUT, GET")
                         .route(web::put().to(put_expiry))

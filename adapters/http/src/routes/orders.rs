@@ -100,6 +100,7 @@ async fn settle(
         balances: balances
             .as_ref()
             .map(giftcard_intake::orders::balance_views),
+        review: None,
     };
     let (charged, first_card, count) = match outcome {
         OrderOutcome::Rejected(r) => {
@@ -116,6 +117,19 @@ async fn settle(
             first_card,
             cards,
         } => (*charged, *first_card, *cards),
+        OrderOutcome::PendingReview { held, until } => {
+            view.status = "pending_review".into();
+            view.items = Vec::new();
+            view.review = Some(giftcard_intake::wire::PendingReviewView {
+                held: MoneyView::of(*held),
+                expires_at_ms: until.0,
+            });
+            return Ok(Settled {
+                view,
+                replayed,
+                cards: None,
+            });
+        }
     };
     view.charged = Some(MoneyView::of(charged));
     // A fresh completion carries its cards; a replay or a read fetches them.
@@ -223,6 +237,13 @@ fn order_answer(
         OrderAnswer::Rejected { reason, .. } => {
             Err(ApiError::Rejected(reason, Some(order_id.to_owned())))
         }
+        OrderAnswer::PendingReview { balances, .. } => Ok(Answered {
+            outcome,
+            replayed,
+            sold: Vec::new(),
+            sale: None,
+            balances: Some(balances),
+        }),
     }
 }
 
@@ -245,7 +266,7 @@ async fn place(
 }
 
 /// Places an order and answers with its outcome: 201 with the cards, or 422 with the reason.
-#[utoipa::path(post, path = "/v1/orders", tag = "orders", request_body = OrderRequestDto, responses((status = 201, body = OrderView)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/orders", tag = "orders", request_body = OrderRequestDto, responses((status = 201, body = OrderView), (status = 202, description = "held for review (status pending_review)", body = OrderView)), security(("bearer" = [])))]
 pub async fn place_order(
     who: Principal,
     state: web::Data<AppState>,
@@ -254,7 +275,13 @@ pub async fn place_order(
     who.require(ORDER_ROLES)?;
     let body = body.parse()?;
     let (view, replayed) = place(&state, &who, &body, "").await?;
-    Ok(reply_no_store(StatusCode::CREATED, &view, replayed))
+    // Held for review: accepted, not completed.
+    let status = if view.review.is_some() {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::CREATED
+    };
+    Ok(reply_no_store(status, &view, replayed))
 }
 
 /// Places independent orders; each result carries the status it would have had alone.
@@ -380,7 +407,7 @@ pub async fn place_batch(
             None => match revealed.next() {
                 Some(s) => BatchItem {
                     order_id: o.order_id,
-                    status: 201,
+                    status: if s.view.review.is_some() { 202 } else { 201 },
                     order: Some(s.view),
                     problem: None,
                 },
