@@ -462,6 +462,11 @@ fn hostile_requests_get_the_documented_error_and_change_nothing() {
         ("approving with a traversal client id", raw("POST", "/v1/admin/reviews/o-1/approve?client_id=..%2Fadmin", Some(ADMIN), b""), problem_at(400, "invalid_id", "client_id")),
         ("a checkout key approves its own order", raw("POST", "/v1/admin/reviews/o-1/approve?client_id=checkout-1", Some(CHECKOUT), b""), problem(403, "forbidden")),
         ("a checkout key lists the review queue", get("/v1/admin/reviews", Some(CHECKOUT)), problem(403, "forbidden")),
+        // Card cancellation (issue 15): only the buyer or an admin, only an untouched issued card.
+        ("cancelling a card something was redeemed from", post(&format!("/v1/cards/{}/cancel", fx.card_id), CHECKOUT, "{}"), problem(422, "card_not_cancellable")),
+        ("cancelling another client's card", post(&format!("/v1/cards/{}/cancel", fx.card_id), CHECKOUT2, "{}"), problem(404, "card_not_found")),
+        ("a merchant cancels a card", post(&format!("/v1/cards/{}/cancel", fx.card_id), MERCHANT, "{}"), problem(403, "forbidden")),
+        ("cancelling a card id that is not a number", post("/v1/cards/abc/cancel", CHECKOUT, "{}"), problem_at(400, "invalid_id", "card_id")),
         ("a review queue of 0 rows", get("/v1/admin/reviews?limit=0", Some(ADMIN)), problem_at(400, "invalid_limit", "limit")),
         ("a review queue of a negative count", get("/v1/admin/reviews?limit=-5", Some(ADMIN)), problem(400, "invalid_query")),
         ("suppliers of an unknown SKU", raw("PUT", "/v1/skus/no-such-sku/suppliers", Some(ADMIN), br#"{"offers":[]}"#), problem(404, "sku_not_found")),

@@ -737,3 +737,105 @@ fn an_order_over_the_kyc_threshold_goes_to_review_when_the_policy_says_so() {
     assert_eq!(api.balance("w"), (100_000 - 7_500, 0));
     api.reconciled();
 }
+
+/// Card cancellation and the illegal transitions around it: an issued card nothing was
+/// redeemed from is cancelled for its buyer (its price back on the wallet, exactly), and from
+/// then on it redeems nothing, resends nothing, freezes nothing, and a reversal of a
+/// redemption made on it before does not revive it. A card something was redeemed from, a
+/// supplier's code, and another client's card are refused and change nothing; the books
+/// (ledger, revenue report, liability) stay exact.
+#[test]
+fn a_cancelled_card_refunds_its_price_once_and_no_transition_revives_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = Api::start(dir.path());
+    api.sku("store-50", "issued", 5_000, Some(10));
+    api.sku("gc-25", "supplier_code", 2_500, None);
+    api.codes("gc-25", "C", 5);
+    api.wallet(CHECKOUT, "w", 100_000);
+    let mut body = order_body("o-1", "w", "store-50", 3);
+    body["delivery"] = json!({"channel": "email", "recipient": "x@example.com"});
+    let order = api.post("/v1/orders", CHECKOUT, &body);
+    assert_eq!(order.status, 201, "{order:?}");
+    let charged = order.body["charged"]["amount_minor"].as_i64().unwrap();
+    let price = charged / 3;
+    let card = |i: usize| order.body["cards"][i]["card_id"].as_str().unwrap().to_owned();
+    let code = |i: usize| order.body["cards"][i]["code"].as_str().unwrap().to_owned();
+    let (a, b, c) = (card(0), card(1), card(2));
+    let act = |key: &str, card: &str, what: &str| {
+        api.post(&format!("/v1/cards/{card}/{what}"), key, &json!({}))
+    };
+    let redeem = |id: &str, code: &str, minor: i64| {
+        api.post(
+            "/v1/redemptions",
+            MERCHANT,
+            &json!({"redemption_id": id, "code": code, "amount": {"amount_minor": minor, "currency": "USD"}}),
+        )
+    };
+    let liability = || {
+        let r = api.get("/v1/admin/reports/liability", Some(ADMIN));
+        r.body["totals"][0]["owed_minor"].as_i64().unwrap_or(0)
+    };
+    let margin = || {
+        let r = api.get("/v1/admin/reports/revenue?group_by=currency", Some(ADMIN));
+        r.body["rows"]
+            .as_array()
+            .and_then(|rows| rows.iter().find(|x| x["currency"] == "USD"))
+            .map(|x| x["margin_minor"].as_i64().unwrap_or(0))
+            .unwrap_or(0)
+    };
+    let after_order = api.balance("w");
+    assert_eq!(liability(), 15_000);
+    let margin_before = margin();
+
+    // Cancel an untouched card: its price back, exactly once.
+    act(CHECKOUT2, &a, "cancel").problem(404, "card_not_found");
+    act(MERCHANT, &a, "cancel").problem(403, "forbidden");
+    let x = act(CHECKOUT, &a, "cancel");
+    assert_eq!((x.status, &x.body["status"]), (200, &json!("cancelled")), "{x:?}");
+    assert_eq!(api.balance("w"), (after_order.0 + price, 0));
+    let again = act(CHECKOUT, &a, "cancel");
+    assert_eq!(again.body["status"], "cancelled", "{again:?}");
+    assert_eq!(api.balance("w"), (after_order.0 + price, 0), "a second cancel refunds nothing");
+    assert_eq!(liability(), 10_000);
+    assert_eq!(margin(), margin_before - (price - 5_000));
+    // A cancelled card: no redemption, no resend, no freeze.
+    redeem("r-a", &code(0), 100).problem(422, "card_cancelled");
+    act(CHECKOUT, &a, "resend").problem(422, "card_cancelled");
+    act(CHECKOUT, &a, "freeze").problem(422, "card_not_active");
+
+    // Redeemed from: not cancellable, even after a reversal gave it all back? No: a card whose
+    // redemptions were all reversed holds its face again and may be cancelled; a reversal
+    // afterwards revives nothing.
+    assert_eq!(redeem("r-b", &code(1), 1_000).status, 201);
+    act(CHECKOUT, &b, "cancel").problem(422, "card_not_cancellable");
+    assert_eq!(api.post("/v1/redemptions/r-b/reversal", MERCHANT, &json!({})).status, 201);
+    assert_eq!(act(ADMIN, &b, "cancel").body["status"], "cancelled");
+    let revive = api.post("/v1/redemptions/r-b/reversal", MERCHANT, &json!({}));
+    assert!(
+        revive.status == 201 && revive.replayed || revive.status == 409,
+        "a repeated reversal replays or is refused: {revive:?}"
+    );
+    let read = api.get(&format!("/v1/cards/{b}"), Some(CHECKOUT));
+    assert_eq!(read.body["status"], "cancelled", "{read:?}");
+    assert_eq!(read.body["balance"]["amount_minor"], 0, "{read:?}");
+    // Fully redeemed: not cancellable.
+    assert_eq!(redeem("r-c", &code(2), 5_000).status, 201);
+    act(CHECKOUT, &c, "cancel").problem(422, "card_not_cancellable");
+    // A supplier's code: not cancellable.
+    let sup = api.order(CHECKOUT, "o-2", "w", "gc-25", 1);
+    let sup_card = sup.body["cards"][0]["card_id"].as_str().unwrap().to_owned();
+    act(CHECKOUT, &sup_card, "cancel").problem(422, "card_not_cancellable");
+    api.post("/v1/cards/99999/cancel", CHECKOUT, &json!({}))
+        .problem(404, "card_not_found");
+    assert_eq!(api.balance("w"), (after_order.0 + 2 * price - 2_500, 0));
+    assert_eq!(liability(), 0);
+    let history = api.get("/v1/wallets/w/transactions", Some(CHECKOUT));
+    let refunds = history.body["transactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["kind"] == "refund")
+        .count();
+    assert_eq!(refunds, 2, "{history:?}");
+    api.reconciled();
+}

@@ -17,7 +17,7 @@ use utoipa::{Modify, OpenApi};
         routes::create_wallet, routes::get_wallet, routes::update_wallet, routes::deposit, routes::gateway_event, routes::transactions,
         routes::create_sku, routes::list_skus, routes::get_sku, routes::patch_sku, routes::upload_codes, routes::stock,
         routes::place_order, routes::place_batch, routes::get_order,
-        routes::get_card, routes::freeze_card, routes::unfreeze_card, routes::resend_card, routes::order_risk, routes::card_balance, routes::redeem, routes::reverse,
+        routes::get_card, routes::freeze_card, routes::unfreeze_card, routes::cancel_card, routes::resend_card, routes::order_risk, routes::card_balance, routes::redeem, routes::reverse,
         routes::get_limits, routes::put_limits, routes::reset_limits, routes::put_fx, routes::get_fx, routes::create_quote, routes::put_price_list, routes::get_price_list, routes::put_pricing, routes::get_pricing, routes::put_sourcing, routes::get_sourcing, routes::put_expiry, routes::get_expiry, routes::put_margin_floors, routes::get_margin_floors, routes::put_fees, routes::get_fees, routes::put_commission_tiers, routes::get_commission_tiers, routes::revenue_report, routes::liability_report, routes::list_reviews, routes::approve_review, routes::reject_review, routes::stats, routes::close_settlement, routes::reconciliation,
         routes::report_delivery, routes::failed_deliveries,
     ),

@@ -418,6 +418,28 @@ fn build(
                         &ev,
                     ));
                 }
+                Event::CardCancelled {
+                    card,
+                    order,
+                    wallet,
+                    refund,
+                    by,
+                    at,
+                    ..
+                } => {
+                    let ev = CardCancelledEvent {
+                        head: order_head((*shard, *lsn), order, wallet),
+                        card_id: card.0.to_string(),
+                        refund: MoneyView::of(*refund),
+                        by: by.as_str().to_owned(),
+                        cancelled_at_ms: at.0,
+                    };
+                    msgs.push(out(
+                        "giftcard.order.card_cancelled".into(),
+                        &ev.head.event_id,
+                        &ev,
+                    ));
+                }
                 Event::DeliveryResent { card, round, .. } => {
                     if let Some(m) =
                         resend_message(engine, sealer, (*card, *round), (*shard, *lsn))?

@@ -124,6 +124,18 @@ pub struct OrderReviewSettledEvent {
     pub settled_at_ms: u64,
 }
 
+/// `giftcard.order.card_cancelled`: one card of an order cancelled, its price back on the
+/// wallet (`refund`); the card redeems nothing from then on.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CardCancelledEvent {
+    #[serde(flatten)]
+    pub head: OrderEventHead,
+    pub card_id: String,
+    pub refund: MoneyView,
+    pub by: String,
+    pub cancelled_at_ms: u64,
+}
+
 /// `giftcard.delivery.{channel}`: one card to deliver, with its code. A bulk order's cards
 /// carry the same `order_id` and `batch_count`, and their `batch_index`.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -18,6 +18,9 @@ pub enum CardStatus {
     /// Frozen by its buyer or an admin (a lost or disputed card): nothing is redeemed from it
     /// until it is unfrozen, back to `Active`. Only an active card is frozen.
     Frozen,
+    /// Cancelled by its buyer or an admin before anything was redeemed from it: its price went
+    /// back to the wallet, its code redeems nothing, and nothing revives it.
+    Cancelled,
 }
 
 /// Where a card's delivery stands.
@@ -161,6 +164,7 @@ impl Cards {
             CardStatus::Active => {}
             CardStatus::Frozen => return reject(Rejection::CardFrozen),
             CardStatus::Expired => return reject(Rejection::CardExpired),
+            CardStatus::Cancelled => return reject(Rejection::CardCancelled),
             _ => return reject(Rejection::CardNotActive),
         }
         // Past its expiry instant, whether or not its deadline has fired yet.
@@ -207,6 +211,17 @@ impl Cards {
                     .is_some_and(|c| c.status == CardStatus::Expired) =>
             {
                 Decision::Reject(Rejection::CardExpired)
+            }
+            // Nothing revives a cancelled card (its price went back to the wallet).
+            Some(RedemptionRecord {
+                outcome: Ok((card, _)),
+                ..
+            }) if self
+                .cards
+                .get(card)
+                .is_some_and(|c| c.status == CardStatus::Cancelled) =>
+            {
+                Decision::Reject(Rejection::CardCancelled)
             }
             Some(RedemptionRecord {
                 outcome: Ok((card, amount)),
@@ -320,6 +335,12 @@ impl Cards {
                 }
             }
             Event::OrderCompleted(order) => self.issue(order),
+            Event::CardCancelled { card, .. } => {
+                let c = self.card_mut(card);
+                c.balance_minor = 0;
+                c.ledger_minor = 0;
+                c.status = CardStatus::Cancelled;
+            }
             Event::CardExpired {
                 card, remaining, ..
             } => {

@@ -147,7 +147,12 @@ impl Deadlines {
                 // Whatever is left on the card, if anything, moves to breakage; a card already
                 // expired (or voided) has nothing left to move.
                 Deadline::CardExpires(card) => match st.cards().get(card) {
-                    Some(c) if !matches!(c.status, CardStatus::Expired | CardStatus::Voided) => {
+                    Some(c)
+                        if !matches!(
+                            c.status,
+                            CardStatus::Expired | CardStatus::Voided | CardStatus::Cancelled
+                        ) =>
+                    {
                         events.push(Event::CardExpired {
                             card: *card,
                             remaining: Money::new(c.balance_minor, c.face.currency()),

@@ -258,6 +258,12 @@ pub enum Command {
         sku: SkuId,
         policy: crate::expiry::ExpiryPolicy,
     },
+    /// Cancel an issued card nothing was redeemed from (its buyer's client or an admin): its
+    /// price goes back to the wallet.
+    CancelCard {
+        caller: Caller,
+        card: CardId,
+    },
     /// Approve or reject an order held for review (admin). Sent to the order's home shard,
     /// which forwards it to the wallet's shard where the review waits.
     SettleReview {
@@ -629,6 +635,17 @@ pub enum Event {
     /// are taken, until a reviewer approves it (`ReviewSettled` then `OrderCompleted` of this
     /// very order), rejects it or the review expires (`ReviewSettled` then `OrderRejected`).
     OrderPendingReview(Box<crate::reviews::PendingReview>),
+    /// An issued card cancelled: its whole `face` leaves the card, `refund` (what it was sold
+    /// for) goes back to `wallet`, and the margin it made is taken back.
+    CardCancelled {
+        card: CardId,
+        order: OrderKey,
+        wallet: WalletId,
+        refund: Money,
+        face: Money,
+        by: ClientId,
+        at: UnixMillis,
+    },
     /// A review's end, just before the order's outcome in the same commit.
     ReviewSettled {
         key: OrderKey,
@@ -652,7 +669,8 @@ impl Event {
             | Event::CardFrozenSet { at, .. }
             | Event::DeliveryResent { at, .. }
             | Event::CardExpired { at, .. }
-            | Event::ReviewSettled { at, .. } => Some(*at),
+            | Event::ReviewSettled { at, .. }
+            | Event::CardCancelled { at, .. } => Some(*at),
             // Records written before these carried a time read as 0, which advances nothing.
             Event::Redeemed { at, .. } | Event::RedemptionReversed { at, .. } if at.0 > 0 => {
                 Some(*at)

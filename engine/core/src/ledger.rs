@@ -118,6 +118,30 @@ pub fn postings(event: &Event) -> Vec<Posting> {
                 amount.currency(),
             );
         }
+        // The card's value leaves it, the wallet gets its price, and the margin it made (price
+        // less face) is taken back.
+        Event::CardCancelled {
+            card,
+            wallet,
+            refund,
+            face,
+            ..
+        } => {
+            let ccy = face.currency();
+            post(&mut out, Account::Card(*card), -face.minor(), ccy);
+            post(
+                &mut out,
+                Account::RevenueMargin(ccy),
+                face.minor() - refund.minor(),
+                ccy,
+            );
+            post(
+                &mut out,
+                Account::Wallet(wallet.clone(), ccy),
+                refund.minor(),
+                ccy,
+            );
+        }
         Event::CardExpired {
             card, remaining, ..
         } => {

@@ -160,6 +160,11 @@ impl Liability {
                     self.change(key, at, amount.minor(), 0);
                 }
             }
+            Event::CardCancelled { card, face, .. } => {
+                if let Some(key) = card_series(card) {
+                    self.change(key, at, -face.minor(), 0);
+                }
+            }
             Event::CardExpired {
                 card, remaining, ..
             } => {

@@ -8,6 +8,7 @@
 #![deny(clippy::float_arithmetic)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod cancels;
 pub mod cards;
 pub mod catalog;
 pub mod claims;
@@ -290,6 +291,10 @@ pub enum Rejection {
     ReviewExpired,
     #[error("the order is not waiting for a review")]
     NotInReview,
+    #[error("the card was cancelled")]
+    CardCancelled,
+    #[error("the card cannot be cancelled: only an issued card nothing was redeemed from, paid in its own currency, is")]
+    CardNotCancellable,
 }
 
 impl Rejection {
@@ -346,6 +351,8 @@ impl Rejection {
             Rejection::ReviewRejected => "review_rejected",
             Rejection::ReviewExpired => "review_expired",
             Rejection::NotInReview => "not_in_review",
+            Rejection::CardCancelled => "card_cancelled",
+            Rejection::CardNotCancellable => "card_not_cancellable",
         }
     }
 

@@ -87,6 +87,7 @@ pub fn route(cmd: &crate::Command, n: u16) -> ShardId {
         } => redemption_home(&caller.client, redemption_id, n),
         Command::ReportDelivery { card, .. }
         | Command::SetCardFrozen { card, .. }
+        | Command::CancelCard { card, .. }
         | Command::ResendCard { card, .. } => {
             if card.shard().0 < n {
                 card.shard()

@@ -47,8 +47,12 @@ impl Resends {
         if !caller.admin && card.order.client != caller.client {
             return Decision::Reject(Rejection::CardNotFound);
         }
-        if card.status != crate::cards::CardStatus::Active {
-            return Decision::Reject(Rejection::CardNotActive);
+        match card.status {
+            crate::cards::CardStatus::Active => {}
+            crate::cards::CardStatus::Cancelled => {
+                return Decision::Reject(Rejection::CardCancelled)
+            }
+            _ => return Decision::Reject(Rejection::CardNotActive),
         }
         let channel = st.orders().get(&card.order).map(|r| r.channel);
         if matches!(channel, None | Some(DeliveryChannel::None)) {

@@ -65,11 +65,43 @@ pub struct Commission {
     pub at: UnixMillis,
 }
 
+/// A cancelled card's price given back: counted against revenue when it happened.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refund {
+    pub at: UnixMillis,
+    pub card: CardId,
+    pub client: ClientId,
+    pub sku: SkuId,
+    pub supplier: SupplierId,
+    /// What the card was sold for, and its face (its cost).
+    pub price: Money,
+    pub face: Money,
+}
+
 /// The sales and commissions of one shard.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sales {
     pub(crate) by_order: SpreadMap<OrderKey, Arc<Sale>>,
     pub(crate) commissions: Vec<Commission>,
+    /// Cancelled cards' refunds, in order (section version 2 on).
+    pub(crate) refunds: Vec<Refund>,
+}
+
+/// The sales section as version 1 wrote it: no refunds.
+#[derive(Deserialize)]
+pub(crate) struct SalesV1 {
+    by_order: SpreadMap<OrderKey, Arc<Sale>>,
+    commissions: Vec<Commission>,
+}
+
+impl From<SalesV1> for Sales {
+    fn from(v: SalesV1) -> Sales {
+        Sales {
+            by_order: v.by_order,
+            commissions: v.commissions,
+            refunds: Vec::new(),
+        }
+    }
 }
 
 /// How a revenue report groups its rows.
@@ -205,6 +237,26 @@ impl Sales {
                     .fees_minor += fee.minor();
             }
         }
+        for r in self.refunds.iter().filter(|r| inside(r.at)) {
+            let ccy = r.price.currency();
+            let key = match by {
+                GroupBy::Sku => Some(r.sku.as_str().to_owned()),
+                GroupBy::Brand => Some(
+                    catalog
+                        .sku(&r.sku)
+                        .map_or_else(String::new, |s| s.brand.clone()),
+                ),
+                GroupBy::Supplier => Some(r.supplier.as_str().to_owned()),
+                GroupBy::Currency => Some(ccy.code().to_owned()),
+                GroupBy::Client => Some(r.client.as_str().to_owned()),
+                GroupBy::Day => Some(day_of(r.at)),
+            };
+            let row = out.entry((key, ccy)).or_default();
+            row.cards = row.cards.saturating_sub(1);
+            row.sales_minor -= r.price.minor();
+            row.cost_minor -= r.face.minor();
+            row.margin_minor -= r.price.minor() - r.face.minor();
+        }
         for c in self.commissions.iter().filter(|c| inside(c.at)) {
             let key = match by {
                 GroupBy::Supplier => Some(c.supplier.as_str().to_owned()),
@@ -219,9 +271,39 @@ impl Sales {
         out
     }
 
-    /// The sales' part of an event applied at `at`; `owner` is the client of the order's wallet.
-    pub(crate) fn apply(&mut self, event: &Event, owner: Option<&ClientId>) {
+    /// Cancelled cards' refunds, in order.
+    pub fn refunds(&self) -> &[Refund] {
+        &self.refunds
+    }
+
+    /// The sales' part of an event applied at `at`; `owner` is the client of the order's wallet
+    /// (for a cancellation, of the card's order).
+    pub(crate) fn apply(&mut self, event: &Event, owner: Option<&ClientId>, cards: &crate::cards::Cards) {
         match event {
+            Event::CardCancelled {
+                card,
+                refund,
+                face,
+                at,
+                ..
+            } => {
+                let Some(c) = cards.get(card) else { return };
+                let supplier = self
+                    .by_order
+                    .get(&c.order)
+                    .and_then(|s| s.lines.iter().find(|l| l.sku == c.sku))
+                    .map(|l| l.supplier.clone())
+                    .unwrap_or_else(|| SupplierId::new(""));
+                self.refunds.push(Refund {
+                    at: *at,
+                    card: *card,
+                    client: owner.unwrap_or(&c.order.client).clone(),
+                    sku: c.sku.clone(),
+                    supplier,
+                    price: *refund,
+                    face: *face,
+                });
+            }
             Event::OrderCompleted(order) => {
                 let client = owner.unwrap_or(&order.key.client).clone();
                 self.by_order

@@ -126,7 +126,7 @@ sections! {
     crate::floors::MarginFloors => "margin_floors" v 1,
     crate::fees::FeeSchedule => "fees" v 1,
     crate::commissions::Commissions => "commission_tiers" v 1,
-    crate::sales::Sales => "sales" v 1,
+    crate::sales::Sales => "sales" v 2,
     crate::sourcing::Sourcings => "sourcing" v 1,
     crate::limits::Limits => "limits" v 1,
     crate::resends::Resends => "delivery_rounds" v 1,
@@ -266,7 +266,21 @@ pub fn decode(bytes: &[u8]) -> Result<ShardState, SnapshotError> {
             <crate::floors::MarginFloors as Section>::NAME => read(&mut floors, w)?,
             <crate::fees::FeeSchedule as Section>::NAME => read(&mut fees, w)?,
             <crate::commissions::Commissions as Section>::NAME => read(&mut commissions, w)?,
-            <crate::sales::Sales as Section>::NAME => read(&mut sales, w)?,
+            <crate::sales::Sales as Section>::NAME => {
+                if sales.is_some() {
+                    return Err(SnapshotError::Repeated("sales"));
+                }
+                sales = Some(match w.version {
+                    // Version 1 had no refunds.
+                    1 => bincode::deserialize::<crate::sales::SalesV1>(&w.body)
+                        .map_err(|source| SnapshotError::Codec {
+                            section: "sales",
+                            source,
+                        })?
+                        .into(),
+                    v => <crate::sales::Sales as Section>::decode(v, &w.body)?,
+                });
+            }
             <crate::sourcing::Sourcings as Section>::NAME => read(&mut sourcing, w)?,
             <crate::limits::Limits as Section>::NAME => read(&mut limits, w)?,
             <crate::resends::Resends as Section>::NAME => read(&mut resends, w)?,

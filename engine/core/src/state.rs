@@ -542,6 +542,9 @@ impl ShardState {
             Command::SetExpiryPolicy { sku, policy } => {
                 self.expiry.decide_set(&self.catalog, sku, *policy, ctx.now)
             }
+            Command::CancelCard { caller, card } => {
+                crate::cancels::decide(self, caller, *card, ctx.now)
+            }
             Command::SettleReview {
                 caller,
                 key,
@@ -620,9 +623,10 @@ impl ShardState {
             .apply(event, cx.at, &self.cards, &self.catalog);
         let owner = match event {
             Event::OrderCompleted(o) => self.wallets.get(&o.wallet).map(|w| &w.owner),
+            Event::CardCancelled { wallet, .. } => self.wallets.get(wallet).map(|w| &w.owner),
             _ => None,
         };
-        self.sales.apply(event, owner);
+        self.sales.apply(event, owner, &self.cards);
     }
 }
 

@@ -102,6 +102,8 @@ pub enum TxKind {
     HoldReleased,
     /// Order and delivery fees.
     Fee,
+    /// A cancelled card's price, back.
+    Refund,
 }
 
 /// One entry of a wallet's history: what changed its available balance.
@@ -386,6 +388,19 @@ impl Wallets {
                 );
             }
 
+            Event::CardCancelled {
+                card,
+                wallet,
+                refund,
+                ..
+            } => {
+                let w = self.wallet_mut(wallet);
+                let reference: std::sync::Arc<str> = card.0.to_string().into();
+                w.record(at, lsn, TxKind::Refund, *refund, &reference);
+                let b = w.balance_mut(refund.currency());
+                b.available_minor = sum(b.available_minor, refund.minor());
+                b.ledger_minor = sum(b.ledger_minor, refund.minor());
+            }
             Event::OrderRejected {
                 key,
                 wallet,

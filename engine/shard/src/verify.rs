@@ -523,7 +523,10 @@ fn check_cards_and_orders(
                         c.face.minor()
                     ));
                 }
-                let emptied = matches!(c.status, CardStatus::Redeemed | CardStatus::Expired);
+                let emptied = matches!(
+                    c.status,
+                    CardStatus::Redeemed | CardStatus::Expired | CardStatus::Cancelled
+                );
                 if emptied != (c.balance_minor == 0) {
                     r.violations.push(format!(
                         "card {}: status {:?} with balance {}",

@@ -42,6 +42,7 @@ fn status_name(s: CardStatus) -> &'static str {
         CardStatus::Voided => "voided",
         CardStatus::Expired => "expired",
         CardStatus::Frozen => "frozen",
+        CardStatus::Cancelled => "cancelled",
     }
 }
 
@@ -118,6 +119,32 @@ pub async fn unfreeze_card(
     path: web::Path<String>,
 ) -> crate::error::Answer {
     set_frozen(who, state, path, false).await
+}
+
+/// Cancels an issued card nothing was redeemed from, for the client whose order bought it or
+/// an admin: its price goes back to the wallet (`refund` in the wallet's history), its code
+/// redeems nothing from then on (`422 card_cancelled`), and nothing revives it. A card with
+/// anything redeemed, a supplier's code (which the brand may have redeemed), or a card paid in
+/// another currency is `422 card_not_cancellable`; an expired card `422 card_expired`.
+/// Cancelling a cancelled card answers as it is.
+#[utoipa::path(post, path = "/v1/cards/{card_id}/cancel", tag = "cards", params(("card_id" = String, Path, pattern = r"^[0-9]{1,19}$", min_length = 1, max_length = 19)), responses((status = 200, body = CardView)), security(("bearer" = [])))]
+pub async fn cancel_card(
+    who: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> crate::error::Answer {
+    who.require(CARD_ROLES)?;
+    let id = CardId(input::digits("card_id", &path)?);
+    state
+        .submit(Command::CancelCard {
+            caller: who.caller(),
+            card: id,
+        })
+        .await?;
+    let QueryAnswer::Card(card) = state.ask(Query::Card { card: id }).await? else {
+        return Err(ApiError::Unavailable.into());
+    };
+    Ok(reply(StatusCode::OK, &card_view(&state, id, &card)?, false))
 }
 
 /// Sends a card's delivery again, as a new round of attempts (the recipient lost it, or every

@@ -225,6 +225,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                         .route(web::post().to(unfreeze_card)),
                 )
                 .service(
+                    resource("/cards/{card_id}/cancel", "POST").route(web::post().to(cancel_card)),
+                )
+                .service(
                     resource("/cards/{card_id}/resend", "POST").route(web::post().to(resend_card)),
                 )
                 .service(resource("/redemptions", "POST").route(web::post().to(redeem)))

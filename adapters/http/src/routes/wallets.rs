@@ -313,6 +313,7 @@ pub async fn transactions(
                 TxKind::Hold => "hold",
                 TxKind::HoldReleased => "hold_released",
                 TxKind::Fee => "fee",
+                TxKind::Refund => "refund",
             }
             .into(),
             amount: MoneyView::of(e.amount),
