@@ -76,9 +76,15 @@ pub struct BenchArgs {
     /// Every limit on (issue 15), set so that none trips but all are evaluated: per-currency
     /// velocity (orders and amount an hour), single-order maxima, daily caps per SKU and per
     /// brand, and a KYC threshold the unverified wallets' daily totals are checked against;
-    /// and risk scoring with every rule (one holds for a wallet's orders after its 40th).
+    /// and risk scoring with every rule (one holds for a wallet's orders after its 40th), a
+    /// review threshold no score reaches, and (with `--issued`) an expiry policy on every SKU,
+    /// so every card sold gets its expiry deadline.
     #[arg(long)]
     risk: bool,
+    /// Orders buy issued cards (a code drawn, hashed and sealed per card, stored value owed
+    /// and tracked by the liability report) instead of suppliers' codes.
+    #[arg(long)]
+    issued: bool,
 }
 
 struct Tally {
@@ -129,6 +135,16 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if args.rules {
         rules_setup(&engine, &ds)?;
     }
+    if args.risk && ds.kind == SkuKind::Issued {
+        for i in 0..ds.skus {
+            engine
+                .call(Command::SetExpiryPolicy {
+                    sku: scenario::sku_id(i),
+                    policy: giftcard_core::expiry::ExpiryPolicy::DaysAfterIssue(365),
+                })
+                .map_err(|e| anyhow::anyhow!("expiry policy: {e}"))?;
+        }
+    }
     let setup_secs = setup_started.elapsed().as_secs_f64();
     if args.ack_log {
         println!("ready");
@@ -175,7 +191,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
 }
 
 fn dataset(args: &BenchArgs, per_order: u64) -> DataSet {
-    let kind = if args.scenario == Scenario::Redeem {
+    let kind = if args.scenario == Scenario::Redeem || args.issued {
         SkuKind::Issued
     } else {
         SkuKind::SupplierCode
@@ -275,7 +291,8 @@ fn scoring() -> giftcard_core::risk::Scoring {
             ),
         ],
         reject_above: None,
-        review_above: None,
+        // Compared on every scored order; no score reaches it (the four weights sum to 40).
+        review_above: Some(1_000),
     }
 }
 
