@@ -94,6 +94,16 @@ pub enum ScoringRule {
         weight: u32,
         min_amount: giftcard_http::wire::MoneyDto,
     },
+    SharedRecipient {
+        weight: u32,
+        window_ms: u64,
+        wallets: u32,
+    },
+    HotSku {
+        weight: u32,
+        window_ms: u64,
+        cards: u32,
+    },
 }
 
 impl ScoringSection {
@@ -117,6 +127,28 @@ impl ScoringSection {
                 ScoringRule::FundedRecently { weight, age_ms } => {
                     (*weight, RiskRule::FundedRecently { age_ms: *age_ms })
                 }
+                ScoringRule::SharedRecipient {
+                    weight,
+                    window_ms,
+                    wallets,
+                } => (
+                    *weight,
+                    RiskRule::SharedRecipient {
+                        window_ms: *window_ms,
+                        wallets: *wallets,
+                    },
+                ),
+                ScoringRule::HotSku {
+                    weight,
+                    window_ms,
+                    cards,
+                } => (
+                    *weight,
+                    RiskRule::HotSku {
+                        window_ms: *window_ms,
+                        cards: *cards,
+                    },
+                ),
                 ScoringRule::AmountOverHistory {
                     weight,
                     percent,
@@ -152,8 +184,8 @@ impl ScoringSection {
             };
             if !one.is_valid() {
                 bail!(
-                    "risk.scoring.rules[{i}]: weights are 0 to 1000, windows 1 ms to a day, \
-                     counts, percentages and amounts above zero"
+                    "risk.scoring.rules[{i}]: weights are 0 to 1000, windows 1 ms to a day (hot_sku: \
+                     from a second), counts, percentages and amounts above zero, wallets up to 64"
                 );
             }
             rules.push(WeightedRule { rule, weight });

@@ -576,7 +576,8 @@ pub struct RiskView {
     pub order_id: String,
     /// The sum of the weights of the rules that held.
     pub score: u32,
-    /// The rules that held: velocity, funded_recently, amount_over_history, new_recipient.
+    /// The rules that held: velocity, funded_recently, amount_over_history, new_recipient,
+    /// shared_recipient, hot_sku.
     pub reasons: Vec<String>,
     pub scored_at_ms: u64,
 }

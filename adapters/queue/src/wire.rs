@@ -92,7 +92,8 @@ pub struct OrderRiskEvent {
     #[serde(flatten)]
     pub head: OrderEventHead,
     pub score: u32,
-    /// The rules that held: velocity, funded_recently, amount_over_history, new_recipient.
+    /// The rules that held: velocity, funded_recently, amount_over_history, new_recipient,
+    /// shared_recipient, hot_sku.
     pub reasons: Vec<String>,
     pub scored_at_ms: u64,
 }

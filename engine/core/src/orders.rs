@@ -408,8 +408,9 @@ pub(crate) fn decide_order(st: &ShardState, req: &OrderRequest, ctx: &Ctx) -> De
             total,
             channel: req.channel,
             recipient: &req.recipient,
+            items: &req.items,
         };
-        st.risk().score(st.limits(), &o, ctx.now)
+        st.risk().score(st.limits(), &o, ctx.now, st.shard_count())
     };
     let risk_event = |score: crate::risk::RiskScore| Event::RiskScored {
         key: key.clone(),

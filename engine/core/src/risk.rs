@@ -9,9 +9,13 @@
 //! recent orders (kept by `limits`), when it was first funded, its completed orders per pay
 //! currency, and the recipients it sent cards to lately.
 //!
-//! Every rule reads the wallet's own shard only, so none looks across wallets of other shards:
-//! "the same recipient across many wallets" and "a hot SKU" are not rules here (see the issue's
-//! closing note).
+//! Every rule reads the wallet's own shard only, so the decision stays in one commit. The two
+//! rules about many wallets, `shared_recipient` (one recipient sent cards by many wallets) and
+//! `hot_sku` (a SKU selling fast), read this shard's part of it and scale it by the shard
+//! count: wallets are placed by a hash of their id, so each shard holds an even sample of
+//! them, and a hot SKU's orders spread over every shard with its stock. The figure is an
+//! estimate of the whole, exact with one shard; a threshold far above the shard count keeps
+//! its error small.
 
 use crate::event::{DeliveryChannel, Event};
 use crate::maps::{sorted, HashMap};
@@ -24,6 +28,13 @@ pub const RECIPIENTS_KEPT: usize = 16;
 
 /// Rules one scoring may have.
 pub const RULES_MAX: usize = 32;
+
+/// Wallets remembered per recipient (the most recent senders): the largest `shared_recipient`
+/// threshold, per shard.
+pub const SENDERS_KEPT: usize = 64;
+
+/// The width of the buckets a SKU's recent sales are counted in.
+pub const SALES_BUCKET_MS: u64 = 1_000;
 
 /// A condition on an order and its wallet.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +52,12 @@ pub enum RiskRule {
         currency: Currency,
         min_amount_minor: i64,
     },
+    /// The order's recipient was sent cards by `wallets` or more other wallets in the last
+    /// `window_ms` (estimated from this shard's wallets; see the module).
+    SharedRecipient { window_ms: u64, wallets: u32 },
+    /// A SKU of the order sold `cards` or more cards in the last `window_ms` (estimated from
+    /// this shard's sales, to the second).
+    HotSku { window_ms: u64, cards: u32 },
 }
 
 impl RiskRule {
@@ -51,6 +68,8 @@ impl RiskRule {
             RiskRule::FundedRecently { .. } => RiskReason::FundedRecently,
             RiskRule::AmountOverHistory { .. } => RiskReason::AmountOverHistory,
             RiskRule::NewRecipient { .. } => RiskReason::NewRecipient,
+            RiskRule::SharedRecipient { .. } => RiskReason::SharedRecipient,
+            RiskRule::HotSku { .. } => RiskReason::HotSku,
         }
     }
 }
@@ -62,6 +81,8 @@ pub enum RiskReason {
     FundedRecently,
     AmountOverHistory,
     NewRecipient,
+    SharedRecipient,
+    HotSku,
 }
 
 impl RiskReason {
@@ -72,6 +93,8 @@ impl RiskReason {
             RiskReason::FundedRecently => "funded_recently",
             RiskReason::AmountOverHistory => "amount_over_history",
             RiskReason::NewRecipient => "new_recipient",
+            RiskReason::SharedRecipient => "shared_recipient",
+            RiskReason::HotSku => "hot_sku",
         }
     }
 }
@@ -112,6 +135,14 @@ impl Scoring {
                         RiskRule::NewRecipient {
                             min_amount_minor, ..
                         } => (1..=AMOUNT_MINOR_MAX).contains(min_amount_minor),
+                        RiskRule::SharedRecipient { window_ms, wallets } => {
+                            (1..=crate::limits::RECENT_KEPT_MS).contains(window_ms)
+                                && (1..=SENDERS_KEPT as u32).contains(wallets)
+                        }
+                        RiskRule::HotSku { window_ms, cards } => {
+                            (SALES_BUCKET_MS..=crate::limits::RECENT_KEPT_MS).contains(window_ms)
+                                && *cards > 0
+                        }
                     }
             })
     }
@@ -142,6 +173,78 @@ pub(crate) struct Scored<'a> {
     pub total: Money,
     pub channel: DeliveryChannel,
     pub recipient: &'a str,
+    /// Its lines (the SKUs `hot_sku` reads).
+    pub items: &'a [crate::event::OrderItem],
+}
+
+/// What the many-wallet rules read, applied from completed orders: each recipient's latest
+/// senders, and each SKU's cards sold per second, both kept for a day (section `risk` v2).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Crowd {
+    /// Recipient -> (when, wallet) of its latest senders, one entry per wallet, oldest first,
+    /// at most `SENDERS_KEPT`.
+    #[serde(serialize_with = "sorted")]
+    pub(crate) senders: HashMap<Arc<str>, std::collections::VecDeque<(UnixMillis, WalletId)>>,
+    /// SKU -> (second, cards sold in it), oldest first.
+    #[serde(serialize_with = "sorted")]
+    pub(crate) sold: HashMap<SkuId, std::collections::VecDeque<(u64, u64)>>,
+}
+
+impl Crowd {
+    /// Other wallets that sent cards to `recipient` since `since`.
+    fn senders_since(&self, recipient: &str, wallet: &WalletId, since: u64) -> usize {
+        self.senders.get(recipient).map_or(0, |v| {
+            v.iter()
+                .rev()
+                .take_while(|(t, _)| t.0 > since)
+                .filter(|(_, w)| w != wallet)
+                .count()
+        })
+    }
+
+    /// Cards of `sku` sold in the buckets since `since`.
+    fn sold_since(&self, sku: &SkuId, since: u64) -> u64 {
+        let from = since / SALES_BUCKET_MS;
+        self.sold.get(sku).map_or(0, |v| {
+            v.iter()
+                .rev()
+                .take_while(|(b, _)| *b >= from)
+                .map(|(_, n)| *n)
+                .sum()
+        })
+    }
+
+    fn apply(&mut self, o: &crate::event::CompletedOrder, at: UnixMillis) {
+        let kept_from = at.0.saturating_sub(crate::limits::RECENT_KEPT_MS);
+        if o.channel != DeliveryChannel::None && !o.recipient.is_empty() {
+            let v = match self.senders.get_mut(&*o.recipient) {
+                Some(v) => v,
+                None => self.senders.entry(o.recipient.clone()).or_default(),
+            };
+            v.retain(|(t, w)| *w != o.wallet && t.0 > kept_from);
+            v.push_back((at, o.wallet.clone()));
+            if v.len() > SENDERS_KEPT {
+                v.pop_front();
+            }
+        }
+        let bucket = at.0 / SALES_BUCKET_MS;
+        for line in &o.lines {
+            let v = match self.sold.get_mut(&line.sku) {
+                Some(v) => v,
+                None => self.sold.entry(line.sku.clone()).or_default(),
+            };
+            while v
+                .front()
+                .is_some_and(|(b, _)| b * SALES_BUCKET_MS <= kept_from)
+            {
+                v.pop_front();
+            }
+            match v.back_mut() {
+                Some((b, n)) if *b == bucket => *n += u64::from(line.quantity),
+                _ => v.push_back((bucket, u64::from(line.quantity))),
+            }
+        }
+    }
 }
 
 /// The risk state of one shard: its wallets' histories and its orders' scores.
@@ -151,6 +254,8 @@ pub struct Risk {
     pub(crate) wallets: HashMap<WalletId, WalletRisk>,
     #[serde(serialize_with = "sorted")]
     pub(crate) scores: HashMap<OrderKey, RiskScore>,
+    /// What the many-wallet rules read (section version 2 on).
+    pub(crate) crowd: Crowd,
     /// Set by the runtime; not part of the state's bytes.
     #[serde(skip)]
     pub(crate) scoring: Arc<Scoring>,
@@ -159,7 +264,24 @@ pub struct Risk {
 /// The state's part: the scoring is the runtime's setting, not in the state's bytes.
 impl PartialEq for Risk {
     fn eq(&self, other: &Risk) -> bool {
-        self.wallets == other.wallets && self.scores == other.scores
+        self.wallets == other.wallets && self.scores == other.scores && self.crowd == other.crowd
+    }
+}
+
+/// The risk section as version 1 wrote it: no crowd.
+#[derive(Deserialize)]
+pub(crate) struct RiskV1 {
+    wallets: HashMap<WalletId, WalletRisk>,
+    scores: HashMap<OrderKey, RiskScore>,
+}
+
+impl From<RiskV1> for Risk {
+    fn from(v: RiskV1) -> Risk {
+        Risk {
+            wallets: v.wallets,
+            scores: v.scores,
+            ..Risk::default()
+        }
     }
 }
 
@@ -197,7 +319,9 @@ impl Risk {
         limits: &crate::limits::Limits,
         o: &Scored,
         now: UnixMillis,
+        shard_count: u16,
     ) -> Option<RiskScore> {
+        let scale = u64::from(shard_count.max(1));
         if self.scoring.rules.is_empty() {
             return None;
         }
@@ -244,6 +368,21 @@ impl Risk {
                         && o.channel != DeliveryChannel::None
                         && !w.is_some_and(|w| w.recipients.iter().any(|r| &**r == o.recipient))
                 }
+                RiskRule::SharedRecipient { window_ms, wallets } => {
+                    let since = now.0.saturating_sub(*window_ms);
+                    o.channel != DeliveryChannel::None
+                        && !o.recipient.is_empty()
+                        && (self.crowd.senders_since(o.recipient, o.wallet, since) as u64)
+                            .saturating_mul(scale)
+                            >= u64::from(*wallets)
+                }
+                RiskRule::HotSku { window_ms, cards } => {
+                    let since = now.0.saturating_sub(*window_ms);
+                    o.items.iter().any(|i| {
+                        self.crowd.sold_since(&i.sku, since).saturating_mul(scale)
+                            >= u64::from(*cards)
+                    })
+                }
             };
             if holds {
                 score = score.saturating_add(r.weight);
@@ -283,6 +422,7 @@ impl Risk {
                 }
             },
             Event::OrderCompleted(o) => {
+                self.crowd.apply(o, at);
                 if !self.wallets.contains_key(&o.wallet) {
                     self.wallets.insert(o.wallet.clone(), WalletRisk::default());
                 }

@@ -130,7 +130,7 @@ sections! {
     crate::sourcing::Sourcings => "sourcing" v 1,
     crate::limits::Limits => "limits" v 1,
     crate::resends::Resends => "delivery_rounds" v 1,
-    crate::risk::Risk => "risk" v 1,
+    crate::risk::Risk => "risk" v 2,
     crate::expiry::ExpiryPolicies => "expiry_policies" v 1,
     crate::liability::Liability => "liability" v 1,
     crate::reviews::Reviews => "reviews" v 1,
@@ -284,7 +284,21 @@ pub fn decode(bytes: &[u8]) -> Result<ShardState, SnapshotError> {
             <crate::sourcing::Sourcings as Section>::NAME => read(&mut sourcing, w)?,
             <crate::limits::Limits as Section>::NAME => read(&mut limits, w)?,
             <crate::resends::Resends as Section>::NAME => read(&mut resends, w)?,
-            <crate::risk::Risk as Section>::NAME => read(&mut risk, w)?,
+            <crate::risk::Risk as Section>::NAME => {
+                if risk.is_some() {
+                    return Err(SnapshotError::Repeated("risk"));
+                }
+                risk = Some(match w.version {
+                    // Version 1 had no crowd: the many-wallet rules count from the upgrade on.
+                    1 => bincode::deserialize::<crate::risk::RiskV1>(&w.body)
+                        .map_err(|source| SnapshotError::Codec {
+                            section: "risk",
+                            source,
+                        })?
+                        .into(),
+                    v => <crate::risk::Risk as Section>::decode(v, &w.body)?,
+                });
+            }
             <crate::expiry::ExpiryPolicies as Section>::NAME => read(&mut expiry, w)?,
             <crate::liability::Liability as Section>::NAME => read(&mut liability, w)?,
             <crate::reviews::Reviews as Section>::NAME => read(&mut reviews, w)?,

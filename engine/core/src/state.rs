@@ -2059,4 +2059,88 @@ mod tests {
         assert_eq!(s.pools().available(&SkuId::new("s")), codes, "and their codes");
         assert!(s.reviews().is_empty());
     }
+
+    /// Issue 15: the many-wallet rules. `shared_recipient` holds once enough other wallets
+    /// sent cards to the order's recipient in the window, `hot_sku` once the SKU sold enough
+    /// cards in it; both forget what is older than their window, and survive a snapshot.
+    #[test]
+    fn a_recipient_shared_by_many_wallets_and_a_hot_sku_score_within_their_windows() {
+        use crate::risk::{RiskReason, RiskRule, Scoring, WeightedRule};
+        let mut s = shard_with(1_000_000, 1_000);
+        s.set_scoring(std::sync::Arc::new(Scoring {
+            rules: vec![
+                WeightedRule {
+                    rule: RiskRule::SharedRecipient {
+                        window_ms: 60_000,
+                        wallets: 2,
+                    },
+                    weight: 30,
+                },
+                WeightedRule {
+                    rule: RiskRule::HotSku {
+                        window_ms: 10_000,
+                        cards: 5,
+                    },
+                    weight: 20,
+                },
+            ],
+            reject_above: None,
+            review_above: None,
+        }));
+        for w in ["w2", "w3"] {
+            let create = Command::CreateWallet {
+                caller: caller(),
+                wallet: WalletId::new(w),
+                kyc_verified: false,
+            };
+            step(&mut s, &create, 2);
+            let dep = Command::Deposit {
+                caller: caller(),
+                wallet: WalletId::new(w),
+                deposit_id: RequestId::new(w),
+                amount: usd(1_000_000),
+                reference: "r".into(),
+                fingerprint: [9; 16],
+            };
+            step(&mut s, &dep, 2);
+        }
+        let mut n = 0;
+        let mut place = |s: &mut ShardState, w: &str, qty: u32, to: Option<&str>, at: u64| {
+            n += 1;
+            let mut o = order(qty, "US", 1);
+            o.key.order_id = OrderId::new(&format!("o-{n}"));
+            o.wallet = WalletId::new(w);
+            if let Some(r) = to {
+                o.channel = DeliveryChannel::Email;
+                o.recipient = r.into();
+            }
+            let d = step(s, &Command::PlaceOrder(Box::new(o)), at);
+            let Decision::Events(evs) = d else {
+                panic!("{d:?}")
+            };
+            assert!(matches!(evs[0], Event::OrderCompleted(_)), "{evs:?}");
+            evs.iter()
+                .find_map(|e| match e {
+                    Event::RiskScored { score, .. } => Some(score.reasons.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default()
+        };
+        // Two other wallets before it: the third sender's order holds; the first two do not.
+        assert_eq!(place(&mut s, "w", 1, Some("r@example.com"), 5_000), vec![]);
+        assert_eq!(place(&mut s, "w2", 1, Some("r@example.com"), 6_000), vec![]);
+        assert_eq!(
+            place(&mut s, "w3", 1, Some("r@example.com"), 7_000),
+            vec![RiskReason::SharedRecipient]
+        );
+        // A sender counts once, however often it sends; the order's own wallet not at all.
+        assert_eq!(place(&mut s, "w", 1, Some("r@example.com"), 7_500), vec![RiskReason::SharedRecipient]);
+        // Three cards sold so far; two more in the window make the SKU hot for the next order.
+        assert_eq!(place(&mut s, "w", 1, None, 8_000), vec![]);
+        assert_eq!(place(&mut s, "w", 2, None, 9_000), vec![RiskReason::HotSku]);
+        let back = ShardState::decode(&s.encode().expect("encodes")).expect("decodes");
+        assert_eq!(back, s, "the crowd survives a snapshot");
+        // Past both windows, neither holds.
+        assert_eq!(place(&mut s, "w2", 1, Some("r@example.com"), 100_000), vec![]);
+    }
 }

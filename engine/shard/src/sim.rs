@@ -378,7 +378,8 @@ fn risk_policy() -> Arc<giftcard_core::limits::RiskPolicy> {
 }
 /// Risk scoring: three orders in 40 ms score 50 and a first order within 20 ms of funding 40
 /// (recorded, completed), an order over three times the wallet's average 55 (held for review,
-/// above 50); together they pass 60 and the order is refused for its score.
+/// above 50); together they pass 60 and the order is refused for its score. A SKU that sold 40
+/// cards in the last second adds 5 (its counts are state, recovered like the rest).
 fn scoring() -> Arc<giftcard_core::risk::Scoring> {
     use giftcard_core::risk::{RiskRule, Scoring, WeightedRule};
     Arc::new(Scoring {
@@ -400,6 +401,13 @@ fn scoring() -> Arc<giftcard_core::risk::Scoring> {
                     min_orders: 2,
                 },
                 weight: 55,
+            },
+            WeightedRule {
+                rule: RiskRule::HotSku {
+                    window_ms: 1_000,
+                    cards: 40,
+                },
+                weight: 5,
             },
         ],
         reject_above: Some(60),
