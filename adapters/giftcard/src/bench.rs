@@ -258,7 +258,8 @@ fn risk_policy() -> giftcard_core::limits::RiskPolicy {
     }
 }
 
-/// Risk scoring under `--risk`: every rule evaluated on every order. Only velocity holds, for a
+/// Risk scoring under `--risk`: every rule evaluated on every order (the bench's orders name
+/// no recipient, so `shared_recipient` stops at that). Only velocity holds, for a
 /// wallet's orders after its 40th in the hour (in `uniform`, about the last fifth of them), so
 /// those journal a score; none is refused.
 fn scoring() -> giftcard_core::risk::Scoring {
@@ -289,9 +290,24 @@ fn scoring() -> giftcard_core::risk::Scoring {
                 },
                 10,
             ),
+            w(
+                RiskRule::SharedRecipient {
+                    window_ms: 3_600_000,
+                    wallets: 64,
+                },
+                10,
+            ),
+            // An hour's sales of the order's SKU, read on every order; never that many.
+            w(
+                RiskRule::HotSku {
+                    window_ms: 3_600_000,
+                    cards: u32::MAX,
+                },
+                10,
+            ),
         ],
         reject_above: None,
-        // Compared on every scored order; no score reaches it (the four weights sum to 40).
+        // Compared on every scored order; no score reaches it (the six weights sum to 60).
         review_above: Some(1_000),
     }
 }

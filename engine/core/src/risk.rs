@@ -185,9 +185,45 @@ pub struct Crowd {
     /// at most `SENDERS_KEPT`.
     #[serde(serialize_with = "sorted")]
     pub(crate) senders: HashMap<Arc<str>, std::collections::VecDeque<(UnixMillis, WalletId)>>,
-    /// SKU -> (second, cards sold in it), oldest first.
+    /// SKU -> its cards sold, per second.
     #[serde(serialize_with = "sorted")]
-    pub(crate) sold: HashMap<SkuId, std::collections::VecDeque<(u64, u64)>>,
+    pub(crate) sold: HashMap<SkuId, SkuSales>,
+}
+
+/// One SKU's cards sold in the last day, per second, as running totals: the cards sold since
+/// any instant are one subtraction after a binary search, however long the window.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkuSales {
+    /// The running total before the oldest bucket kept.
+    base: u64,
+    /// (second, running total through it), oldest first.
+    buckets: std::collections::VecDeque<(u64, u64)>,
+}
+
+impl SkuSales {
+    fn add(&mut self, bucket: u64, cards: u64, kept_from_bucket: u64) {
+        while self.buckets.front().is_some_and(|(b, _)| *b < kept_from_bucket) {
+            if let Some((_, total)) = self.buckets.pop_front() {
+                self.base = total;
+            }
+        }
+        let last = self.buckets.back().map_or(self.base, |(_, t)| *t);
+        match self.buckets.back_mut() {
+            Some((b, t)) if *b == bucket => *t = t.saturating_add(cards),
+            _ => self.buckets.push_back((bucket, last.saturating_add(cards))),
+        }
+    }
+
+    /// Cards sold in the buckets from `from_bucket` on.
+    fn since(&self, from_bucket: u64) -> u64 {
+        let last = self.buckets.back().map_or(self.base, |(_, t)| *t);
+        let i = self.buckets.partition_point(|(b, _)| *b < from_bucket);
+        let before = match i {
+            0 => self.base,
+            i => self.buckets[i - 1].1,
+        };
+        last - before
+    }
 }
 
 impl Crowd {
@@ -204,14 +240,9 @@ impl Crowd {
 
     /// Cards of `sku` sold in the buckets since `since`.
     fn sold_since(&self, sku: &SkuId, since: u64) -> u64 {
-        let from = since / SALES_BUCKET_MS;
-        self.sold.get(sku).map_or(0, |v| {
-            v.iter()
-                .rev()
-                .take_while(|(b, _)| *b >= from)
-                .map(|(_, n)| *n)
-                .sum()
-        })
+        self.sold
+            .get(sku)
+            .map_or(0, |s| s.since(since / SALES_BUCKET_MS))
     }
 
     fn apply(&mut self, o: &crate::event::CompletedOrder, at: UnixMillis) {
@@ -228,21 +259,13 @@ impl Crowd {
             }
         }
         let bucket = at.0 / SALES_BUCKET_MS;
+        let kept_from_bucket = kept_from / SALES_BUCKET_MS;
         for line in &o.lines {
-            let v = match self.sold.get_mut(&line.sku) {
-                Some(v) => v,
+            let s = match self.sold.get_mut(&line.sku) {
+                Some(s) => s,
                 None => self.sold.entry(line.sku.clone()).or_default(),
             };
-            while v
-                .front()
-                .is_some_and(|(b, _)| b * SALES_BUCKET_MS <= kept_from)
-            {
-                v.pop_front();
-            }
-            match v.back_mut() {
-                Some((b, n)) if *b == bucket => *n += u64::from(line.quantity),
-                _ => v.push_back((bucket, u64::from(line.quantity))),
-            }
+            s.add(bucket, u64::from(line.quantity), kept_from_bucket);
         }
     }
 }
@@ -460,5 +483,22 @@ impl Risk {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_skus_sales_since_an_instant_count_only_the_buckets_kept_from_it() {
+        let mut s = SkuSales::default();
+        s.add(10, 3, 0);
+        s.add(10, 1, 0);
+        s.add(12, 2, 0);
+        assert_eq!((s.since(0), s.since(10), s.since(11), s.since(13)), (6, 6, 2, 0));
+        // A day later the old buckets go; what they counted is in the base, never in a window.
+        s.add(100, 5, 50);
+        assert_eq!((s.since(0), s.since(100), s.since(101)), (5, 5, 0));
     }
 }
