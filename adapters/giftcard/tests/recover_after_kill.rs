@@ -113,6 +113,9 @@ fn describe(outcome: &OrderOutcome) -> String {
             cards,
         } => format!("completed {} {cards} {}", first_card.0, charged.minor()),
         OrderOutcome::Rejected(r) => format!("rejected {}", r.code()),
+        OrderOutcome::PendingReview { held, until } => {
+            format!("pending_review {} {}", held.minor(), until.0)
+        }
     }
 }
 

@@ -126,6 +126,7 @@ impl Cards {
         self.redemptions.iter()
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn decide_redeem(
         &self,
         caller: &Caller,
@@ -632,19 +633,25 @@ mod tests {
     }
 
     #[test]
-    fn a_reversal_leaves_a_voided_card_as_it_is() {
-        for status in [CardStatus::Voided] {
-            let mut cards = one_card();
-            redeem(&mut cards, "r1", 1_000);
-            cards.cards.get_mut(&CardId(0)).expect("card").status = status;
-            assert!(matches!(reverse(&mut cards, "r1"), Decision::Events(_)));
-            assert_eq!(
-                card(&cards).status,
-                status,
-                "reversal must not reactivate a {status:?} card"
-            );
-            assert_eq!(card(&cards).balance_minor, 5_000);
-        }
+    fn a_reversal_leaves_a_voided_card_as_it_is_and_never_revives_a_cancelled_one() {
+        let mut cards = one_card();
+        redeem(&mut cards, "r1", 1_000);
+        cards.cards.get_mut(&CardId(0)).expect("card").status = CardStatus::Voided;
+        assert!(matches!(reverse(&mut cards, "r1"), Decision::Events(_)));
+        assert_eq!(
+            card(&cards).status,
+            CardStatus::Voided,
+            "reversal must not reactivate a voided card"
+        );
+        assert_eq!(card(&cards).balance_minor, 5_000);
+        let mut cards = one_card();
+        redeem(&mut cards, "r1", 1_000);
+        cards.cards.get_mut(&CardId(0)).expect("card").status = CardStatus::Cancelled;
+        assert_eq!(
+            reverse(&mut cards, "r1"),
+            Decision::Reject(Rejection::CardCancelled)
+        );
+        assert_eq!(card(&cards).status, CardStatus::Cancelled);
     }
 
     #[test]

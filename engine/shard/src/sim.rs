@@ -422,6 +422,9 @@ const REVIEW_TTL_MS: u64 = 150;
 /// Simulated ms a rejected order's answer is replayed: short, so many expire during a run.
 const REJECTION_WINDOW_MS: u64 = 400;
 
+/// The books at one past instant: per currency, (card liability, breakage).
+type LiabilityMark = (u64, BTreeMap<Currency, (i64, i64)>);
+
 struct Sim {
     rng: StdRng,
     n: u16,
@@ -462,7 +465,7 @@ struct Sim {
     crash_pending: bool,
     /// The books' card liability and breakage per currency at past instants (taken after each
     /// recovery, from the cards and the ledger), to check the liability report against at the end.
-    liability_marks: Vec<(u64, BTreeMap<Currency, (i64, i64)>)>,
+    liability_marks: Vec<LiabilityMark>,
     report: SimReport,
 }
 
