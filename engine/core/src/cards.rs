@@ -111,6 +111,15 @@ impl Cards {
         self.cards.is_empty()
     }
 
+    /// A card as `caller` may act on it: its buyer's client's or, for an admin, any; to anyone
+    /// else it does not exist (`card_not_found`, as for an unknown id).
+    pub(crate) fn owned_by(&self, caller: &Caller, card_id: CardId) -> Result<&Card, Rejection> {
+        match self.cards.get(&card_id) {
+            Some(c) if caller.admin || c.order.client == caller.client => Ok(c),
+            _ => Err(Rejection::CardNotFound),
+        }
+    }
+
     /// The sequence the next card sold here gets.
     pub fn next_seq(&self) -> u64 {
         self.next_card_seq
@@ -279,12 +288,10 @@ impl Cards {
         frozen: bool,
         now: UnixMillis,
     ) -> Decision {
-        let Some(card) = self.cards.get(&card_id) else {
-            return Decision::Reject(Rejection::CardNotFound);
+        let card = match self.owned_by(caller, card_id) {
+            Ok(c) => c,
+            Err(r) => return Decision::Reject(r),
         };
-        if !caller.admin && card.order.client != caller.client {
-            return Decision::Reject(Rejection::CardNotFound);
-        }
         let event = || {
             Decision::Events(vec![Event::CardFrozenSet {
                 card: card_id,

@@ -41,12 +41,10 @@ impl Resends {
         card_id: CardId,
         now: UnixMillis,
     ) -> Decision {
-        let Some(card) = st.cards().get(&card_id) else {
-            return Decision::Reject(Rejection::CardNotFound);
+        let card = match st.cards().owned_by(caller, card_id) {
+            Ok(c) => c,
+            Err(r) => return Decision::Reject(r),
         };
-        if !caller.admin && card.order.client != caller.client {
-            return Decision::Reject(Rejection::CardNotFound);
-        }
         match card.status {
             crate::cards::CardStatus::Active => {}
             crate::cards::CardStatus::Cancelled => {

@@ -205,6 +205,27 @@ fn read<T: Section>(slot: &mut Option<T>, w: &Written) -> Result<(), SnapshotErr
     Ok(())
 }
 
+/// Reads one section into `slot`, once, where version 1 had another shape (`V1`, read into
+/// today's; later versions as [`Section::decode`] reads them).
+fn read_upgrading<T: Section, V1: DeserializeOwned + Into<T>>(
+    slot: &mut Option<T>,
+    w: &Written,
+) -> Result<(), SnapshotError> {
+    if slot.is_some() {
+        return Err(SnapshotError::Repeated(T::NAME));
+    }
+    *slot = Some(match w.version {
+        1 => bincode::deserialize::<V1>(&w.body)
+            .map_err(|source| SnapshotError::Codec {
+                section: T::NAME,
+                source,
+            })?
+            .into(),
+        v => T::decode(v, &w.body)?,
+    });
+    Ok(())
+}
+
 /// Decodes a shard's state written by [`encode`] (of this build or an older one).
 pub fn decode(bytes: &[u8]) -> Result<ShardState, SnapshotError> {
     let written: Vec<Written> =
@@ -232,20 +253,9 @@ pub fn decode(bytes: &[u8]) -> Result<ShardState, SnapshotError> {
             }
             <Wallets as Section>::NAME => read(&mut wallets, w)?,
             <Pools as Section>::NAME => read(&mut pools, w)?,
+            // Version 1 holds had no deadline.
             <Orders as Section>::NAME => {
-                if orders.is_some() {
-                    return Err(SnapshotError::Repeated("orders"));
-                }
-                orders = Some(match w.version {
-                    // Version 1 holds had no deadline.
-                    1 => bincode::deserialize::<crate::orders::OrdersV1>(&w.body)
-                        .map_err(|source| SnapshotError::Codec {
-                            section: "orders",
-                            source,
-                        })?
-                        .into(),
-                    v => <Orders as Section>::decode(v, &w.body)?,
-                });
+                read_upgrading::<_, crate::orders::OrdersV1>(&mut orders, w)?
             }
             <Cards as Section>::NAME => read(&mut cards, w)?,
             <Settlement as Section>::NAME => read(&mut settlement, w)?,
@@ -266,38 +276,16 @@ pub fn decode(bytes: &[u8]) -> Result<ShardState, SnapshotError> {
             <crate::floors::MarginFloors as Section>::NAME => read(&mut floors, w)?,
             <crate::fees::FeeSchedule as Section>::NAME => read(&mut fees, w)?,
             <crate::commissions::Commissions as Section>::NAME => read(&mut commissions, w)?,
+            // Version 1 had no refunds.
             <crate::sales::Sales as Section>::NAME => {
-                if sales.is_some() {
-                    return Err(SnapshotError::Repeated("sales"));
-                }
-                sales = Some(match w.version {
-                    // Version 1 had no refunds.
-                    1 => bincode::deserialize::<crate::sales::SalesV1>(&w.body)
-                        .map_err(|source| SnapshotError::Codec {
-                            section: "sales",
-                            source,
-                        })?
-                        .into(),
-                    v => <crate::sales::Sales as Section>::decode(v, &w.body)?,
-                });
+                read_upgrading::<_, crate::sales::SalesV1>(&mut sales, w)?
             }
             <crate::sourcing::Sourcings as Section>::NAME => read(&mut sourcing, w)?,
             <crate::limits::Limits as Section>::NAME => read(&mut limits, w)?,
             <crate::resends::Resends as Section>::NAME => read(&mut resends, w)?,
+            // Version 1 had no crowd: the many-wallet rules count from the upgrade on.
             <crate::risk::Risk as Section>::NAME => {
-                if risk.is_some() {
-                    return Err(SnapshotError::Repeated("risk"));
-                }
-                risk = Some(match w.version {
-                    // Version 1 had no crowd: the many-wallet rules count from the upgrade on.
-                    1 => bincode::deserialize::<crate::risk::RiskV1>(&w.body)
-                        .map_err(|source| SnapshotError::Codec {
-                            section: "risk",
-                            source,
-                        })?
-                        .into(),
-                    v => <crate::risk::Risk as Section>::decode(v, &w.body)?,
-                });
+                read_upgrading::<_, crate::risk::RiskV1>(&mut risk, w)?
             }
             <crate::expiry::ExpiryPolicies as Section>::NAME => read(&mut expiry, w)?,
             <crate::liability::Liability as Section>::NAME => read(&mut liability, w)?,

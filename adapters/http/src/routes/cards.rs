@@ -87,17 +87,21 @@ async fn set_frozen(
 ) -> crate::error::Answer {
     who.require(CARD_ROLES)?;
     let id = CardId(input::digits("card_id", &path)?);
-    state
-        .submit(Command::SetCardFrozen {
-            caller: who.caller(),
-            card: id,
-            frozen,
-        })
-        .await?;
+    let cmd = Command::SetCardFrozen {
+        caller: who.caller(),
+        card: id,
+        frozen,
+    };
+    changed_card(&state, id, cmd).await
+}
+
+/// Submits a command that changes card `id` and answers with the card as it left it.
+async fn changed_card(state: &AppState, id: CardId, cmd: Command) -> crate::error::Answer {
+    state.submit(cmd).await?;
     let QueryAnswer::Card(card) = state.ask(Query::Card { card: id }).await? else {
         return Err(ApiError::Unavailable.into());
     };
-    Ok(reply(StatusCode::OK, &card_view(&state, id, &card)?, false))
+    Ok(reply(StatusCode::OK, &card_view(state, id, &card)?, false))
 }
 
 /// Freezes a card: nothing is redeemed from it (`422 card_frozen`) until it is unfrozen. Only
@@ -135,16 +139,11 @@ pub async fn cancel_card(
 ) -> crate::error::Answer {
     who.require(CARD_ROLES)?;
     let id = CardId(input::digits("card_id", &path)?);
-    state
-        .submit(Command::CancelCard {
-            caller: who.caller(),
-            card: id,
-        })
-        .await?;
-    let QueryAnswer::Card(card) = state.ask(Query::Card { card: id }).await? else {
-        return Err(ApiError::Unavailable.into());
+    let cmd = Command::CancelCard {
+        caller: who.caller(),
+        card: id,
     };
-    Ok(reply(StatusCode::OK, &card_view(&state, id, &card)?, false))
+    changed_card(&state, id, cmd).await
 }
 
 /// Sends a card's delivery again, as a new round of attempts (the recipient lost it, or every
