@@ -632,7 +632,11 @@ fn an_order_held_for_review_is_approved_rejected_or_expires_by_itself() {
     // Held: 202, the charge held, the two codes out of stock, nothing sold.
     let held = api.post("/v1/orders", CHECKOUT, &to("v-1", "a@example.com"));
     assert_eq!(
-        (held.status, &held.body["status"], &held.body["review"]["held"]["amount_minor"]),
+        (
+            held.status,
+            &held.body["status"],
+            &held.body["review"]["held"]["amount_minor"]
+        ),
         (202, &json!("pending_review"), &json!(5_000)),
         "{held:?}"
     );
@@ -641,19 +645,37 @@ fn an_order_held_for_review_is_approved_rejected_or_expires_by_itself() {
     assert_eq!(api.stock("gc-25"), (18, 0));
     // A retry, and a read, get the same state.
     let again = api.post("/v1/orders", CHECKOUT, &to("v-1", "a@example.com"));
-    assert_eq!((again.status, &again.body["status"]), (202, &json!("pending_review")), "{again:?}");
+    assert_eq!(
+        (again.status, &again.body["status"]),
+        (202, &json!("pending_review")),
+        "{again:?}"
+    );
     let read = api.get("/v1/orders/v-1", Some(CHECKOUT));
     assert_eq!(read.body["status"], "pending_review", "{read:?}");
     // The queue, for admins only.
     let list = api.get("/v1/admin/reviews", Some(ADMIN));
     let row = &list.body["reviews"][0];
     assert_eq!(
-        (&row["order_id"], &row["cause"], &row["score"], &row["reasons"], &row["cards"]),
-        (&json!("v-1"), &json!("risk"), &json!(40), &json!(["new_recipient"]), &json!(2)),
+        (
+            &row["order_id"],
+            &row["cause"],
+            &row["score"],
+            &row["reasons"],
+            &row["cards"]
+        ),
+        (
+            &json!("v-1"),
+            &json!("risk"),
+            &json!(40),
+            &json!(["new_recipient"]),
+            &json!(2)
+        ),
         "{list:?}"
     );
-    api.get("/v1/admin/reviews", Some(CHECKOUT)).problem(403, "forbidden");
-    api.get("/v1/admin/reviews?limit=0", Some(ADMIN)).problem(400, "invalid_limit");
+    api.get("/v1/admin/reviews", Some(CHECKOUT))
+        .problem(403, "forbidden");
+    api.get("/v1/admin/reviews?limit=0", Some(ADMIN))
+        .problem(400, "invalid_limit");
     // Hostile settlements change nothing.
     settle("v-1", "approve", "checkout-1", CHECKOUT).problem(403, "forbidden");
     settle("nope", "approve", "checkout-1", ADMIN).problem(409, "not_in_review");
@@ -673,20 +695,36 @@ fn an_order_held_for_review_is_approved_rejected_or_expires_by_itself() {
     assert_eq!(api.balance("w"), (95_000, 0));
     assert_eq!(api.stock("gc-25"), (18, 2));
     let done = api.post("/v1/orders", CHECKOUT, &to("v-1", "a@example.com"));
-    assert_eq!((done.status, done.body["cards"].as_array().map(Vec::len)), (201, Some(2)), "{done:?}");
+    assert_eq!(
+        (done.status, done.body["cards"].as_array().map(Vec::len)),
+        (201, Some(2)),
+        "{done:?}"
+    );
 
     // Rejected: the charge and the codes come back; a retry gets the refusal.
-    assert_eq!(api.post("/v1/orders", CHECKOUT, &to("v-2", "b@example.com")).status, 202);
+    assert_eq!(
+        api.post("/v1/orders", CHECKOUT, &to("v-2", "b@example.com"))
+            .status,
+        202
+    );
     assert_eq!(api.balance("w"), (90_000, 5_000));
     let no = settle("v-2", "reject", "checkout-1", ADMIN);
-    assert_eq!((no.status, &no.body["verdict"]), (200, &json!("review_rejected")), "{no:?}");
+    assert_eq!(
+        (no.status, &no.body["verdict"]),
+        (200, &json!("review_rejected")),
+        "{no:?}"
+    );
     api.post("/v1/orders", CHECKOUT, &to("v-2", "b@example.com"))
         .problem(422, "review_rejected");
     assert_eq!(api.balance("w"), (95_000, 0));
     assert_eq!(api.stock("gc-25"), (18, 2));
 
     // Nobody settles it: at its deadline it is released by itself.
-    assert_eq!(api.post("/v1/orders", CHECKOUT, &to("v-3", "c@example.com")).status, 202);
+    assert_eq!(
+        api.post("/v1/orders", CHECKOUT, &to("v-3", "c@example.com"))
+            .status,
+        202
+    );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
         let r = api.get("/v1/orders/v-3", Some(CHECKOUT));
@@ -694,7 +732,10 @@ fn an_order_held_for_review_is_approved_rejected_or_expires_by_itself() {
             assert_eq!(r.body["reason"], "review_expired", "{r:?}");
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the review never expired: {r:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the review never expired: {r:?}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     settle("v-3", "approve", "checkout-1", ADMIN).problem(409, "not_in_review");
@@ -722,7 +763,11 @@ fn an_order_over_the_kyc_threshold_goes_to_review_when_the_policy_says_so() {
     api.wallet(CHECKOUT, "w", 100_000);
     assert_eq!(api.order(CHECKOUT, "k-1", "w", "gc-25", 2).status, 201);
     let held = api.order(CHECKOUT, "k-2", "w", "gc-25", 1);
-    assert_eq!((held.status, &held.body["status"]), (202, &json!("pending_review")), "{held:?}");
+    assert_eq!(
+        (held.status, &held.body["status"]),
+        (202, &json!("pending_review")),
+        "{held:?}"
+    );
     let list = api.get("/v1/admin/reviews", Some(ADMIN));
     assert_eq!(list.body["reviews"][0]["cause"], "kyc", "{list:?}");
     assert_eq!(list.body["reviews"][0]["score"], json!(null), "{list:?}");
@@ -758,7 +803,12 @@ fn a_cancelled_card_refunds_its_price_once_and_no_transition_revives_it() {
     assert_eq!(order.status, 201, "{order:?}");
     let charged = order.body["charged"]["amount_minor"].as_i64().unwrap();
     let price = charged / 3;
-    let card = |i: usize| order.body["cards"][i]["card_id"].as_str().unwrap().to_owned();
+    let card = |i: usize| {
+        order.body["cards"][i]["card_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
     let code = |i: usize| order.body["cards"][i]["code"].as_str().unwrap().to_owned();
     let (a, b, c) = (card(0), card(1), card(2));
     let act = |key: &str, card: &str, what: &str| {
@@ -791,11 +841,19 @@ fn a_cancelled_card_refunds_its_price_once_and_no_transition_revives_it() {
     act(CHECKOUT2, &a, "cancel").problem(404, "card_not_found");
     act(MERCHANT, &a, "cancel").problem(403, "forbidden");
     let x = act(CHECKOUT, &a, "cancel");
-    assert_eq!((x.status, &x.body["status"]), (200, &json!("cancelled")), "{x:?}");
+    assert_eq!(
+        (x.status, &x.body["status"]),
+        (200, &json!("cancelled")),
+        "{x:?}"
+    );
     assert_eq!(api.balance("w"), (after_order.0 + price, 0));
     let again = act(CHECKOUT, &a, "cancel");
     assert_eq!(again.body["status"], "cancelled", "{again:?}");
-    assert_eq!(api.balance("w"), (after_order.0 + price, 0), "a second cancel refunds nothing");
+    assert_eq!(
+        api.balance("w"),
+        (after_order.0 + price, 0),
+        "a second cancel refunds nothing"
+    );
     assert_eq!(liability(), 10_000);
     assert_eq!(margin(), margin_before - (price - 5_000));
     // A cancelled card: no redemption, no resend, no freeze.
@@ -808,7 +866,11 @@ fn a_cancelled_card_refunds_its_price_once_and_no_transition_revives_it() {
     // afterwards revives nothing.
     assert_eq!(redeem("r-b", &code(1), 1_000).status, 201);
     act(CHECKOUT, &b, "cancel").problem(422, "card_not_cancellable");
-    assert_eq!(api.post("/v1/redemptions/r-b/reversal", MERCHANT, &json!({})).status, 201);
+    assert_eq!(
+        api.post("/v1/redemptions/r-b/reversal", MERCHANT, &json!({}))
+            .status,
+        201
+    );
     assert_eq!(act(ADMIN, &b, "cancel").body["status"], "cancelled");
     let revive = api.post("/v1/redemptions/r-b/reversal", MERCHANT, &json!({}));
     assert!(

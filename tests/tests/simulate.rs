@@ -37,7 +37,10 @@ fn a_few_hundred_seeds_keep_every_promise() {
     // Reviews were held, settled both ways by an admin, and released by their deadlines
     // (ticks after which the run crashes now and then).
     assert!(total.reviews_held > 50, "{total:?}");
-    assert!(total.reviews_approved > 0 && total.reviews_rejected > 0, "{total:?}");
+    assert!(
+        total.reviews_approved > 0 && total.reviews_rejected > 0,
+        "{total:?}"
+    );
     assert!(total.review_expiries_fired > 0, "{total:?}");
 }
 

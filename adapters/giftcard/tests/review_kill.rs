@@ -10,8 +10,8 @@
 mod served;
 
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use served::{verify, Client, Res, Served, ADMIN, CHECKOUT, FUNDING, SUPPLIER};
 use serde_json::{json, Value};
+use served::{verify, Client, Res, Served, ADMIN, CHECKOUT, FUNDING, SUPPLIER};
 use std::time::{Duration, Instant};
 
 const ROUNDS: u64 = 8;
@@ -97,7 +97,10 @@ fn every_review_ends_exactly_once_across_sigkill_around_its_deadline() {
         "face_value": {"fixed": {"amount_minor": FACE, "currency": "USD"}},
         "wholesale_discount": "0.10", "supplier_id": "supplier-1", "regions": ["US"],
     });
-    assert_eq!(answered("sku", || c.post("/v1/skus", ADMIN, &sku)).status, 201);
+    assert_eq!(
+        answered("sku", || c.post("/v1/skus", ADMIN, &sku)).status,
+        201
+    );
     let codes: Vec<String> = (0..CODES).map(|i| format!("REVIEW-KILL-{i:04}")).collect();
     let up = answered("codes", || {
         c.post("/v1/skus/gc-25/codes", SUPPLIER, &json!({ "codes": codes }))
@@ -108,7 +111,9 @@ fn every_review_ends_exactly_once_across_sigkill_around_its_deadline() {
     });
     assert_eq!(w.status, 201, "{w:?}");
     let dep = json!({"deposit_id": "d", "amount": {"amount_minor": DEPOSIT, "currency": "USD"}, "reference": "psp"});
-    let d = answered("deposit", || c.post("/v1/wallets/w/deposits", FUNDING, &dep));
+    let d = answered("deposit", || {
+        c.post("/v1/wallets/w/deposits", FUNDING, &dep)
+    });
     assert_eq!(d.status, 201, "{d:?}");
 
     let mut server = Some(server);
@@ -123,7 +128,11 @@ fn every_review_ends_exactly_once_across_sigkill_around_its_deadline() {
         let placed = Instant::now();
         for id in &ids {
             let r = order(&c, id);
-            assert_eq!((r.status, &r.body["status"]), (202, &json!("pending_review")), "{r:?}");
+            assert_eq!(
+                (r.status, &r.body["status"]),
+                (202, &json!("pending_review")),
+                "{r:?}"
+            );
         }
         // The first is approved before the kill: it completes, once.
         let ok = answered("approve", || {
@@ -173,7 +182,10 @@ fn every_review_ends_exactly_once_across_sigkill_around_its_deadline() {
         let first = answered("approved", || {
             c.get(&format!("/v1/orders/{}", ids[0]), Some(CHECKOUT))
         });
-        assert_eq!(first.body["status"], "completed", "round {round}: {first:?}");
+        assert_eq!(
+            first.body["status"], "completed",
+            "round {round}: {first:?}"
+        );
         // Nothing still waits, nothing is held, and the books are exact: only the approved
         // orders were charged, each once, and only their codes left the pool.
         let list = answered("reviews", || c.get("/v1/admin/reviews", Some(ADMIN)));
@@ -191,7 +203,11 @@ fn every_review_ends_exactly_once_across_sigkill_around_its_deadline() {
                 &[],
             )
         });
-        assert_eq!((again.status, again.code()), (409, "not_in_review"), "{again:?}");
+        assert_eq!(
+            (again.status, again.code()),
+            (409, "not_in_review"),
+            "{again:?}"
+        );
         server = Some(s);
     }
     assert_eq!(expired, ROUNDS * (HELD_PER_ROUND as u64 - 1));

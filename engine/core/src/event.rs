@@ -711,5 +711,8 @@ pub enum OrderOutcome {
     Rejected(Rejection),
     /// Held for review: `held` is reserved on the wallet until `until`, when the review
     /// expires if nobody settled it. Never recorded: read from the review while it waits.
-    PendingReview { held: Money, until: UnixMillis },
+    PendingReview {
+        held: Money,
+        until: UnixMillis,
+    },
 }

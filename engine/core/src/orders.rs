@@ -508,7 +508,11 @@ pub(crate) fn decide_order(st: &ShardState, req: &OrderRequest, ctx: &Ctx) -> De
         Some(cause) => {
             // Held for review: the whole charge reserved until the review's deadline, in place
             // of a stock saga's hold if it had one (which recovery would not keep).
-            let until = UnixMillis(ctx.now.0.saturating_add(st.limits().policy().review_ttl_ms()));
+            let until = UnixMillis(
+                ctx.now
+                    .0
+                    .saturating_add(st.limits().policy().review_ttl_ms()),
+            );
             if let Some(h) = hold {
                 events.push(Event::OrderAborted {
                     key: key.clone(),

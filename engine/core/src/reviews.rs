@@ -163,7 +163,13 @@ impl Reviews {
         } else {
             Verdict::Rejected
         };
-        Decision::Events(Self::settled(r, key, verdict, Some(caller.client.clone()), now))
+        Decision::Events(Self::settled(
+            r,
+            key,
+            verdict,
+            Some(caller.client.clone()),
+            now,
+        ))
     }
 
     /// A review's end and the order's outcome, for one commit.

@@ -202,7 +202,11 @@ pub struct SkuSales {
 
 impl SkuSales {
     fn add(&mut self, bucket: u64, cards: u64, kept_from_bucket: u64) {
-        while self.buckets.front().is_some_and(|(b, _)| *b < kept_from_bucket) {
+        while self
+            .buckets
+            .front()
+            .is_some_and(|(b, _)| *b < kept_from_bucket)
+        {
             if let Some((_, total)) = self.buckets.pop_front() {
                 self.base = total;
             }
@@ -496,7 +500,10 @@ mod tests {
         s.add(10, 3, 0);
         s.add(10, 1, 0);
         s.add(12, 2, 0);
-        assert_eq!((s.since(0), s.since(10), s.since(11), s.since(13)), (6, 6, 2, 0));
+        assert_eq!(
+            (s.since(0), s.since(10), s.since(11), s.since(13)),
+            (6, 6, 2, 0)
+        );
         // A day later the old buckets go; what they counted is in the base, never in a window.
         s.add(100, 5, 50);
         assert_eq!((s.since(0), s.since(100), s.since(101)), (5, 5, 0));

@@ -278,7 +278,12 @@ impl Sales {
 
     /// The sales' part of an event applied at `at`; `owner` is the client of the order's wallet
     /// (for a cancellation, of the card's order).
-    pub(crate) fn apply(&mut self, event: &Event, owner: Option<&ClientId>, cards: &crate::cards::Cards) {
+    pub(crate) fn apply(
+        &mut self,
+        event: &Event,
+        owner: Option<&ClientId>,
+        cards: &crate::cards::Cards,
+    ) {
         match event {
             Event::CardCancelled {
                 card,

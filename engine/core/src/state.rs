@@ -1967,7 +1967,10 @@ mod tests {
         let Decision::Events(evs) = d else {
             panic!("{d:?}")
         };
-        let Some(Event::OrderPendingReview(p)) = evs.iter().find(|e| matches!(e, Event::OrderPendingReview(_))) else {
+        let Some(Event::OrderPendingReview(p)) = evs
+            .iter()
+            .find(|e| matches!(e, Event::OrderPendingReview(_)))
+        else {
             panic!("{evs:?}")
         };
         let charge = p.order.total().minor();
@@ -1975,7 +1978,11 @@ mod tests {
         assert_eq!(p.score.as_ref().map(|r| r.score), Some(50));
         assert!(!evs.iter().any(|e| matches!(e, Event::OrderCompleted(_))));
         assert_eq!(bal(&s), (avail0 - charge, charge), "the charge is reserved");
-        assert_eq!(s.pools().available(&SkuId::new("s")), codes0 - 2, "codes reserved");
+        assert_eq!(
+            s.pools().available(&SkuId::new("s")),
+            codes0 - 2,
+            "codes reserved"
+        );
         let first = p.order.first_card;
         assert!(s.cards().get(&first).is_none(), "no card before approval");
         // A retry gets the state the order is in.
@@ -1987,7 +1994,11 @@ mod tests {
             })
         );
         // Another order meanwhile takes neither its codes nor its card ids.
-        let d = step(&mut s, &Command::PlaceOrder(Box::new(req("o-2", 1))), 1_100_000);
+        let d = step(
+            &mut s,
+            &Command::PlaceOrder(Box::new(req("o-2", 1))),
+            1_100_000,
+        );
         let Decision::Events(evs) = d else {
             panic!("{d:?}")
         };
@@ -2005,7 +2016,13 @@ mod tests {
         let Decision::Events(evs) = d else {
             panic!("{d:?}")
         };
-        assert!(matches!(&evs[0], Event::ReviewSettled { verdict: Verdict::Approved, .. }));
+        assert!(matches!(
+            &evs[0],
+            Event::ReviewSettled {
+                verdict: Verdict::Approved,
+                ..
+            }
+        ));
         assert!(matches!(&evs[1], Event::OrderCompleted(o) if o.first_card == first));
         assert!(s.cards().get(&first).is_some());
         assert!(s.reviews().is_empty());
@@ -2034,29 +2051,66 @@ mod tests {
         }));
         let (avail, held) = bal(&s);
         let codes = s.pools().available(&SkuId::new("s"));
-        step(&mut s, &Command::PlaceOrder(Box::new(req("o-3", 3))), 1_200_000);
-        step(&mut s, &Command::PlaceOrder(Box::new(req("o-4", 1))), 1_200_000);
+        step(
+            &mut s,
+            &Command::PlaceOrder(Box::new(req("o-3", 3))),
+            1_200_000,
+        );
+        step(
+            &mut s,
+            &Command::PlaceOrder(Box::new(req("o-4", 1))),
+            1_200_000,
+        );
         assert_eq!(s.reviews().len(), 2);
         let before_snapshot = s.clone();
         let back = ShardState::decode(&s.encode().expect("encodes")).expect("decodes");
         assert_eq!(back, before_snapshot, "reviews survive a snapshot");
         let d = settle(&mut s, "o-3", false, &admin, 1_200_001);
-        assert!(matches!(&d, Decision::Events(e) if matches!(e[1], Event::OrderRejected { reason: Rejection::ReviewRejected, .. })));
+        assert!(
+            matches!(&d, Decision::Events(e) if matches!(e[1], Event::OrderRejected { reason: Rejection::ReviewRejected, .. }))
+        );
         assert!(matches!(
             s.decide_order(&req("o-3", 3), &ctx_at(1_200_002)),
             Decision::Replay(OrderOutcome::Rejected(Rejection::ReviewRejected))
         ));
         // The last expires at its deadline by a tick, once.
-        assert!(matches!(step(&mut s, &Command::Tick, 1_209_999), Decision::Answered(_)));
+        assert!(matches!(
+            step(&mut s, &Command::Tick, 1_209_999),
+            Decision::Answered(_)
+        ));
         let d = step(&mut s, &Command::Tick, 1_210_000);
         let Decision::Events(evs) = d else {
             panic!("{d:?}")
         };
-        assert!(matches!(&evs[0], Event::ReviewSettled { verdict: Verdict::Expired, by: None, .. }));
-        assert!(matches!(&evs[1], Event::OrderRejected { reason: Rejection::ReviewExpired, .. }));
-        assert!(matches!(step(&mut s, &Command::Tick, 1_300_000), Decision::Answered(_)));
-        assert_eq!(bal(&s), (avail, held), "rejected and expired give the charge back");
-        assert_eq!(s.pools().available(&SkuId::new("s")), codes, "and their codes");
+        assert!(matches!(
+            &evs[0],
+            Event::ReviewSettled {
+                verdict: Verdict::Expired,
+                by: None,
+                ..
+            }
+        ));
+        assert!(matches!(
+            &evs[1],
+            Event::OrderRejected {
+                reason: Rejection::ReviewExpired,
+                ..
+            }
+        ));
+        assert!(matches!(
+            step(&mut s, &Command::Tick, 1_300_000),
+            Decision::Answered(_)
+        ));
+        assert_eq!(
+            bal(&s),
+            (avail, held),
+            "rejected and expired give the charge back"
+        );
+        assert_eq!(
+            s.pools().available(&SkuId::new("s")),
+            codes,
+            "and their codes"
+        );
         assert!(s.reviews().is_empty());
     }
 
@@ -2134,13 +2188,19 @@ mod tests {
             vec![RiskReason::SharedRecipient]
         );
         // A sender counts once, however often it sends; the order's own wallet not at all.
-        assert_eq!(place(&mut s, "w", 1, Some("r@example.com"), 7_500), vec![RiskReason::SharedRecipient]);
+        assert_eq!(
+            place(&mut s, "w", 1, Some("r@example.com"), 7_500),
+            vec![RiskReason::SharedRecipient]
+        );
         // Three cards sold so far; two more in the window make the SKU hot for the next order.
         assert_eq!(place(&mut s, "w", 1, None, 8_000), vec![]);
         assert_eq!(place(&mut s, "w", 2, None, 9_000), vec![RiskReason::HotSku]);
         let back = ShardState::decode(&s.encode().expect("encodes")).expect("decodes");
         assert_eq!(back, s, "the crowd survives a snapshot");
         // Past both windows, neither holds.
-        assert_eq!(place(&mut s, "w2", 1, Some("r@example.com"), 100_000), vec![]);
+        assert_eq!(
+            place(&mut s, "w2", 1, Some("r@example.com"), 100_000),
+            vec![]
+        );
     }
 }

@@ -34,17 +34,19 @@ pub fn answer(state: &ShardState, q: Query) -> Result<QueryAnswer, EngineError> 
                 // Waiting for review: the order as it stands, with what it holds.
                 Some(r) => {
                     let o = &r.pending.order;
-                    Ok(QueryAnswer::Order(Box::new(giftcard_core::state::OrderRecord {
-                        fingerprint: o.fingerprint,
-                        wallet: o.wallet.clone(),
-                        outcome: OrderOutcome::PendingReview {
-                            held: r.held(),
-                            until: r.pending.until,
+                    Ok(QueryAnswer::Order(Box::new(
+                        giftcard_core::state::OrderRecord {
+                            fingerprint: o.fingerprint,
+                            wallet: o.wallet.clone(),
+                            outcome: OrderOutcome::PendingReview {
+                                held: r.held(),
+                                until: r.pending.until,
+                            },
+                            at: o.at,
+                            channel: o.channel,
+                            recipient: o.recipient.clone(),
                         },
-                        at: o.at,
-                        channel: o.channel,
-                        recipient: o.recipient.clone(),
-                    })))
+                    )))
                 }
                 None => Ok(QueryAnswer::Missing),
             },

@@ -1129,7 +1129,10 @@ impl Sim {
             if self.expired.contains(&o.key)
                 && matches!(
                     self.order_answers.get(&o.key),
-                    Some((_, OrderOutcome::Rejected(_) | OrderOutcome::PendingReview { .. }))
+                    Some((
+                        _,
+                        OrderOutcome::Rejected(_) | OrderOutcome::PendingReview { .. }
+                    ))
                 )
             {
                 // The rejection was forgotten: the key may be answered afresh.
@@ -1151,8 +1154,8 @@ impl Sim {
                         ));
                     }
                     // A review's end is the one change an order's answer may make.
-                    let ended = matches!(first, OrderOutcome::PendingReview { .. })
-                        && review_end(outcome);
+                    let ended =
+                        matches!(first, OrderOutcome::PendingReview { .. }) && review_end(outcome);
                     if *outcome != first && !ended {
                         return Err(format!(
                             "order {:?} answered {outcome:?}, earlier acknowledged as {first:?}",
@@ -1576,12 +1579,13 @@ impl Sim {
                     let waiting = states.iter().find_map(|st| st.reviews().get(&o.key));
                     // Once its end (a rejection) was forgotten, the key may have been
                     // placed afresh, with any outcome.
-                    let ok = self.expired.contains(&o.key) || match (waiting, orders.get(&o.key)) {
-                        (Some(r), None) => r.held() == *held && r.pending.until == *until,
-                        (None, Some(rec)) => review_end(&rec.outcome),
-                        (None, None) => self.expired.contains(&o.key),
-                        (Some(_), Some(_)) => false,
-                    };
+                    let ok = self.expired.contains(&o.key)
+                        || match (waiting, orders.get(&o.key)) {
+                            (Some(r), None) => r.held() == *held && r.pending.until == *until,
+                            (None, Some(rec)) => review_end(&rec.outcome),
+                            (None, None) => self.expired.contains(&o.key),
+                            (Some(_), Some(_)) => false,
+                        };
                     if !ok {
                         return Err(format!(
                             "order {:?}, acknowledged as held for review, is neither waiting nor ended ({:?}, {:?})",

@@ -427,8 +427,7 @@ fn check_pools(
     for (sku, p) in st.pools().iter() {
         let in_ranges: u64 = p.ranges.iter().map(|(s, e)| e - s).sum();
         let held = reserved.remove(sku).unwrap_or(0);
-        if in_ranges != p.available
-            || p.available + held + p.lent + p.sold != p.added + p.received
+        if in_ranges != p.available || p.available + held + p.lent + p.sold != p.added + p.received
         {
             r.violations.push(format!(
                 "shard {} sku {sku:?}: pool does not reconcile (ranges {in_ranges}, available {}, reserved {held}, added {}, received {}, lent {}, sold {})",
