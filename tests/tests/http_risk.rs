@@ -786,9 +786,10 @@ fn an_order_over_the_kyc_threshold_goes_to_review_when_the_policy_says_so() {
 /// Card cancellation and the illegal transitions around it: an issued card nothing was
 /// redeemed from is cancelled for its buyer (its price back on the wallet, exactly), and from
 /// then on it redeems nothing, resends nothing, freezes nothing, and a reversal of a
-/// redemption made on it before does not revive it. A card something was redeemed from, a
-/// supplier's code, and another client's card are refused and change nothing; the books
-/// (ledger, revenue report, liability) stay exact.
+/// redemption made on it before does not revive it. A supplier's code is cancelled only when it
+/// was never delivered, and its code goes back in stock. A card something was redeemed from, a
+/// delivered code, and another client's card are refused and change nothing; the books
+/// (ledger, revenue report, liability, stock) stay exact.
 #[test]
 fn a_cancelled_card_refunds_its_price_once_and_no_transition_revives_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -883,13 +884,49 @@ fn a_cancelled_card_refunds_its_price_once_and_no_transition_revives_it() {
     // Fully redeemed: not cancellable.
     assert_eq!(redeem("r-c", &code(2), 5_000).status, 201);
     act(CHECKOUT, &c, "cancel").problem(422, "card_not_cancellable");
-    // A supplier's code: not cancellable.
+    // A supplier's code that reached its buyer (shown in the answer, or delivered) may have
+    // been redeemed at the brand: not cancellable.
     let sup = api.order(CHECKOUT, "o-2", "w", "gc-25", 1);
     let sup_card = sup.body["cards"][0]["card_id"].as_str().unwrap().to_owned();
     act(CHECKOUT, &sup_card, "cancel").problem(422, "card_not_cancellable");
+    // One whose every delivery attempt failed never reached anyone: cancelled, its price back
+    // and its code back in stock, the supplier owed nothing for it.
+    let mut mail = order_body("o-3", "w", "gc-25", 1);
+    mail["delivery"] = json!({"channel": "email", "recipient": "y@example.com"});
+    let lost = api.post("/v1/orders", CHECKOUT, &mail);
+    assert_eq!(lost.status, 201, "{lost:?}");
+    let lost_card = lost.body["cards"][0]["card_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    act(CHECKOUT, &lost_card, "cancel").problem(422, "card_not_cancellable");
+    let mut attempt = 1;
+    loop {
+        let r = api.post(
+            &format!("/v1/deliveries/{lost_card}/report"),
+            DELIVERY,
+            &json!({"status": "failed", "attempt": attempt, "token": report_token(&lost_card, attempt)}),
+        );
+        assert_eq!(r.status, 200, "{r:?}");
+        if r.body["delivery"] == "gave_up" {
+            break;
+        }
+        attempt += 1;
+        assert!(attempt <= 10, "delivery never given up: {r:?}");
+    }
+    let stock_before = api.stock("gc-25");
+    let before = api.balance("w");
+    let x = act(CHECKOUT, &lost_card, "cancel");
+    assert_eq!(x.body["status"], "cancelled", "{x:?}");
+    assert_eq!(api.balance("w"), (before.0 + 2_500, 0));
+    assert_eq!(api.stock("gc-25"), (stock_before.0 + 1, stock_before.1 - 1));
+    act(CHECKOUT, &lost_card, "resend").problem(422, "card_cancelled");
+    // Its code sells again, to the next order.
+    assert_eq!(api.order(CHECKOUT, "o-4", "w", "gc-25", 4).status, 201);
+    assert_eq!(api.stock("gc-25").0, 0);
     api.post("/v1/cards/99999/cancel", CHECKOUT, &json!({}))
         .problem(404, "card_not_found");
-    assert_eq!(api.balance("w"), (after_order.0 + 2 * price - 2_500, 0));
+    assert_eq!(api.balance("w"), (after_order.0 + 2 * price - 5 * 2_500, 0));
     assert_eq!(liability(), 0);
     let history = api.get("/v1/wallets/w/transactions", Some(CHECKOUT));
     let refunds = history.body["transactions"]
@@ -898,6 +935,6 @@ fn a_cancelled_card_refunds_its_price_once_and_no_transition_revives_it() {
         .iter()
         .filter(|t| t["kind"] == "refund")
         .count();
-    assert_eq!(refunds, 2, "{history:?}");
+    assert_eq!(refunds, 3, "{history:?}");
     api.reconciled();
 }

@@ -1,18 +1,32 @@
-//! Card cancellation: an issued card nothing was redeemed from goes back, its price to the
-//! wallet that bought it. Only stored value the engine itself issued can be taken back: a
-//! supplier's code, once sold, may have been redeemed at the brand, which the engine cannot
-//! see, so it is not cancelled here. A converted line's price is in another currency than the
-//! card, with an FX spread earned on it; such a card is not cancelled either (the refund would
-//! need a conversion of its own).
+//! Card cancellation: a card goes back, its price to the wallet that bought it, when nobody can
+//! have used it. An issued card qualifies while nothing was redeemed from it (its balance is
+//! its face). A supplier's code qualifies only when it was never delivered (every delivery
+//! attempt failed): a code that reached anyone may have been redeemed at the brand, which the
+//! engine cannot see. A never-delivered code goes back to its pool, and the supplier is owed
+//! its cost no more (in the open settlement period). A converted line's price is in another
+//! currency than the card, with an FX spread earned on it; such a card is not cancelled (the
+//! refund would need a conversion of its own).
 //!
-//! `CardCancelled` moves the card's whole face out of it, the price into the wallet and the
-//! margin back out of revenue; the sale keeps a refund (section `sales`), so the revenue report
-//! counts it at the instant of the cancellation and still equals the ledger.
+//! `CardCancelled` moves the price into the wallet and the margin back out of revenue, and the
+//! face out of an issued card or the cost out of the supplier's payable; the sale keeps a refund
+//! (section `sales`), so the revenue report counts it at the instant of the cancellation and
+//! still equals the ledger.
 
-use crate::cards::{CardStatus, CodeRef};
+use crate::cards::{CardStatus, CodeRef, Delivery};
 use crate::event::Event;
 use crate::state::{Decision, ShardState};
 use crate::*;
+use serde::{Deserialize, Serialize};
+
+/// A cancelled supplier's code going back: the slot, the pool it came from, and what the
+/// supplier is owed for it no more.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Restock {
+    pub pool: SkuId,
+    pub slot: u64,
+    pub supplier: SupplierId,
+    pub cost: Money,
+}
 
 /// Cancels `card_id` for its buyer's client or an admin (to anyone else it does not exist).
 /// Cancelling a cancelled card answers as it is.
@@ -37,11 +51,40 @@ pub(crate) fn decide(
     if st.deadlines().card_expired_by(&card_id, now) {
         return Decision::Reject(Rejection::CardExpired);
     }
-    if !matches!(card.code, CodeRef::Sealed(_)) || card.balance_minor != card.face.minor() {
+    let usable = match card.code {
+        CodeRef::Sealed(_) => card.balance_minor != card.face.minor(),
+        CodeRef::Slot(_) => !matches!(card.delivery, Delivery::GaveUp { .. }),
+    };
+    if usable {
         return Decision::Reject(Rejection::CardNotCancellable);
     }
-    let Some(price) = price_of(st, card_id, &card.order) else {
+    let Some(line) = line_of(st, card_id, &card.order) else {
         return Decision::Reject(Rejection::CardNotCancellable);
+    };
+    let restock = match card.code {
+        CodeRef::Sealed(_) => None,
+        CodeRef::Slot(slot) => {
+            let own = st
+                .catalog()
+                .sku(&line.sku)
+                .is_some_and(|s| s.supplier == line.supplier);
+            let pool = if own {
+                line.sku.clone()
+            } else {
+                crate::sourcing::offer_pool(&line.sku, &line.supplier)
+            };
+            // The pool its sale was counted in (a SKU whose supplier changed since names
+            // another): a code is only ever put back where it was taken from.
+            if !st.pools().get(&pool).is_some_and(|p| p.sold > 0) {
+                return Decision::Reject(Rejection::CardNotCancellable);
+            }
+            Some(Restock {
+                pool,
+                slot,
+                supplier: line.supplier.clone(),
+                cost: line.unit_cost,
+            })
+        }
     };
     let Some(rec) = st.orders().get(&card.order) else {
         return Decision::Reject(Rejection::CardNotCancellable);
@@ -50,17 +93,22 @@ pub(crate) fn decide(
         card: card_id,
         order: card.order.clone(),
         wallet: rec.wallet.clone(),
-        refund: price,
+        refund: line.unit_price,
         face: card.face,
+        restock,
         by: caller.client.clone(),
         at: now,
     }])
 }
 
-/// What the card was sold for, in its own currency: its line's unit price, found by walking
-/// the order's lines from its first card. None for a converted line, or an order without a
-/// sale record (completed before sales were recorded).
-fn price_of(st: &ShardState, card_id: CardId, order: &OrderKey) -> Option<Money> {
+/// The sale's line the card was sold in, found by walking the order's lines from its first
+/// card. None for a converted line, or an order without a sale record (completed before sales
+/// were recorded).
+fn line_of<'a>(
+    st: &'a ShardState,
+    card_id: CardId,
+    order: &OrderKey,
+) -> Option<&'a crate::sales::SaleLine> {
     let first = match st.orders().get(order)?.outcome {
         crate::event::OrderOutcome::Completed { first_card, .. } => first_card,
         _ => return None,
@@ -69,10 +117,9 @@ fn price_of(st: &ShardState, card_id: CardId, order: &OrderKey) -> Option<Money>
     for line in &st.sales().get(order)?.lines {
         let q = u64::from(line.quantity);
         if at < q {
-            let same = line.issued
-                && line.unit_price.currency() == line.charged.currency()
-                && line.fx.minor() == 0;
-            return same.then_some(line.unit_price);
+            let same =
+                line.unit_price.currency() == line.charged.currency() && line.fx.minor() == 0;
+            return same.then_some(line);
         }
         at -= q;
     }

@@ -635,14 +635,17 @@ pub enum Event {
     /// are taken, until a reviewer approves it (`ReviewSettled` then `OrderCompleted` of this
     /// very order), rejects it or the review expires (`ReviewSettled` then `OrderRejected`).
     OrderPendingReview(Box<crate::reviews::PendingReview>),
-    /// An issued card cancelled: its whole `face` leaves the card, `refund` (what it was sold
-    /// for) goes back to `wallet`, and the margin it made is taken back.
+    /// A card cancelled: `refund` (what it was sold for) goes back to `wallet` and the margin it
+    /// made is taken back. An issued card's whole `face` leaves it; a supplier's code that was
+    /// never delivered goes back to its pool (`restock`) and the supplier is owed its cost no
+    /// more.
     CardCancelled {
         card: CardId,
         order: OrderKey,
         wallet: WalletId,
         refund: Money,
         face: Money,
+        restock: Option<crate::cancels::Restock>,
         by: ClientId,
         at: UnixMillis,
     },

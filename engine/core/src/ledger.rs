@@ -125,14 +125,26 @@ pub fn postings(event: &Event) -> Vec<Posting> {
             wallet,
             refund,
             face,
+            restock,
             ..
         } => {
             let ccy = face.currency();
-            post(&mut out, Account::Card(*card), -face.minor(), ccy);
+            // What the card stood for: its stored value, or what its supplier was owed.
+            let value = match restock {
+                None => {
+                    post(&mut out, Account::Card(*card), -face.minor(), ccy);
+                    face.minor()
+                }
+                Some(r) => {
+                    let account = Account::SupplierPayable(r.supplier.clone(), ccy);
+                    post(&mut out, account, -r.cost.minor(), ccy);
+                    r.cost.minor()
+                }
+            };
             post(
                 &mut out,
                 Account::RevenueMargin(ccy),
-                face.minor() - refund.minor(),
+                value - refund.minor(),
                 ccy,
             );
             post(

@@ -160,7 +160,12 @@ impl Liability {
                     self.change(key, at, amount.minor(), 0);
                 }
             }
-            Event::CardCancelled { card, face, .. } => {
+            Event::CardCancelled {
+                card,
+                face,
+                restock: None,
+                ..
+            } => {
                 if let Some(key) = card_series(card) {
                     self.change(key, at, -face.minor(), 0);
                 }

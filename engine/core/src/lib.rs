@@ -293,7 +293,7 @@ pub enum Rejection {
     NotInReview,
     #[error("the card was cancelled")]
     CardCancelled,
-    #[error("the card cannot be cancelled: only an issued card nothing was redeemed from, paid in its own currency, is")]
+    #[error("the card cannot be cancelled: only an issued card nothing was redeemed from, or a supplier's code never delivered, paid in its own currency, is")]
     CardNotCancellable,
 }
 

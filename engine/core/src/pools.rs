@@ -130,6 +130,13 @@ impl Pools {
         self.pools.entry(pool.clone()).or_default().remove(range);
     }
 
+    /// Puts a cancelled card's code back, unsold.
+    pub(crate) fn restock(&mut self, pool: &SkuId, slot: u64) {
+        let p = self.pools.entry(pool.clone()).or_default();
+        p.insert((slot, slot + 1));
+        p.sold -= 1;
+    }
+
     /// Puts a reserved range back (a review ended).
     pub(crate) fn unreserve(&mut self, pool: &SkuId, range: SlotRange) {
         self.pools.entry(pool.clone()).or_default().insert(range);

@@ -73,9 +73,10 @@ pub struct Refund {
     pub client: ClientId,
     pub sku: SkuId,
     pub supplier: SupplierId,
-    /// What the card was sold for, and its face (its cost).
+    /// What the card was sold for, and what it cost (an issued card's face, a supplier's
+    /// code's cost).
     pub price: Money,
-    pub face: Money,
+    pub cost: Money,
 }
 
 /// The sales and commissions of one shard.
@@ -254,8 +255,8 @@ impl Sales {
             let row = out.entry((key, ccy)).or_default();
             row.cards = row.cards.saturating_sub(1);
             row.sales_minor -= r.price.minor();
-            row.cost_minor -= r.face.minor();
-            row.margin_minor -= r.price.minor() - r.face.minor();
+            row.cost_minor -= r.cost.minor();
+            row.margin_minor -= r.price.minor() - r.cost.minor();
         }
         for c in self.commissions.iter().filter(|c| inside(c.at)) {
             let key = match by {
@@ -289,16 +290,23 @@ impl Sales {
                 card,
                 refund,
                 face,
+                restock,
                 at,
                 ..
             } => {
                 let Some(c) = cards.get(card) else { return };
-                let supplier = self
-                    .by_order
-                    .get(&c.order)
-                    .and_then(|s| s.lines.iter().find(|l| l.sku == c.sku))
-                    .map(|l| l.supplier.clone())
-                    .unwrap_or_else(|| SupplierId::new(""));
+                let (supplier, cost) = match restock {
+                    Some(r) => (r.supplier.clone(), r.cost),
+                    None => {
+                        let supplier = self
+                            .by_order
+                            .get(&c.order)
+                            .and_then(|s| s.lines.iter().find(|l| l.sku == c.sku))
+                            .map(|l| l.supplier.clone())
+                            .unwrap_or_else(|| SupplierId::new(""));
+                        (supplier, *face)
+                    }
+                };
                 self.refunds.push(Refund {
                     at: *at,
                     card: *card,
@@ -306,7 +314,7 @@ impl Sales {
                     sku: c.sku.clone(),
                     supplier,
                     price: *refund,
-                    face: *face,
+                    cost,
                 });
             }
             Event::OrderCompleted(order) => {

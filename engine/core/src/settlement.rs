@@ -69,6 +69,19 @@ impl Settlement {
                     }
                 }
             }
+            // A never-delivered code cancelled: its supplier is owed its cost no more, in the
+            // open period (which may go below zero if the sale was settled in a closed one).
+            Event::CardCancelled {
+                restock: Some(r), ..
+            } => {
+                let due = self.unsettled.entry(r.supplier.clone()).or_default();
+                due.cards = due.cards.saturating_sub(1);
+                let ccy = r.cost.currency();
+                match due.owed.iter_mut().find(|(c, _)| *c == ccy) {
+                    Some(e) => e.1 = sum(e.1, -r.cost.minor()),
+                    None => due.owed.push((ccy, -r.cost.minor())),
+                }
+            }
             Event::SettlementClosed { period_id, dues } => {
                 self.closed.insert(period_id.clone(), dues.clone());
                 for (supplier, due) in dues {

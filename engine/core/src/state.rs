@@ -597,6 +597,9 @@ impl ShardState {
                     }
                 }
             }
+            Event::CardCancelled {
+                restock: Some(r), ..
+            } => self.pools.restock(&r.pool, r.slot),
             _ => {}
         }
         self.reports.apply(event);

@@ -501,6 +501,8 @@ fn check_cards_and_orders(
             ));
         }
         match &c.code {
+            // A cancelled card's code went back to its pool (and may be sold again).
+            CodeRef::Slot(_) if c.status == CardStatus::Cancelled => {}
             CodeRef::Slot(slot) => {
                 if !seen.insert(*slot) {
                     r.violations.push(format!(

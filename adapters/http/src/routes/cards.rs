@@ -125,11 +125,13 @@ pub async fn unfreeze_card(
     set_frozen(who, state, path, false).await
 }
 
-/// Cancels an issued card nothing was redeemed from, for the client whose order bought it or
-/// an admin: its price goes back to the wallet (`refund` in the wallet's history), its code
-/// redeems nothing from then on (`422 card_cancelled`), and nothing revives it. A card with
-/// anything redeemed, a supplier's code (which the brand may have redeemed), or a card paid in
-/// another currency is `422 card_not_cancellable`; an expired card `422 card_expired`.
+/// Cancels a card nobody can have used, for the client whose order bought it or an admin: an
+/// issued card nothing was redeemed from, or a supplier's code whose every delivery attempt
+/// failed (its code goes back in stock). Its price goes back to the wallet (`refund` in the
+/// wallet's history), it redeems nothing from then on (`422 card_cancelled`), and nothing
+/// revives it. A card with anything redeemed, a supplier's code that was delivered or shown
+/// (the brand may have redeemed it), or a card paid in another currency is
+/// `422 card_not_cancellable`; an expired card `422 card_expired`.
 /// Cancelling a cancelled card answers as it is.
 #[utoipa::path(post, path = "/v1/cards/{card_id}/cancel", tag = "cards", params(("card_id" = String, Path, pattern = r"^[0-9]{1,19}$", min_length = 1, max_length = 19)), responses((status = 200, body = CardView)), security(("bearer" = [])))]
 pub async fn cancel_card(
