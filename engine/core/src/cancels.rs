@@ -75,7 +75,7 @@ pub(crate) fn decide(
             };
             // The pool its sale was counted in (a SKU whose supplier changed since names
             // another): a code is only ever put back where it was taken from.
-            if !st.pools().get(&pool).is_some_and(|p| p.sold > 0) {
+            if st.pools().get(&pool).is_none_or(|p| p.sold == 0) {
                 return Decision::Reject(Rejection::CardNotCancellable);
             }
             Some(Restock {
