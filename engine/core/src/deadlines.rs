@@ -122,27 +122,26 @@ impl Deadlines {
                         .is_some_and(|r| matches!(r.outcome, OrderOutcome::Rejected(_))));
                     forgotten.push(d.clone());
                 }
-                Deadline::HoldExpires(key) => match st.orders().hold(key) {
-                    // A review nobody settled in time: the order is released, recorded as
-                    // `review_expired`, its codes back in their pools.
-                    Some(_) if st.reviews().get(key).is_some() => {
-                        let r = st.reviews().get(key).expect("checked above");
-                        events.extend(crate::reviews::Reviews::settled(
+                Deadline::HoldExpires(key) => {
+                    match (st.orders().hold(key), st.reviews().get(key)) {
+                        // A review nobody settled in time: the order is released, recorded as
+                        // `review_expired`, its codes back in their pools.
+                        (Some(_), Some(r)) => events.extend(crate::reviews::Reviews::settled(
                             r,
                             key,
                             crate::reviews::Verdict::Expired,
                             None,
                             now,
-                        ));
+                        )),
+                        (Some(h), None) => events.push(Event::OrderAborted {
+                            key: key.clone(),
+                            wallet: h.wallet.clone(),
+                            released_hold: h.amount,
+                        }),
+                        // Cannot happen (the entry goes with its hold); forget it if it does.
+                        (None, _) => forgotten.push(d.clone()),
                     }
-                    Some(h) => events.push(Event::OrderAborted {
-                        key: key.clone(),
-                        wallet: h.wallet.clone(),
-                        released_hold: h.amount,
-                    }),
-                    // Cannot happen (the entry goes with its hold); forget it if it does.
-                    None => forgotten.push(d.clone()),
-                },
+                }
                 Deadline::QuoteForgotten(..) => forgotten.push(d.clone()),
                 // Whatever is left on the card, if anything, moves to breakage; a card already
                 // expired (or voided) has nothing left to move.
